@@ -1,0 +1,94 @@
+"""The `mlkit` command: one Typer app per command group, mounted here.
+
+Exit codes are translated from exceptions in exactly one place, :meth:`_RootGroup.invoke`. Modules
+imported here must stay light: heavy libraries are imported inside the commands that use them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from mlkit import __version__
+from mlkit import constants as C
+from mlkit.cli import config as config_cli
+from mlkit.cli import init as init_cli
+from mlkit.errors import ExitCode, MlkitError
+
+_state = {"debug": False}
+
+
+def debug_enabled() -> bool:
+    return _state["debug"] or os.environ.get(C.ENV_DEBUG, "") not in ("", "0", "false")
+
+
+class _RootGroup(TyperGroup):
+    """Turns every exception that leaves a command into an exit code and (at most) one error line."""
+
+    def invoke(self, ctx: Any) -> Any:
+        from mlkit.cli import _output
+
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except MlkitError as exc:
+            if debug_enabled():
+                _print_traceback()
+            _output.report_error(exc.message, exc.hint)
+            raise typer.Exit(int(exc.exit_code)) from None
+        except KeyboardInterrupt:
+            _output.report_error("interrupted", None)
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        except Exception as exc:
+            if debug_enabled():
+                _print_traceback()
+            message = f"unexpected {type(exc).__name__}: {exc}".splitlines()[0]
+            _output.report_error(message, f"run again with --debug (or {C.ENV_DEBUG}=1) for the traceback")
+            raise typer.Exit(int(ExitCode.FAILED)) from None
+
+
+def _print_traceback() -> None:
+    import traceback
+
+    # plain traceback, never local variables: they may hold credentials
+    traceback.print_exc(file=sys.stderr)
+
+
+app = typer.Typer(
+    cls=_RootGroup,
+    name="mlkit",
+    help="From an empty folder to a model in production: versioned code, data and models, "
+    "tracked runs, gated promotion, CI.\n\nExample: mlkit init churn && cd churn && mlkit train",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"mlkit {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", "-V", callback=_show_version, is_eager=True,
+                                 help="Show the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help=f"Show tracebacks for errors (or set {C.ENV_DEBUG}=1)."),
+) -> None:
+    _state["debug"] = debug
+
+
+app.command("init")(init_cli.init)
+app.add_typer(config_cli.app, name="config")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="mlkit")

@@ -1,0 +1,71 @@
+"""`mlkit init`: create a project."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+from mlkit.errors import UsageError
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty() and not os.environ.get("CI")
+
+
+def init(
+    name: str = typer.Argument(None, help="Project name: a folder and, with - as _, a Python package."),
+    template: str = typer.Option("classification", "--template", "-t",
+                                 help="classification or regression, or a template folder with --trust-template."),
+    directory: Path = typer.Option(None, "--dir", help="Project folder to create (default: ./NAME)."),
+    set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
+                                   help="Template answer, e.g. estimator=sklearn.ensemble.RandomForestClassifier."),
+    no_git: bool = typer.Option(False, "--no-git", help="Do not create a git repository."),
+    no_dvc: bool = typer.Option(False, "--no-dvc", help="Do not set up DVC."),
+    force: bool = typer.Option(False, "--force", help="Write into a non-empty folder, replacing template files."),
+    data_remote: Path = typer.Option(None, "--data-remote",
+                                     help="Folder for the DVC remote (default: under the user's cache dir)."),
+    trust_template: bool = typer.Option(False, "--trust-template",
+                                        help="Allow a template that is not bundled (it can run arbitrary code)."),
+    json_: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Create a project: layout, config, sample data, git, DVC and tracking, all wired and committed.
+
+    Example: mlkit init churn --template classification && cd churn && mlkit train
+    """
+    from mlkit.cli import _output
+    from mlkit.scaffold import BUNDLED_TEMPLATES, init_project
+
+    if name is None:
+        if not _interactive():
+            raise UsageError("missing project NAME", hint="run `mlkit init NAME`")
+        name = typer.prompt("Project name")
+    answers = {}
+    for item in set_:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set {item!r}: must look like KEY=VALUE", hint="e.g. --set python_version=3.12")
+        answers[key.strip()] = value
+    if template not in BUNDLED_TEMPLATES and trust_template:
+        _output.warn(f"using template {template}: templates and their Jinja code can run arbitrary code")
+    result = init_project(
+        name, template=template, directory=directory, answers=answers, git=not no_git, dvc=not no_dvc,
+        force=force, data_remote=data_remote, trust_template=trust_template,
+        progress=None if json_ else _output.status,
+    )
+    if json_:
+        _output.print_json(result.to_dict())
+        return
+    _output.out().print(f"Created [bold]{result.name}[/] in {result.root} ({result.seconds:.2f}s)")
+    rows = [("template", result.template), ("package", result.package),
+            ("data", ", ".join(result.data_files) or "-"), ("data remote", result.data_remote or "-"),
+            ("commit", (result.commit or "-")[:12])]
+    _output.print_table(("", ""), rows)
+    _output.out().print(f"Next: cd {result.root} && mlkit train")
+    _output.github_outputs({"project": result.root, "commit": result.commit or ""})
+    _output.github_summary(
+        f"### mlkit init {result.name}\n\n"
+        + _output.markdown_table(("", ""), rows)
+    )

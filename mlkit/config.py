@@ -1,0 +1,374 @@
+"""Project settings (`mlkit.yaml`) and hyperparameters (`params.yaml`): schema, layering, validation.
+
+Settings resolve in this order: the defaults below, the project's `mlkit.yaml`, `MLKIT_*` environment
+variables, then command-line `--set` overrides. Every error names the file, the field path and what is
+allowed, for example ``mlkit.yaml: model.task: must be one of 'classification', 'regression'``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mlkit import constants as C
+from mlkit.errors import ConfigError
+
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")
+_ENTRYPOINT = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
+_THRESHOLD = re.compile(r"^\s*([A-Za-z_][\w]*)\s*(>=|<=|>|<|==)\s*(-?[0-9.]+(?:e-?\d+)?)\s*$")
+_STAGE_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ProjectSection(_Strict):
+    name: str
+    package: str
+
+
+class DataSection(_Strict):
+    train: str = Field(description="DVC-tracked CSV or Parquet file the model is trained on")
+    test: str | None = Field(default=None, description="optional held-out file used instead of a split")
+    target: str
+    numeric: list[str] | None = None
+    categorical: list[str] | None = None
+    drop: list[str] = Field(default_factory=list)
+    hook: str | None = Field(default=None, description="package.module:function applied to the data")
+
+    @field_validator("hook")
+    @classmethod
+    def _hook(cls, value: str | None) -> str | None:
+        if value is not None and not _ENTRYPOINT.match(value):
+            raise ValueError("must look like package.module:function")
+        return value
+
+    @field_validator("train", "test")
+    @classmethod
+    def _tabular(cls, value: str | None) -> str | None:
+        if value is not None and not value.endswith((".csv", ".parquet", ".pq")):
+            raise ValueError("must be a .csv or .parquet file")
+        return value
+
+
+class ModelSection(_Strict):
+    name: str = Field(description="registered model name")
+    task: Literal["classification", "regression"]
+    estimator: str = Field(description="import path of a scikit-learn compatible estimator class")
+    entrypoint: str | None = Field(default=None, description="package.module:function returning an estimator")
+
+    @field_validator("estimator")
+    @classmethod
+    def _import_path(cls, value: str) -> str:
+        if not _IMPORT_PATH.match(value):
+            raise ValueError("must be an import path like xgboost.XGBClassifier or sklearn.linear_model.Ridge")
+        return value
+
+    @field_validator("entrypoint")
+    @classmethod
+    def _entrypoint(cls, value: str | None) -> str | None:
+        if value is not None and not _ENTRYPOINT.match(value):
+            raise ValueError("must look like package.module:function")
+        return value
+
+
+class TrainingSection(_Strict):
+    metrics: list[str] | None = None
+    backend: Literal["local", "dask"] = "local"
+    scheduler: str | None = Field(default=None, description="Dask scheduler address, tcp://host:port")
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^(tcp|tls|inproc)://", value):
+            raise ValueError("must be a Dask scheduler address like tcp://127.0.0.1:8786")
+        return value
+
+
+class TrackingSection(_Strict):
+    uri: str | None = Field(default=None, description="MLflow tracking URI; default: SQLite in .mlkit/")
+    experiment: str | None = None
+
+
+class BeatCurrent(_Strict):
+    metric: str
+    margin: float = 0.0
+
+
+class StageGates(_Strict):
+    thresholds: list[str] = Field(default_factory=list, description='e.g. "f1 >= 0.85"')
+    beat_current: BeatCurrent | None = None
+    clean_commit: bool = False
+    previous_stage: bool = False
+    reproduced: bool = False
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not _THRESHOLD.match(value):
+                raise ValueError(f"{value!r} must look like 'f1 >= 0.85' (operators >=, >, <=, <, ==)")
+        return values
+
+    def parsed_thresholds(self) -> list[tuple[str, str, float]]:
+        out = []
+        for value in self.thresholds:
+            match = _THRESHOLD.match(value)
+            assert match is not None  # validated on load
+            out.append((match.group(1), match.group(2), float(match.group(3))))
+        return out
+
+
+class CISecrets(_Strict):
+    tracking_uri: str | None = Field(default=None, description="secret holding the tracking server URI")
+    tracking_token: str | None = None
+    data_remote_access_key_id: str | None = None
+    data_remote_secret_access_key: str | None = None
+
+
+class CISection(_Strict):
+    provider: Literal["github", "gitlab"] = "github"
+    python: str = "3.11"
+    default_branch: str = "main"
+    schedule: str = "0 4 * * 1"
+    production_environment: str = "production"
+    secrets: CISecrets = Field(default_factory=CISecrets)
+
+    @field_validator("python")
+    @classmethod
+    def _python(cls, value: str) -> str:
+        if not re.match(r"^3\.\d+$", value):
+            raise ValueError("must be a Python version like 3.11")
+        return value
+
+
+class MlkitConfig(_Strict):
+    version: Literal[1] = 1
+    project: ProjectSection
+    data: DataSection
+    model: ModelSection
+    training: TrainingSection = Field(default_factory=TrainingSection)
+    tracking: TrackingSection = Field(default_factory=TrackingSection)
+    stages: list[str] = Field(default_factory=lambda: ["staging", "production"])
+    promotion: dict[str, StageGates] = Field(default_factory=dict)
+    ci: CISection = Field(default_factory=CISection)
+
+    @field_validator("stages")
+    @classmethod
+    def _stages(cls, values: list[str]) -> list[str]:
+        if not values:
+            raise ValueError("must name at least one stage")
+        if len(set(values)) != len(values):
+            raise ValueError("stage names must be unique")
+        for value in values:
+            if not _STAGE_NAME.match(value) or value == "latest":
+                raise ValueError(f"{value!r} is not a valid stage name (lowercase letters, digits, - or _)")
+        return values
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> MlkitConfig:
+        allowed = C.DEFAULT_METRICS[self.model.task]
+        if self.training.metrics is not None:
+            for name in self.training.metrics:
+                if name not in allowed:
+                    raise _FieldError(
+                        ("training", "metrics"), f"{name!r} is not a {self.model.task} metric; allowed: "
+                        + ", ".join(allowed)
+                    )
+        for stage, gates in self.promotion.items():
+            if stage not in self.stages:
+                raise _FieldError(("promotion", stage), "is not a stage; stages are " + ", ".join(self.stages))
+            for metric, _, _ in gates.parsed_thresholds():
+                if metric not in allowed:
+                    raise _FieldError(("promotion", stage, "thresholds"), f"unknown metric {metric!r}; allowed: "
+                                      + ", ".join(allowed))
+            if gates.beat_current and gates.beat_current.metric not in allowed:
+                raise _FieldError(("promotion", stage, "beat_current", "metric"),
+                                  f"unknown metric {gates.beat_current.metric!r}; allowed: " + ", ".join(allowed))
+        return self
+
+    @property
+    def metrics(self) -> list[str]:
+        return list(self.training.metrics or C.DEFAULT_METRICS[self.model.task])
+
+
+class Params(BaseModel):
+    """Hyperparameters. Unknown top-level keys are kept for custom entrypoints."""
+
+    model_config = ConfigDict(extra="allow")
+
+    seed: int = 42
+    test_size: float = Field(default=0.2, gt=0.0, lt=1.0)
+    cv_folds: int = Field(default=0, ge=0, description="0 for a single train/test split, else k >= 2")
+    early_stopping_rounds: int | None = Field(default=None, ge=1)
+    estimator: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("cv_folds")
+    @classmethod
+    def _folds(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("must be 0 (single split) or at least 2")
+        return value
+
+
+class _FieldError(ValueError):
+    def __init__(self, loc: tuple[str, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+        self.message = message
+
+
+def _describe(error: Mapping[str, Any], model: type[BaseModel]) -> tuple[str, str]:
+    loc = ".".join(str(part) for part in error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return loc, "unknown field" + _allowed_fields(model, error["loc"][:-1])
+    if kind == "missing":
+        return loc, "is required"
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    if kind == "literal_error":
+        message = message.replace("Input should be", "must be")
+    return loc, message
+
+
+def _allowed_fields(model: type[BaseModel], parent: tuple[Any, ...]) -> str:
+    current: Any = model
+    for part in parent:
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return ""
+        annotation = field.annotation
+        current = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        if current is None:
+            return ""
+    names = list(getattr(current, "model_fields", {}))
+    return "; allowed: " + ", ".join(names) if names else ""
+
+
+def _validate(model: type[BaseModel], data: Any, filename: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{filename}: must be a mapping of settings, got {type(data).__name__}",
+                          hint=f"fix {filename} (see `mlkit config show` in a fresh project)")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        first = errors[0]
+        ctx_error = (first.get("ctx") or {}).get("error")
+        if isinstance(ctx_error, _FieldError):
+            loc, message = ".".join(ctx_error.loc), ctx_error.message
+        else:
+            loc, message = _describe(first, model)
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ConfigError(f"{filename}: {loc}: {message}{more}", hint=f"fix {filename} and run the command again") \
+            from None
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; empty mappings stay as values."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path.name}: file not found in {path.parent}",
+                          hint="run `mlkit init NAME` to create a project") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path.name}: not valid YAML{where}: {problem}",
+                          hint=f"fix the syntax of {path.name}") from None
+
+
+def parse_assignment(text: str) -> tuple[list[str], Any]:
+    """Split ``a.b.c=value`` into its key path and a YAML-typed value."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set {text!r}: must look like KEY=VALUE, e.g. params.estimator.max_depth=6",
+                          hint="quote the whole KEY=VALUE pair")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_assignments(data: dict[str, Any], assignments: Iterable[tuple[list[str], Any]]) -> dict[str, Any]:
+    for path, value in assignments:
+        node = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def env_overrides(environ: Mapping[str, str] | None = None) -> list[tuple[list[str], Any]]:
+    """`MLKIT_*` (and MLflow's own) variables that override mlkit.yaml, as key paths."""
+    env = os.environ if environ is None else environ
+    out: list[tuple[list[str], Any]] = []
+    uri = env.get(C.ENV_TRACKING_URI) or env.get(C.ENV_MLFLOW_TRACKING_URI)
+    if uri:
+        out.append((["tracking", "uri"], uri))
+    if env.get(C.ENV_EXPERIMENT):
+        out.append((["tracking", "experiment"], env[C.ENV_EXPERIMENT]))
+    if env.get(C.ENV_DASK_SCHEDULER):
+        out.append((["training", "scheduler"], env[C.ENV_DASK_SCHEDULER]))
+        out.append((["training", "backend"], "dask"))
+    return out
+
+
+def load_config(root: Path, overrides: Iterable[str] = (), environ: Mapping[str, str] | None = None
+                ) -> tuple[MlkitConfig, Params]:
+    """Read, layer and validate `mlkit.yaml` and `params.yaml` of the project at ``root``.
+
+    ``overrides`` are ``KEY=VALUE`` strings; keys starting with ``params.`` go to params.yaml's values,
+    all others to mlkit.yaml's.
+    """
+    settings = read_yaml(root / C.CONFIG_FILE) or {}
+    params_path = root / C.PARAMS_FILE
+    params = (read_yaml(params_path) if params_path.exists() else {}) or {}
+    if not isinstance(settings, dict):
+        _validate(MlkitConfig, settings, C.CONFIG_FILE)
+    apply_assignments(settings, env_overrides(environ))
+    setting_overrides, param_overrides = [], []
+    for text in overrides:
+        path, value = parse_assignment(text)
+        if path[0] == "params":
+            if len(path) < 2:
+                raise ConfigError(f"--set {text!r}: name a parameter, e.g. params.seed=7")
+            param_overrides.append((path[1:], value))
+        else:
+            setting_overrides.append((path, value))
+    if isinstance(params, dict):
+        apply_assignments(params, param_overrides)
+    apply_assignments(settings, setting_overrides)
+    config = _validate(MlkitConfig, settings, C.CONFIG_FILE)
+    return config, _validate(Params, params, C.PARAMS_FILE)

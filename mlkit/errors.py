@@ -1,0 +1,68 @@
+"""The one exception root of mlkit and the exit codes it maps to.
+
+Every expected failure raises a subclass of :class:`MlkitError` carrying a one-line message and a hint
+that says what to run next. Only the command-line entry point turns them into exit codes.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    REFUSED = 3
+    MISMATCH = 4
+    INTERRUPTED = 130
+
+
+class MlkitError(Exception):
+    """An expected failure: a message for the user and a hint saying what to do next."""
+
+    exit_code: ExitCode = ExitCode.FAILED
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(MlkitError):
+    """Bad usage or bad input: a wrong argument, a bad config value, a missing file."""
+
+    exit_code = ExitCode.USAGE
+
+
+class ConfigError(UsageError):
+    """A setting in mlkit.yaml, params.yaml or the environment is not allowed."""
+
+
+class ProjectNotFoundError(UsageError):
+    """The current directory is not inside an mlkit project."""
+
+    def __init__(self, start: str) -> None:
+        super().__init__(
+            f"not inside an mlkit project (no mlkit.yaml in {start} or any parent)",
+            hint="run `mlkit init NAME` to create one, or cd into a project",
+        )
+
+
+class OperationError(MlkitError):
+    """An operation that was asked for correctly failed (git, DVC, MLflow, the disk)."""
+
+
+class GateRefusedError(MlkitError):
+    """A promotion was refused by one of the policy gates."""
+
+    exit_code = ExitCode.REFUSED
+
+
+class MismatchError(MlkitError):
+    """A reproduction did not give the recorded result."""
+
+    exit_code = ExitCode.MISMATCH

@@ -1,0 +1,77 @@
+"""Finding the project a command runs in, and the resolved settings that go with it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlkit import constants as C
+from mlkit.config import MlkitConfig, Params, load_config
+from mlkit.errors import ProjectNotFoundError
+
+
+def find_root(start: Path | None = None) -> Path:
+    """Walk up from ``start`` (default: the working directory) to the folder holding mlkit.yaml."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / C.CONFIG_FILE).is_file():
+            return folder
+    raise ProjectNotFoundError(str(here))
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+    config: MlkitConfig
+    params: Params
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / C.STATE_DIR
+
+    @property
+    def tracking_uri(self) -> str:
+        """The MLflow tracking URI: configured, or the embedded SQLite store inside the project."""
+        return self.config.tracking.uri or f"sqlite:///{self.state_dir / C.STORE_FILE}"
+
+    @property
+    def artifact_location(self) -> str:
+        return (self.state_dir / C.ARTIFACTS_DIR).as_uri()
+
+    @property
+    def experiment(self) -> str:
+        return self.config.tracking.experiment or self.config.project.name
+
+    @property
+    def model_name(self) -> str:
+        return self.config.model.name
+
+    def path(self, relative: str) -> Path:
+        return self.root / relative
+
+    def resolved(self) -> dict[str, Any]:
+        """Every resolved setting, as plain data (what `mlkit config show` prints)."""
+        return {
+            "root": str(self.root),
+            "config": self.config.model_dump(mode="json"),
+            "params": self.params.model_dump(mode="json"),
+            "tracking_uri": _redact(self.tracking_uri),
+            "experiment": self.experiment,
+            "metrics": self.config.metrics,
+        }
+
+
+def load_project(start: Path | None = None, overrides: Iterable[str] = (),
+                 environ: Mapping[str, str] | None = None) -> Project:
+    root = find_root(start)
+    config, params = load_config(root, overrides, os.environ if environ is None else environ)
+    return Project(root=root, config=config, params=params)
+
+
+def _redact(uri: str) -> str:
+    from mlkit.uris import redact
+
+    return redact(uri)

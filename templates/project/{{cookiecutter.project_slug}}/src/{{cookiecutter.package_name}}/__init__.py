@@ -1,0 +1,1 @@
+"""{{ cookiecutter.project_name }}: features and model code for this project."""

@@ -1,0 +1,54 @@
+"""Shared fixtures: every test runs isolated from the user's machine (HOME, caches, CI variables)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from mlkit.cli import app
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    (home / ".gitconfig").write_text("[user]\n\tname = Test User\n\temail = test@example.com\n"
+                                     "[init]\n\tdefaultBranch = main\n")
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("TERM", "dumb")
+    for name in list(os.environ):
+        if name.startswith(("GITHUB_", "MLKIT_", "MLFLOW_", "DVC_", "GIT_")) or name in ("CI", "RUNNER_TEMP"):
+            monkeypatch.delenv(name, raising=False)
+    yield home
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
+    """Run `mlkit ARGS...` in-process from a directory; exceptions the CLI does not handle fail the test."""
+
+    def run(*args: str, cwd: Path | None = None, input: str | None = None) -> Result:
+        if cwd is not None:
+            monkeypatch.chdir(cwd)
+        return CliRunner().invoke(app, list(args), input=input, catch_exceptions=False)
+
+    return run
+
+
+@pytest.fixture
+def make_project(tmp_path: Path) -> Callable[..., Path]:
+    """Create a real project (git, DVC with a local remote in tmp_path) and return its root."""
+    from mlkit.scaffold import init_project
+
+    def make(name: str = "churn", template: str = "classification", **kwargs) -> Path:
+        kwargs.setdefault("data_remote", tmp_path / f"remote-{name}")
+        result = init_project(name, template=template, directory=tmp_path / name, **kwargs)
+        return Path(result.root)
+
+    return make
