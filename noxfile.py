@@ -1,0 +1,81 @@
+"""Developer sessions: `nox -s tests`, `nox -s demo`, and the rest listed by `nox -l`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["tests"]
+nox.options.reuse_venv = "yes"
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+# The interpreter running nox unless one is asked for: a fresh machine has one Python, and
+# requires-python in pyproject.toml says which ones are supported.
+PYTHON = os.environ.get("MLKIT_NOX_PYTHON", f"{sys.version_info.major}.{sys.version_info.minor}")
+ROOT = Path(__file__).parent
+
+
+def _install(session: nox.Session, *extras: str) -> None:
+    spec = f".[{','.join(extras)}]" if extras else "."
+    session.install("-e", spec)
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Run the test suite (posargs go to pytest, e.g. `nox -s tests -- tests/unit -x`)."""
+    _install(session, "test")
+    session.run("pytest", *(session.posargs or ["-q"]))
+
+
+@nox.session(python=PYTHON)
+def demo(session: nox.Session) -> None:
+    """Run mlkit's main job end to end on the embedded defaults, in a temporary folder."""
+    _install(session)
+    session.run("python", "scripts/demo.py", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
+def lint(session: nox.Session) -> None:
+    """ruff on the code and tests, mypy on mlkit/."""
+    _install(session, "lint")
+    session.run("ruff", "check", "mlkit", "tests", "benchmarks", "noxfile.py", "scripts")
+    session.run("mypy", "mlkit")
+
+
+@nox.session(python=PYTHON, default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks: medians and ratios against their baselines (`nox -s bench -- init help`)."""
+    _install(session, "test")
+    session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
+def docs(session: nox.Session) -> None:
+    """Build the MkDocs site with --strict."""
+    _install(session, "docs")
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(Path(session.create_tmp()) / "site"))
+
+
+@nox.session(python=PYTHON, default=False)
+def wheel(session: nox.Session) -> None:
+    """Build the wheel, install it into a fresh virtualenv and run `mlkit init` from there."""
+    session.install("build", "uv")
+    tmp = Path(session.create_tmp()).resolve()
+    dist = tmp / "dist"
+    session.run("python", "-m", "build", "--wheel", "--installer", "uv", "--outdir", str(dist), str(ROOT))
+    wheels = sorted(dist.glob("mlkit-*.whl"))
+    session.run("python", "scripts/check_wheel.py", str(wheels[-1]))
+    venv = tmp / "fresh-venv"
+    session.run("uv", "venv", "--quiet", "--clear", "--python", sys.executable, str(venv))
+    session.run("uv", "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), str(wheels[-1]))
+    workdir = tmp / "init-from-wheel"
+    session.run("rm", "-rf", str(workdir), external=True)
+    workdir.mkdir()
+    session.chdir(workdir)
+    session.run(str(venv / "bin" / "mlkit"), "init", "wheelcheck", "--data-remote", str(tmp / "remote"),
+                external=True, env={"CI": "true"})
+    session.run("git", "-C", "wheelcheck", "status", "--porcelain", external=True)
