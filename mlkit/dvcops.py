@@ -87,3 +87,23 @@ def commit_stage(root: Path, stage: str) -> None:
             repo.commit(stage, force=True)
         except Exception as exc:
             raise OperationError(f"could not record stage {stage!r} in dvc.lock: {exc}") from exc
+
+
+def workspace_hashes(root: Path, items: Sequence[tuple[Path, str]]) -> dict[str, str]:
+    """Absolute path -> hash of the workspace copy, for ``(path, hash name)`` pairs.
+
+    Reads DVC's state database first (hashes keyed by inode, mtime and size), so only files DVC has not
+    hashed in their current form are read; those new hashes are saved back for the next call. Nothing is
+    written to the cache. Directories get DVC's ``<md5>.dir`` tree hash.
+    """
+    from dvc_data.hashfile.build import build
+    from dvc_objects.fs.local import LocalFileSystem
+
+    fs = LocalFileSystem()
+    hashes: dict[str, str] = {}
+    with open_repo(root) as repo:
+        odb = repo.cache.local
+        for path, hash_name in items:
+            _, _, obj = build(odb, str(path), fs, hash_name, dry_run=True, ignore=repo.dvcignore)
+            hashes[str(path)] = obj.hash_info.value
+    return hashes
