@@ -23,6 +23,10 @@ _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")
 _ENTRYPOINT = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
 _THRESHOLD = re.compile(r"^\s*([A-Za-z_][\w]*)\s*(>=|<=|>|<|==)\s*(-?[0-9.]+(?:e-?\d+)?)\s*$")
 _STAGE_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+_SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_BRANCH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+_CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,-]+$")
+_ENVIRONMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 class _Strict(BaseModel):
@@ -127,10 +131,20 @@ class StageGates(_Strict):
 
 
 class CISecrets(_Strict):
+    """Names of CI secrets (never their values): generated workflows read them into the environment."""
+
     tracking_uri: str | None = Field(default=None, description="secret holding the tracking server URI")
     tracking_token: str | None = None
+    data_remote: str | None = Field(default=None, description="secret holding the DVC remote URL")
     data_remote_access_key_id: str | None = None
     data_remote_secret_access_key: str | None = None
+
+    @field_validator("*")
+    @classmethod
+    def _secret_name(cls, value: str | None) -> str | None:
+        if value is not None and not _SECRET_NAME.match(value):
+            raise ValueError(f"{value!r} is not a secret name (letters, digits and _, not starting with a digit)")
+        return value
 
 
 class CISection(_Strict):
@@ -146,6 +160,28 @@ class CISection(_Strict):
     def _python(cls, value: str) -> str:
         if not re.match(r"^3\.\d+$", value):
             raise ValueError("must be a Python version like 3.11")
+        return value
+
+    @field_validator("default_branch")
+    @classmethod
+    def _branch(cls, value: str) -> str:
+        if not _BRANCH.match(value) or ".." in value or value.endswith((".", "/", ".lock")):
+            raise ValueError(f"{value!r} is not a branch name like main or release/v1")
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        fields = value.split()
+        if len(fields) != 5 or not all(_CRON_FIELD.match(field) for field in fields):
+            raise ValueError(f"{value!r} must be a cron expression of 5 fields, e.g. '0 4 * * 1'")
+        return value
+
+    @field_validator("production_environment")
+    @classmethod
+    def _environment(cls, value: str) -> str:
+        if not _ENVIRONMENT.match(value):
+            raise ValueError(f"{value!r} is not an environment name (letters, digits, -, _ and .)")
         return value
 
 
