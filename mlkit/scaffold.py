@@ -159,7 +159,9 @@ def init_project(
         shutil.rmtree(staging, ignore_errors=True)
         if remote_created is not None:
             shutil.rmtree(remote_created, ignore_errors=True)
-        if isinstance(exc, (UsageError, OperationError, KeyboardInterrupt)):
+        if isinstance(exc, OperationError):
+            raise OperationError(f"mlkit init failed, nothing was created: {exc.message}", hint=exc.hint) from exc
+        if isinstance(exc, (UsageError, KeyboardInterrupt)):
             raise
         if isinstance(exc, Exception):
             raise OperationError(f"mlkit init failed, nothing was created: {_one_line(exc)}",

@@ -1,0 +1,161 @@
+"""The command line itself: startup cost, version, help, error translation."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+
+from mlkit import __version__
+from mlkit.cli import app
+
+HEAVY = ("mlflow", "dvc", "git", "sklearn", "xgboost", "pandas", "numpy", "cookiecutter")
+# typer itself uses pydantic to convert a command's parameters, so only the top level can avoid it
+HEAVY_TOP = (*HEAVY, "pydantic", "yaml")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("argv", "heavy"),
+    [(["--help"], HEAVY_TOP), (["--version"], HEAVY_TOP), ([], HEAVY_TOP), (["init", "--help"], HEAVY)],
+)
+def test_help_and_version_import_no_heavy_module(argv, heavy):
+    code = (
+        "import sys\nfrom mlkit.cli import app\n"
+        f"try:\n    app({argv!r}, prog_name='mlkit')\nexcept SystemExit:\n    pass\n"
+        f"print('LOADED=' + ','.join(m for m in {heavy!r} if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "LOADED="
+
+
+def test_version(cli):
+    result = cli("--version")
+    assert result.exit_code == 0
+    assert result.stdout == f"mlkit {__version__}\n"
+
+
+def test_python_dash_m_runs_the_same_cli():
+    result = subprocess.run([sys.executable, "-m", "mlkit", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0
+    assert result.stdout == f"mlkit {__version__}\n"
+
+
+def test_no_arguments_shows_help(cli):
+    result = cli()
+    assert result.exit_code == 2
+    assert "Usage: mlkit" in result.output
+
+
+def test_unknown_command_is_a_usage_error(cli):
+    result = cli("frobnicate")
+    assert result.exit_code == 2
+    assert "No such command 'frobnicate'" in result.output
+
+
+def _commands(group: typer.core.TyperGroup, prefix: tuple[str, ...] = ()):
+    for name, command in group.commands.items():
+        if getattr(command, "hidden", False):
+            continue
+        if hasattr(command, "commands"):
+            yield from _commands(command, (*prefix, name))
+        else:
+            yield (*prefix, name), command
+
+
+ALL_COMMANDS = list(_commands(typer.main.get_command(app)))
+
+
+@pytest.mark.parametrize(("path", "command"), ALL_COMMANDS, ids=[" ".join(p) for p, _ in ALL_COMMANDS])
+def test_every_command_has_help_with_an_example_and_a_docs_page(path, command, cli):
+    result = cli(*path, "--help")
+    assert result.exit_code == 0
+    assert "Example:" in (command.help or ""), f"`mlkit {' '.join(path)}` help has no example"
+    shown = f"mlkit {' '.join(path)}"
+    pages = [page.name for page in (ROOT / "docs").glob("*.md") if shown in page.read_text()]
+    assert pages, f"no page in docs/ shows `{shown}` with an example"
+
+
+def test_expected_error_is_one_line_with_hint_and_exit_2(cli, tmp_path):
+    result = cli("config", "show", cwd=tmp_path)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        f"error: not inside an mlkit project (no mlkit.yaml in {tmp_path.resolve()} or any parent)",
+        "hint: run `mlkit init NAME` to create one, or cd into a project",
+    ]
+
+
+def test_debug_flag_shows_the_traceback(cli, tmp_path):
+    result = cli("--debug", "config", "show", cwd=tmp_path)
+    assert result.exit_code == 2
+    assert "Traceback (most recent call last)" in result.stderr
+    assert "ProjectNotFoundError" in result.stderr
+
+
+def test_debug_environment_variable_shows_the_traceback(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLKIT_DEBUG", "1")
+    result = cli("config", "show", cwd=tmp_path)
+    assert result.exit_code == 2
+    assert "Traceback (most recent call last)" in result.stderr
+
+
+def test_unexpected_error_is_one_line_exit_1(cli, tmp_path, monkeypatch):
+    import mlkit.project
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire\nsecond line")
+
+    monkeypatch.setattr(mlkit.project, "load_project", broken)
+    result = cli("config", "show", cwd=tmp_path)
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: unexpected RuntimeError: disk on fire",
+        "hint: run again with --debug (or MLKIT_DEBUG=1) for the traceback",
+    ]
+
+
+def test_keyboard_interrupt_exits_130(cli, tmp_path, monkeypatch):
+    import mlkit.project
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mlkit.project, "load_project", interrupted)
+    result = cli("config", "show", cwd=tmp_path)
+    assert result.exit_code == 130
+    assert result.stderr.strip() == "error: interrupted"
+
+
+def test_errors_become_annotations_inside_github_actions(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    result = cli("config", "show", cwd=tmp_path)
+    assert result.exit_code == 2
+    assert result.stdout.startswith("::error::not inside an mlkit project")
+
+
+def test_config_show_json_is_the_resolved_settings(cli, make_project):
+    root = make_project("churn")
+    result = cli("config", "show", "--json", "--set", "params.seed=7", cwd=root / "src")
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert data["root"] == str(root)
+    assert data["params"]["seed"] == 7
+    assert data["config"]["model"]["estimator"] == "xgboost.XGBClassifier"
+    assert data["tracking_uri"] == f"sqlite:///{root}/.mlkit/mlflow.db"
+
+
+def test_config_show_reports_bad_field(cli, make_project):
+    root = make_project("churn")
+    text = (root / "mlkit.yaml").read_text().replace("task: classification", "task: clustering")
+    (root / "mlkit.yaml").write_text(text)
+    result = cli("config", "show", cwd=root)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0] == (
+        "error: mlkit.yaml: model.task: must be 'classification' or 'regression'"
+    )

@@ -1,0 +1,63 @@
+import keyword
+import string
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mlkit.errors import ExitCode, UsageError
+from mlkit.scaffold import package_name, validate_name
+
+
+@pytest.mark.parametrize(
+    ("name", "package"),
+    [("churn", "churn"), ("churn-model", "churn_model"), ("Fraud_2", "fraud_2"), ("a", "a")],
+)
+def test_valid_names_become_packages(name, package):
+    assert validate_name(name) == package
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("", "project name is empty"),
+        ("   ", "project name is empty"),
+        ("a/b", "project name 'a/b' must not contain path separators or '..'"),
+        ("a\\b", "project name 'a\\\\b' must not contain path separators or '..'"),
+        ("..", "project name '..' must not contain path separators or '..'"),
+        ("x..y", "project name 'x..y' must not contain path separators or '..'"),
+        ("1churn", "project name '1churn' must start with a letter and contain only letters, digits, '-' and '_'"),
+        ("churn model", "project name 'churn model' must start with a letter and contain only letters, digits, "
+                        "'-' and '_'"),
+        ("class", "project name 'class' cannot become a Python package ('class' is a keyword)"),
+        ("json", "project name 'json' would make a package 'json' that shadows Python's standard library"),
+    ],
+)
+def test_invalid_names_are_refused_with_the_rule(name, message):
+    with pytest.raises(UsageError) as info:
+        validate_name(name)
+    assert info.value.message == message
+    assert info.value.exit_code == ExitCode.USAGE
+    assert info.value.hint
+
+
+_name_chars = st.text(alphabet=string.ascii_letters + string.digits + "-_", max_size=20)
+
+
+@given(first=st.sampled_from(string.ascii_letters), rest=_name_chars)
+def test_any_accepted_name_is_an_identifier_and_not_a_keyword(first, rest):
+    name = first + rest
+    try:
+        package = validate_name(name)
+    except UsageError:
+        return
+    assert package == package_name(name)
+    assert package.isidentifier()
+    assert not keyword.iskeyword(package)
+
+
+@given(st.text(max_size=30))
+def test_names_with_separators_are_always_refused(text):
+    for bad in (f"{text}/x", f"x\\{text}", f"{text}..x"):
+        with pytest.raises(UsageError):
+            validate_name(bad)
