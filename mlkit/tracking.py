@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mlkit import constants as C
-from mlkit.errors import OperationError
+from mlkit.errors import OperationError, UsageError
 from mlkit.uris import redact
 
 if TYPE_CHECKING:
@@ -44,6 +44,8 @@ def configure(project: Project) -> str:
     uri = project.tracking_uri
     if is_sqlite(uri):
         ensure_sqlite_store(uri, project.state_dir)
+    else:
+        ensure_reachable(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri
@@ -93,8 +95,9 @@ def client(project: Project) -> MlflowClient:
 
 
 def artifact_location(project: Project) -> str | None:
-    """Where new experiments keep artifacts: inside the project for the embedded store, else the server's."""
-    if is_sqlite(project.tracking_uri):
+    """Where new experiments keep artifacts: inside the project for a database store (SQLite, or
+    PostgreSQL without a server), else wherever the tracking server proxies them to."""
+    if is_sqlite(project.tracking_uri) or is_database(project.tracking_uri):
         return (project.state_dir / C.ARTIFACTS_DIR).resolve().as_uri()
     return None
 
@@ -135,3 +138,108 @@ def describe_uri(uri: str) -> str:
 def env_for_subprocess(project: Project) -> dict[str, Any]:
     """Environment for a child process that must use the same store (e.g. `mlflow ui`)."""
     return {**os.environ, C.ENV_MLFLOW_TRACKING_URI: project.tracking_uri}
+
+
+# --- team tracking: an MLflow server over http(s), or PostgreSQL directly ------------------------------
+
+_POSTGRES_SCHEMES = ("postgresql://", "postgresql+psycopg://", "postgresql+psycopg2://")
+_REACHABLE: set[str] = set()  # URIs already checked by this process
+# MLflow's own HTTP retries default to 7 attempts with a backoff factor of 2 and a 120 s timeout: minutes
+# of silence when the server goes away mid-run. Bounded defaults, unless the user chose otherwise.
+_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+
+
+def is_http(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
+def is_database(uri: str) -> bool:
+    return uri.startswith(_POSTGRES_SCHEMES)
+
+
+def check_driver(uri: str) -> None:
+    """Fail with an install hint when the database driver a URI needs is missing.
+
+    SQLAlchemy 2.1 maps ``postgresql://`` to psycopg 3 (shipped in the ``team`` extra);
+    ``postgresql+psycopg2://`` keeps working for those who have psycopg2.
+    """
+    import importlib.util
+
+    if uri.startswith("postgresql+psycopg2://"):
+        if importlib.util.find_spec("psycopg2") is None:
+            raise UsageError(f"{redact(uri)} needs the psycopg2 driver, which is not installed",
+                             hint="pip install psycopg2-binary, or use postgresql:// with "
+                                  "`pip install 'mlkit[team]'`")
+    elif uri.startswith(("postgresql://", "postgresql+psycopg://")) \
+            and importlib.util.find_spec("psycopg") is None:
+        raise UsageError(f"{redact(uri)} needs the PostgreSQL driver psycopg, which is not installed",
+                         hint="pip install 'mlkit[team]'")
+
+
+def ensure_reachable(uri: str, *, attempts: int = 4, base_delay: float = 0.5, timeout: float = 5.0) -> None:
+    """Make sure a remote tracking store answers before anything is logged or registered.
+
+    Retries with exponential backoff (0.5, 1, 2 s by default), then raises one line naming the URI
+    without its password. Nothing falls back to a local store.
+    """
+    if uri in _REACHABLE or not (is_http(uri) or is_database(uri)):
+        return
+    for name, value in _HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    check_driver(uri)
+    probe = _probe_http if is_http(uri) else _probe_database
+    reason = ""
+    for attempt in range(attempts):
+        reason = probe(uri, timeout)
+        if not reason:
+            _REACHABLE.add(uri)
+            return
+        if attempt < attempts - 1:
+            time.sleep(base_delay * (2**attempt))
+    raise OperationError(
+        f"tracking server {redact(uri)} is unreachable after {attempts} attempts: {_scrub(reason, uri)}",
+        hint="start it (`mlkit server start`), check tracking.uri in mlkit.yaml or "
+             f"{C.ENV_TRACKING_URI}, then run the command again",
+    )
+
+
+def _probe_http(uri: str, timeout: float) -> str:
+    """'' when the server's health endpoint answers 200, else why not."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:
+            return "" if response.status == 200 else f"HTTP {response.status}"
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code}"
+    except urllib.error.URLError as exc:
+        return str(exc.reason)
+    except (OSError, ValueError) as exc:
+        return str(exc) or type(exc).__name__
+
+
+def _probe_database(uri: str, timeout: float) -> str:
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(uri, connect_args={"connect_timeout": max(1, int(timeout))},
+                                      poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text("SELECT 1"))
+        return ""
+    except Exception as exc:
+        return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    finally:
+        engine.dispose()
+
+
+def _scrub(text: str, uri: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        password = urlsplit(uri).password
+    except ValueError:
+        password = None
+    return text.replace(password, "***") if password else text

@@ -1,0 +1,108 @@
+"""`mlkit server`: a local MLflow tracking server over PostgreSQL for a small team."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from mlkit import constants as C
+
+app = typer.Typer(help="Run a shared MLflow tracking server (PostgreSQL store, proxied artifacts).",
+                  no_args_is_help=True)
+
+_STATE_DIR_HELP = "Where the pid file and log live (default: the project's .mlkit/, or ./.mlkit outside one)."
+
+
+@app.command("start")
+def start(
+    backend_store_uri: str = typer.Option(
+        None, "--backend-store-uri", "-b", metavar="URI",
+        help="postgresql://USER@HOST:PORT/DB, without a password (it comes from PGPASSWORD). "
+        f"Default: {C.ENV_SERVER_BACKEND_URI}, which may carry the password."),
+    artifacts_destination: str = typer.Option(
+        None, "--artifacts-destination", "-a", metavar="URI",
+        help="Where the server keeps artifacts, e.g. s3://bucket/mlflow (endpoint from "
+        f"{C.ENV_S3_ENDPOINT_URL}, keys from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY). "
+        "Default: .mlkit/server-artifacts."),
+    host: str = typer.Option("127.0.0.1", "--host",
+                             help="Interface to bind; 0.0.0.0 exposes it to the network."),
+    port: int = typer.Option(5000, "--port", "-p", help="Port to listen on."),
+    workers: int = typer.Option(2, "--workers", "-w", min=1, help="Server worker processes."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for the server to answer."),
+    state_dir: Path = typer.Option(None, "--state-dir", help=_STATE_DIR_HELP),
+    json_: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Start an MLflow tracking server in the background, bound to 127.0.0.1 unless told otherwise.
+
+    Point projects at it with `tracking.uri: http://127.0.0.1:5000` in mlkit.yaml or
+    MLKIT_TRACKING_URI. Stop it with `mlkit server stop`.
+
+    Example: PGPASSWORD=... mlkit server start -b postgresql://mlflow@127.0.0.1:5432/mlflow -a s3://mlflow/artifacts
+    """
+    from mlkit import server
+    from mlkit.cli import _output
+
+    uri = server.backend_uri_from(backend_store_uri)
+    state = server.start(_state_dir(state_dir), uri, host=host, port=port,
+                         artifacts_destination=artifacts_destination, workers=workers, timeout=timeout,
+                         progress=_output.status)
+    _render(state, json_)
+    if not json_:
+        _output.status(f"use it: export {C.ENV_TRACKING_URI}={state.url}  (or tracking.uri in mlkit.yaml)")
+
+
+@app.command("status")
+def status(
+    state_dir: Path = typer.Option(None, "--state-dir", help=_STATE_DIR_HELP),
+    json_: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Show whether the recorded tracking server runs, where, and over which store (no password).
+
+    Example: mlkit server status --json
+    """
+    from mlkit import server
+
+    _render(server.status(_state_dir(state_dir)), json_)
+
+
+@app.command("stop")
+def stop(
+    state_dir: Path = typer.Option(None, "--state-dir", help=_STATE_DIR_HELP),
+    json_: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Stop the recorded tracking server by its pid.
+
+    Example: mlkit server stop
+    """
+    from mlkit import server
+    from mlkit.cli import _output
+
+    _render(server.stop(_state_dir(state_dir), progress=_output.status), json_)
+
+
+def _state_dir(given: Path | None) -> Path:
+    if given is not None:
+        return given.resolve()
+    from mlkit.errors import ProjectNotFoundError
+    from mlkit.project import find_root
+
+    try:
+        return find_root() / C.STATE_DIR
+    except ProjectNotFoundError:
+        return (Path.cwd() / C.STATE_DIR).resolve()
+
+
+def _render(state: Any, json_: bool) -> None:
+    from mlkit.cli import _output
+
+    data = state.as_dict()
+    if json_:
+        _output.print_json(data)
+    else:
+        _output.print_mapping(data)
+    if _output.in_github_actions():
+        table = _output.markdown_table(("key", "value"), data.items())
+        _output.github_summary("### mlkit server\n\n" + table)
+        _output.github_outputs({"server_running": str(state.running).lower(), "server_url": state.url or ""})
