@@ -27,7 +27,7 @@ def _install(session: nox.Session, *extras: str) -> None:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Run the test suite (posargs go to pytest, e.g. `nox -s tests -- tests/unit -x`)."""
-    _install(session, "test")
+    _install(session, "test", "team", "s3", "dask", "services-test")
     session.run("pytest", *(session.posargs or ["-q"]))
 
 
