@@ -1,0 +1,82 @@
+"""`mlkit ci`: generate and check the project's CI files (GitHub Actions, GitLab CI)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(help="Generate and check the project's CI files (GitHub Actions or GitLab CI).",
+                  no_args_is_help=True)
+
+_STATUS_NOTE = {"created": "written", "updated": "regenerated", "replaced": "hand edits overwritten",
+                "unchanged": "up to date", "differs": "differs from mlkit.yaml", "missing": "missing"}
+
+
+@app.command("generate")
+def generate(
+    provider: str = typer.Option(None, "--provider", "-p",
+                                 help="github or gitlab (default: ci.provider in mlkit.yaml)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite CI files that were edited by hand."),
+    check: bool = typer.Option(False, "--check",
+                               help="Write nothing; exit 1 and show a diff when the files differ from mlkit.yaml."),
+    json_: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Write the CI files of the project from mlkit.yaml: GitHub Actions workflows or .gitlab-ci.yml.
+
+    Pull requests train and compare with production, the default branch promotes to the first stage,
+    production needs an approval, and retraining runs on a schedule. Files edited by hand are kept
+    unless --force is given.
+
+    Example: mlkit ci generate --provider gitlab
+    """
+    from mlkit import ci
+    from mlkit.cli import _output
+    from mlkit.project import load_project
+
+    if provider is not None:
+        ci.check_provider(provider)
+    project = load_project()
+    result = ci.generate(project.root, project.config, provider=provider, force=force, check=check)
+    rows = [(f.path, _STATUS_NOTE.get(f.status, f.status)) for f in result.files]
+    if json_:
+        _output.print_json(result.to_dict())
+    else:
+        if check:
+            sys.stdout.write("".join(f.diff for f in result.changed))
+            sys.stdout.flush()
+        _output.print_table(("file", "status"), rows, title=f"CI files ({result.provider})")
+    summary = f"### mlkit ci generate ({result.provider})\n\n" + _output.markdown_table(("file", "status"), rows)
+    if check and not result.up_to_date:
+        summary += "\n```diff\n" + "".join(f.diff for f in result.changed) + "```\n"
+    _output.github_summary(summary)
+    _output.github_outputs({"ci_provider": result.provider, "ci_up_to_date": str(result.up_to_date).lower(),
+                            "ci_changed": ",".join(f.path for f in result.changed)})
+    if check and not result.up_to_date:
+        raise ci.CIOutOfDateError(
+            f"{len(result.changed)} CI file(s) differ from what mlkit.yaml gives: "
+            + ", ".join(f.path for f in result.changed),
+            hint="run `mlkit ci generate` and commit the result",
+        )
+
+
+@app.command("export")
+def export(
+    result_file: Path = typer.Argument(..., metavar="RESULT_JSON", help="The output of a command run with --json."),
+    dotenv: Path = typer.Option(None, "--dotenv", help="Write MLKIT_<KEY>=value lines (a GitLab dotenv report)."),
+    metrics: Path = typer.Option(None, "--metrics", help="Write 'name value' lines (a GitLab metrics report)."),
+    json_: bool = typer.Option(False, "--json", help="Print the variables as JSON."),
+) -> None:
+    """Turn a --json result into CI reports: dotenv variables for later jobs and a metrics report.
+
+    Example: mlkit train --json > train.json && mlkit ci export train.json --dotenv train.env --metrics metrics.txt
+    """
+    from mlkit import ci
+    from mlkit.cli import _output
+
+    variables = ci.export_result(result_file, dotenv=dotenv, metrics=metrics)
+    if json_:
+        _output.print_json(variables)
+        return
+    _output.print_mapping(variables)
