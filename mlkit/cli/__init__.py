@@ -15,6 +15,7 @@ from typer.core import TyperGroup
 
 from mlkit import __version__
 from mlkit import constants as C
+from mlkit.cli import ci as ci_cli
 from mlkit.cli import config as config_cli
 from mlkit.cli import init as init_cli
 from mlkit.errors import ExitCode, MlkitError
@@ -87,6 +88,7 @@ def _root(
 
 app.command("init")(init_cli.init)
 app.add_typer(config_cli.app, name="config")
+app.add_typer(ci_cli.app, name="ci")
 
 
 def main() -> None:
