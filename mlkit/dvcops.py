@@ -82,7 +82,21 @@ def track(root: Path, paths: Sequence[Path]) -> list[str]:
 
 def commit_stage(root: Path, stage: str) -> None:
     """Record the current deps and outs of a pipeline stage in dvc.lock without running it."""
-    with open_repo(root) as repo, working_directory(root):
+    with open_repo(root) as repo:
+        _commit_stage(repo, root, stage)
+
+
+def track_and_commit_stage(root: Path, paths: Sequence[Path], stage: str | None) -> list[str]:
+    """`track` then `commit_stage` on one ``Repo`` (what a new project needs, opened once)."""
+    with open_repo(root) as repo:
+        stages = repo.add([str(Path(p).resolve()) for p in paths]) if paths else []
+        if stage is not None:
+            _commit_stage(repo, root, stage)
+    return [Path(s.path).resolve().relative_to(root.resolve()).as_posix() for s in stages]
+
+
+def _commit_stage(repo: Any, root: Path, stage: str) -> None:
+    with working_directory(root):
         try:
             repo.commit(stage, force=True)
         except Exception as exc:

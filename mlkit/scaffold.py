@@ -329,12 +329,12 @@ def _dvc_init(project: Path, remote: Path, data_files: list[str], *, scm: bool) 
     from mlkit import dvcops
 
     dvcops.init_repo(project, remote=remote, link_types=CACHE_LINK_TYPES, scm=scm)
-    if data_files:
-        dvcops.track(project, [project / f for f in data_files])
+    stage = None
     if (project / "dvc.yaml").is_file():
         # record the pipeline as "not trained yet" so `dvc status` starts clean
         (project / C.METRICS_FILE).write_text("{}\n")
-        dvcops.commit_stage(project, "train")
+        stage = "train"
+    dvcops.track_and_commit_stage(project, [project / f for f in data_files], stage)
 
 
 def _move_into_place(project: Path, target: Path) -> None:
