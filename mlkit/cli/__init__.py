@@ -70,6 +70,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+    # plain help and usage errors: rich's help renderer costs more than the rest of startup together
+    rich_markup_mode=None,
 
 def _show_version(value: bool) -> None:
     if value:
