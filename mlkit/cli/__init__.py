@@ -18,6 +18,7 @@ from mlkit import constants as C
 from mlkit.cli import ci as ci_cli
 from mlkit.cli import config as config_cli
 from mlkit.cli import init as init_cli
+from mlkit.cli import server as server_cli
 from mlkit.errors import ExitCode, MlkitError
 
 _state = {"debug": False}
@@ -90,6 +91,7 @@ def _root(
 
 app.command("init")(init_cli.init)
 app.add_typer(config_cli.app, name="config")
+app.add_typer(server_cli.app, name="server")
 app.add_typer(ci_cli.app, name="ci")
 
 
