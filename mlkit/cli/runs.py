@@ -1,0 +1,127 @@
+"""`mlkit runs`: list, show and compare tracked training runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from mlkit.errors import UsageError
+
+app = typer.Typer(help="List, show and compare tracked training runs.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_(
+    experiment: str = typer.Option(None, "--experiment", "-e", help="Experiment (default: the project's)."),
+    limit: int = typer.Option(20, "--limit", "-n", help="How many runs, newest first."),
+    json_: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List the newest runs with their status, commit and metrics.
+
+    Example: mlkit runs list --limit 5
+    """
+    from mlkit.cli import _output
+    from mlkit.project import load_project
+    from mlkit.runs import list_runs
+
+    runs = list_runs(load_project(), experiment=experiment, limit=limit)
+    if json_:
+        _output.print_json([run.to_dict() for run in runs])
+        return
+    if not runs:
+        _output.status("no runs yet; run `mlkit train`")
+        return
+    names = sorted({name for run in runs for name in run.metrics})
+    _output.print_table(
+        ("run", "status", "started", "seconds", "commit", *names),
+        [
+            (
+                run.run_id,
+                run.status,
+                run.started,
+                run.duration_s,
+                run.commit + ("*" if run.dirty else ""),
+                *(_fmt(run.metrics.get(name)) for name in names),
+            )
+            for run in runs
+        ],
+    )
+
+
+@app.command("show")
+def show(
+    run_id: str = typer.Argument(..., help="Run id (see `mlkit runs list`)."),
+    json_: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Show one run: params, metrics, lineage, artifacts and registered model versions.
+
+    Example: mlkit runs show 3f2c9a1b0d4e4f6a8b7c6d5e4f3a2b1c
+    """
+    from mlkit.cli import _output
+    from mlkit.project import load_project
+    from mlkit.runs import show_run
+
+    detail = show_run(load_project(), run_id)
+    if json_:
+        _output.print_json(detail.to_dict())
+        return
+    _output.print_mapping(
+        {
+            "run": detail.run_id,
+            "experiment": detail.experiment,
+            "status": detail.status,
+            "started": detail.started,
+            "ended": detail.ended,
+            "model versions": ", ".join(detail.model_versions),
+        },
+        title="Run",
+    )
+    _output.print_mapping(detail.params, title="Params")
+    _output.print_mapping(
+        {k: _fmt(v) for k, v in detail.metrics.items() if not k.startswith("xgb.")}, title="Metrics"
+    )
+    _output.print_mapping(detail.lineage, title="Lineage")
+    _output.print_table(("artifact",), [(name,) for name in detail.artifacts], title="Artifacts")
+
+
+@app.command("compare")
+def compare(
+    run_ids: list[str] = typer.Argument(..., help="Two or more run ids."),
+    format_: str = typer.Option("table", "--format", "-f", help="table or markdown (for PR comments)."),
+    all_: bool = typer.Option(False, "--all", help="Also show rows where every run has the same value."),
+    json_: bool = typer.Option(False, "--json", help="Print JSON (every row, with a `differs` flag)."),
+) -> None:
+    """Compare runs side by side: params, metrics and lineage, differing rows only unless --all.
+
+    Example: mlkit runs compare RUN_A RUN_B --format markdown
+    """
+    from mlkit.cli import _output
+    from mlkit.project import load_project
+    from mlkit.runs import compare_runs
+
+    if format_ not in ("table", "markdown"):
+        raise UsageError(f"--format {format_!r}: must be table or markdown", hint="e.g. --format markdown")
+    comparison = compare_runs(load_project(), run_ids)
+    if json_:
+        _output.print_json(comparison.to_dict())
+        return
+    rows = comparison.rows if all_ else comparison.differing()
+    columns = ("", "key", *(run_id[:12] for run_id in comparison.run_ids))
+    cells = [(row["section"], row["key"], *(_fmt(v) for v in row["values"])) for row in rows]
+    markdown = _output.markdown_table(columns, cells)
+    _output.github_summary("### mlkit runs compare\n\n" + markdown)
+    if format_ == "markdown":
+        typer.echo(markdown, nl=False)
+    elif cells:
+        _output.print_table(columns, cells)
+    else:
+        _output.status("the runs have identical params, metrics and lineage")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)

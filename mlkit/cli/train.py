@@ -1,0 +1,142 @@
+"""`mlkit train` (a tracked training run) and `mlkit ui` (MLflow's UI on the project's store)."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import typer
+
+from mlkit.errors import UsageError
+
+
+def train(
+    set_: list[str] = typer.Option(
+        [],
+        "--set",
+        metavar="KEY=VALUE",
+        help="Override a param or setting for this run, e.g. params.estimator.max_depth=6 (repeatable).",
+    ),
+    experiment: str = typer.Option(
+        None,
+        "--experiment",
+        "-e",
+        help="MLflow experiment (default: tracking.experiment, or MLKIT_EXPERIMENT).",
+    ),
+    no_register: bool = typer.Option(
+        False, "--no-register", help="Log the run but register no model version."
+    ),
+    allow_dirty: bool = typer.Option(
+        False,
+        "--allow-dirty",
+        help="Train from uncommitted changes even when CI is set (the diff is logged).",
+    ),
+    json_: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Train the project's model on the DVC-tracked data, log it to MLflow with its lineage, register a version.
+
+    Example: mlkit train --set params.estimator.max_depth=6 --set params.seed=7
+    """
+    from mlkit.cli import _output
+    from mlkit.project import load_project
+    from mlkit.training import TrainOptions
+    from mlkit.training import train as run_training
+
+    project = load_project(overrides=set_)
+    options = TrainOptions(experiment=experiment, register=not no_register, allow_dirty=allow_dirty)
+    with _sigterm_interrupts():
+        result = run_training(project, options, progress=_output.status)
+    data = result.to_dict()
+    _output.github_summary(_summary_markdown(data))
+    _output.github_outputs(
+        {
+            "run_id": result.run_id,
+            "model_name": result.model_name,
+            "model_version": result.model_version or "",
+            **result.metrics,
+        }
+    )
+    if json_:
+        _output.print_json(data)
+        return
+    rows: list[tuple[str, Any]] = [
+        ("run", result.run_id),
+        ("experiment", result.experiment),
+        (
+            "model",
+            f"{result.model_name} v{result.model_version}" if result.model_version else "not registered",
+        ),
+        ("commit", (result.lineage.git_commit or "")[:12] + (" (dirty)" if result.lineage.git_dirty else "")),
+    ]
+    rows += [(f"data {path}", md5) for path, md5 in result.lineage.data_md5s.items()]
+    rows += [(name, f"{value:.4f}") for name, value in {**result.metrics, **result.cv_metrics}.items()]
+    rows.append(("seconds", f"{result.seconds:.1f}"))
+    _output.print_table(("", ""), rows)
+
+
+def ui(
+    port: int = typer.Option(5000, "--port", "-p", help="Port on 127.0.0.1."),
+) -> None:
+    """Open MLflow's UI on the project's tracking store, bound to 127.0.0.1 (Ctrl-C stops it).
+
+    Example: mlkit ui --port 5001
+    """
+    import subprocess
+
+    from mlkit.cli import _output
+    from mlkit.project import load_project
+    from mlkit.runs import ui_command
+
+    if not 1 <= port <= 65535:
+        raise UsageError(f"--port {port}: must be between 1 and 65535", hint="e.g. --port 5001")
+    project = load_project()
+    argv = ui_command(project, port=port)
+    _output.status(f"MLflow UI on http://127.0.0.1:{port} (Ctrl-C to stop)")
+    process = subprocess.Popen(argv, cwd=project.root)
+    try:
+        code = process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait(timeout=30)
+        raise
+    if code != 0:
+        from mlkit.errors import OperationError
+
+        raise OperationError(
+            f"mlflow ui exited with status {code}",
+            hint=f"is port {port} already in use? try --port {port + 1}",
+        )
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (a cancelled CI job, `kill`) interrupts training like Ctrl-C: the run ends KILLED."""
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _summary_markdown(data: dict[str, Any]) -> str:
+    from mlkit.cli import _output
+
+    version = (
+        f"`{data['model_name']}` v{data['model_version']}" if data["model_version"] else "not registered"
+    )
+    rows = [(name, f"{value:.4f}") for name, value in {**data["metrics"], **data["cv_metrics"]}.items()]
+    return (
+        f"### mlkit train\n\nRun `{data['run_id']}` · model {version} · commit "
+        f"`{data['lineage'].get('mlkit.git.commit', '')[:12]}`\n\n"
+        + _output.markdown_table(("metric", "value"), rows)
+    )

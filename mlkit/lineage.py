@@ -1,0 +1,224 @@
+"""Lineage: what made a run, recorded as `mlkit.*` tags on the run and on its model version.
+
+A run's lineage answers "which code, which data, which params, which environment" with no other lookup,
+and holds everything `mlkit reproduce` needs to retrain in a clean git worktree at the recorded commit:
+the commit (plus the uncommitted diff, logged as an artifact, when the tree was dirty), the resolved
+params, the seed, the split, the DVC md5 of every input, and a fingerprint of the model's predictions on
+the test split to compare against.
+
+Readers (registry, promotion, reproduce) use the ``TAG_*`` constants and :meth:`RunLineage.from_tags`,
+never literal strings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlkit import __version__
+from mlkit import constants as C
+from mlkit.errors import OperationError, UsageError
+
+TAG_GIT_COMMIT = "mlkit.git.commit"
+TAG_GIT_BRANCH = "mlkit.git.branch"
+TAG_GIT_DIRTY = "mlkit.git.dirty"  # "true" / "false"
+TAG_GIT_DIFF = "mlkit.git.diff_artifact"  # run-relative artifact path of the uncommitted diff, when dirty
+TAG_DATA_MD5_PREFIX = "mlkit.data.md5."  # + the input's path relative to the project root
+TAG_PARAMS = "mlkit.params"  # JSON of the resolved params.yaml values
+TAG_SEED = "mlkit.seed"
+TAG_SPLIT = "mlkit.split"  # JSON: test_size, cv_folds, stratify, seed, test file
+TAG_PYTHON = "mlkit.python"
+TAG_PACKAGE_LOCK = "mlkit.package_lock"  # sha256 of the lock logged as an artifact
+TAG_PACKAGE_LOCK_ARTIFACT = "mlkit.package_lock_artifact"
+TAG_MLKIT_VERSION = "mlkit.version"
+TAG_COMMAND = "mlkit.command"
+TAG_PREDICTIONS_SHA256 = "mlkit.predictions.sha256"  # fingerprint of the test-split predictions
+TAG_FAILURE = "mlkit.failure"  # why a run ended FAILED or KILLED
+
+DIFF_ARTIFACT = "lineage/uncommitted.diff"
+LOCK_ARTIFACT = "lineage/requirements.lock"
+
+# Files `mlkit train` itself rewrites: changing them does not make the code that trains dirty.
+_OWN_OUTPUTS = (C.METRICS_FILE, "dvc.lock")
+
+
+@dataclass(frozen=True)
+class RunLineage:
+    """Everything that made a run. ``diff`` and ``package_lock`` are logged as artifacts, not tags."""
+
+    git_commit: str | None
+    git_branch: str | None
+    git_dirty: bool
+    data_md5s: dict[str, str]
+    params: dict[str, Any]
+    seed: int
+    split: dict[str, Any]
+    python_version: str
+    package_lock_sha256: str
+    mlkit_version: str
+    command: str
+    diff: str = field(default="", repr=False)
+    package_lock: str = field(default="", repr=False)
+
+    def tags(self) -> dict[str, str]:
+        """The lineage as MLflow tags (string values), for the run and its model version."""
+        tags = {
+            TAG_GIT_COMMIT: self.git_commit or "",
+            TAG_GIT_BRANCH: self.git_branch or "",
+            TAG_GIT_DIRTY: "true" if self.git_dirty else "false",
+            TAG_PARAMS: json.dumps(self.params, sort_keys=True, default=str),
+            TAG_SEED: str(self.seed),
+            TAG_SPLIT: json.dumps(self.split, sort_keys=True),
+            TAG_PYTHON: self.python_version,
+            TAG_PACKAGE_LOCK: self.package_lock_sha256,
+            TAG_PACKAGE_LOCK_ARTIFACT: LOCK_ARTIFACT,
+            TAG_MLKIT_VERSION: self.mlkit_version,
+            TAG_COMMAND: self.command,
+        }
+        if self.git_dirty:
+            tags[TAG_GIT_DIFF] = DIFF_ARTIFACT
+        for path, md5 in sorted(self.data_md5s.items()):
+            tags[TAG_DATA_MD5_PREFIX + path] = md5
+        return tags
+
+    @classmethod
+    def from_tags(cls, tags: Mapping[str, str]) -> RunLineage:
+        """Rebuild the lineage from a run's or model version's tags (artifacts are not fetched)."""
+        return cls(
+            git_commit=tags.get(TAG_GIT_COMMIT) or None,
+            git_branch=tags.get(TAG_GIT_BRANCH) or None,
+            git_dirty=tags.get(TAG_GIT_DIRTY) == "true",
+            data_md5s={
+                k[len(TAG_DATA_MD5_PREFIX) :]: v for k, v in tags.items() if k.startswith(TAG_DATA_MD5_PREFIX)
+            },
+            params=json.loads(tags.get(TAG_PARAMS) or "{}"),
+            seed=int(tags.get(TAG_SEED) or 0),
+            split=json.loads(tags.get(TAG_SPLIT) or "{}"),
+            python_version=tags.get(TAG_PYTHON, ""),
+            package_lock_sha256=tags.get(TAG_PACKAGE_LOCK, ""),
+            mlkit_version=tags.get(TAG_MLKIT_VERSION, ""),
+            command=tags.get(TAG_COMMAND, ""),
+        )
+
+
+def collect_lineage(
+    root: Path,
+    *,
+    inputs: Sequence[str],
+    params: Mapping[str, Any],
+    seed: int,
+    split: Mapping[str, Any],
+    command: Sequence[str] | None = None,
+) -> RunLineage:
+    """Record the lineage of a run about to train in the project at ``root``.
+
+    ``inputs`` are data paths relative to ``root``; their md5s come from DVC's records and the workspace
+    copies must match them (a missing file raises :class:`UsageError` saying to pull it).
+    """
+    from mlkit.data import input_md5s
+
+    root = Path(root).resolve()
+    commit, branch, dirty, diff = git_state(root)
+    lock = package_lock()
+    return RunLineage(
+        git_commit=commit,
+        git_branch=branch,
+        git_dirty=dirty,
+        data_md5s=dict(input_md5s(root, list(inputs))),
+        params=dict(params),
+        seed=int(seed),
+        split=dict(split),
+        python_version=platform.python_version(),
+        package_lock_sha256=hashlib.sha256(lock.encode()).hexdigest(),
+        mlkit_version=__version__,
+        command=command_line(command),
+        diff=diff,
+        package_lock=lock,
+    )
+
+
+def command_line(argv: Sequence[str] | None = None) -> str:
+    """The command as the user typed it: `mlkit train --set ...` rather than the script's full path."""
+    args = list(sys.argv if argv is None else argv)
+    if args and Path(args[0]).name in ("mlkit", "__main__.py"):
+        args[0] = "mlkit"
+    return shlex.join(args)
+
+
+def git_state(root: Path) -> tuple[str | None, str | None, bool, str]:
+    """(commit, branch, dirty, diff) of the git work tree at ``root``; no repository gives Nones.
+
+    Dirty means tracked files changed or untracked files present, ignoring the files training itself
+    rewrites (metrics.json, dvc.lock). The diff covers tracked changes plus untracked files' contents.
+    """
+    if _git(root, "rev-parse", "--is-inside-work-tree", check=False) != "true":
+        return None, None, False, ""
+    commit = _git(root, "rev-parse", "--verify", "-q", "HEAD", check=False) or None
+    branch = _git(root, "rev-parse", "--abbrev-ref", "HEAD", check=False) or None
+    if branch == "HEAD":
+        branch = None  # detached, as in a reproduction worktree
+    excludes = [f":(exclude){name}" for name in _OWN_OUTPUTS]
+    status = _git(root, "status", "--porcelain", "--untracked-files=all", "--", ".", *excludes)
+    dirty = bool(status.strip())
+    diff = ""
+    if dirty:
+        diff = _git(root, "diff", "HEAD", "--binary", "--", ".", *excludes, strip=False) if commit else ""
+        untracked = _git(root, "ls-files", "--others", "--exclude-standard", "--", ".", *excludes)
+        for name in untracked.splitlines():
+            # `git diff --no-index` exits 1 when files differ, which they always do here
+            diff += _git(root, "diff", "--binary", "--no-index", "/dev/null", name, check=False, strip=False)
+    return commit, branch, dirty, diff
+
+
+def package_lock() -> str:
+    """``name==version`` of every installed distribution, sorted: the environment the run used."""
+    from importlib import metadata
+
+    seen: dict[str, str] = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if name and name.lower() not in seen:
+            seen[name.lower()] = f"{name}=={dist.version}"
+    return "\n".join(seen[key] for key in sorted(seen)) + "\n"
+
+
+def predictions_fingerprint(predictions: Any) -> str:
+    """sha256 of a prediction array (float64, C order, shape included): equal iff predictions are equal."""
+    import numpy as np
+
+    array = np.ascontiguousarray(np.asarray(predictions, dtype=np.float64))
+    digest = hashlib.sha256(repr(array.shape).encode())
+    digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _git(root: Path, *args: str, check: bool = True, strip: bool = True) -> str:
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}
+    try:
+        done = subprocess.run(["git", *args], cwd=root, env=env, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise OperationError("git is not installed", hint="install git to record the code version") from None
+    if check and done.returncode != 0:
+        raise OperationError(
+            f"git {args[0]} failed: {done.stderr.strip().splitlines()[0] if done.stderr else ''}"
+        )
+    return done.stdout.strip() if strip else done.stdout
+
+
+def require_clean(dirty: bool, allow_dirty: bool, environ: Mapping[str, str] | None = None) -> None:
+    """In CI (``CI`` set), refuse to train from a dirty work tree unless explicitly allowed."""
+    env = os.environ if environ is None else environ
+    if dirty and env.get("CI") and not allow_dirty:
+        raise UsageError(
+            "the git work tree has uncommitted changes and CI is set; refusing to train",
+            hint="commit the changes first, or pass --allow-dirty",
+        )

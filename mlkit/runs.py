@@ -1,0 +1,229 @@
+"""Reading tracked runs back: list, show one, compare several side by side, and the MLflow UI command.
+
+Everything here reads through MLflow's client against the project's store; nothing is printed.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from mlkit import lineage as L
+from mlkit.errors import UsageError
+
+if TYPE_CHECKING:
+    from mlkit.project import Project
+
+DEFAULT_LIMIT = 20
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    status: str
+    started: str
+    duration_s: float | None
+    commit: str
+    dirty: bool
+    metrics: dict[str, float]
+    failure: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RunDetail:
+    run_id: str
+    experiment: str
+    status: str
+    started: str
+    ended: str
+    params: dict[str, str]
+    metrics: dict[str, float]
+    lineage: dict[str, str]
+    tags: dict[str, str]
+    artifacts: list[str]
+    model_versions: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RunComparison:
+    """One row per param, metric and lineage key: the values of each run, and whether they differ."""
+
+    run_ids: list[str]
+    rows: list[dict[str, Any]]
+
+    def differing(self) -> list[dict[str, Any]]:
+        return [row for row in self.rows if row["differs"]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_ids": self.run_ids, "rows": self.rows}
+
+
+def list_runs(
+    project: Project, *, experiment: str | None = None, limit: int = DEFAULT_LIMIT
+) -> list[RunSummary]:
+    """The newest ``limit`` runs of the experiment (default: the project's), newest first."""
+    if limit < 1:
+        raise UsageError(f"--limit {limit}: must be at least 1", hint="e.g. --limit 10")
+    client = _client(project)
+    name = experiment or project.experiment
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        if experiment is not None:
+            raise UsageError(
+                f"experiment {name!r} does not exist",
+                hint="run `mlkit runs list` for the project's experiment, or `mlkit train` first",
+            )
+        return []
+    runs = client.search_runs(
+        [found.experiment_id], max_results=limit, order_by=["attributes.start_time DESC"]
+    )
+    metric_names = project.config.metrics
+    return [
+        RunSummary(
+            run_id=run.info.run_id,
+            status=run.info.status,
+            started=_when(run.info.start_time),
+            duration_s=_duration(run.info.start_time, run.info.end_time),
+            commit=(run.data.tags.get(L.TAG_GIT_COMMIT) or "")[:12],
+            dirty=run.data.tags.get(L.TAG_GIT_DIRTY) == "true",
+            metrics={k: run.data.metrics[k] for k in metric_names if k in run.data.metrics},
+            failure=run.data.tags.get(L.TAG_FAILURE, ""),
+        )
+        for run in runs
+    ]
+
+
+def show_run(project: Project, run_id: str) -> RunDetail:
+    """Params, metrics, lineage, artifacts and registered versions of one run."""
+    client = _client(project)
+    run = _get_run(client, run_id)
+    experiment = client.get_experiment(run.info.experiment_id)
+    tags = dict(run.data.tags)
+    versions = [
+        f"{v.name}/{v.version}" for v in client.search_model_versions(f"run_id = '{run.info.run_id}'")
+    ]
+    return RunDetail(
+        run_id=run.info.run_id,
+        experiment=experiment.name,
+        status=run.info.status,
+        started=_when(run.info.start_time),
+        ended=_when(run.info.end_time),
+        params=dict(sorted(run.data.params.items())),
+        metrics=dict(sorted(run.data.metrics.items())),
+        lineage={k: v for k, v in sorted(tags.items()) if k.startswith("mlkit.")},
+        tags={k: v for k, v in sorted(tags.items()) if not k.startswith(("mlkit.", "mlflow."))},
+        artifacts=_artifacts(client, run.info.run_id),
+        model_versions=sorted(versions),
+    )
+
+
+def compare_runs(project: Project, run_ids: Sequence[str]) -> RunComparison:
+    """Params, metrics and lineage of two or more runs side by side."""
+    if len(run_ids) < 2:
+        raise UsageError("compare needs at least two run ids", hint="run `mlkit runs list` to see run ids")
+    client = _client(project)
+    runs = [_get_run(client, run_id) for run_id in run_ids]
+    rows: list[dict[str, Any]] = []
+    sections = (
+        ("param", [r.data.params for r in runs]),
+        ("metric", [r.data.metrics for r in runs]),
+        (
+            "lineage",
+            [
+                {
+                    k: v
+                    for k, v in r.data.tags.items()
+                    if k.startswith("mlkit.") and k not in (L.TAG_PARAMS, L.TAG_COMMAND)
+                }
+                for r in runs
+            ],
+        ),
+    )
+    for section, values in sections:
+        keys = sorted(set().union(*(v.keys() for v in values)))
+        if section == "metric":
+            keys = [k for k in keys if not k.startswith("xgb.")]  # per-iteration curves: see the UI
+        for key in keys:
+            cells = [v.get(key) for v in values]
+            rows.append(
+                {
+                    "section": section,
+                    "key": key,
+                    "values": cells,
+                    "differs": len({repr(c) for c in cells}) > 1,
+                }
+            )
+    return RunComparison(run_ids=[r.info.run_id for r in runs], rows=rows)
+
+
+def ui_command(project: Project, *, port: int = 5000) -> list[str]:
+    """The command line starting MLflow's UI on the project's store, bound to 127.0.0.1 only."""
+    from mlkit import tracking
+
+    uri = project.tracking_uri
+    if tracking.is_sqlite(uri):
+        tracking.ensure_sqlite_store(uri, project.state_dir)
+    argv = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    artifacts = tracking.artifact_location(project)
+    if artifacts:
+        argv += ["--default-artifact-root", artifacts]
+    return argv
+
+
+def _client(project: Project) -> Any:
+    from mlkit import tracking
+
+    return tracking.client(project)
+
+
+def _get_run(client: Any, run_id: str) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(run_id)
+    except MlflowException:
+        raise UsageError(
+            f"run {run_id!r} not found in the tracking store", hint="run `mlkit runs list` to see run ids"
+        ) from None
+
+
+def _artifacts(client: Any, run_id: str, path: str | None = None) -> list[str]:
+    out: list[str] = []
+    for entry in client.list_artifacts(run_id, path):
+        if entry.is_dir:
+            out += _artifacts(client, run_id, entry.path)
+        else:
+            out.append(entry.path)
+    return sorted(out)
+
+
+def _when(millis: int | None) -> str:
+    if not millis:
+        return ""
+    return datetime.fromtimestamp(millis / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _duration(start: int | None, end: int | None) -> float | None:
+    return round((end - start) / 1000, 1) if start and end else None

@@ -1,0 +1,183 @@
+"""Loading the project's data: DVC-tracked CSV or Parquet, the feature hook, the target and its labels."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlkit import constants as C
+from mlkit.errors import UsageError
+
+
+@dataclass
+class Dataset:
+    """Features and (encoded) target; ``classes`` maps each integer label back to the original value."""
+
+    features: Any  # pandas.DataFrame
+    target: Any  # numpy array: int labels for classification, floats for regression
+    classes: list[Any] | None = None
+
+    @property
+    def label_mapping(self) -> dict[str, Any] | None:
+        return None if self.classes is None else {str(i): _plain(c) for i, c in enumerate(self.classes)}
+
+
+def read_table(path: Path) -> Any:
+    """A CSV or Parquet file as a DataFrame; a missing file means the data was not pulled."""
+    import pandas as pd
+
+    if not path.exists():
+        raise UsageError(
+            f"{path.name}: data file not found at {path}",
+            hint="run `mlkit data pull` (or `dvc pull`) to fetch the data",
+        )
+    try:
+        if path.suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise UsageError(
+            f"{path.name}: the data file is empty", hint="check the file, then `mlkit data add` it"
+        )
+    except Exception as exc:
+        raise UsageError(
+            f"{path.name}: cannot read: {str(exc).splitlines()[0]}",
+            hint="check the file format (CSV with a header row, or Parquet)",
+        ) from None
+
+
+def apply_hook(frame: Any, hook: str, root: Path) -> Any:
+    """Call ``package.module:function`` from the project's ``src/`` on the frame (no install needed)."""
+    import pandas as pd
+
+    module_name, _, function_name = hook.partition(":")
+    with _project_imports(root, module_name.split(".")[0]):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise UsageError(
+                f"{C.CONFIG_FILE}: data.hook: cannot import {module_name!r} from src/ ({exc})",
+                hint="check data.hook and the files under src/",
+            ) from None
+        function = getattr(module, function_name, None)
+        if not callable(function):
+            raise UsageError(
+                f"{C.CONFIG_FILE}: data.hook: {module_name} has no function {function_name!r}",
+                hint="check data.hook",
+            )
+        result = function(frame)
+    if not isinstance(result, pd.DataFrame):
+        raise UsageError(
+            f"{C.CONFIG_FILE}: data.hook: {hook} returned {type(result).__name__}, not a DataFrame",
+            hint="make the hook return the DataFrame to train on",
+        )
+    return result
+
+
+def load_callable(spec: str, root: Path, field: str) -> Any:
+    """``package.module:function`` imported from the project's ``src/`` (for model.entrypoint)."""
+    module_name, _, function_name = spec.partition(":")
+    with _project_imports(root, module_name.split(".")[0]):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise UsageError(
+                f"{C.CONFIG_FILE}: {field}: cannot import {module_name!r} from src/ ({exc})",
+                hint=f"check {field} and the files under src/",
+            ) from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise UsageError(
+            f"{C.CONFIG_FILE}: {field}: {module_name} has no function {function_name!r}",
+            hint=f"check {field}",
+        )
+    return function
+
+
+def prepare(frame: Any, *, target: str, drop: list[str], task: str, source: str) -> Dataset:
+    """Split off the target, check it, and encode class labels as 0..k-1 (XGBoost needs integers)."""
+    import numpy as np
+
+    if len(frame) == 0:
+        raise UsageError(f"{source}: the data has no rows", hint="check the file, then `mlkit data add` it")
+    if target not in frame.columns:
+        raise UsageError(
+            f"{C.CONFIG_FILE}: data.target: column {target!r} is not in {source}; columns: "
+            + ", ".join(map(str, list(frame.columns)[:20])),
+            hint="fix data.target in mlkit.yaml",
+        )
+    y = frame[target]
+    missing = int(y.isna().sum())
+    if missing:
+        raise UsageError(
+            f"{source}: target column {target!r} has {missing} missing value(s)",
+            hint="drop or fill those rows (e.g. in the data.hook function)",
+        )
+    unknown = [c for c in drop if c not in frame.columns]
+    if unknown:
+        raise UsageError(
+            f"{C.CONFIG_FILE}: data.drop: column {unknown[0]!r} is not in {source}",
+            hint="fix data.drop in mlkit.yaml",
+        )
+    features = frame.drop(columns=[target, *drop])
+    if task == "classification":
+        classes = sorted(y.unique().tolist(), key=lambda v: (str(type(v)), v))
+        if len(classes) < 2:
+            raise UsageError(
+                f"{source}: target column {target!r} has a single class {classes[0]!r}",
+                hint="classification needs at least two classes",
+            )
+        index = {value: i for i, value in enumerate(classes)}
+        encoded = np.asarray([index[v] for v in y.tolist()], dtype=np.int64)
+        return Dataset(features, encoded, classes)
+    try:
+        values = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise UsageError(
+            f"{source}: target column {target!r} is not numeric; model.task is regression",
+            hint="use model.task: classification, or a numeric target",
+        ) from None
+    return Dataset(features, values, None)
+
+
+def encode_labels(values: Any, classes: list[Any], source: str, target: str) -> Any:
+    """Encode a second file's target with the training classes."""
+    import numpy as np
+
+    index = {value: i for i, value in enumerate(classes)}
+    unseen = sorted({str(v) for v in values if v not in index})
+    if unseen:
+        raise UsageError(
+            f"{source}: target {target!r} has classes not in the training data: " + ", ".join(unseen[:5]),
+            hint="check data.test",
+        )
+    return np.asarray([index[v] for v in values], dtype=np.int64)
+
+
+@contextmanager
+def _project_imports(root: Path, top_level: str) -> Iterator[None]:
+    """Import from ``root/src`` first; forget the package afterwards so another root (a reproduction
+    worktree) gets its own copy."""
+    src = str((root / "src").resolve())
+    stale = [name for name in sys.modules if name == top_level or name.startswith(top_level + ".")]
+    saved = {name: sys.modules.pop(name) for name in stale}
+    sys.path.insert(0, src)
+    importlib.invalidate_caches()
+    try:
+        yield
+    finally:
+        with suppress(ValueError):
+            sys.path.remove(src)
+        for name in [n for n in sys.modules if n == top_level or n.startswith(top_level + ".")]:
+            del sys.modules[name]
+        sys.modules.update(saved)
+
+
+def _plain(value: Any) -> Any:
+    item = getattr(value, "item", None)
+    return item() if callable(item) else value

@@ -1,0 +1,149 @@
+"""Resolving the estimator a project names, and validating its parameters before any work starts."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+from mlkit import constants as C
+from mlkit.errors import UsageError
+
+# XGBoost checks its parameters only inside fit, after data loading; these are checked up front.
+_XGB_INTS = (
+    "n_estimators",
+    "max_depth",
+    "max_leaves",
+    "max_bin",
+    "num_parallel_tree",
+    "max_cat_to_onehot",
+    "max_cat_threshold",
+    "early_stopping_rounds",
+)
+_XGB_FLOATS = (
+    "learning_rate",
+    "gamma",
+    "min_child_weight",
+    "max_delta_step",
+    "subsample",
+    "colsample_bytree",
+    "colsample_bylevel",
+    "colsample_bynode",
+    "reg_alpha",
+    "reg_lambda",
+    "scale_pos_weight",
+)
+
+
+def is_xgboost(estimator: Any) -> bool:
+    return type(estimator).__module__.split(".")[0] == "xgboost"
+
+
+def resolve_estimator(path: str) -> type:
+    """The estimator class at import path ``path`` (``xgboost.XGBClassifier``, ``sklearn.svm.SVC``...)."""
+    module_name, _, class_name = path.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UsageError(
+            f"{C.CONFIG_FILE}: model.estimator: cannot import module {module_name!r} ({exc})",
+            hint="use an installed estimator, e.g. xgboost.XGBClassifier or "
+            "sklearn.ensemble.RandomForestClassifier",
+        ) from None
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        close = difflib.get_close_matches(class_name, [n for n in dir(module) if not n.startswith("_")], n=1)
+        suggestion = f"; did you mean {module_name}.{close[0]}?" if close else ""
+        raise UsageError(
+            f"{C.CONFIG_FILE}: model.estimator: {path!r} not found{suggestion}",
+            hint=f"fix model.estimator in {C.CONFIG_FILE}",
+        )
+    if not inspect.isclass(cls) or not hasattr(cls, "fit") or not hasattr(cls, "get_params"):
+        raise UsageError(
+            f"{C.CONFIG_FILE}: model.estimator: {path!r} is not a scikit-learn compatible "
+            "estimator class (needs fit and get_params)",
+            hint=f"fix model.estimator in {C.CONFIG_FILE}",
+        )
+    return cls
+
+
+def check_task(cls: type, path: str, task: str) -> None:
+    """Refuse a regressor for a classification project and the other way round."""
+    kind = getattr(cls, "_estimator_type", None)
+    if kind is None:
+        try:
+            kind = getattr(cls().__sklearn_tags__(), "estimator_type", None)
+        except Exception:
+            kind = None
+    wanted = "classifier" if task == "classification" else "regressor"
+    if kind in ("classifier", "regressor") and kind != wanted:
+        raise UsageError(
+            f"{C.CONFIG_FILE}: model.estimator: {path} is a {kind} but model.task is {task}",
+            hint=f"use a {wanted} or change model.task",
+        )
+
+
+def build_estimator(path: str, params: Mapping[str, Any], *, seed: int, task: str) -> Any:
+    """An unfitted estimator from ``params.estimator``, seeded, with every parameter checked.
+
+    Unknown names and values of the wrong type raise :class:`UsageError` naming params.yaml and the key.
+    """
+    cls = resolve_estimator(path)
+    check_task(cls, path, task)
+    known = cls().get_params(deep=False)
+    for name in params:
+        if name not in known:
+            close = difflib.get_close_matches(name, list(known), n=1)
+            suggestion = f"; did you mean {close[0]!r}?" if close else ""
+            raise UsageError(
+                f"{C.PARAMS_FILE}: estimator.{name}: not a parameter of {path}{suggestion}",
+                hint=f"fix {C.PARAMS_FILE} or the --set override",
+            )
+    settings = dict(params)
+    if "random_state" in known and settings.get("random_state") is None:
+        settings["random_state"] = seed
+    try:
+        estimator = cls(**settings)
+    except TypeError as exc:
+        raise UsageError(f"{C.PARAMS_FILE}: estimator: {exc}", hint=f"fix {C.PARAMS_FILE}") from None
+    _check_values(estimator, path, settings)
+    if is_xgboost(estimator):
+        from mlkit.training.xgb import make_deterministic
+
+        make_deterministic(estimator)
+    return estimator
+
+
+def _check_values(estimator: Any, path: str, settings: Mapping[str, Any]) -> None:
+    validate = getattr(estimator, "_validate_params", None)
+    if callable(validate) and not is_xgboost(estimator):
+        try:
+            validate()
+        except (ValueError, TypeError) as exc:
+            name = _param_in_message(str(exc), settings)
+            where = f"estimator.{name}" if name else "estimator"
+            message = str(exc).splitlines()[0]
+            raise UsageError(f"{C.PARAMS_FILE}: {where}: {message}", hint=f"fix {C.PARAMS_FILE}") from None
+        return
+    for name, value in settings.items():
+        if value is None:
+            continue
+        if name in _XGB_INTS and (isinstance(value, bool) or not isinstance(value, int)):
+            raise UsageError(
+                f"{C.PARAMS_FILE}: estimator.{name}: must be an integer for {path}, got {value!r}",
+                hint=f"fix {C.PARAMS_FILE}",
+            )
+        if name in _XGB_FLOATS and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise UsageError(
+                f"{C.PARAMS_FILE}: estimator.{name}: must be a number for {path}, got {value!r}",
+                hint=f"fix {C.PARAMS_FILE}",
+            )
+
+
+def _param_in_message(message: str, settings: Mapping[str, Any]) -> str | None:
+    for name in settings:
+        if f"'{name}'" in message:
+            return name
+    return None

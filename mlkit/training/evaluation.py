@@ -1,0 +1,135 @@
+"""Splitting, cross-validation and metrics, with the defaults each task gets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+
+def split(features: Any, target: Any, *, test_size: float, seed: int, stratify: bool) -> tuple[Any, ...]:
+    """(X_train, X_test, y_train, y_test): a seeded split, stratified by class for classification."""
+    from sklearn.model_selection import train_test_split
+
+    from mlkit.errors import UsageError
+
+    try:
+        return tuple(
+            train_test_split(
+                features,
+                target,
+                test_size=test_size,
+                random_state=seed,
+                stratify=target if stratify else None,
+            )
+        )
+    except ValueError as exc:
+        raise UsageError(
+            f"cannot split the data: {str(exc).splitlines()[0]}",
+            hint="use more rows, or change test_size in params.yaml",
+        ) from None
+
+
+def folds(n_splits: int, *, seed: int, stratify: bool) -> Any:
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    cls = StratifiedKFold if stratify else KFold
+    return cls(n_splits=n_splits, shuffle=True, random_state=seed)
+
+
+def compute_metrics(
+    names: Sequence[str], task: str, y_true: Any, predicted: Any, scores: Any | None
+) -> dict[str, float]:
+    """Each named metric on one evaluation set. ``scores`` are class probabilities (classification)."""
+    return {name: float(_METRICS[task][name](y_true, predicted, scores)) for name in names}
+
+
+def predict_scores(model: Any, features: Any, task: str) -> tuple[Any, Any | None]:
+    """(predictions, class probabilities or None)."""
+    predicted = model.predict(features)
+    if task == "classification" and hasattr(model, "predict_proba"):
+        return predicted, model.predict_proba(features)
+    return predicted, None
+
+
+def _binary(scores: Any) -> bool:
+    return scores is not None and scores.shape[1] == 2
+
+
+def _average(y_true: Any) -> str:
+    import numpy as np
+
+    return "binary" if len(np.unique(y_true)) <= 2 else "weighted"
+
+
+def _accuracy(y, p, s):
+    from sklearn.metrics import accuracy_score
+
+    return accuracy_score(y, p)
+
+
+def _f1(y, p, s):
+    from sklearn.metrics import f1_score
+
+    return f1_score(y, p, average=_average(y), zero_division=0)
+
+
+def _precision(y, p, s):
+    from sklearn.metrics import precision_score
+
+    return precision_score(y, p, average=_average(y), zero_division=0)
+
+
+def _recall(y, p, s):
+    from sklearn.metrics import recall_score
+
+    return recall_score(y, p, average=_average(y), zero_division=0)
+
+
+def _roc_auc(y, p, s):
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    if s is None or len(np.unique(y)) < 2:
+        return float("nan")
+    if _binary(s):
+        return roc_auc_score(y, s[:, 1])
+    return roc_auc_score(y, s, multi_class="ovr", average="weighted", labels=list(range(s.shape[1])))
+
+
+def _log_loss(y, p, s):
+    from sklearn.metrics import log_loss
+
+    if s is None:
+        return float("nan")
+    return log_loss(y, s, labels=list(range(s.shape[1])))
+
+
+def _rmse(y, p, s):
+    from sklearn.metrics import root_mean_squared_error
+
+    return root_mean_squared_error(y, p)
+
+
+def _mae(y, p, s):
+    from sklearn.metrics import mean_absolute_error
+
+    return mean_absolute_error(y, p)
+
+
+def _r2(y, p, s):
+    from sklearn.metrics import r2_score
+
+    return r2_score(y, p)
+
+
+_METRICS: dict[str, dict[str, Callable[[Any, Any, Any], float]]] = {
+    "classification": {
+        "accuracy": _accuracy,
+        "f1": _f1,
+        "roc_auc": _roc_auc,
+        "precision": _precision,
+        "recall": _recall,
+        "log_loss": _log_loss,
+    },
+    "regression": {"rmse": _rmse, "mae": _mae, "r2": _r2},
+}
