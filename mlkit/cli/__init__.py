@@ -19,6 +19,10 @@ from mlkit.cli import ci as ci_cli
 from mlkit.cli import config as config_cli
 from mlkit.cli import init as init_cli
 from mlkit.cli import server as server_cli
+from mlkit.cli import models as models_cli
+from mlkit.cli import promote as promote_cli
+from mlkit.cli import runs as runs_cli
+from mlkit.cli import train as train_cli
 from mlkit.errors import ExitCode, MlkitError
 
 _state = {"debug": False}
@@ -68,11 +72,11 @@ app = typer.Typer(
     "tracked runs, gated promotion, CI.\n\nExample: mlkit init churn && cd churn && mlkit train",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # plain help and usage errors: rich's help renderer costs more than the rest of startup together
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-    # plain help and usage errors: rich's help renderer costs more than the rest of startup together
-    rich_markup_mode=None,
 
 def _show_version(value: bool) -> None:
     if value:
@@ -91,8 +95,14 @@ def _root(
 
 app.command("init")(init_cli.init)
 app.add_typer(config_cli.app, name="config")
-app.add_typer(server_cli.app, name="server")
 app.add_typer(ci_cli.app, name="ci")
+app.add_typer(server_cli.app, name="server")
+app.add_typer(models_cli.app, name="models")
+app.command("promote")(promote_cli.promote)
+app.command("rollback")(promote_cli.rollback)
+app.command("train")(train_cli.train)
+app.add_typer(runs_cli.app, name="runs")
+app.command("ui")(train_cli.ui)
 
 
 def main() -> None:

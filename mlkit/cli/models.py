@@ -1,0 +1,99 @@
+"""`mlkit models`: the registered models, one version in detail, and the audit trail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+app = typer.Typer(help="Registered models: stages, lineage and the promotion audit trail.",
+                  no_args_is_help=True)
+
+
+@app.command("list")
+def list_(json_: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """List the registered models with the version holding each stage.
+
+    Example: mlkit models list --json
+    """
+    from mlkit import registry
+    from mlkit.cli import _output
+    from mlkit.project import load_project
+
+    project = load_project()
+    models = [m.to_dict() for m in registry.list_models(project)]
+    if json_:
+        _output.print_json(models)
+        return
+    stages = project.config.stages
+    _output.print_table(
+        ("model", "latest", *stages, "last audit event"),
+        [(m["name"], m["latest_version"], *(m["stages"].get(s, "") for s in stages), m["last_event"] or "")
+         for m in models],
+    )
+
+
+@app.command("show")
+def show(
+    ref: str = typer.Argument(..., metavar="NAME[@STAGE|/VERSION]",
+                              help="A model (latest version), NAME@STAGE or NAME/VERSION."),
+    json_: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Show one model version: stage, metrics, run, git commit, data md5s, params, who promoted it and when.
+
+    Example: mlkit models show churn@production
+    """
+    from mlkit import registry
+    from mlkit.cli import _output
+    from mlkit.config import flatten
+    from mlkit.project import load_project
+
+    info = registry.show_version(load_project(), ref).to_dict()
+    if json_:
+        _output.print_json(info)
+        return
+    info.pop("tags")
+    nested = {"metrics": info.pop("metrics"), "data_md5": info.pop("data_md5s"), "params": info.pop("params")}
+    _output.print_mapping({**info, **flatten(nested)}, title=f"{info['name']} version {info['version']}")
+
+
+@app.command("history")
+def history(
+    name: str = typer.Argument(..., help="Registered model name."),
+    stage: str | None = typer.Option(None, "--stage", help="Only the entries of this stage."),
+    json_: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Show the audit trail: every promotion, refusal and rollback with time, actor, versions and gates.
+
+    Example: mlkit models history churn --stage production
+    """
+    from mlkit import registry
+    from mlkit.cli import _output
+    from mlkit.project import load_project
+
+    entries = registry.history(load_project(), name, stage)
+    if json_:
+        _output.print_json(entries)
+        return
+    _output.print_table(
+        ("time", "action", "stage", "from", "to", "state", "actor", "gates", "reason"),
+        [(_when(e.get("time")), e.get("action"), e.get("stage"), e.get("from_version") or "-",
+          e.get("to_version"), e.get("state"), _who(e.get("actor")), _gates(e.get("gates") or []),
+          e.get("reason")) for e in entries],
+    )
+
+
+def _when(stamp: Any) -> str:
+    # 2026-11-27T10:52:50.579Z -> 2026-11-27 10:52:50 (UTC); --json keeps the full stamp
+    return str(stamp or "")[:19].replace("T", " ")
+
+
+def _who(actor: Any) -> str:
+    return str(actor or "").split(" <")[0]
+
+
+def _gates(gates: list[dict[str, Any]]) -> str:
+    if not gates:
+        return "-"
+    failed = [g["gate"] for g in gates if not g.get("passed")]
+    return f"{len(gates) - len(failed)}/{len(gates)}" + (f" failed: {', '.join(failed)}" if failed else "")

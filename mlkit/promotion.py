@@ -1,0 +1,264 @@
+"""Gated promotion: a model version moves to a stage only when the policy in mlkit.yaml says it may.
+
+The policy is ``promotion.<stage>`` in mlkit.yaml (:class:`mlkit.config.StageGates`). Every gate is
+evaluated, not only up to the first failure, so a refusal shows the whole picture:
+
+``threshold``       a metric of the version's run against a bound, e.g. ``f1 >= 0.85``
+``beat_current``    the challenger must be at least as good as the version holding the stage, plus a
+                    margin (lower is better for log_loss, rmse and mae)
+``clean_commit``    the version was trained from a committed, clean git tree (lineage tag)
+``previous_stage``  the version holds the stage before the target (no skipping to production)
+``reproduced``      ``mlkit reproduce`` confirmed the version (tag ``mlkit.reproduced=true``)
+
+A refused promotion writes a ``refuse`` entry to the audit trail and changes nothing else; a dry run
+evaluates the gates and writes nothing at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mlkit import registry, tracking
+from mlkit.errors import GateRefusedError, UsageError
+
+if TYPE_CHECKING:
+    from mlkit.config import StageGates
+    from mlkit.project import Project
+
+LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
+
+_COMPARE = {
+    ">=": lambda a, b: a >= b,
+    ">": lambda a, b: a > b,
+    "<=": lambda a, b: a <= b,
+    "<": lambda a, b: a < b,
+    "==": lambda a, b: a == b,
+}
+
+
+@dataclass(frozen=True)
+class GateResult:
+    gate: str
+    passed: bool
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What the gates read about a version: its run's metrics, its tags and the stage it holds."""
+
+    version: str
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+    stage: str | None = None
+
+
+@dataclass
+class PromotionResult:
+    model: str
+    version: str
+    stage: str
+    status: str  # promoted | refused | would promote | would refuse | unchanged
+    from_version: str | None
+    from_stage: str | None
+    gates: list[GateResult]
+    actor: str
+    reason: str
+    dry_run: bool
+    audit_id: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return all(g.passed for g in self.gates)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["gates"] = [g.to_dict() for g in self.gates]
+        return data
+
+
+class PromotionRefused(GateRefusedError):
+    """A gate failed; ``result`` carries every gate's outcome for the caller to show."""
+
+    def __init__(self, result: PromotionResult) -> None:
+        failed = [g.gate for g in result.gates if not g.passed]
+        verb = "would be refused" if result.dry_run else "refused"
+        super().__init__(
+            f"promotion of {result.model} version {result.version} to {result.stage} {verb}: "
+            f"{len(failed)} of {len(result.gates)} gates failed ({', '.join(failed)})",
+            hint=f"the gates are `promotion.{result.stage}` in mlkit.yaml; "
+            f"`mlkit models show {result.model}/{result.version}` shows the version",
+        )
+        self.result = result
+
+
+def evaluate_gates(gates: StageGates | None, *, stages: Sequence[str], target: str, candidate: Candidate,
+                   holder: Candidate | None) -> list[GateResult]:
+    """Every gate of ``target``'s policy applied to ``candidate`` (``holder``: the version holding it now)."""
+    if gates is None:
+        return []
+    results = [_threshold(candidate, metric, op, bound) for metric, op, bound in gates.parsed_thresholds()]
+    if gates.beat_current is not None:
+        results.append(_beat_current(candidate, holder, target, gates.beat_current.metric,
+                                     gates.beat_current.margin))
+    if gates.clean_commit:
+        results.append(_clean_commit(candidate))
+    if gates.previous_stage:
+        results.append(_previous_stage(candidate, stages, target))
+    if gates.reproduced:
+        results.append(_reproduced(candidate))
+    return results
+
+
+def promote(project: Project, name: str, version: str | int | None = None, *, to: str,
+            from_stage: str | None = None, reason: str = "", dry_run: bool = False,
+            progress: registry.Progress | None = None) -> PromotionResult:
+    """Move ``version`` (or whatever holds ``from_stage``) of ``name`` to stage ``to`` if the gates allow.
+
+    Raises :class:`PromotionRefused` (exit code 3) when a gate fails, after recording the refusal in the
+    audit trail (not on a dry run). Promoting a version to the stage it already holds changes nothing.
+    """
+    registry.require_stage(project, to)
+    if from_stage is not None:
+        registry.require_stage(project, from_stage)
+    if version is None and from_stage is None:
+        raise UsageError("name a VERSION or --from STAGE to promote",
+                         hint=f"e.g. `mlkit promote {name} --from staging --to production`")
+    wanted = registry.normalize_version(version) if version is not None else None
+    stages = project.config.stages
+    client = tracking.client(project)
+    registry.get_model(client, name)  # unknown model: fail before waiting for the lock
+    lock = registry.write_lock(project) if not dry_run else nullcontext(False)
+    with lock as locked:
+        model = registry.get_model(client, name)
+        if not dry_run:
+            registry.settle_pending(client, model, stages, locked=locked, progress=progress)
+            model = registry.get_model(client, name)
+        holders = registry.stage_holders(model)
+        chosen = _choose_version(name, wanted, from_stage, holders)
+        mv = registry.get_version(client, name, chosen)
+        current = holders.get(to)
+        current_stage = next((s for s in stages if holders.get(s) == chosen), None)
+        who = registry.actor(project.root)
+        result = PromotionResult(model=name, version=chosen, stage=to, status="unchanged",
+                                 from_version=current, from_stage=current_stage, gates=[], actor=who,
+                                 reason=reason, dry_run=dry_run)
+        if current == chosen:
+            return result
+        candidate = _candidate(client, mv, current_stage)
+        holder = _candidate(client, registry.get_version(client, name, current), to) if current else None
+        result.gates = evaluate_gates(project.config.promotion.get(to), stages=stages, target=to,
+                                      candidate=candidate, holder=holder)
+        gate_dicts = [g.to_dict() for g in result.gates]
+        if not result.passed:
+            result.status = "would refuse" if dry_run else "refused"
+            if not dry_run:
+                entry = registry.new_entry("refuse", name, to, chosen, actor=who, reason=reason,
+                                           from_version=current, from_stage=current_stage, gates=gate_dicts,
+                                           state=registry.REFUSED)
+                registry.write_entry(client, entry)
+                result.audit_id = entry["id"]
+            raise PromotionRefused(result)
+        if dry_run:
+            result.status = "would promote"
+            return result
+        entry = registry.new_entry("promote", name, to, chosen, actor=who, reason=reason,
+                                   from_version=current, from_stage=current_stage, gates=gate_dicts)
+        entry = registry.move_stage(client, name, to, chosen, stages, entry, locked=locked, progress=progress)
+        result.status = "promoted" if entry["state"] == registry.DONE else entry["state"]
+        result.audit_id = entry["id"]
+        return result
+
+
+# --- gates --------------------------------------------------------------------------------------------
+
+def _threshold(candidate: Candidate, metric: str, op: str, bound: float) -> GateResult:
+    gate = f"{metric} {op} {bound:g}"
+    value = candidate.metrics.get(metric)
+    if value is None:
+        return GateResult(gate, False, f"{metric} not logged for version {candidate.version}")
+    passed = _COMPARE[op](value, bound)
+    return GateResult(gate, passed, f"{metric} = {value:.4f} (needs {op} {bound:g})")
+
+
+def _beat_current(candidate: Candidate, holder: Candidate | None, target: str, metric: str,
+                  margin: float) -> GateResult:
+    gate = f"beat current on {metric}"
+    mine = candidate.metrics.get(metric)
+    if mine is None:
+        return GateResult(gate, False, f"{metric} not logged for version {candidate.version}")
+    if holder is None:
+        return GateResult(gate, True, f"no version holds {target} yet; {metric} = {mine:.4f}")
+    theirs = holder.metrics.get(metric)
+    if theirs is None:
+        return GateResult(gate, False, f"current version {holder.version} has no {metric} to compare")
+    lower = metric in LOWER_IS_BETTER
+    gain = (theirs - mine) if lower else (mine - theirs)
+    passed = gain >= margin
+    direction = "lower" if lower else "higher"
+    return GateResult(gate, passed, f"{metric} = {mine:.4f} vs {theirs:.4f} for current version "
+                      f"{holder.version} ({direction} is better, needs a gain >= {margin:g}, "
+                      f"got {gain:+.4f})")
+
+
+def _clean_commit(candidate: Candidate) -> GateResult:
+    from mlkit.lineage import TAG_GIT_COMMIT, TAG_GIT_DIRTY
+
+    commit = candidate.tags.get(TAG_GIT_COMMIT)
+    dirty = candidate.tags.get(TAG_GIT_DIRTY)
+    if not commit or dirty is None:
+        return GateResult("clean commit", False, "no git commit recorded for this version")
+    if dirty == "true":
+        return GateResult("clean commit", False, f"trained from uncommitted changes on {commit[:10]}")
+    return GateResult("clean commit", True, f"trained from clean commit {commit[:10]}")
+
+
+def _previous_stage(candidate: Candidate, stages: Sequence[str], target: str) -> GateResult:
+    index = stages.index(target)
+    if index == 0:
+        return GateResult("previous stage", True, f"{target} is the first stage")
+    before = stages[index - 1]
+    if candidate.stage == before:
+        return GateResult("previous stage", True, f"version {candidate.version} holds {before}")
+    now = candidate.stage or "no stage"
+    return GateResult("previous stage", False, f"version {candidate.version} holds {now}, needs {before}")
+
+
+def _reproduced(candidate: Candidate) -> GateResult:
+    flag = candidate.tags.get(registry.TAG_REPRODUCED)
+    if flag == "true":
+        by = candidate.tags.get(registry.TAG_REPRODUCED_BY_RUN, "?")
+        at = candidate.tags.get(registry.TAG_REPRODUCED_AT, "?")
+        return GateResult("reproduced", True, f"reproduced by run {by} at {at}")
+    if flag == "false":
+        return GateResult("reproduced", False, "reproduction did not match")
+    return GateResult("reproduced", False, "not reproduced")
+
+
+# --- private ------------------------------------------------------------------------------------------
+
+def _choose_version(name: str, wanted: str | None, from_stage: str | None, holders: Mapping[str, str]) -> str:
+    if from_stage is None:
+        assert wanted is not None
+        return wanted
+    holding = holders.get(from_stage)
+    if holding is None:
+        raise UsageError(f"no version of {name!r} holds {from_stage}",
+                         hint=f"run `mlkit promote {name} VERSION --to {from_stage}` first")
+    if wanted is not None and wanted != holding:
+        raise UsageError(f"version {wanted} of {name!r} does not hold {from_stage} (version {holding} does)",
+                         hint=f"drop VERSION to promote whatever holds {from_stage}")
+    return holding
+
+
+def _candidate(client: Any, mv: Any, stage: str | None) -> Candidate:
+    metrics, run_tags = registry.run_facts(client, mv)
+    # versions registered by hand carry their lineage only on the run; the version's own tags win
+    tags = {**run_tags, **(mv.tags or {})}
+    return Candidate(version=str(mv.version), metrics=metrics, tags=tags, stage=stage)
