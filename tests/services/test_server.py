@@ -41,16 +41,18 @@ def test_start_status_stop_keeps_credentials_out_of_files(postgres: S.Postgres, 
         assert json.loads(status.stdout)["pid"] == state["pid"]
         assert json.loads(status.stdout)["running"] is True
 
-        again = mlkit("server", "start", "--backend-store-uri", backend, "--port", str(port), env=env, cwd=tmp_path)
+        again = mlkit("server", "start", "--backend-store-uri", backend, "--port", str(port),
+                      env=env, cwd=tmp_path)
         assert again.returncode == 2
-        assert f"error: a tracking server is already running at http://127.0.0.1:{port} (pid {state['pid']})" \
-            in again.stderr
+        expected = f"error: a tracking server is already running at {state['url']} (pid {state['pid']})"
+        assert expected in again.stderr
 
         # an artifact logged through the server lands in the S3 bucket: proxied, the client holds no keys
-        code = ("import mlflow; mlflow.set_tracking_uri('http://127.0.0.1:%d'); mlflow.set_experiment('e');"
-                "r = mlflow.start_run(); mlflow.log_text('hi', 'note.txt'); mlflow.end_run()" % port)
+        code = (f"import mlflow; mlflow.set_tracking_uri('{state['url']}'); mlflow.set_experiment('e');"
+                "mlflow.start_run(); mlflow.log_text('hi', 'note.txt'); mlflow.end_run()")
         client_env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLFLOW_S3"))}
-        subprocess.run([sys.executable, "-c", code], env=client_env, check=True, capture_output=True, timeout=120)
+        subprocess.run([sys.executable, "-c", code], env=client_env, check=True, capture_output=True,
+                       timeout=120)
         assert list((s3.root / "lifecycle" / "artifacts").rglob("note.txt"))
 
         for written in (tmp_path / ".mlkit").iterdir():
