@@ -95,7 +95,7 @@ def train(
     config, params = project.config, project.params
     from mlkit.training.fitting import check_backend
 
-    check_backend(config.training.backend)
+    check_backend(config.training.backend, config.training.scheduler)
 
     say(f"checking {config.model.entrypoint or config.model.estimator}")
     estimator, entrypoint = _resolve_model(project)
@@ -224,21 +224,22 @@ def _train_in_run(
     say: Progress,
 ) -> dict[str, Any]:
     from mlkit.training import datasets, evaluation, plots
-    from mlkit.training.fitting import fit_model
+    from mlkit.training.fitting import fit_model, table_reader
     from mlkit.training.preprocessing import build_preprocessor, infer_columns
 
     config, params = project.config, project.params
     task = config.model.task
     classification = task == "classification"
     say(f"loading {config.data.train}")
-    frame = datasets.read_table(project.path(config.data.train))
+    read_table = table_reader(config.training.backend)
+    frame = read_table(project.path(config.data.train))
     if config.data.hook:
         frame = datasets.apply_hook(frame, config.data.hook, project.root)
     data = datasets.prepare(
         frame, target=config.data.target, drop=config.data.drop, task=task, source=config.data.train
     )
     if config.data.test:
-        test_frame = datasets.read_table(project.path(config.data.test))
+        test_frame = read_table(project.path(config.data.test))
         if config.data.hook:
             test_frame = datasets.apply_hook(test_frame, config.data.hook, project.root)
         test = datasets.prepare(
@@ -276,7 +277,8 @@ def _train_in_run(
     if params.cv_folds >= 2:
         say(f"{params.cv_folds}-fold cross-validation")
         cv = _cross_validate(
-            make_model, X_train, y_train, names, task, params.cv_folds, params.seed, config.training.backend
+            make_model, X_train, y_train, names, task, params.cv_folds, params.seed, config.training.backend,
+            config.training.scheduler,
         )
 
     model, preprocessor = make_model()
@@ -289,6 +291,7 @@ def _train_in_run(
         fit_y,
         preprocessor=preprocessor,
         backend=config.training.backend,
+        scheduler=config.training.scheduler,
         eval_sets=eval_sets,
         early_stopping_rounds=params.early_stopping_rounds,
     )
@@ -404,6 +407,7 @@ def _cross_validate(
     n_folds: int,
     seed: int,
     backend: str,
+    scheduler: str | None = None,
 ) -> dict[str, float]:
     import numpy as np
 
@@ -415,7 +419,8 @@ def _cross_validate(
     for fold_train, fold_test in splitter.split(X, y):
         model, preprocessor = make_model()
         fitted = fit_model(
-            model, X.iloc[fold_train], y[fold_train], preprocessor=preprocessor, backend=backend
+            model, X.iloc[fold_train], y[fold_train], preprocessor=preprocessor, backend=backend,
+            scheduler=scheduler,
         )
         predicted, probabilities = evaluation.predict_scores(fitted.pipeline, X.iloc[fold_test], task)
         for name, value in evaluation.compute_metrics(
@@ -494,7 +499,9 @@ def _log_model(pipeline: Any, X_train: Any, predicted: Any, labels: str) -> Any:
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
+    # the preprocessor imputes, so integer columns may be missing at serving time: declare them as doubles
     example = X_train.head(5)
+    example = example.astype({c: "float64" for c in example.columns if example[c].dtype.kind in "iu"})
     signature = infer_signature(example, predicted[:5])
     metadata = {TAG_LABEL_MAPPING: json.loads(labels)} if labels else None
     with _quiet_loggers("mlflow.sklearn", "mlflow.utils.environment", "mlflow.models.model"):

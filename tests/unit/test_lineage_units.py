@@ -1,0 +1,80 @@
+"""Lineage tags: keys under `mlkit.`, round trip, fingerprints, the command line, the CI dirty rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mlkit import lineage as L
+from mlkit.errors import ExitCode, UsageError
+
+
+def _lineage(**changes):
+    values = dict(git_commit="a" * 40, git_branch="main", git_dirty=False,
+                  data_md5s={"data/train.csv": "0" * 32}, params={"seed": 7, "estimator": {"max_depth": 3}},
+                  seed=7, split={"test_size": 0.2, "cv_folds": 0, "stratify": True, "seed": 7, "test_file": None},
+                  python_version="3.11.7", package_lock_sha256="f" * 64, mlkit_version="0.1.0",
+                  command="mlkit train --set params.seed=7")
+    values.update(changes)
+    return L.RunLineage(**values)
+
+
+def test_every_tag_key_is_under_the_mlkit_prefix_and_round_trips():
+    lineage = _lineage()
+    tags = lineage.tags()
+    assert all(key.startswith("mlkit.") for key in tags)
+    assert tags[L.TAG_GIT_COMMIT] == "a" * 40
+    assert tags[L.TAG_DATA_MD5_PREFIX + "data/train.csv"] == "0" * 32
+    assert tags[L.TAG_GIT_DIRTY] == "false" and L.TAG_GIT_DIFF not in tags
+    assert L.RunLineage.from_tags(tags) == lineage
+
+
+def test_dirty_lineage_points_at_the_diff_artifact():
+    tags = _lineage(git_dirty=True, diff="diff --git a/x b/x\n").tags()
+    assert tags[L.TAG_GIT_DIRTY] == "true"
+    assert tags[L.TAG_GIT_DIFF] == "lineage/uncommitted.diff"
+
+
+def test_fingerprint_changes_with_any_prediction_and_with_shape():
+    base = np.array([[0.1, 0.9], [0.7, 0.3]])
+    assert L.predictions_fingerprint(base) == L.predictions_fingerprint(base.copy())
+    assert L.predictions_fingerprint(base) != L.predictions_fingerprint(base + 1e-12)
+    assert L.predictions_fingerprint(base) != L.predictions_fingerprint(base.ravel())
+
+
+def test_command_line_names_mlkit_not_the_script_path():
+    assert L.command_line(["/opt/venv/bin/mlkit", "train", "--set", "params.seed=7"]) == \
+        "mlkit train --set params.seed=7"
+
+
+def test_dirty_tree_is_refused_in_ci_unless_allowed():
+    with pytest.raises(UsageError) as caught:
+        L.require_clean(True, False, {"CI": "true"})
+    assert caught.value.exit_code == ExitCode.USAGE
+    assert caught.value.message == "the git work tree has uncommitted changes and CI is set; refusing to train"
+    assert caught.value.hint == "commit the changes first, or pass --allow-dirty"
+    L.require_clean(True, True, {"CI": "true"})
+    L.require_clean(True, False, {})
+    L.require_clean(False, False, {"CI": "true"})
+
+
+def test_git_state_outside_a_repository(tmp_path):
+    assert L.git_state(tmp_path) == (None, None, False, "")
+
+
+def test_git_state_ignores_training_outputs_but_not_code(tmp_path):
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", "-b", "main", str(tmp_path)], check=True)
+    (tmp_path / "metrics.json").write_text("{}\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    subprocess.run(["git", "-C", str(tmp_path), "add", "."], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "commit", "-q", "-m", "c"], check=True)
+    (tmp_path / "metrics.json").write_text('{"f1": 1}\n')
+    commit, branch, dirty, diff = L.git_state(tmp_path)
+    assert (branch, dirty, diff) == ("main", False, "")
+    (tmp_path / "code.py").write_text("x = 2\n")
+    (tmp_path / "new.py").write_text("y = 1\n")
+    _, _, dirty, diff = L.git_state(tmp_path)
+    assert dirty
+    assert "+x = 2" in diff and "+y = 1" in diff and "metrics.json" not in diff

@@ -1,0 +1,158 @@
+"""Pure training logic: estimator checks, data preparation, preprocessing, metrics, fingerprints."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlkit.errors import ExitCode, UsageError
+from mlkit.training import datasets, evaluation, fitting
+from mlkit.training.estimators import build_estimator, resolve_estimator
+from mlkit.training.preprocessing import build_preprocessor, infer_columns
+
+
+def test_unknown_estimator_module_is_a_usage_error():
+    with pytest.raises(UsageError) as caught:
+        resolve_estimator("sklearnx.linear_model.Ridge")
+    assert caught.value.exit_code == ExitCode.USAGE
+    assert caught.value.message.startswith("mlkit.yaml: model.estimator: cannot import module 'sklearnx.linear_model'")
+
+
+def test_misspelled_estimator_class_suggests_the_right_one():
+    with pytest.raises(UsageError) as caught:
+        resolve_estimator("sklearn.ensemble.RandomForestClassifer")
+    assert caught.value.message == ("mlkit.yaml: model.estimator: 'sklearn.ensemble.RandomForestClassifer' not "
+                                    "found; did you mean sklearn.ensemble.RandomForestClassifier?")
+
+
+def test_a_function_is_not_an_estimator():
+    with pytest.raises(UsageError) as caught:
+        resolve_estimator("sklearn.metrics.f1_score")
+    assert caught.value.message == ("mlkit.yaml: model.estimator: 'sklearn.metrics.f1_score' is not a "
+                                    "scikit-learn compatible estimator class (needs fit and get_params)")
+
+
+def test_regressor_for_classification_is_refused():
+    with pytest.raises(UsageError) as caught:
+        build_estimator("sklearn.linear_model.Ridge", {}, seed=1, task="classification")
+    assert caught.value.message == ("mlkit.yaml: model.estimator: sklearn.linear_model.Ridge is a regressor "
+                                    "but model.task is classification")
+
+
+def test_unknown_param_names_the_file_and_suggests():
+    with pytest.raises(UsageError) as caught:
+        build_estimator("xgboost.XGBClassifier", {"max_dept": 3}, seed=1, task="classification")
+    assert caught.value.message == ("params.yaml: estimator.max_dept: not a parameter of xgboost.XGBClassifier; "
+                                    "did you mean 'max_depth'?")
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "message"),
+    [
+        ("xgboost.XGBClassifier", {"max_depth": "deep"},
+         "params.yaml: estimator.max_depth: must be an integer for xgboost.XGBClassifier, got 'deep'"),
+        ("xgboost.XGBRegressor", {"learning_rate": "fast"},
+         "params.yaml: estimator.learning_rate: must be a number for xgboost.XGBRegressor, got 'fast'"),
+        ("sklearn.ensemble.RandomForestRegressor", {"n_estimators": "many"},
+         "params.yaml: estimator.n_estimators: The 'n_estimators' parameter of RandomForestRegressor must be an "
+         "int in the range [1, inf). Got 'many' instead."),
+    ],
+)
+def test_mistyped_param_values_are_refused_before_fitting(path, params, message):
+    task = "classification" if "Classifier" in path else "regression"
+    with pytest.raises(UsageError) as caught:
+        build_estimator(path, params, seed=1, task=task)
+    assert caught.value.message == message
+
+
+def test_seed_reaches_random_state_and_xgboost_is_deterministic():
+    forest = build_estimator("sklearn.ensemble.RandomForestRegressor", {"n_estimators": 5}, seed=7, task="regression")
+    assert forest.get_params()["random_state"] == 7
+    booster = build_estimator("xgboost.XGBClassifier", {}, seed=3, task="classification")
+    params = booster.get_params()
+    assert (params["random_state"], params["tree_method"], params["device"]) == (3, "hist", "cpu")
+
+
+def test_prepare_encodes_string_labels_sorted():
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": ["benign", "malignant", "benign"]})
+    data = datasets.prepare(frame, target="y", drop=[], task="classification", source="d.csv")
+    assert data.target.tolist() == [0, 1, 0]
+    assert data.label_mapping == {"0": "benign", "1": "malignant"}
+    assert list(data.features.columns) == ["x"]
+
+
+@pytest.mark.parametrize(
+    ("frame", "target", "message"),
+    [
+        (pd.DataFrame({"x": [1.0], "y": ["a"]}).iloc[:0], "y", "d.csv: the data has no rows"),
+        (pd.DataFrame({"x": [1.0, 2.0], "y": ["a", "b"]}), "label",
+         "mlkit.yaml: data.target: column 'label' is not in d.csv; columns: x, y"),
+        (pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": ["a", None, "b"]}), "y",
+         "d.csv: target column 'y' has 1 missing value(s)"),
+        (pd.DataFrame({"x": [1.0, 2.0], "y": ["a", "a"]}), "y",
+         "d.csv: target column 'y' has a single class 'a'"),
+    ],
+)
+def test_prepare_refuses_bad_data(frame, target, message):
+    with pytest.raises(UsageError) as caught:
+        datasets.prepare(frame, target=target, drop=[], task="classification", source="d.csv")
+    assert caught.value.message == message
+
+
+def test_missing_data_file_says_to_pull(tmp_path):
+    with pytest.raises(UsageError) as caught:
+        datasets.read_table(tmp_path / "train.csv")
+    assert caught.value.message == f"train.csv: data file not found at {tmp_path / 'train.csv'}"
+    assert caught.value.hint == "run `mlkit data pull` (or `dvc pull`) to fetch the data"
+
+
+def test_missing_values_and_string_categories_work_out_of_the_box():
+    frame = pd.DataFrame({
+        "age": [30.0, None, 45.0, 52.0, None, 23.0, 40.0, 33.0],
+        "plan": ["basic", "pro", None, "pro", "basic", "basic", None, "pro"],
+        "active": [True, False, True, True, False, True, False, True],
+    })
+    y = np.array([0, 1, 0, 1, 1, 0, 1, 0])
+    numeric, categorical = infer_columns(frame, None, None)
+    assert (numeric, categorical) == (["age"], ["plan", "active"])
+    estimator = build_estimator("sklearn.linear_model.LogisticRegression", {}, seed=0, task="classification")
+    fitted = fitting.fit_model(estimator, frame, y, preprocessor=build_preprocessor(numeric, categorical))
+    assert fitted.pipeline.predict(frame).shape == (8,)
+    assert "plan_pro" in fitted.feature_names()
+
+
+def test_listed_columns_win_over_dtypes():
+    frame = pd.DataFrame({"zip": [10115, 10117], "income": [1.0, 2.0]})
+    assert infer_columns(frame, None, ["zip"]) == (["income"], ["zip"])
+
+
+def test_unknown_backend_is_refused():
+    with pytest.raises(UsageError) as caught:
+        fitting.check_backend("dask")
+    assert caught.value.message == ("mlkit.yaml: training.backend: 'dask' is not available in this version of "
+                                    "mlkit; available: local")
+
+
+def test_metrics_binary_and_regression():
+    y = np.array([0, 1, 1, 0])
+    scores = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.7, 0.3]])
+    predicted = scores.argmax(axis=1)
+    got = evaluation.compute_metrics(["accuracy", "f1", "roc_auc", "precision", "recall", "log_loss"],
+                                     "classification", y, predicted, scores)
+    assert got["accuracy"] == 0.75 and got["precision"] == 1.0 and got["recall"] == 0.5
+    assert got["roc_auc"] == 1.0
+    assert math.isclose(got["f1"], 2 / 3)
+    reg = evaluation.compute_metrics(["rmse", "mae", "r2"], "regression", np.array([1.0, 2.0]),
+                                     np.array([1.0, 4.0]), None)
+    assert reg == {"rmse": math.sqrt(2.0), "mae": 1.0, "r2": -7.0}
+
+
+def test_multiclass_metrics_are_weighted():
+    y = np.array([0, 1, 2, 2])
+    scores = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.5, 0.3, 0.2]])
+    got = evaluation.compute_metrics(["accuracy", "f1", "roc_auc"], "classification", y, scores.argmax(1), scores)
+    assert got["accuracy"] == 0.75
+    assert 0.0 < got["f1"] < 1.0 and 0.0 < got["roc_auc"] <= 1.0
