@@ -7,14 +7,15 @@ preprocessor and estimator on a cluster and returning the same fitted pipeline.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mlkit.errors import UsageError
 from mlkit.training.estimators import is_xgboost
 
-BACKENDS = ("local",)
+BACKENDS = ("local", "dask")
 
 
 @dataclass
@@ -38,13 +39,28 @@ class FittedModel:
             return []
 
 
-def check_backend(backend: str) -> None:
+def check_backend(backend: str, scheduler: str | None = None) -> None:
     if backend not in BACKENDS:
         raise UsageError(
             f"mlkit.yaml: training.backend: {backend!r} is not available in this version of "
             f"mlkit; available: {', '.join(BACKENDS)}",
             hint="set training.backend: local",
         )
+    if backend == "dask":
+        from mlkit.training import distributed
+
+        distributed.check(scheduler)
+
+
+def table_reader(backend: str) -> Callable[[Path], Any]:
+    """How the training data are read: pandas in process, dask.dataframe for the dask backend."""
+    if backend == "dask":
+        from mlkit.training import distributed
+
+        return distributed.read_table
+    from mlkit.training.datasets import read_table
+
+    return read_table
 
 
 def fit_model(
@@ -54,6 +70,7 @@ def fit_model(
     *,
     preprocessor: Any | None,
     backend: str = "local",
+    scheduler: str | None = None,
     eval_sets: Sequence[tuple[str, Any, Any]] = (),
     early_stopping_rounds: int | None = None,
 ) -> FittedModel:
@@ -65,7 +82,13 @@ def fit_model(
     """
     from sklearn.pipeline import Pipeline
 
-    check_backend(backend)
+    check_backend(backend, scheduler)
+    if backend == "dask":
+        from mlkit.training import distributed
+
+        assert scheduler is not None  # checked above
+        return distributed.fit_model(model, X, y, preprocessor=preprocessor, scheduler=scheduler,
+                                     eval_sets=eval_sets, early_stopping_rounds=early_stopping_rounds)
     if preprocessor is None:
         pipeline = model if isinstance(model, Pipeline) else Pipeline([("model", model)])
         pipeline.fit(X, y)
