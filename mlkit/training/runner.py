@@ -444,6 +444,7 @@ def _run_params(project: Project) -> dict[str, str]:
         "model.task": config.model.task,
         "data.train": config.data.train,
         "data.target": config.data.target,
+        "training.backend": config.training.backend,
     }
     return {k: json.dumps(v) if isinstance(v, (dict, list)) else str(v) for k, v in values.items()}
 
