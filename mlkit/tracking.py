@@ -41,6 +41,8 @@ def configure(project: Project) -> str:
     """Point MLflow at the project's store (creating it once if needed) and return the tracking URI."""
     import mlflow
 
+    # the library is silent: no progress bars from MLflow's artifact transfers
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = project.tracking_uri
     if is_sqlite(uri):
         ensure_sqlite_store(uri, project.state_dir)
@@ -201,6 +203,23 @@ def ensure_reachable(uri: str, *, attempts: int = 4, base_delay: float = 0.5, ti
         f"tracking server {redact(uri)} is unreachable after {attempts} attempts: {_scrub(reason, uri)}",
         hint="start it (`mlkit server start`), check tracking.uri in mlkit.yaml or "
              f"{C.ENV_TRACKING_URI}, then run the command again",
+    )
+
+
+def lost_connection(exc: BaseException, uri: str) -> OperationError | None:
+    """The one-line error for a remote tracking store that went away during an operation, or None
+    when ``exc`` is something else."""
+    if not (is_http(uri) or is_database(uri)):
+        return None
+    text = " ".join(str(exc).split())
+    markers = ("Max retries exceeded", "Connection refused", "ConnectionError", "connection failed",
+               "server closed the connection", "could not connect", "OperationalError")
+    if not any(marker in text for marker in markers) and not isinstance(exc, ConnectionError):
+        return None
+    reason = "connection refused" if "refused" in text.lower() else "connection lost"
+    return OperationError(
+        f"tracking server {redact(uri)} became unreachable during the run ({reason}); nothing was registered",
+        hint="start the server again (`mlkit server status`), then rerun the command",
     )
 
 

@@ -255,13 +255,13 @@ class TrackingServer:
     backend_uri: str
 
 
-def start_tracking_server(postgres: Postgres, *, database: str | None = None,
+def start_tracking_server(postgres: Postgres, *, database: str | None = None, backend_uri: str | None = None,
                           artifacts_destination: str | None = None, extra_env: dict[str, str] | None = None,
                           timeout: float = 90.0) -> TrackingServer:
     from mlkit import server
 
     started = time.perf_counter()
-    backend = postgres.create_database(database) if database else postgres.uri
+    backend = backend_uri or (postgres.create_database(database) if database else postgres.uri)
     state_dir = Path(tempfile.mkdtemp(prefix="mlkit-server-"))
     env = {**os.environ, "PGPASSWORD": postgres.password, **(extra_env or {})}
     state = server.start(state_dir, backend, port=free_port(), artifacts_destination=artifacts_destination,

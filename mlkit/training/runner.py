@@ -165,6 +165,9 @@ def train(
     except Exception as exc:
         reason = _one_line(exc)
         _end_run(client, run_id, "FAILED", reason)
+        lost = tracking.lost_connection(exc, project.tracking_uri)
+        if lost is not None:
+            raise lost from exc
         raise OperationError(
             f"training failed: {reason}",
             hint=f"see run {run_id} (`mlkit runs show {run_id}`); run again with --debug for the traceback",
@@ -568,6 +571,8 @@ def _end_run(client: Any, run_id: str, status: str, reason: str) -> None:
     try:
         client.set_tag(run_id, L.TAG_FAILURE, reason[:5000])
         client.set_terminated(run_id, status)
+    except Exception:
+        pass  # the store itself may be what failed: never hide the original error behind this one
     finally:
         active = mlflow.active_run()
         if active is not None and active.info.run_id == run_id:
