@@ -34,6 +34,26 @@ def main() -> None:
     # -- promotion -------------------------------------------------------------------------------
     # -- reproduce -------------------------------------------------------------------------------
     # -- ci --------------------------------------------------------------------------------------
+    run("CI files from mlkit init match mlkit.yaml", "ci", "generate", "--check", cwd=project)
+    settings = project / "mlkit.yaml"
+    settings.write_text(settings.read_text().replace('python: "3.11"', 'python: "3.12"'))
+    stale = run("after a settings change --check shows the diff and exits 1", "ci", "generate", "--check",
+                cwd=project, check=False)
+    if stale.returncode != 1:
+        sys.exit(f"demo: expected exit code 1 from a stale check, got {stale.returncode}")
+    run("regenerate the workflows", "ci", "generate", cwd=project)
+    run("a GitLab pipeline from the same settings", "ci", "generate", "--provider", "gitlab", cwd=project)
+    subprocess.run(["git", "add", "mlkit.yaml", ".github", ".gitlab-ci.yml"], cwd=project, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", "CI on Python 3.12, GitLab pipeline"], cwd=project, check=True)
+    # what a GitHub Actions step sees: the result in the step summary, key values in the step outputs
+    runner = base / "runner"
+    runner.mkdir()
+    actions_env = {**os.environ, "CI": "true", "GITHUB_ACTIONS": "true",
+                   "GITHUB_STEP_SUMMARY": str(runner / "summary.md"), "GITHUB_OUTPUT": str(runner / "output.txt")}
+    print("\n\033[1m== inside GitHub Actions\033[0m\n$ GITHUB_ACTIONS=true mlkit ci generate --check", flush=True)
+    subprocess.run([MLKIT, "ci", "generate", "--check"], cwd=project, env=actions_env, check=True)
+    print(f"\n$GITHUB_STEP_SUMMARY:\n{(runner / 'summary.md').read_text()}"
+          f"$GITHUB_OUTPUT:\n{(runner / 'output.txt').read_text()}", flush=True)
     print(f"\nDone. The project is in {project}\n"
           f"  cd {project} && git log --oneline && mlkit config show")
 
