@@ -7,12 +7,20 @@ paths are tracked, whether the workspace copy matches what was recorded, the err
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlkit.errors import UsageError
+from mlkit import constants as C
+from mlkit.errors import OperationError, UsageError
+
+if TYPE_CHECKING:
+    from mlkit.dvcops import ProgressEvent
+
+ProgressCallback = Callable[["ProgressEvent"], None]
 
 DVC_SUFFIX = ".dvc"
 
@@ -118,3 +126,293 @@ def _record(relative: str, dvc_file: str, out: dict[str, Any]) -> Recorded:
     hash_name = "md5" if out.get("hash") == "md5" else "md5-dos2unix"
     return Recorded(path=relative, dvc_file=dvc_file, md5=str(md5), hash_name=hash_name,
                     size=out.get("size"), nfiles=out.get("nfiles"))
+
+
+# --- operations on data sets ---------------------------------------------------------------------
+
+_REMOTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_GIT_RETRY_S = 30.0
+
+
+@dataclass
+class DataSet:
+    """One tracked data set: what its `.dvc` file records, and where its bytes are."""
+
+    path: str
+    dvc_file: str
+    md5: str
+    size: int | None
+    nfiles: int | None
+    in_cache: bool | None = None
+    in_remote: bool | None = None  # None: no remote configured
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class AddResult:
+    added: list[DataSet]
+    staged: list[str]  # paths staged in git
+    commit: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"added": [d.to_dict() for d in self.added], "staged": self.staged, "commit": self.commit}
+
+
+@dataclass
+class StatusEntry:
+    path: str
+    state: str  # "unchanged", "modified" or "missing"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TransferResult:
+    remote: str | None
+    transferred: int = 0
+    added: list[str] = field(default_factory=list)
+    modified: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class GcResult:
+    dry_run: bool
+    objects: list[str]
+    bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def lock_timeout(environ: Mapping[str, str] | None = None) -> float:
+    """Seconds to wait for DVC's lock: ``MLKIT_DATA_LOCK_TIMEOUT`` or the default."""
+    from mlkit import dvcops
+
+    raw = (os.environ if environ is None else environ).get(C.ENV_DATA_LOCK_TIMEOUT, "")
+    if not raw.strip():
+        return dvcops.DEFAULT_LOCK_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise UsageError(f"{C.ENV_DATA_LOCK_TIMEOUT}={raw!r} must be a number of seconds >= 0",
+                         hint=f"unset it or set e.g. {C.ENV_DATA_LOCK_TIMEOUT}=60")
+    return value
+
+
+def add(root: Path, paths: Sequence[str], *, commit: bool = False, message: str | None = None,
+        base: Path | None = None, progress: ProgressCallback | None = None) -> AddResult:
+    """Track ``paths`` with DVC, stage their `.dvc` files and `.gitignore` changes in git, maybe commit.
+
+    ``paths`` are relative to ``base`` (default: the working directory) or absolute. Every path is
+    checked before DVC runs, and a failed add leaves no `.dvc` file or `.gitignore` line behind.
+    """
+    from mlkit import dvcops
+
+    root = Path(root).resolve()
+    if not paths:
+        raise UsageError("no path given", hint="for example `mlkit data add data/raw/customers.parquet`")
+    if message and not commit:
+        raise UsageError("-m/--message needs --commit", hint="add --commit to commit the change")
+    relatives = list(dict.fromkeys(_addable(root, path, base) for path in paths))
+    written = dvcops.add(root, [root / r for r in relatives], progress=progress, lock_timeout=lock_timeout())
+    staged = sorted({*written, *(_gitignore_for(root, r) for r in relatives)} - {None})  # type: ignore[arg-type]
+    staged = [p for p in staged if (root / p).exists()]
+    if _is_git_repo(root):
+        _git(root, "add", "--", *staged)
+    commit_sha = None
+    if commit:
+        text = message or "Track data with DVC: " + ", ".join(relatives)
+        _git(root, "commit", "-q", "-m", text, "--", *staged)
+        commit_sha = _git(root, "rev-parse", "HEAD").strip()
+    records = [recorded(root, r, base=root) for r in relatives]
+    return AddResult(added=[_data_set(r) for r in records], staged=staged, commit=commit_sha)
+
+
+def data_sets(root: Path, *, remote: str | None = None, check_remote: bool = True) -> list[DataSet]:
+    """Every tracked data set with size, md5, file count, and whether the cache and remote hold it."""
+    from mlkit import dvcops
+
+    found = [DataSet(path=o.path, dvc_file=o.dvc_file, md5=o.md5, size=o.size, nfiles=o.nfiles)
+             for o in dvcops.outputs(Path(root).resolve())]
+    names = {o.md5: o.hash_name for o in dvcops.outputs(Path(root).resolve())} if found else {}
+    items = [(d.md5, names[d.md5]) for d in found]
+    cached = dvcops.in_cache(Path(root).resolve(), items) if items else {}
+    remote_has = dvcops.in_remote(Path(root).resolve(), items, remote) if items and check_remote else None
+    for entry in found:
+        entry.in_cache = cached.get(entry.md5)
+        entry.in_remote = None if remote_has is None else remote_has.get(entry.md5, False)
+    return found
+
+
+def status(root: Path) -> list[StatusEntry]:
+    """Each tracked data set compared with its workspace copy: unchanged, modified or missing."""
+    from mlkit import dvcops
+
+    root = Path(root).resolve()
+    outs = dvcops.outputs(root)
+    present = [o for o in outs if (root / o.path).exists()]
+    actual = dvcops.workspace_hashes(root, [(root / o.path, o.hash_name) for o in present]) if present else {}
+    entries = []
+    for out in outs:
+        if not (root / out.path).exists():
+            state = "missing"
+        else:
+            state = "unchanged" if actual.get(str(root / out.path)) == out.md5 else "modified"
+        entries.append(StatusEntry(path=out.path, state=state))
+    return entries
+
+
+def push(root: Path, *, remote: str | None = None, jobs: int | None = None,
+         progress: ProgressCallback | None = None) -> TransferResult:
+    """Upload every tracked data set's objects the remote does not have yet."""
+    from mlkit import dvcops
+
+    _check_jobs(jobs)
+    root = Path(root).resolve()
+    count = dvcops.push(root, remote=remote, jobs=jobs, progress=progress, lock_timeout=lock_timeout())
+    return TransferResult(remote=remote or _default_remote(root), transferred=count)
+
+
+def pull(root: Path, paths: Sequence[str] = (), *, remote: str | None = None, jobs: int | None = None,
+         force: bool = False, base: Path | None = None, progress: ProgressCallback | None = None
+         ) -> TransferResult:
+    """Download tracked data sets (all, or ``paths``) and put them in the workspace."""
+    from mlkit import dvcops
+
+    _check_jobs(jobs)
+    root = Path(root).resolve()
+    targets = [root / recorded(root, p, base).dvc_file for p in paths]
+    stats = dvcops.pull(root, targets, remote=remote, jobs=jobs, force=force, progress=progress,
+                        lock_timeout=lock_timeout())
+    return TransferResult(remote=remote or _default_remote(root), transferred=stats["fetched"],
+                          added=stats["added"], modified=stats["modified"], deleted=stats["deleted"])
+
+
+def checkout(root: Path, paths: Sequence[str] = (), *, force: bool = False,
+             base: Path | None = None) -> TransferResult:
+    """Make the workspace copies match the `.dvc` files, from the local cache."""
+    from mlkit import dvcops
+
+    root = Path(root).resolve()
+    targets = [root / recorded(root, p, base).dvc_file for p in paths]
+    stats = dvcops.checkout_workspace(root, targets, force=force, lock_timeout=lock_timeout())
+    return TransferResult(remote=None, added=stats["added"], modified=stats["modified"],
+                          deleted=stats["deleted"])
+
+
+def remotes(root: Path) -> list[dict[str, Any]]:
+    """The configured remotes (credentials in URLs redacted), the default first."""
+    from mlkit import dvcops
+    from mlkit.uris import redact
+
+    return [{"name": r.name, "url": redact(r.url), "default": r.default, "endpoint_url": r.endpoint_url}
+            for r in dvcops.remotes(Path(root).resolve())]
+
+
+def add_remote(root: Path, name: str, url: str, *, default: bool = False, endpoint_url: str | None = None,
+               force: bool = False, base: Path | None = None) -> dict[str, Any]:
+    """Add (or with ``force`` replace) a remote in `.dvc/config` and stage that file in git.
+
+    A local directory URL is stored as an absolute path; ``endpoint_url`` is for S3-compatible
+    storage (MinIO, Ceph, ...) and is passed to DVC as ``endpointurl``.
+    """
+    from mlkit import dvcops
+
+    root = Path(root).resolve()
+    if not _REMOTE_NAME.match(name):
+        raise UsageError(f"remote name {name!r} must start with a letter or digit and contain only letters, "
+                         "digits, '.', '-' and '_'", hint="for example `mlkit data remote add storage URL`")
+    if not url.strip():
+        raise UsageError("remote URL is empty", hint="give a directory or s3://bucket/path")
+    if "://" not in url:
+        url = str(((base or Path.cwd()) / Path(url).expanduser()).resolve())
+    elif url.startswith("file://"):
+        url = str(Path(url[len("file://"):]).resolve())
+    if endpoint_url is not None:
+        if not url.startswith("s3://"):
+            raise UsageError("--endpoint-url applies only to S3-compatible remotes (s3://bucket/path)",
+                             hint=f"drop --endpoint-url, or use an s3:// URL for {name!r}")
+        if not re.match(r"^https?://[^\s/]+", endpoint_url):
+            raise UsageError(f"--endpoint-url {endpoint_url!r} must be an http(s):// URL",
+                             hint="for example --endpoint-url http://127.0.0.1:9000")
+    config_file = dvcops.add_remote(root, name, url, default=default, endpoint_url=endpoint_url, force=force)
+    if _is_git_repo(root):
+        _git(root, "add", "--", config_file.relative_to(root).as_posix())
+    return {"name": name, "url": url, "default": default, "endpoint_url": endpoint_url,
+            "config": config_file.relative_to(root).as_posix()}
+
+
+def gc(root: Path, *, dry_run: bool = False, yes: bool = False) -> GcResult:
+    """Remove cache objects the workspace does not use; ``yes`` is required unless ``dry_run``."""
+    from mlkit import dvcops
+
+    if not dry_run and not yes:
+        raise UsageError("gc deletes cached data and never asks; pass --yes to go ahead",
+                         hint="see what would go first: `mlkit data gc --dry-run`")
+    removed = dvcops.gc(Path(root).resolve(), dry_run=dry_run, lock_timeout=lock_timeout())
+    return GcResult(dry_run=dry_run, objects=[oid for oid, _ in removed], bytes=sum(s for _, s in removed))
+
+
+def _addable(root: Path, path: str, base: Path | None) -> str:
+    relative = relative_path(root, path, base)
+    target = root / relative
+    if not target.exists():
+        raise UsageError(f"{relative} does not exist",
+                         hint="check the path; `mlkit data ls` lists tracked data")
+    first = relative.split("/", 1)[0]
+    if first in (".git", ".dvc", C.STATE_DIR) or target.name.endswith(DVC_SUFFIX):
+        raise UsageError(f"{relative} belongs to git, DVC or mlkit and cannot be a data set",
+                         hint="add data files or folders, e.g. `mlkit data add data/raw`")
+    if _is_git_repo(root) and _git(root, "ls-files", "--", relative).strip():
+        raise UsageError(f"{relative} is already tracked by git; DVC cannot track what git tracks",
+                         hint=f"run `git rm -r --cached {relative}` first, then `mlkit data add {relative}`")
+    return relative
+
+
+def _data_set(record: Recorded) -> DataSet:
+    return DataSet(path=record.path, dvc_file=record.dvc_file, md5=record.md5, size=record.size,
+                   nfiles=record.nfiles, in_cache=True)
+
+
+def _gitignore_for(root: Path, relative: str) -> str | None:
+    parent = (root / relative).parent
+    gitignore = parent / ".gitignore"
+    return gitignore.relative_to(root).as_posix() if gitignore.is_file() else None
+
+
+def _check_jobs(jobs: int | None) -> None:
+    if jobs is not None and jobs < 1:
+        raise UsageError(f"--jobs {jobs} must be at least 1", hint="for example --jobs 4")
+
+
+def _default_remote(root: Path) -> str | None:
+    return next((r["name"] for r in remotes(root) if r["default"]), None)
+
+
+def _is_git_repo(root: Path) -> bool:
+    return (root / ".git").exists()
+
+
+def _git(root: Path, *args: str) -> str:
+    """Run git in ``root``; waits a bounded time when another git process holds the index lock."""
+    import subprocess
+
+    deadline = time.monotonic() + _GIT_RETRY_S
+    while True:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+        if done.returncode == 0:
+            return done.stdout
+        if "index.lock" in done.stderr and time.monotonic() < deadline:
+            time.sleep(0.1)
+            continue
+        detail = (done.stderr.strip() or done.stdout.strip() or f"exit {done.returncode}").splitlines()[0]
+        raise OperationError(f"git {args[0]} failed: {detail}", hint="fix the git problem and run again")

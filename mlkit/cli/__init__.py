@@ -17,6 +17,7 @@ from mlkit import __version__
 from mlkit import constants as C
 from mlkit.cli import ci as ci_cli
 from mlkit.cli import config as config_cli
+from mlkit.cli import data as data_cli
 from mlkit.cli import init as init_cli
 from mlkit.cli import server as server_cli
 from mlkit.cli import models as models_cli
@@ -95,6 +96,7 @@ def _root(
 
 app.command("init")(init_cli.init)
 app.add_typer(config_cli.app, name="config")
+app.add_typer(data_cli.app, name="data")
 app.add_typer(ci_cli.app, name="ci")
 app.add_typer(server_cli.app, name="server")
 app.add_typer(models_cli.app, name="models")

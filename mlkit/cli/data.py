@@ -1,0 +1,319 @@
+"""`mlkit data`: versioned data sets over DVC (add, push, pull, checkout, status, ls, remotes, gc)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from mlkit import constants as C
+
+if TYPE_CHECKING:
+    from mlkit.dvcops import ProgressEvent
+
+app = typer.Typer(help="Version data sets with DVC: add, push, pull, checkout, status, ls, remotes, gc. "
+                  f"Commands wait at most {C.ENV_DATA_LOCK_TIMEOUT} seconds (default 60) for DVC's lock."
+                  "\n\nExample: mlkit data add data/raw && mlkit data push",
+                  no_args_is_help=True)
+remote_app = typer.Typer(help="Configure where `mlkit data push` sends data.\n\n"
+                         "Example: mlkit data remote add storage /mnt/shared/dvc --default",
+                         no_args_is_help=True)
+app.add_typer(remote_app, name="remote")
+
+_JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
+_REMOTE = typer.Option(None, "--remote", "-r", help="Remote name (default: the project's default remote).")
+_JOBS = typer.Option(None, "--jobs", "-j", min=1, help="Parallel transfers (default: DVC's).")
+_FORCE = typer.Option(False, "--force", "-f", help="Overwrite workspace changes DVC has not recorded.")
+
+
+@app.command("add")
+def add(
+    paths: list[str] = typer.Argument(..., help="Files or folders inside the project.", show_default=False),
+    commit: bool = typer.Option(False, "--commit", help="Commit the `.dvc` and `.gitignore` changes."),
+    message: str | None = typer.Option(None, "--message", "-m", help="Commit message (with --commit)."),
+    json_: bool = _JSON,
+) -> None:
+    """Track files or folders with DVC and stage the `.dvc` files and `.gitignore` changes in git.
+
+    Unchanged data is not hashed again. A failed add leaves nothing behind.
+
+    Example: mlkit data add data/raw/customers.parquet --commit -m "Add customers"
+    """
+    from mlkit import data
+    from mlkit.cli import _output
+
+    root = _root()
+    with _progress() as report:
+        result = data.add(root, paths, commit=commit, message=message, progress=report)
+    rows = [(d.path, _size(d.size), d.nfiles or "", d.md5) for d in result.added]
+    if json_:
+        _output.print_json(result.to_dict())
+    else:
+        _output.print_table(("path", "size", "files", "md5"), rows)
+        _output.status(f"staged in git: {' '.join(result.staged)}" if not result.commit
+                       else f"committed {result.commit[:12]}: {' '.join(result.staged)}")
+    _github(("path", "size", "files", "md5"), rows, {"data_md5": ",".join(d.md5 for d in result.added),
+                                                    "data_commit": result.commit or ""})
+
+
+@app.command("status")
+def status(json_: bool = _JSON) -> None:
+    """Compare each tracked data set with its workspace copy: unchanged, modified or missing.
+
+    Example: mlkit data status --json
+    """
+    from mlkit import data
+    from mlkit.cli import _output
+
+    entries = data.status(_root())
+    if json_:
+        _output.print_json([e.to_dict() for e in entries])
+    elif not entries:
+        _output.status("no data sets tracked yet; add one with `mlkit data add PATH`")
+    else:
+        _output.print_table(("path", "state"), [(e.path, e.state) for e in entries])
+    changed = [e.path for e in entries if e.state != "unchanged"]
+    _github(("path", "state"), [(e.path, e.state) for e in entries],
+            {"data_changed": ",".join(changed), "data_clean": str(not changed).lower()})
+
+
+@app.command("push")
+def push(remote: str | None = _REMOTE, jobs: int | None = _JOBS, json_: bool = _JSON) -> None:
+    """Upload the tracked data sets to the remote (only what it does not have yet).
+
+    Example: mlkit data push --remote storage
+    """
+    from mlkit import data
+    from mlkit.cli import _output
+
+    with _progress() as report:
+        result = data.push(_root(), remote=remote, jobs=jobs, progress=report)
+    _transfer_output(result, json_, "pushed", _output)
+
+
+@app.command("pull")
+def pull(
+    paths: list[str] = typer.Argument(None, help="Tracked data sets to pull (default: all).",
+                                      show_default=False),
+    remote: str | None = _REMOTE,
+    jobs: int | None = _JOBS,
+    force: bool = _FORCE,
+    json_: bool = _JSON,
+) -> None:
+    """Download tracked data sets from the remote and put them in the workspace.
+
+    Example: mlkit data pull data/raw/customers.parquet
+    """
+    from mlkit import data
+    from mlkit.cli import _output
+
+    with _progress() as report:
+        result = data.pull(_root(), paths or [], remote=remote, jobs=jobs, force=force, progress=report)
+    _transfer_output(result, json_, "fetched", _output)
+
+
+@app.command("checkout")
+def checkout(
+    paths: list[str] = typer.Argument(None, help="Tracked data sets (default: all).",
+                                      show_default=False),
+    force: bool = _FORCE,
+    json_: bool = _JSON,
+) -> None:
+    """Make the workspace copies match the `.dvc` files, from the local cache (e.g. after `git checkout`).
+
+    Example: git checkout v1.0 -- data/ && mlkit data checkout
+    """
+    from mlkit import data
+    from mlkit.cli import _output
+
+    result = data.checkout(_root(), paths or [], force=force)
+    _transfer_output(result, json_, None, _output)
+
+
+@app.command("ls")
+def ls(
+    remote: str | None = _REMOTE,
+    no_remote: bool = typer.Option(False, "--no-remote", help="Do not ask the remote what it holds."),
+    json_: bool = _JSON,
+) -> None:
+    """List tracked data sets: size, md5, file count of folders, whether cache and remote hold them.
+
+    Example: mlkit data ls --json
+    """
+    from mlkit import data
+    from mlkit.cli import _output
+
+    found = data.data_sets(_root(), remote=remote, check_remote=not no_remote)
+    columns = ("path", "size", "files", "md5", "cache", "remote")
+    rows = [(d.path, _size(d.size), d.nfiles or "", d.md5, _yes(d.in_cache), _yes(d.in_remote))
+            for d in found]
+    if json_:
+        _output.print_json([d.to_dict() for d in found])
+    elif not found:
+        _output.status("no data sets tracked yet; add one with `mlkit data add PATH`")
+    else:
+        _output.print_table(columns, rows)
+    missing = [d.path for d in found if d.in_remote is False]
+    _github(columns, rows, {"data_sets": len(found), "data_not_pushed": ",".join(missing)})
+
+
+@app.command("gc")
+def gc(
+    yes: bool = typer.Option(False, "--yes", "-y", help="Really delete (gc never asks)."),
+    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Only list what would be removed."),
+    json_: bool = _JSON,
+) -> None:
+    """Delete cached data the workspace's data sets no longer use (pushed data stays in the remote).
+
+    Example: mlkit data gc --dry-run && mlkit data gc --yes
+    """
+    from mlkit import data
+    from mlkit.cli import _output
+
+    result = data.gc(_root(), dry_run=dry_run, yes=yes)
+    if json_:
+        _output.print_json(result.to_dict())
+    else:
+        verb = "would remove" if dry_run else "removed"
+        for oid in result.objects:
+            typer.echo(oid)
+        _output.status(f"{verb} {len(result.objects)} cached objects ({_size(result.bytes)})")
+    _github(("object",), [(o,) for o in result.objects],
+            {"data_gc_objects": len(result.objects), "data_gc_bytes": result.bytes})
+
+
+@remote_app.command("add")
+def remote_add(
+    name: str = typer.Argument(..., help="A name for the remote, e.g. storage."),
+    url: str = typer.Argument(..., help="A directory, or s3://bucket/path for S3-compatible storage."),
+    default: bool = typer.Option(False, "--default", "-d", help="Make it the default remote."),
+    endpoint_url: str | None = typer.Option(None, "--endpoint-url",
+                                            help="S3-compatible endpoint, e.g. http://127.0.0.1:9000."),
+    force: bool = typer.Option(False, "--force", "-f", help="Replace a remote with the same name."),
+    json_: bool = _JSON,
+) -> None:
+    """Add a DVC remote to `.dvc/config` (shared through git) and stage that file.
+
+    Example: mlkit data remote add storage s3://ml-data/churn --default --endpoint-url http://127.0.0.1:9000
+    """
+    from mlkit import data
+    from mlkit.cli import _output
+
+    result = data.add_remote(_root(), name, url, default=default, endpoint_url=endpoint_url, force=force)
+    if json_:
+        _output.print_json(result)
+    else:
+        _output.print_mapping(result)
+
+
+@remote_app.command("list")
+def remote_list(json_: bool = _JSON) -> None:
+    """List the DVC remotes, the default first.
+
+    Example: mlkit data remote list --json
+    """
+    from mlkit import data
+    from mlkit.cli import _output
+
+    found = data.remotes(_root())
+    if json_:
+        _output.print_json(found)
+    elif not found:
+        _output.status("no remotes; add one with `mlkit data remote add NAME URL --default`")
+    else:
+        _output.print_table(("name", "url", "default", "endpoint"),
+                            [(r["name"], r["url"], _yes(r["default"]), r["endpoint_url"] or "")
+                             for r in found])
+
+
+# --- rendering -----------------------------------------------------------------------------------
+
+def _root() -> Path:
+    from mlkit.project import find_root
+
+    return find_root()
+
+
+def _transfer_output(result: Any, json_: bool, counted: str | None, _output: Any) -> None:
+    if json_:
+        _output.print_json(result.to_dict())
+        return
+    rows = [(p, change) for change in ("added", "modified", "deleted") for p in getattr(result, change)]
+    if rows:
+        _output.print_table(("path", "change"), rows)
+    if counted:
+        where = f" ({result.remote})" if result.remote else ""
+        _output.status(f"{counted} {result.transferred} files{where}")
+    elif not rows:
+        _output.status("workspace already matches the .dvc files")
+    _github(("path", "change"), rows, {"data_transferred": result.transferred,
+                                       "data_changed": ",".join(p for p, _ in rows)})
+
+
+def _github(columns: tuple[str, ...], rows: list[tuple[Any, ...]], outputs: dict[str, Any]) -> None:
+    from mlkit.cli import _output
+
+    if not _output.in_github_actions():
+        return
+    _output.github_summary(_output.markdown_table(columns, rows) if rows else "_no data sets changed_")
+    _output.github_outputs(outputs)
+
+
+@contextmanager
+def _progress() -> Iterator[Callable[[ProgressEvent], None] | None]:
+    """Rich progress bars on stderr for DVC's transfers; nothing when stderr is not a terminal."""
+    from mlkit.cli import _output
+
+    console = _output.err()
+    if not console.is_terminal or console.is_dumb_terminal:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    display = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("{task.fields[bytes]}"), TimeRemainingColumn(), console=console,
+                       transient=True)
+    tasks: dict[int, Any] = {}
+    _ = (DownloadColumn, TransferSpeedColumn)
+
+    def report(event: ProgressEvent) -> None:
+        task = tasks.get(event.key)
+        if task is None:
+            if event.finished:
+                return
+            task = tasks[event.key] = display.add_task(event.description[:60] or "working",
+                                                       total=event.total, bytes="")
+        extra = f"{_size(int(event.completed))}/{_size(int(event.total or 0))}" if event.unit == "B" else ""
+        display.update(task, completed=event.completed, total=event.total, bytes=extra)
+        if event.finished:
+            display.remove_task(task)
+            del tasks[event.key]
+
+    with display:
+        yield report
+
+
+def _size(size: int | None) -> str:
+    if size is None:
+        return ""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return str(size)
+
+
+def _yes(value: bool | None) -> str:
+    return "n/a" if value is None else ("yes" if value else "no")
