@@ -6,6 +6,7 @@ can look around afterwards.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -31,6 +32,18 @@ def main() -> None:
     run("resolved settings", "config", "show", cwd=project)
     # -- data ------------------------------------------------------------------------------------
     # -- training --------------------------------------------------------------------------------
+    run("train: fit, evaluate, log lineage to MLflow, register version 1", "train", cwd=project)
+    run("train again with a param override", "train", "--set", "params.estimator.max_depth=2", cwd=project)
+    run("the runs, newest first", "runs", "list", "--limit", "5", cwd=project)
+    listed = subprocess.run([MLKIT, "runs", "list", "--limit", "2", "--json"], cwd=project, capture_output=True,
+                            text=True, check=True)
+    newest, previous = (r["run_id"] for r in json.loads(listed.stdout))
+    run("what changed between the two runs (Markdown for a PR comment)", "runs", "compare", previous, newest,
+        "--format", "markdown", cwd=project)
+    run("one run: params, metrics, lineage, artifacts", "runs", "show", newest, cwd=project)
+    # training rewrote metrics.json and the train stage in dvc.lock: `dvc status` stays clean, commit them
+    subprocess.run(["git", "commit", "-q", "-m", "Train: metrics and pipeline lock", "--", "metrics.json",
+                    "dvc.lock"], cwd=project, check=True)
     # -- promotion -------------------------------------------------------------------------------
     # -- reproduce -------------------------------------------------------------------------------
     # -- ci --------------------------------------------------------------------------------------
