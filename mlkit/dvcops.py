@@ -622,3 +622,80 @@ def _translate(exc: BaseException, doing: str) -> Exception:
 def _one_line(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
     return lines[0] if lines else type(exc).__name__
+
+
+# --- reproduction: a throwaway worktree that borrows the project's cache -------------------------
+
+
+def share_cache(worktree: Path, project_root: Path) -> None:
+    """Make the DVC repo at ``worktree`` use ``project_root``'s cache (links from it, no copies).
+
+    Written to the worktree's ``.dvc/config.local``, which git does not track.
+    """
+    with open_repo(project_root) as main:
+        cache_dir = main.cache.local.path
+        # DVC keeps objects under <cache dir>/files/md5; cache.dir names the folder above
+        base = Path(cache_dir).parents[1]
+        link_types = main.cache.local.cache_types
+    with open_repo(worktree) as repo, repo.config.edit("local") as conf:
+        conf["cache"]["dir"] = str(base)
+        conf["cache"]["type"] = ",".join(link_types)
+
+
+def cached(root: Path, md5: str) -> bool:
+    """Whether the repo's cache holds the object with this md5 (a file or a `.dir` listing)."""
+    with open_repo(root) as repo:
+        return bool(repo.cache.local.exists(md5))
+
+
+def fetch_raw(root: Path, md5: str, destination: Path, remote: str | None = None) -> bool:
+    """Copy the object ``md5`` from the remote to ``destination`` as stored, without DVC's hash check.
+
+    DVC deletes an object that fails its check; mlkit inspects it instead, so a corrupted copy in the
+    remote is reported as such. Returns False when the remote does not hold the object.
+    """
+    with open_repo(root) as repo:
+        odb = _remote_odb(repo, remote)
+        path = odb.oid_to_path(md5)
+        if not odb.fs.exists(path):
+            return False
+        odb.fs.get_file(path, str(destination))
+    return True
+
+
+def fetch(root: Path, paths: Sequence[Path], remote: str | None = None) -> None:
+    """Bring the objects of the given tracked paths from the remote into the cache (checked by DVC)."""
+    with open_repo(root) as repo:
+        try:
+            repo.fetch(targets=[str(Path(p).resolve()) for p in paths], remote=remote)
+        except Exception as exc:
+            raise OperationError(f"fetching data from the DVC remote failed: {_first_line(exc)}",
+                                 hint="check the remote with `mlkit data remote list`") from exc
+
+
+def checkout(root: Path, paths: Sequence[Path]) -> None:
+    """Link the given tracked paths from the cache into the workspace, replacing what is there."""
+    with open_repo(root) as repo:
+        try:
+            repo.checkout(targets=[str(Path(p).resolve()) for p in paths], force=True)
+        except Exception as exc:
+            raise OperationError(f"checking data out of the DVC cache failed: {_first_line(exc)}",
+                                 hint="run `mlkit data pull`") from exc
+
+
+def remote_name(root: Path) -> str | None:
+    with open_repo(root) as repo:
+        return repo.config["core"].get("remote")
+
+
+def _remote_odb(repo: Any, remote: str | None) -> Any:
+    try:
+        return repo.cloud.get_remote_odb(remote)
+    except Exception as exc:
+        raise OperationError(f"no usable DVC remote: {_first_line(exc)}",
+                             hint="add one with `mlkit data remote add NAME URL --default`") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -22,6 +22,7 @@ from mlkit.cli import init as init_cli
 from mlkit.cli import server as server_cli
 from mlkit.cli import models as models_cli
 from mlkit.cli import promote as promote_cli
+from mlkit.cli import reproduce as reproduce_cli
 from mlkit.cli import runs as runs_cli
 from mlkit.cli import train as train_cli
 from mlkit.errors import ExitCode, MlkitError
@@ -105,6 +106,7 @@ app.command("rollback")(promote_cli.rollback)
 app.command("train")(train_cli.train)
 app.add_typer(runs_cli.app, name="runs")
 app.command("ui")(train_cli.ui)
+app.command("reproduce")(reproduce_cli.reproduce)
 
 
 def main() -> None:

@@ -1,0 +1,59 @@
+"""`mlkit reproduce`: rebuild a run or model in a clean worktree and check the result matches."""
+
+from __future__ import annotations
+
+import typer
+
+from mlkit.errors import MismatchError
+
+
+def reproduce(
+    target: str = typer.Argument(..., metavar="RUN_ID|NAME@STAGE|NAME/VERSION",
+                                 help="What to rebuild: a run id, a model stage or a model version."),
+    tolerance: float = typer.Option(0.0, "--tolerance", min=0.0,
+                                    help="Largest allowed difference per metric (default: exact)."),
+    json_: bool = typer.Option(False, "--json", help="Print the verdict as JSON."),
+) -> None:
+    """Rebuild a model from its recorded commit, data, params and seed, and check the result matches.
+
+    Exit code 0 when every metric and the test-split predictions match, 4 when they do not.
+
+    Example: mlkit reproduce churn@production
+    """
+    from mlkit.cli import _output
+    from mlkit.project import load_project
+    from mlkit.reproduce import reproduce as run_reproduction
+
+    result = run_reproduction(load_project(), target, tolerance=tolerance,
+                              progress=None if json_ else _output.status)
+    rows = [(c.name, _fmt(c.original), _fmt(c.reproduced), "yes" if c.equal else "NO") for c in result.checks]
+    verdict = "matches" if result.matched else "does NOT match"
+    headline = (f"{result.target}: run {result.run_id} rebuilt from commit {result.commit[:12]}"
+                f"{' + recorded diff' if result.applied_diff else ''} {verdict}")
+    if json_:
+        _output.print_json(result.to_dict())
+    else:
+        _output.print_table(("check", "original", "reproduced", "equal"), rows, title=headline)
+        if result.likely_causes:
+            _output.out().print("Likely causes:")
+            for cause in result.likely_causes:
+                _output.out().print(f"  - {cause}", markup=False)
+    _output.github_outputs({"run_id": result.run_id, "reproduced_run_id": result.reproduced_run_id or "",
+                            "matched": str(result.matched).lower()})
+    summary = f"### mlkit reproduce {result.target}\n\n{headline}\n\n"
+    summary += _output.markdown_table(("check", "original", "reproduced", "equal"), rows)
+    if result.likely_causes:
+        summary += "\nLikely causes:\n" + "".join(f"- {cause}\n" for cause in result.likely_causes)
+    _output.github_summary(summary)
+    if not result.matched:
+        names = ", ".join(check.name for check in result.mismatches)
+        raise MismatchError(f"reproduction of {result.target} does not match: {names}",
+                            hint="see the table above for the numbers and the likely causes")
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.10g}"
+    if isinstance(value, str) and len(value) == 64:
+        return value[:16] + "…"
+    return "-" if value is None else str(value)

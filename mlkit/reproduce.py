@@ -1,0 +1,395 @@
+"""`mlkit reproduce`: rebuild a run from its lineage in a clean worktree and check the result matches.
+
+The recorded commit is checked out in a temporary git worktree under `.mlkit/` (git-ignored, and on the
+project's filesystem so DVC can hard-link data out of the project's cache instead of copying it); the
+recorded diff is applied when the run came from a dirty tree; every input is brought back by its md5 from
+the cache or the remote; the model is trained with the recorded params and seed; and every metric plus a
+fingerprint of the test-split predictions is compared with the original. The user's working tree is never
+touched, and the worktree is removed afterwards, on failure and on Ctrl-C too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlkit import lineage as L
+from mlkit.errors import OperationError, UsageError
+from mlkit.registry import TAG_REPRODUCED, TAG_REPRODUCED_AT, TAG_REPRODUCED_BY_RUN
+
+if TYPE_CHECKING:
+    from mlkit.project import Project
+
+Progress = Callable[[str], None]
+
+TAG_REPRODUCES = "mlkit.reproduces"  # on the reproducing run: the run it rebuilt
+
+WORKTREES_DIR = "worktrees"
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+# packages whose version changes are the usual suspects when numbers move
+_NUMERIC_STACK = ("numpy", "scipy", "scikit-learn", "xgboost", "pandas", "pyarrow", "threadpoolctl")
+
+
+@dataclass
+class Check:
+    """One compared quantity: a metric, the predictions fingerprint or an input's md5."""
+
+    name: str
+    original: Any
+    reproduced: Any
+    equal: bool
+    kind: str = "metric"
+
+
+@dataclass
+class ReproduceResult:
+    target: str
+    run_id: str
+    model_name: str | None
+    model_versions: list[str]
+    commit: str
+    applied_diff: bool
+    reproduced_run_id: str | None
+    tolerance: float
+    matched: bool
+    checks: list[Check] = field(default_factory=list)
+    likely_causes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def mismatches(self) -> list[Check]:
+        return [check for check in self.checks if not check.equal]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["mismatches"] = [check.name for check in self.mismatches]
+        return data
+
+
+def reproduce(project: Project, target: str, *, tolerance: float = 0.0,
+              progress: Progress | None = None) -> ReproduceResult:
+    """Rebuild ``target`` (a run id, ``NAME@STAGE`` or ``NAME/VERSION``) and compare it with the original.
+
+    Records the verdict on the original run and on its model versions (``mlkit.reproduced`` and friends),
+    which the ``reproduced`` promotion gate reads. Raises for what stops a reproduction from running at all
+    (unknown target, a run not made by mlkit, a commit missing from the repository, data in neither the
+    cache nor the remote); a reproduction that runs and differs returns ``matched=False``.
+    """
+    if tolerance < 0:
+        raise UsageError(f"--tolerance {tolerance}: must be 0 or more", hint="e.g. --tolerance 1e-9")
+    say = progress or (lambda _message: None)
+    started = time.perf_counter()
+    from mlkit import tracking
+
+    client = tracking.client(project)
+    run_id, model_name, versions = resolve_target(client, target)
+    run = client.get_run(run_id)
+    tags = dict(run.data.tags)
+    if L.TAG_GIT_COMMIT not in tags or L.TAG_PARAMS not in tags:
+        raise UsageError(f"run {run_id} was not made by mlkit (it has no mlkit lineage tags)",
+                         hint="only runs from `mlkit train` can be reproduced")
+    original = L.RunLineage.from_tags(tags)
+    if not original.git_commit:
+        raise UsageError(f"run {run_id} was trained outside a git repository; there is no commit to rebuild",
+                         hint="train inside the project's git repository")
+    _require_commit(project.root, original.git_commit)
+
+    say(f"reproducing run {run_id} from commit {original.git_commit[:12]}")
+    with _worktree(project.root, original.git_commit) as tree:
+        applied = False
+        if original.git_dirty:
+            say("applying the recorded uncommitted diff")
+            _apply_diff(client, run_id, tags, tree)
+            applied = True
+        data_checks = _bring_data(project.root, tree, original.data_md5s, say)
+        say("training with the recorded params and seed")
+        outcome = _retrain(project, tree, run, original)
+    checks = data_checks + _compare(run, outcome, tags, tolerance)
+    matched = all(check.equal for check in checks)
+    causes = [] if matched else likely_causes(client, run_id, original)
+    _record(client, run_id, versions, matched, outcome.run_id)
+    return ReproduceResult(
+        target=target, run_id=run_id, model_name=model_name, model_versions=versions,
+        commit=original.git_commit, applied_diff=applied, reproduced_run_id=outcome.run_id,
+        tolerance=tolerance, matched=matched, checks=checks, likely_causes=causes,
+        seconds=round(time.perf_counter() - started, 2),
+    )
+
+
+def resolve_target(client: Any, target: str) -> tuple[str, str | None, list[str]]:
+    """(run id, model name, model versions made from that run) for a run id, NAME@STAGE or NAME/VERSION."""
+    from mlflow.exceptions import MlflowException
+
+    target = target.strip()
+    try:
+        if "@" in target:
+            name, _, alias = target.partition("@")
+            version = client.get_model_version_by_alias(name, alias)
+            return version.run_id, name, [str(version.version)]
+        if "/" in target:
+            name, _, number = target.partition("/")
+            if not number.isdigit():
+                raise UsageError(f"{target!r}: the version after '/' must be a number, e.g. churn/3")
+            version = client.get_model_version(name, number)
+            return version.run_id, name, [str(version.version)]
+        if not _RUN_ID.match(target):
+            raise UsageError(f"{target!r} is not a run id, NAME@STAGE or NAME/VERSION",
+                             hint="see `mlkit runs list` or `mlkit models list`")
+        run = client.get_run(target)
+    except MlflowException as exc:
+        raise UsageError(f"{target!r} not found in the tracking store: {_first_line(exc)}",
+                         hint="see `mlkit runs list` or `mlkit models list`") from None
+    found = client.search_model_versions(f"run_id='{run.info.run_id}'")
+    names = {v.name for v in found}
+    return run.info.run_id, (names.pop() if len(names) == 1 else None), sorted(str(v.version) for v in found)
+
+
+def likely_causes(client: Any, run_id: str, original: L.RunLineage) -> list[str]:
+    """Differences between the recorded environment and this one, numeric libraries first."""
+    import platform
+
+    causes = []
+    if original.python_version and original.python_version != platform.python_version():
+        causes.append(f"Python {original.python_version} then, {platform.python_version()} now")
+    recorded = _recorded_lock(client, run_id)
+    current = _parse_lock(L.package_lock())
+    changed = []
+    for name in sorted(set(recorded) | set(current)):
+        then, now = recorded.get(name), current.get(name)
+        if then != now and recorded:
+            changed.append((name, then, now))
+    changed.sort(key=lambda item: (item[0] not in _NUMERIC_STACK, item[0]))
+    for name, then, now in changed[:15]:
+        causes.append(f"{name} {then or 'absent'} then, {now or 'absent'} now")
+    if len(changed) > 15:
+        causes.append(f"and {len(changed) - 15} more package differences")
+    if not causes:
+        causes.append("the environment is the same: look for unseeded randomness or inputs outside git and DVC")
+    return causes
+
+
+# --- steps -------------------------------------------------------------------------------------------
+
+
+def _require_commit(root: Path, commit: str) -> None:
+    probe = _git(root, "cat-file", "-e", f"{commit}^{{commit}}", check=False)
+    if probe.returncode == 0:
+        return
+    shallow = _git(root, "rev-parse", "--is-shallow-repository", check=False).stdout.strip() == "true"
+    hint = ("this clone is shallow: fetch the full history with `git fetch --unshallow`" if shallow
+            else "fetch the branch that has it, e.g. `git fetch origin`")
+    raise OperationError(f"commit {commit} is not in this repository", hint=hint)
+
+
+@contextmanager
+def _worktree(root: Path, commit: str) -> Iterator[Path]:
+    from mlkit import constants as C
+
+    parent = root / C.STATE_DIR / WORKTREES_DIR
+    parent.mkdir(parents=True, exist_ok=True)
+    tree = Path(tempfile.mkdtemp(prefix="reproduce-", dir=parent))
+    tree.rmdir()
+    try:
+        _git(root, "worktree", "add", "--detach", "--quiet", str(tree), commit)
+        yield tree
+    finally:
+        _git(root, "worktree", "remove", "--force", str(tree), check=False)
+        shutil.rmtree(tree, ignore_errors=True)
+        _git(root, "worktree", "prune", check=False)
+
+
+def _apply_diff(client: Any, run_id: str, tags: Mapping[str, str], tree: Path) -> None:
+    artifact = tags.get(L.TAG_GIT_DIFF) or L.DIFF_ARTIFACT
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = Path(client.download_artifacts(run_id, artifact, tmp))
+        except Exception as exc:
+            raise OperationError(f"run {run_id} came from a dirty tree but its diff ({artifact}) is missing: "
+                                 f"{_first_line(exc)}", hint="the run cannot be rebuilt exactly") from None
+        if path.stat().st_size:
+            done = _git(tree, "apply", "--binary", "--whitespace=nowarn", str(path), check=False)
+            if done.returncode != 0:
+                raise OperationError(f"the recorded diff of run {run_id} does not apply to its commit: "
+                                     f"{done.stderr.strip().splitlines()[0] if done.stderr.strip() else ''}")
+
+
+def _bring_data(root: Path, tree: Path, md5s: Mapping[str, str], say: Progress) -> list[Check]:
+    """Check out every input by md5: from the project's cache (links), else the remote.
+
+    A file whose copy in the remote no longer has its md5 (corrupted or tampered with) is still brought
+    in, so the retrained model shows what it changes; its row in the verdict shows both md5s.
+    """
+    from mlkit import dvcops
+    from mlkit.data import recorded
+
+    dvcops.share_cache(tree, root)
+    checks, to_fetch, to_link = [], [], []
+    for path, md5 in md5s.items():
+        record = recorded(tree, path, base=tree)
+        if record.md5 != md5:
+            raise OperationError(f"{path}: commit and diff record md5 {record.md5}, the run recorded {md5}",
+                                 hint="the run's lineage is inconsistent; it cannot be rebuilt exactly")
+        if dvcops.cached(tree, md5):
+            to_link.append(tree / path)
+            checks.append(Check(f"data {path}", md5, md5, True, kind="data"))
+        else:
+            to_fetch.append((path, md5, record))
+    for path, md5, record in to_fetch:
+        say(f"fetching {path} ({md5}) from the DVC remote")
+        actual = _inspect_remote_copy(tree, path, md5, record.is_dir)
+        if actual == md5:
+            dvcops.fetch(tree, [tree / path])
+            to_link.append(tree / path)
+        checks.append(Check(f"data {path}", md5, actual, actual == md5, kind="data"))
+    if to_link:
+        say("linking data from the cache")
+        dvcops.checkout(tree, to_link)
+    return checks
+
+
+def _inspect_remote_copy(tree: Path, path: str, md5: str, is_dir: bool) -> str:
+    """The md5 of the remote's copy of ``md5``; a corrupted file is placed in the worktree as found."""
+    from mlkit import dvcops
+
+    if is_dir:  # DVC checks every file of a directory itself; trust its fetch
+        return md5
+    with tempfile.TemporaryDirectory(dir=tree) as tmp:
+        copy = Path(tmp) / "object"
+        if not dvcops.fetch_raw(tree, md5, copy):
+            raise OperationError(f"data {path} (md5 {md5}) is in neither the DVC cache nor the remote",
+                                 hint="push it from a machine that has it: `mlkit data push`")
+        actual = _md5(copy)
+        if actual != md5:
+            destination = tree / path
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            destination.unlink(missing_ok=True)
+            shutil.move(str(copy), destination)
+            _rewrite_record(tree / f"{path}.dvc", md5, actual, destination.stat().st_size)
+    return actual
+
+
+def _rewrite_record(dvc_file: Path, old: str, new: str, size: int) -> None:
+    """Point the worktree's `.dvc` file at the data actually found, so training can run on it."""
+    import yaml
+
+    data = yaml.safe_load(dvc_file.read_text())
+    for out in data.get("outs", []):
+        if out.get("md5") == old:
+            out["md5"], out["size"] = new, size
+    dvc_file.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _retrain(project: Project, tree: Path, run: Any, original: L.RunLineage) -> Any:
+    from mlkit.project import load_project
+    from mlkit.training.runner import TrainOptions, train
+
+    overrides = [f"tracking.uri={project.tracking_uri}"]
+    overrides += [f"params.{key}={json.dumps(value)}" for key, value in original.params.items()]
+    rebuilt = load_project(tree, overrides=overrides)
+    experiment = _experiment_name(run)
+    return train(rebuilt, TrainOptions(
+        experiment=experiment, register=False, allow_dirty=True, write_metrics=False,
+        tags={TAG_REPRODUCES: run.info.run_id},
+        command=["mlkit", "reproduce", run.info.run_id],
+    ))
+
+
+def _experiment_name(run: Any) -> str | None:
+    from mlflow import MlflowClient
+
+    try:
+        return str(MlflowClient().get_experiment(run.info.experiment_id).name)
+    except Exception:
+        return None
+
+
+def _compare(run: Any, outcome: Any, tags: Mapping[str, str], tolerance: float) -> list[Check]:
+    from mlflow import MlflowClient
+
+    reproduced = MlflowClient().get_run(outcome.run_id).data.metrics
+    checks = []
+    for name in sorted(run.data.metrics):
+        if _is_timing(name):
+            continue
+        then, now = run.data.metrics[name], reproduced.get(name)
+        equal = now is not None and (then == now if tolerance == 0 else abs(then - now) <= tolerance)
+        checks.append(Check(name, then, now, equal))
+    recorded = tags.get(L.TAG_PREDICTIONS_SHA256, "")
+    if recorded:
+        same = recorded == outcome.predictions_sha256
+        checks.append(Check("predictions sha256", recorded, outcome.predictions_sha256,
+                            same or tolerance > 0, kind="fingerprint"))
+    return checks
+
+
+def _is_timing(metric: str) -> bool:
+    """Wall-clock measurements are logged as metrics too; they never reproduce and say nothing of the model."""
+    return metric == "seconds" or metric.endswith(("_seconds", ".seconds"))
+
+
+def _record(client: Any, run_id: str, versions: list[str], matched: bool, by_run: str | None) -> None:
+    from mlkit import tracking
+
+    values = {
+        TAG_REPRODUCED: "true" if matched else "false",
+        TAG_REPRODUCED_BY_RUN: by_run or "",
+        TAG_REPRODUCED_AT: datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    for key, value in values.items():
+        tracking.retry_locked(lambda k=key, v=value: client.set_tag(run_id, k, v))
+    for found in client.search_model_versions(f"run_id='{run_id}'"):
+        for key, value in values.items():
+            tracking.retry_locked(
+                lambda f=found, k=key, v=value: client.set_model_version_tag(f.name, f.version, k, v))
+
+
+def _recorded_lock(client: Any, run_id: str) -> dict[str, str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run_id, L.LOCK_ARTIFACT, tmp)
+        except Exception:
+            return {}
+        return _parse_lock(Path(path).read_text())
+
+
+def _parse_lock(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        name, sep, version = line.partition("==")
+        if sep:
+            out[name.strip().lower()] = version.strip()
+    return out
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _git(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                          env={**os.environ, "LC_ALL": "C"})
+    if check and done.returncode != 0:
+        message = done.stderr.strip().splitlines()[0] if done.stderr.strip() else f"exit {done.returncode}"
+        raise OperationError(f"git {args[0]} failed: {message}")
+    return done
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
