@@ -104,6 +104,7 @@ class CISettings:
             "first_stage": self.stages[0], "production_stage": self.stages[-1],
             "previous_stage": self.stages[-2] if len(self.stages) > 1 else None,
             "secrets": [list(pair) for pair in self.secrets], "actions": ACTIONS,
+            "data_remote_from_secret": any(variable == C.ENV_DATA_REMOTE for variable, _ in self.secrets),
         }
 
 

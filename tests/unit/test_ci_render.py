@@ -196,3 +196,25 @@ def test_templates_ship_in_the_template_root():
         for _, template in files:
             assert (templates_root() / "ci" / template).is_file()
     assert Path(ci.__file__).name == "ci.py"
+
+
+def test_a_data_remote_secret_becomes_a_local_dvc_remote_before_the_pull():
+    plain = yaml.safe_load(ci.render(settings(), "github")[".github/workflows/mlkit.yml"])
+    pull = [s for s in plain["jobs"]["train"]["steps"] if s["name"] == "Pull the versioned data"]
+    assert pull == [{"name": "Pull the versioned data", "run": "mlkit data pull"}]
+
+    files = ci.render(settings(secrets={"data_remote": "DVC_REMOTE_URL"}), "github")
+    for path in (".github/workflows/mlkit.yml", ".github/workflows/mlkit-retrain.yml"):
+        jobs = yaml.safe_load(files[path])["jobs"]
+        job = jobs.get("train") or jobs["retrain"]
+        assert job["env"]["MLKIT_DATA_REMOTE"] == "${{ secrets.DVC_REMOTE_URL }}"
+        (step,) = [s for s in job["steps"] if s["name"] == "Pull the versioned data"]
+        assert step["run"] == (
+            'if [ -n "${MLKIT_DATA_REMOTE:-}" ]; then\n'
+            '  dvc remote add --local --default --force ci "$MLKIT_DATA_REMOTE"\n'
+            "fi\nmlkit data pull\n")
+    gitlab = yaml.safe_load(ci.render(settings(secrets={"data_remote": "DVC_REMOTE_URL"}), "gitlab")[".gitlab-ci.yml"])
+    assert gitlab["train"]["script"][:2] == [
+        '[ -z "${MLKIT_DATA_REMOTE:-}" ] || dvc remote add --local --default --force ci "$MLKIT_DATA_REMOTE"',
+        "mlkit data pull",
+    ]
