@@ -46,6 +46,8 @@ def main() -> None:
                     "dvc.lock"], cwd=project, check=True)
     # -- promotion -------------------------------------------------------------------------------
     # -- reproduce -------------------------------------------------------------------------------
+    run("rebuild version 1 from its commit, data md5s, params and seed in a clean worktree; compare",
+        "reproduce", "churn/1", cwd=project)
     # -- ci --------------------------------------------------------------------------------------
     run("CI files from mlkit init match mlkit.yaml", "ci", "generate", "--check", cwd=project)
     settings = project / "mlkit.yaml"
