@@ -133,12 +133,10 @@ def promote(project: Project, name: str, version: str | int | None = None, *, to
     wanted = registry.normalize_version(version) if version is not None else None
     stages = project.config.stages
     client = tracking.client(project)
-    registry.get_model(client, name)  # unknown model: fail before waiting for the lock
     lock = registry.write_lock(project) if not dry_run else nullcontext(False)
     with lock as locked:
         model = registry.get_model(client, name)
-        if not dry_run:
-            registry.settle_pending(client, model, stages, locked=locked, progress=progress)
+        if not dry_run and registry.settle_pending(client, model, stages, locked=locked, progress=progress):
             model = registry.get_model(client, name)
         holders = registry.stage_holders(model)
         chosen = _choose_version(name, wanted, from_stage, holders)
@@ -170,7 +168,8 @@ def promote(project: Project, name: str, version: str | int | None = None, *, to
             return result
         entry = registry.new_entry("promote", name, to, chosen, actor=who, reason=reason,
                                    from_version=current, from_stage=current_stage, gates=gate_dicts)
-        entry = registry.move_stage(client, name, to, chosen, stages, entry, locked=locked, progress=progress)
+        entry = registry.move_stage(client, name, to, chosen, stages, entry, locked=locked, aliases=holders,
+                                    progress=progress)
         result.status = "promoted" if entry["state"] == registry.DONE else entry["state"]
         result.audit_id = entry["id"]
         return result

@@ -66,8 +66,6 @@ if TYPE_CHECKING:
     from mlkit.project import Project
 
 TAG_STAGE = "mlkit.stage"
-TAG_PROMOTED_AT = "mlkit.promoted_at"
-TAG_PROMOTED_BY = "mlkit.promoted_by"
 TAG_REPRODUCED = "mlkit.reproduced"  # "true" / "false", set by `mlkit reproduce`
 TAG_REPRODUCED_BY_RUN = "mlkit.reproduced_by_run"
 TAG_REPRODUCED_AT = "mlkit.reproduced_at"
@@ -203,10 +201,13 @@ def show_version(project: Project, ref: ModelRef | str) -> VersionInfo:
         if latest is None:
             raise UsageError(f"model {ref.name!r} has no versions", hint="run `mlkit train` to register one")
         version = str(latest)
-    return describe_version(client, get_version(client, ref.name, version), project.config.stages)
+    return describe_version(client, get_version(client, ref.name, version), project.config.stages,
+                            audit_entries(model))
 
 
-def describe_version(client: MlflowClient, mv: ModelVersion, stages: Sequence[str]) -> VersionInfo:
+def describe_version(client: MlflowClient, mv: ModelVersion, stages: Sequence[str],
+                     trail: Sequence[Mapping[str, Any]] = ()) -> VersionInfo:
+    """Everything known about ``mv``; who promoted it and when come from the audit ``trail``."""
     from mlkit.lineage import TAG_GIT_COMMIT, TAG_GIT_DIRTY, RunLineage
 
     tags = dict(mv.tags or {})
@@ -223,12 +224,15 @@ def describe_version(client: MlflowClient, mv: ModelVersion, stages: Sequence[st
     dirty_tag = lineage_tags.get(TAG_GIT_DIRTY)
     aliases = [str(a) for a in (mv.aliases or [])]
     stage = next((s for s in stages if s in aliases), None)
+    moved = [e for e in trail if e.get("to_version") == str(mv.version)
+             and e.get("state") in (DONE, SUPERSEDED) and e.get("action") in ("promote", "rollback")]
     return VersionInfo(
         name=mv.name, version=str(mv.version), stage=stage or tags.get(TAG_STAGE), aliases=aliases,
         run_id=mv.run_id or None, source=mv.source or "", created_at=_iso(mv.creation_timestamp),
         metrics=metrics, git_commit=commit, git_branch=branch,
         git_dirty=None if dirty_tag is None else dirty_tag == "true", data_md5s=md5s, params=params,
-        promoted_at=tags.get(TAG_PROMOTED_AT), promoted_by=tags.get(TAG_PROMOTED_BY),
+        promoted_at=moved[-1].get("time") if moved else None,
+        promoted_by=moved[-1].get("actor") if moved else None,
         reproduced=tags.get(TAG_REPRODUCED), tags=tags,
     )
 
@@ -368,17 +372,19 @@ def write_entry(client: MlflowClient, entry: Mapping[str, Any]) -> None:
 
 
 def move_stage(client: MlflowClient, name: str, stage: str, version: str, stages: Sequence[str],
-               entry: dict[str, Any], *, locked: bool, progress: Progress | None = None) -> dict[str, Any]:
+               entry: dict[str, Any], *, locked: bool, aliases: Mapping[str, str] | None = None,
+               progress: Progress | None = None) -> dict[str, Any]:
     """Point ``stage``'s alias at ``version`` following the write-ahead sequence in the module docstring.
 
     ``entry`` is a pending audit entry from :func:`new_entry`; it is written first and returned ``done``
-    (or ``superseded`` when, without a lock, another writer moved the alias right after).
+    (or ``superseded`` when, without a lock, another writer moved the alias right after). ``aliases``:
+    the model's aliases as read under the lock, to save reading them again.
     """
     say = progress or (lambda _m: None)
     write_entry(client, entry)
     say(f"moving {name}@{stage} to version {version}")
     call(client.set_registered_model_alias, name, stage, version)
-    _finish_move(client, entry, stages)
+    _finish_move(client, entry, stages, aliases if locked else None)
     if not locked:
         current = _aliases(get_model(client, name)).get(stage)
         if current != version:
@@ -460,11 +466,10 @@ def rollback(project: Project, name: str, stage: str, *, reason: str = "",
     require_stage(project, stage)
     stages = project.config.stages
     client = tracking.client(project)
-    get_model(client, name)
     with write_lock(project) as locked:
         model = get_model(client, name)
-        settle_pending(client, model, stages, locked=locked, progress=progress)
-        model = get_model(client, name)
+        if settle_pending(client, model, stages, locked=locked, progress=progress):
+            model = get_model(client, name)
         holder = _aliases(model).get(stage)
         if holder is None:
             raise UsageError(f"no version of {name!r} holds {stage}; nothing to roll back",
@@ -476,7 +481,8 @@ def rollback(project: Project, name: str, stage: str, *, reason: str = "",
         get_version(client, name, target)  # it may have been deleted since
         entry = new_entry("rollback", name, stage, target, actor=actor(project.root), reason=reason,
                           from_version=holder, from_stage=_holds(model, target, stages))
-        entry = move_stage(client, name, stage, target, stages, entry, locked=locked, progress=progress)
+        entry = move_stage(client, name, stage, target, stages, entry, locked=locked, aliases=_aliases(model),
+                           progress=progress)
     return RollbackResult(model=name, stage=stage, from_version=holder, to_version=target,
                           actor=entry["actor"], reason=reason, audit_id=entry["id"], state=entry["state"])
 
@@ -499,16 +505,19 @@ def actor(root: os.PathLike[str] | str | None = None, environ: Mapping[str, str]
 
 # --- private ------------------------------------------------------------------------------------------
 
-def _finish_move(client: MlflowClient, entry: dict[str, Any], stages: Sequence[str]) -> None:
-    """Steps after the commit point; idempotent, so a recovery can run them again."""
+def _finish_move(client: MlflowClient, entry: dict[str, Any], stages: Sequence[str],
+                 aliases: Mapping[str, str] | None = None) -> None:
+    """Steps after the commit point; idempotent, so a recovery can run them again.
+
+    Who moved the version and when stays in the audit entry only: one tag write fewer per move.
+    """
     name, stage, version = entry["model"], entry["stage"], entry["to_version"]
-    model = get_model(client, name)
-    for other, holder in _aliases(model).items():
+    if aliases is None:
+        aliases = _aliases(get_model(client, name))
+    for other, holder in aliases.items():
         if other != stage and other in stages and holder == version:
             call(client.delete_registered_model_alias, name, other)
-    promoted = {TAG_STAGE: stage, TAG_PROMOTED_AT: entry["time"], TAG_PROMOTED_BY: entry["actor"]}
-    for key, value in promoted.items():
-        call(client.set_model_version_tag, name, version, key, value)
+    call(client.set_model_version_tag, name, version, TAG_STAGE, stage)
     displaced = entry.get("from_version")
     if displaced and displaced != version:
         mv = _maybe_version(client, name, displaced)

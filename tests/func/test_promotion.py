@@ -143,7 +143,6 @@ def test_promote_sets_the_alias_tag_and_audit_entry_mlflow_reads(project: Projec
     version = client.get_model_version_by_alias(name, "staging")
     assert version.version == 1
     assert version.tags["mlkit.stage"] == "staging"
-    assert version.tags["mlkit.promoted_by"] == "Test User <test@example.com>"
     [entry] = audit(project, name)
     keys = ("action", "stage", "version", "from_version", "to_version", "actor", "reason", "state")
     assert {k: entry[k] for k in keys} == {
