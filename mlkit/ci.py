@@ -85,6 +85,9 @@ class CISettings:
     production_environment: str = "production"
     stages: tuple[str, ...] = ("staging", "production")
     secrets: tuple[tuple[str, str], ...] = ()  # (environment variable, secret name)
+    oidc_aws_role: str | None = None  # assumed with the CI's OIDC token instead of stored keys
+    oidc_aws_region: str | None = None
+    oidc_audience: str = "sts.amazonaws.com"
 
     @classmethod
     def from_config(cls, config: MlkitConfig) -> CISettings:
@@ -94,6 +97,8 @@ class CISettings:
             default_branch=ci.default_branch, schedule=ci.schedule,
             production_environment=ci.production_environment, stages=tuple(config.stages),
             secrets=_secret_pairs(ci.secrets.model_dump()),
+            **({"oidc_aws_role": ci.oidc.aws_role, "oidc_aws_region": ci.oidc.aws_region,
+                "oidc_audience": ci.oidc.audience} if ci.oidc else {}),
         )
 
     def context(self) -> dict[str, Any]:
@@ -105,6 +110,8 @@ class CISettings:
             "previous_stage": self.stages[-2] if len(self.stages) > 1 else None,
             "secrets": [list(pair) for pair in self.secrets], "actions": ACTIONS,
             "data_remote_from_secret": any(variable == C.ENV_DATA_REMOTE for variable, _ in self.secrets),
+            "oidc": {"aws_role": self.oidc_aws_role, "aws_region": self.oidc_aws_region,
+                     "audience": self.oidc_audience} if self.oidc_aws_role else None,
         }
 
 

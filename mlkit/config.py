@@ -27,6 +27,9 @@ _SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _BRANCH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
 _CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,-]+$")
 _ENVIRONMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_AWS_ROLE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]+$")
+_AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+_AUDIENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:/_-]*$")
 
 
 class _Strict(BaseModel):
@@ -147,6 +150,35 @@ class CISecrets(_Strict):
         return value
 
 
+class CIOidc(_Strict):
+    """Cloud credentials without stored secrets: jobs exchange the CI's OIDC token for an AWS role."""
+
+    aws_role: str = Field(description="ARN of the IAM role the CI jobs assume")
+    aws_region: str
+    audience: str = "sts.amazonaws.com"
+
+    @field_validator("aws_role")
+    @classmethod
+    def _role(cls, value: str) -> str:
+        if not _AWS_ROLE.match(value):
+            raise ValueError(f"{value!r} is not an IAM role ARN like arn:aws:iam::123456789012:role/mlkit-ci")
+        return value
+
+    @field_validator("aws_region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        if not _AWS_REGION.match(value):
+            raise ValueError(f"{value!r} is not an AWS region like eu-central-1")
+        return value
+
+    @field_validator("audience")
+    @classmethod
+    def _audience(cls, value: str) -> str:
+        if not _AUDIENCE.match(value):
+            raise ValueError(f"{value!r} is not an audience like sts.amazonaws.com")
+        return value
+
+
 class CISection(_Strict):
     provider: Literal["github", "gitlab"] = "github"
     python: str = "3.11"
@@ -154,6 +186,7 @@ class CISection(_Strict):
     schedule: str = "0 4 * * 1"
     production_environment: str = "production"
     secrets: CISecrets = Field(default_factory=CISecrets)
+    oidc: CIOidc | None = None
 
     @field_validator("python")
     @classmethod

@@ -169,9 +169,12 @@ def test_unknown_provider_exits_2(cli, project):
      "not starting with a digit)"),
     ("production_environment: production", "production_environment: production\n  schedule: daily",
      "mlkit.yaml: ci.schedule: 'daily' must be a cron expression of 5 fields, e.g. '0 4 * * 1'"),
+    ("production_environment: production",
+     "production_environment: production\n  oidc: {aws_role: 'role/ci', aws_region: eu-central-1}",
+     "mlkit.yaml: ci.oidc.aws_role: 'role/ci' is not an IAM role ARN like arn:aws:iam::123456789012:role/mlkit-ci"),
     ("production_environment: production", "production_environment: production\n  runner: big",
      "mlkit.yaml: ci.runner: unknown field; allowed: provider, python, default_branch, schedule, "
-     "production_environment, secrets"),
+     "production_environment, secrets, oidc"),
 ])
 def test_bad_ci_settings_exit_2_and_write_nothing(cli, project, old, new, message):
     before = read(project, GITHUB_FILES)
@@ -243,7 +246,8 @@ def test_every_setting_in_use_passes_the_validators(cli, project, provider):
     edit_config(project, "    tracking_uri: MLFLOW_TRACKING_URI\n",
                 "    tracking_uri: MLFLOW_TRACKING_URI\n    tracking_token: MLFLOW_TOKEN\n"
                 "    data_remote: DVC_REMOTE_URL\n    data_remote_access_key_id: AWS_ACCESS_KEY_ID\n"
-                "    data_remote_secret_access_key: S3_SECRET\n")
+                "    data_remote_secret_access_key: S3_SECRET\n"
+                "  oidc:\n    aws_role: arn:aws:iam::123456789012:role/mlkit-ci\n    aws_region: eu-central-1\n")
     result = cli("ci", "generate", "--provider", provider, "--force", cwd=project)
     assert result.exit_code == 0, result.output
     _validate(project, provider)

@@ -218,3 +218,27 @@ def test_a_data_remote_secret_becomes_a_local_dvc_remote_before_the_pull():
         '[ -z "${MLKIT_DATA_REMOTE:-}" ] || dvc remote add --local --default --force ci "$MLKIT_DATA_REMOTE"',
         "mlkit data pull",
     ]
+
+
+def test_oidc_replaces_stored_keys():
+    oidc = {"aws_role": "arn:aws:iam::123456789012:role/mlkit-ci", "aws_region": "eu-central-1"}
+    files = ci.render(settings(oidc=oidc), "github")
+    for path, text in files.items():
+        jobs = yaml.safe_load(text)["jobs"]
+        for name, job in jobs.items():
+            if name == "test":
+                assert "permissions" not in job
+                continue
+            assert job["permissions"]["id-token"] == "write", (path, name)
+            assert job["env"]["AWS_ROLE_ARN"] == oidc["aws_role"]
+            assert job["env"]["AWS_REGION"] == "eu-central-1"
+            names = [step["name"] for step in job["steps"]]
+            assert names.index("AWS credentials through OIDC") == names.index("Install the project's dependencies") + 1
+    gitlab = yaml.safe_load(ci.render(settings(oidc=oidc), "gitlab")[".gitlab-ci.yml"])
+    assert gitlab["variables"]["AWS_ROLE_ARN"] == oidc["aws_role"]
+    for job in ("train", "promote-staging", "promote-production"):
+        assert gitlab[job]["id_tokens"] == {"MLKIT_AWS_OIDC_TOKEN": {"aud": "sts.amazonaws.com"}}
+    assert "id_tokens" not in gitlab["test"]
+    # without oidc nothing of it appears
+    assert "id-token" not in "".join(ci.render(settings(), "github").values())
+    assert "id_tokens" not in ci.render(settings(), "gitlab")[".gitlab-ci.yml"]
