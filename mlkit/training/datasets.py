@@ -43,7 +43,7 @@ def read_table(path: Path) -> Any:
     except pd.errors.EmptyDataError:
         raise UsageError(
             f"{path.name}: the data file is empty", hint="check the file, then `mlkit data add` it"
-        )
+        ) from None
     except Exception as exc:
         raise UsageError(
             f"{path.name}: cannot read: {str(exc).splitlines()[0]}",
