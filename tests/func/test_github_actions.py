@@ -301,7 +301,8 @@ def _workflow(project: Path, name: str) -> dict[str, Any]:
 
 
 @pytest.mark.slow
-def test_push_to_the_default_branch_plays_locally(project, tmp_path):
+def test_the_loop_through_the_generated_workflows_plays_locally(project, tmp_path):
+    """Push to the default branch, promotion to production by hand, then a pull request."""
     player = WorkflowPlayer(project, tmp_path / "runner")
     player.play(_workflow(project, "mlkit.yml"), runner_env(player))
 
@@ -333,6 +334,36 @@ def test_push_to_the_default_branch_plays_locally(project, tmp_path):
                            capture_output=True, text=True, env=runner_env(player) | {"GITHUB_ACTIONS": "false"})
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["version"] == "1"
+
+    # a person promotes to production through the dispatch workflow (the environment's reviewers approve)
+    fresh_checkout(project)
+    dispatch = WorkflowPlayer(project, tmp_path / "dispatch", event="workflow_dispatch",
+                              inputs={"model": "churn", "version": "", "stage": "production"})
+    dispatch.play(_workflow(project, "mlkit-promote.yml"), runner_env(dispatch))
+    assert dispatch.played == ["Promote"]  # the production job alone
+    assert "### Promotion of churn version 1 to production: promoted" in dispatch.summary.read_text()
+
+    # the next pull request changes a hyperparameter and is compared with that production model
+    fresh_checkout(project)
+    params = (project / "params.yaml").read_text().replace("max_depth: 4", "max_depth: 2")
+    (project / "params.yaml").write_text(params)
+    subprocess.run(["git", "commit", "-qam", "shallower trees"], cwd=project, check=True)
+    pr = WorkflowPlayer(project, tmp_path / "pr", event="pull_request", ref="refs/pull/7/merge")
+    pr.play(_workflow(project, "mlkit.yml"), runner_env(pr))
+    assert "Comment on the pull request" in pr.skipped  # gh needs GitHub itself
+    assert "Promote the new version" not in pr.played
+    assert pr.steps["train"]["model_version"] == ""  # pull requests are compared, not registered
+    comparison = (project / "comparison.md").read_text()
+    assert comparison.startswith("### churn: this run against production\n\n|  | key | ")
+    assert "\n| param | estimator.max_depth | 4 | 2 |\n" in comparison
+    assert "\n| metric | roc_auc | " in comparison
+    assert comparison.split("\n\n", 1)[1] in pr.summary.read_text()
+
+
+def fresh_checkout(project: Path) -> None:
+    """What the next run's checkout would see: committed files only (the store in .mlkit/ is the server)."""
+    subprocess.run(["git", "checkout", "-q", "--", "."], cwd=project, check=True)
+    subprocess.run(["git", "clean", "-fdq"], cwd=project, check=True)
 
 
 @pytest.mark.slow
