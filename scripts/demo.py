@@ -45,6 +45,29 @@ def main() -> None:
     subprocess.run(["git", "commit", "-q", "-m", "Train: metrics and pipeline lock", "--", "metrics.json",
                     "dvc.lock"], cwd=project, check=True)
     # -- promotion -------------------------------------------------------------------------------
+    run("promote version 1 to staging through its gates (promotion.staging in mlkit.yaml)",
+        "promote", "churn", "1", "--to", "staging", "--reason", "first model", cwd=project)
+    run("dry run: would staging -> production pass? nothing changes", "promote", "churn", "--from", "staging",
+        "--to", "production", "--dry-run", cwd=project)
+    run("promote whatever holds staging to production", "promote", "churn", "--from", "staging", "--to",
+        "production", "--reason", "first release", cwd=project)
+    refused = run("skipping staging is refused by the previous_stage gate: exit code 3, nothing changed",
+                  "promote", "churn", "2", "--to", "production", cwd=project, check=False)
+    if refused.returncode != 3:
+        sys.exit(f"demo: expected exit code 3 from a refused promotion, got {refused.returncode}")
+    run("version 2 to staging", "promote", "churn", "2", "--to", "staging", cwd=project)
+    second = run("staging -> production again: must beat version 1 on f1 (ties pass at margin 0)",
+                 "promote", "churn", "--from", "staging", "--to", "production", "--reason", "shallower trees",
+                 cwd=project, check=False)
+    if second.returncode not in (0, 3):
+        sys.exit(f"demo: promotion failed ({second.returncode})")
+    run("the registry: which version holds which stage", "models", "list", cwd=project)
+    run("production's model: metrics, run, commit, data md5s, params, who promoted it",
+        "models", "show", "churn@production", cwd=project)
+    if second.returncode == 0:
+        run("roll production back to the version before", "rollback", "churn", "--stage", "production",
+            "--reason", "demo rollback", cwd=project)
+    run("the audit trail: every promotion, refusal and rollback", "models", "history", "churn", cwd=project)
     # -- reproduce -------------------------------------------------------------------------------
     run("rebuild version 1 from its commit, data md5s, params and seed in a clean worktree; compare",
         "reproduce", "churn/1", cwd=project)
