@@ -78,4 +78,6 @@ def wheel(session: nox.Session) -> None:
     session.chdir(workdir)
     session.run(str(venv / "bin" / "mlkit"), "init", "wheelcheck", "--data-remote", str(tmp / "remote"),
                 external=True, env={"CI": "true"})
-    session.run("git", "-C", "wheelcheck", "status", "--porcelain", external=True)
+    status = session.run("git", "-C", "wheelcheck", "status", "--porcelain", external=True, silent=True)
+    if status and status.strip():
+        session.error(f"the project created from the wheel is not committed cleanly:\n{status}")

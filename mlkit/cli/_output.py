@@ -52,7 +52,8 @@ def print_json(data: Any) -> None:
 def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> None:
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
+    table = Table(title=title, title_justify="left", show_edge=False, header_style="bold",
+                  show_header=any(columns))
     for name in columns:
         table.add_column(name)
     for row in rows:
