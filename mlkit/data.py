@@ -46,9 +46,10 @@ def input_md5s(root: Path, paths: Sequence[str]) -> dict[str, str]:
 
     ``paths`` are relative to ``root`` (as in mlkit.yaml) or absolute.
 
-    The workspace copy of each input must be present and unchanged since it was added. The check reads
-    DVC's state database (hashes keyed by inode, mtime and size), so data DVC already hashed is not read
-    again; only a file DVC has never seen in its current form is hashed, once.
+    The workspace copy of each input must be present and unchanged since it was added. Two cheap checks
+    come before any hashing: mlkit's own record of inode, mtime and size per data set (written when it
+    last verified the data; no DVC import at all when it matches), then DVC's state database (hashes
+    keyed the same way). Only data neither has seen in its current form is hashed, once.
     """
     root = Path(root).resolve()
     records = [recorded(root, path, base=root) for path in paths]
@@ -58,11 +59,15 @@ def input_md5s(root: Path, paths: Sequence[str]) -> dict[str, str]:
                              hint="run `mlkit data pull` to fetch it from the remote")
     changed = [r for r in records if r.size is not None and not r.is_dir
                and (root / r.path).is_file() and os.stat(root / r.path).st_size != r.size]
-    if not changed:
+    known = _StatRecord(root)
+    unknown = [r for r in records if not known.matches(r)]
+    if unknown and not changed:
         from mlkit import dvcops
 
-        actual = dvcops.workspace_hashes(root, [(root / r.path, r.hash_name) for r in records])
-        changed = [r for r in records if actual.get(str(root / r.path)) != r.md5]
+        actual = dvcops.workspace_hashes(root, [(root / r.path, r.hash_name) for r in unknown])
+        changed = [r for r in unknown if actual.get(str(root / r.path)) != r.md5]
+        if not changed:
+            known.remember(unknown)
     if changed:
         first = changed[0].path
         raise UsageError(f"{first} was modified since it was added to DVC",
@@ -213,7 +218,9 @@ def add(root: Path, paths: Sequence[str], *, commit: bool = False, message: str 
     """Track ``paths`` with DVC, stage their `.dvc` files and `.gitignore` changes in git, maybe commit.
 
     ``paths`` are relative to ``base`` (default: the working directory) or absolute. Every path is
-    checked before DVC runs, and a failed add leaves no `.dvc` file or `.gitignore` line behind.
+    checked before DVC runs, and a failed add leaves no `.dvc` file or `.gitignore` line behind. A data
+    set whose `.dvc` file, workspace copy (same inode, mtime and size as when mlkit last verified it) and
+    cache objects all still match is not handed to DVC at all.
     """
     from mlkit import dvcops
 
@@ -223,7 +230,14 @@ def add(root: Path, paths: Sequence[str], *, commit: bool = False, message: str 
     if message and not commit:
         raise UsageError("-m/--message needs --commit", hint="add --commit to commit the change")
     relatives = list(dict.fromkeys(_addable(root, path, base) for path in paths))
-    written = dvcops.add(root, [root / r for r in relatives], progress=progress, lock_timeout=lock_timeout())
+    known = _StatRecord(root)
+    unchanged = [r for r in relatives if known.unchanged_and_cached(r)]
+    to_add = [r for r in relatives if r not in unchanged]
+    written = [r + DVC_SUFFIX for r in unchanged]
+    if to_add:
+        written += dvcops.add(root, [root / r for r in to_add], progress=progress,
+                              lock_timeout=lock_timeout())
+        known.remember([recorded(root, r, base=root) for r in to_add])
     staged = sorted({*written, *(_gitignore_for(root, r) for r in relatives)} - {None})  # type: ignore[arg-type]
     staged = [p for p in staged if (root / p).exists()]
     if _is_git_repo(root):
@@ -416,3 +430,96 @@ def _git(root: Path, *args: str) -> str:
             continue
         detail = (done.stderr.strip() or done.stdout.strip() or f"exit {done.returncode}").splitlines()[0]
         raise OperationError(f"git {args[0]} failed: {detail}", hint="fix the git problem and run again")
+
+
+class _StatRecord:
+    """mlkit's own record of data sets it verified: md5 and an inode/mtime/size token of the workspace copy.
+
+    Kept in `.mlkit/` (git-ignored). It only ever lets mlkit skip work: a token that does not match, a
+    missing or unreadable record, an md5 the `.dvc` file no longer has, all fall back to DVC. Same-size
+    rewrites that keep inode and mtime go unnoticed here exactly as in DVC's own state database.
+    """
+
+    FILE = "data-stat.json"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.path = root / C.STATE_DIR / self.FILE
+        try:
+            import json
+
+            loaded = json.loads(self.path.read_text(encoding="utf-8"))
+            self.entries: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
+        except (OSError, ValueError):
+            self.entries = {}
+
+    def matches(self, record: Recorded) -> bool:
+        entry = self.entries.get(record.path)
+        return (isinstance(entry, dict) and entry.get("md5") == record.md5
+                and entry.get("token") == _stat_token(self.root / record.path))
+
+    def unchanged_and_cached(self, relative: str) -> bool:
+        if not (self.root / (relative + DVC_SUFFIX)).is_file():
+            return False
+        try:
+            record = recorded(self.root, relative, base=self.root)
+        except UsageError:
+            return False
+        return record.hash_name == "md5" and self.matches(record) and _cached(self.root, record.md5)
+
+    def remember(self, records: Sequence[Recorded]) -> None:
+        import json
+        import tempfile
+
+        for record in records:
+            token = _stat_token(self.root / record.path)
+            if token is not None:
+                self.entries[record.path] = {"md5": record.md5, "token": token}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile("w", dir=self.path.parent, prefix=".data-stat-", suffix=".tmp",
+                                             delete=False, encoding="utf-8") as handle:
+                json.dump(self.entries, handle, sort_keys=True)
+            os.replace(handle.name, self.path)
+        except OSError:
+            pass  # only an optimisation
+
+
+def _stat_token(path: Path) -> str | None:
+    """inode, mtime and size of a file; for a folder, of every file in it (names included)."""
+    import hashlib
+
+    try:
+        info = os.stat(path)
+        if not path.is_dir():
+            return f"{info.st_ino}:{info.st_mtime_ns}:{info.st_size}"
+        digest = hashlib.blake2b(digest_size=16)
+        count = 0
+        for folder, dirs, files in os.walk(path):
+            dirs.sort()
+            for name in sorted(files):
+                full = os.path.join(folder, name)
+                info = os.stat(full)
+                digest.update(f"{os.path.relpath(full, path)}\0{info.st_ino}:{info.st_mtime_ns}:"
+                              f"{info.st_size}\n".encode())
+                count += 1
+        return f"dir:{count}:{digest.hexdigest()}"
+    except OSError:
+        return None
+
+
+def _cached(root: Path, md5: str) -> bool:
+    """Whether DVC's default cache folder holds ``md5`` (for a folder, its listing and every file)."""
+    import json
+
+    cache = root / ".dvc" / "cache" / "files" / "md5"
+    listing = cache / md5[:2] / md5[2:]
+    if not listing.is_file():
+        return False
+    if not md5.endswith(".dir"):
+        return True
+    try:
+        entries = json.loads(listing.read_text(encoding="utf-8"))
+        return all((cache / e["md5"][:2] / e["md5"][2:]).is_file() for e in entries)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +14,7 @@ import yaml
 
 from mlkit import dvcops
 from mlkit.data import input_md5s
-from mlkit.errors import ExitCode, UsageError
+from mlkit.errors import ExitCode, OperationError, UsageError
 
 DATA = "data/breast_cancer.csv"
 
@@ -102,3 +105,38 @@ def test_modified_directory(project: Path) -> None:
     (folder / "new.txt").write_text("new\n")
     with pytest.raises(UsageError, match=r"^data/images was modified since it was added to DVC$"):
         input_md5s(project, ["data/images"])
+
+
+def test_verified_inputs_are_answered_without_importing_dvc(project: Path) -> None:
+    assert input_md5s(project, [DATA]) == {DATA: _recorded_md5(project, DATA)}  # verifies, remembers
+    code = ("import sys; from pathlib import Path; from mlkit.data import input_md5s; "
+            f"print(input_md5s(Path({str(project)!r}), [{DATA!r}])[{DATA!r}], 'dvc' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == [_recorded_md5(project, DATA), "False"]
+
+
+def test_re_add_of_unchanged_data_does_not_touch_dvc(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import zc.lockfile
+
+    from mlkit import data
+
+    folder = project / "data" / "images"
+    folder.mkdir()
+    (folder / "a.txt").write_text("a\n")
+    data.add(project, ["data/images"], base=project)
+    monkeypatch.setenv("MLKIT_DATA_LOCK_TIMEOUT", "0")
+    holder = zc.lockfile.LockFile(str(project / ".dvc" / "tmp" / "lock"))
+    try:
+        # DVC's lock is taken: only an add that skips DVC can succeed
+        again = data.add(project, ["data/images"], base=project)
+        assert [d.md5 for d in again.added] == [_recorded_md5(project, "data/images")]
+        (folder / "b.txt").write_text("b\n")
+        with pytest.raises(OperationError, match=r"^another process holds DVC's lock on this project"):
+            data.add(project, ["data/images"], base=project)
+    finally:
+        holder.close()
+    # an object gone from the cache (gc, a fresh clone) sends the add back to DVC, which restores it
+    shutil.rmtree(project / ".dvc" / "cache")
+    (folder / "b.txt").unlink()
+    data.add(project, ["data/images"], base=project)
+    assert data.data_sets(project, check_remote=False)[-1].in_cache is True
