@@ -119,12 +119,7 @@ def train(
         command=options.command,
     )
 
-    say("opening the tracking store")
-    from mlkit import tracking
-
-    client = tracking.client(project)
     experiment = options.experiment or project.experiment
-    experiment_id = tracking.ensure_experiment(project, experiment)
     run_tags = {
         **lineage.tags(),
         **dict(options.tags),
@@ -134,11 +129,16 @@ def train(
     }
     if lineage.git_commit:
         run_tags["mlflow.source.git.commit"] = lineage.git_commit
-    run = tracking.retry_locked(lambda: client.create_run(experiment_id, tags=run_tags))
-    run_id = run.info.run_id
-    say(f"run {run_id} in experiment {experiment}")
+    from mlkit import tracking
+    from mlkit.training.session import TrackingSession, preimport_training
+
+    preimport_training()
+    say(f"opening the tracking store, experiment {experiment}")
+    session = TrackingSession(project, experiment, run_tags).start()
     try:
-        outcome = _train_in_run(project, client, run_id, estimator, entrypoint, lineage, options, say)
+        outcome = _train_in_run(project, session, estimator, entrypoint, lineage, options, say)
+        opened = session.result()
+        client, experiment_id, run_id = opened.client, opened.experiment_id, opened.run_id
         version = None
         if options.register:
             say(f"registering a new version of model {project.model_name}")
@@ -157,20 +157,21 @@ def train(
             )
         tracking.retry_locked(lambda: client.set_terminated(run_id, "FINISHED"))
     except KeyboardInterrupt:
-        _end_run(client, run_id, "KILLED", "interrupted (Ctrl-C or SIGTERM)")
+        _end_session(session, "KILLED", "interrupted (Ctrl-C or SIGTERM)")
         raise
     except MlkitError as exc:
-        _end_run(client, run_id, "FAILED", exc.message)
+        _end_session(session, "FAILED", exc.message)
         raise
     except Exception as exc:
         reason = _one_line(exc)
-        _end_run(client, run_id, "FAILED", reason)
+        opened = _end_session(session, "FAILED", reason)
         lost = tracking.lost_connection(exc, project.tracking_uri)
         if lost is not None:
             raise lost from exc
+        where = f"see run {opened.run_id} (`mlkit runs show {opened.run_id}`); " if opened else ""
         raise OperationError(
             f"training failed: {reason}",
-            hint=f"see run {run_id} (`mlkit runs show {run_id}`); run again with --debug for the traceback",
+            hint=f"{where}run again with --debug for the traceback",
         ) from exc
 
     stage_recorded = False
@@ -218,8 +219,7 @@ def _resolve_model(project: Project) -> tuple[Any, Callable[..., Any] | None]:
 
 def _train_in_run(
     project: Project,
-    client: Any,
-    run_id: str,
+    session: Any,
     estimator: Any,
     entrypoint: Any,
     lineage: L.RunLineage,
@@ -280,12 +280,23 @@ def _train_in_run(
     if params.cv_folds >= 2:
         say(f"{params.cv_folds}-fold cross-validation")
         cv = _cross_validate(
-            make_model, X_train, y_train, names, task, params.cv_folds, params.seed, config.training.backend,
+            make_model,
+            X_train,
+            y_train,
+            names,
+            task,
+            params.cv_folds,
+            params.seed,
+            config.training.backend,
             config.training.scheduler,
         )
 
     model, preprocessor = make_model()
     eval_sets, fit_X, fit_y = _eval_sets(model, X_train, y_train, X_test, y_test, params, classification)
+    if not _single_threaded(model):
+        # a multi-threaded fit (XGBoost's OpenMP threads spin at barriers) slows down badly when the
+        # tracking thread takes a core away from it: open the store first, then fit
+        session.result()
     say(f"fitting {type(model).__name__} on {len(fit_X)} rows")
     fit_started = time.perf_counter()
     fitted = fit_model(
@@ -305,7 +316,9 @@ def _train_in_run(
     metrics = evaluation.compute_metrics(names, task, y_test, predicted, scores)
     fingerprint = L.predictions_fingerprint(scores if scores is not None else predicted)
 
-    say("logging params, metrics, plots and the model")
+    opened = session.result()  # usually ready by now: the store opened while the model was fitting
+    client, run_id = opened.client, opened.run_id
+    say(f"logging to run {run_id}: params, metrics, plots and the model")
     import mlflow
 
     artifacts: list[str] = []
@@ -355,6 +368,7 @@ def _train_in_run(
             model_info = _log_model(fitted.pipeline, X_train, predicted, labels)
     artifacts.append(MODEL_ARTIFACT)
     return {
+        "run_id": run_id,
         "metrics": metrics,
         "cv": cv,
         "fingerprint": fingerprint,
@@ -362,6 +376,19 @@ def _train_in_run(
         "labels": labels,
         "artifacts": sorted(artifacts),
     }
+
+
+def _single_threaded(model: Any) -> bool:
+    """Whether fitting ``model`` keeps to one core (then the tracking thread can use the other)."""
+    from mlkit.training.estimators import is_xgboost
+
+    final = model.steps[-1][1] if hasattr(model, "steps") else model
+    if is_xgboost(final):
+        return False
+    try:
+        return final.get_params(deep=False).get("n_jobs") in (None, 1)
+    except Exception:
+        return False
 
 
 def _call_entrypoint(entrypoint: Callable[..., Any], params: Any, X: Any, y: Any) -> Any:
@@ -422,7 +449,11 @@ def _cross_validate(
     for fold_train, fold_test in splitter.split(X, y):
         model, preprocessor = make_model()
         fitted = fit_model(
-            model, X.iloc[fold_train], y[fold_train], preprocessor=preprocessor, backend=backend,
+            model,
+            X.iloc[fold_train],
+            y[fold_train],
+            preprocessor=preprocessor,
+            backend=backend,
             scheduler=scheduler,
         )
         predicted, probabilities = evaluation.predict_scores(fitted.pipeline, X.iloc[fold_test], task)
@@ -563,6 +594,14 @@ def _register(client: Any, name: str, model_uri: str, run_id: str, tags: Mapping
             raise
     version = _retry(lambda: client.create_model_version(name, model_uri, run_id=run_id, tags=dict(tags)))
     return str(version.version)
+
+
+def _end_session(session: Any, status: str, reason: str) -> Any:
+    """End the session's run (if it could be created) with ``status`` and the reason; return it."""
+    opened = session.opened()
+    if opened is not None:
+        _end_run(opened.client, opened.run_id, status, reason)
+    return opened
 
 
 def _end_run(client: Any, run_id: str, status: str, reason: str) -> None:

@@ -109,8 +109,8 @@ def test_signal_during_fit_kills_the_run_and_registers_nothing(project, signum):
     assert process.returncode == 130, "".join(lines) + rest
     assert "error: interrupted\n" in rest
     client = _client(project)
-    run_id = next(line.split()[1] for line in lines if line.startswith("run "))
-    run = client.get_run(run_id)
+    experiment = client.get_experiment_by_name("e2e")
+    run = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)[0]
     assert run.info.status == "KILLED"
     assert run.data.tags[L.TAG_FAILURE] == "interrupted (Ctrl-C or SIGTERM)"
     assert _version_count(project) == before

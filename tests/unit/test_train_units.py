@@ -131,9 +131,9 @@ def test_listed_columns_win_over_dtypes():
 
 def test_unknown_backend_is_refused():
     with pytest.raises(UsageError) as caught:
-        fitting.check_backend("dask")
-    assert caught.value.message == ("mlkit.yaml: training.backend: 'dask' is not available in this version of "
-                                    "mlkit; available: local")
+        fitting.check_backend("spark")
+    assert caught.value.message == ("mlkit.yaml: training.backend: 'spark' is not available in this version of "
+                                    "mlkit; available: local, dask")
 
 
 def test_metrics_binary_and_regression():
