@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,20 @@ def main() -> None:
     run("create a project", "init", "churn", "--data-remote", str(base / "remote"), cwd=base)
     run("resolved settings", "config", "show", cwd=project)
     # -- data ------------------------------------------------------------------------------------
+    run("data sets DVC tracks: size, md5, file count, in the cache, in the remote", "data", "ls", cwd=project)
+    run("upload them to the project's DVC remote", "data", "push", cwd=project)
+    # another machine has the git repository but neither the DVC cache nor the data
+    shutil.rmtree(project / ".dvc" / "cache")
+    (project / "data" / "breast_cancer.csv").unlink()
+    run("another machine: pull brings back exactly those bytes", "data", "pull", cwd=project)
+    run("every workspace copy matches its .dvc file", "data", "status", cwd=project)
+    reference = project / "data" / "reference"
+    reference.mkdir()
+    for name in ("thresholds.csv", "segments.csv"):
+        (reference / name).write_text("name,value\nlow,0.2\nhigh,0.8\n")
+    run("track a folder; its .dvc file and .gitignore line are committed, nothing else", "data", "add",
+        "data/reference", "--commit", "-m", "Add reference data", cwd=project)
+    run("the folder is one data set: a .dir md5 and its file count, not pushed yet", "data", "ls", cwd=project)
     # -- training --------------------------------------------------------------------------------
     run("train: fit, evaluate, log lineage to MLflow, register version 1", "train", cwd=project)
     run("train again with a param override", "train", "--set", "params.estimator.max_depth=2", cwd=project)
