@@ -32,7 +32,9 @@ def list_(
     if not runs:
         _output.status("no runs yet; run `mlkit train`")
         return
-    names = sorted({name for run in runs for name in run.metrics})
+    # the project's first three metrics keep the table readable in 80 columns; --json has them all
+    present = {name for run in runs for name in run.metrics}
+    names = [name for name in _metric_order(runs) if name in present][:3]
     _output.print_table(
         ("run", "status", "started", "seconds", "commit", *names),
         [
@@ -117,6 +119,13 @@ def compare(
         _output.print_table(columns, cells)
     else:
         _output.status("the runs have identical params, metrics and lineage")
+
+
+def _metric_order(runs: list[Any]) -> list[str]:
+    seen: dict[str, None] = {}
+    for run in runs:
+        seen.update(dict.fromkeys(run.metrics))
+    return list(seen)
 
 
 def _fmt(value: Any) -> str:
