@@ -36,8 +36,8 @@ def main() -> None:
 
         rows = [
             ("mlkit --version", time_command([mlkit, "--version"], runs=RUNS, cwd=root, env=env)),
-            ("mlkit ci generate --check", time_command([mlkit, "ci", "generate", "--check"], runs=RUNS, cwd=root,
-                                                       env=env)),
+            ("mlkit ci generate --check", time_command(
+                [mlkit, "ci", "generate", "--check"], runs=RUNS, cwd=root, env=env)),
             ("mlkit ci generate --provider gitlab", time_command(
                 [mlkit, "ci", "generate", "--provider", "gitlab"], runs=RUNS, cwd=root, env=env,
                 setup=drop_gitlab)),

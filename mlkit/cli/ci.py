@@ -19,8 +19,8 @@ def generate(
     provider: str = typer.Option(None, "--provider", "-p",
                                  help="github or gitlab (default: ci.provider in mlkit.yaml)."),
     force: bool = typer.Option(False, "--force", help="Overwrite CI files that were edited by hand."),
-    check: bool = typer.Option(False, "--check",
-                               help="Write nothing; exit 1 and show a diff when the files differ from mlkit.yaml."),
+    check: bool = typer.Option(
+        False, "--check", help="Write nothing; exit 1 with a diff when the files differ from mlkit.yaml."),
     json_: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Write the CI files of the project from mlkit.yaml: GitHub Actions workflows or .gitlab-ci.yml.
@@ -47,7 +47,8 @@ def generate(
             sys.stdout.write("".join(f.diff for f in result.changed))
             sys.stdout.flush()
         _output.print_table(("file", "status"), rows, title=f"CI files ({result.provider})")
-    summary = f"### mlkit ci generate ({result.provider})\n\n" + _output.markdown_table(("file", "status"), rows)
+    summary = f"### mlkit ci generate ({result.provider})\n\n"
+    summary += _output.markdown_table(("file", "status"), rows)
     if check and not result.up_to_date:
         summary += "\n```diff\n" + "".join(f.diff for f in result.changed) + "```\n"
     _output.github_summary(summary)
@@ -63,14 +64,17 @@ def generate(
 
 @app.command("export")
 def export(
-    result_file: Path = typer.Argument(..., metavar="RESULT_JSON", help="The output of a command run with --json."),
-    dotenv: Path = typer.Option(None, "--dotenv", help="Write MLKIT_<KEY>=value lines (a GitLab dotenv report)."),
-    metrics: Path = typer.Option(None, "--metrics", help="Write 'name value' lines (a GitLab metrics report)."),
+    result_file: Path = typer.Argument(..., metavar="RESULT_JSON",
+                                       help="The output of a command run with --json."),
+    dotenv: Path = typer.Option(None, "--dotenv",
+                                help="Write MLKIT_<KEY>=value lines (a GitLab dotenv report)."),
+    metrics: Path = typer.Option(None, "--metrics",
+                                 help="Write 'name value' lines (a GitLab metrics report)."),
     json_: bool = typer.Option(False, "--json", help="Print the variables as JSON."),
 ) -> None:
     """Turn a --json result into CI reports: dotenv variables for later jobs and a metrics report.
 
-    Example: mlkit train --json > train.json && mlkit ci export train.json --dotenv train.env --metrics metrics.txt
+    Example: mlkit ci export train.json --dotenv train.env --metrics metrics.txt
     """
     from mlkit import ci
     from mlkit.cli import _output

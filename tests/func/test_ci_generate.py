@@ -123,7 +123,8 @@ def test_hand_edited_files_are_kept_without_force(cli, project):
     result = cli("ci", "generate", "--force", "--json", cwd=project)
     assert result.exit_code == 0, result.output
     statuses = {f["path"]: f["status"] for f in json.loads(result.stdout)["files"]}
-    assert statuses == {".github/workflows/mlkit.yml": "replaced", ".github/workflows/mlkit-promote.yml": "updated",
+    assert statuses == {".github/workflows/mlkit.yml": "replaced",
+                        ".github/workflows/mlkit-promote.yml": "updated",
                         ".github/workflows/mlkit-retrain.yml": "updated"}
     assert "-q -x" not in workflow.read_text()
     assert all('python-version: "3.12"' in text for text in read(project, GITHUB_FILES).values())
@@ -171,7 +172,8 @@ def test_unknown_provider_exits_2(cli, project):
      "mlkit.yaml: ci.schedule: 'daily' must be a cron expression of 5 fields, e.g. '0 4 * * 1'"),
     ("production_environment: production",
      "production_environment: production\n  oidc: {aws_role: 'role/ci', aws_region: eu-central-1}",
-     "mlkit.yaml: ci.oidc.aws_role: 'role/ci' is not an IAM role ARN like arn:aws:iam::123456789012:role/mlkit-ci"),
+     "mlkit.yaml: ci.oidc.aws_role: 'role/ci' is not an IAM role ARN like "
+     "arn:aws:iam::123456789012:role/mlkit-ci"),
     ("production_environment: production", "production_environment: production\n  runner: big",
      "mlkit.yaml: ci.runner: unknown field; allowed: provider, python, default_branch, schedule, "
      "production_environment, secrets, oidc"),
@@ -216,8 +218,8 @@ def _validate(root: Path, provider: str) -> None:
         schema = subprocess.run([str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows",
                                  *files], capture_output=True, text=True)
         assert schema.returncode == 0, schema.stdout + schema.stderr
-        audit = subprocess.run([str(BIN / "zizmor"), "--offline", "--no-progress", "--format", "json", *files],
-                               capture_output=True, text=True)
+        audit = subprocess.run([str(BIN / "zizmor"), "--offline", "--no-progress", "--format", "json",
+                                *files], capture_output=True, text=True)
         assert audit.returncode == 0, audit.stdout + audit.stderr
         assert json.loads(audit.stdout) == []
     else:
@@ -247,7 +249,8 @@ def test_every_setting_in_use_passes_the_validators(cli, project, provider):
                 "    tracking_uri: MLFLOW_TRACKING_URI\n    tracking_token: MLFLOW_TOKEN\n"
                 "    data_remote: DVC_REMOTE_URL\n    data_remote_access_key_id: AWS_ACCESS_KEY_ID\n"
                 "    data_remote_secret_access_key: S3_SECRET\n"
-                "  oidc:\n    aws_role: arn:aws:iam::123456789012:role/mlkit-ci\n    aws_region: eu-central-1\n")
+                "  oidc:\n    aws_role: arn:aws:iam::123456789012:role/mlkit-ci\n"
+                "    aws_region: eu-central-1\n")
     result = cli("ci", "generate", "--provider", provider, "--force", cwd=project)
     assert result.exit_code == 0, result.output
     _validate(project, provider)

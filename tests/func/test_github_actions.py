@@ -35,7 +35,8 @@ class Runner:
 
 @pytest.fixture
 def actions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Runner:
-    runner = Runner(tmp_path / "runner", tmp_path / "runner" / "summary.md", tmp_path / "runner" / "output.txt")
+    folder = tmp_path / "runner"
+    runner = Runner(folder, folder / "summary.md", folder / "output.txt")
     runner.root.mkdir()
     runner.summary.touch()
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
@@ -213,7 +214,8 @@ class WorkflowPlayer:
             "github.event_name": self.event, "github.ref": self.ref, "github.token": "test-token",
             "github.repository": "acme/churn", "github.run_id": "1",
             "github.event.pull_request.number": "7" if self.event == "pull_request" else "",
-            "github.event.pull_request.head.repo.full_name": "acme/churn" if self.event == "pull_request" else "",
+            "github.event.pull_request.head.repo.full_name":
+                "acme/churn" if self.event == "pull_request" else "",
         }
 
     def value(self, ref: str) -> Any:
@@ -290,7 +292,8 @@ def runner_env(player: WorkflowPlayer) -> dict[str, str]:
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "MLKIT_", "MLFLOW_"))}
     return {
         **keep, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "CI": "true", "GITHUB_ACTIONS": "true",
-        "GITHUB_STEP_SUMMARY": str(player.summary), "GITHUB_EVENT_NAME": player.event, "GITHUB_REF": player.ref,
+        "GITHUB_STEP_SUMMARY": str(player.summary), "GITHUB_EVENT_NAME": player.event,
+        "GITHUB_REF": player.ref,
         "GITHUB_WORKSPACE": str(player.workspace), "GITHUB_REPOSITORY": "acme/churn",
         "RUNNER_TEMP": str(player.runner_dir), "GITHUB_ENV": str(player.runner_dir / "env.txt"),
     }
@@ -306,8 +309,8 @@ def test_the_loop_through_the_generated_workflows_plays_locally(project, tmp_pat
     player = WorkflowPlayer(project, tmp_path / "runner")
     player.play(_workflow(project, "mlkit.yml"), runner_env(player))
 
-    expected = ["CI files match mlkit.yaml", "Test", "Pull the versioned data", "Train", "Compare with production",
-                "Promote the new version"]
+    expected = ["CI files match mlkit.yaml", "Test", "Pull the versioned data", "Train",
+                "Compare with production", "Promote the new version"]
     available = [name for name in expected if name not in player.skipped]
     assert player.played == available
     # steps that are not run here: installing (network) and commands this mlkit does not have yet
@@ -331,7 +334,8 @@ def test_the_loop_through_the_generated_workflows_plays_locally(project, tmp_pat
         "### churn: this run against production\n\nNo production model of churn to compare with yet.\n")
 
     shown = subprocess.run([str(BIN / "mlkit"), "models", "show", "churn@staging", "--json"], cwd=project,
-                           capture_output=True, text=True, env=runner_env(player) | {"GITHUB_ACTIONS": "false"})
+                           capture_output=True, text=True,
+                           env=runner_env(player) | {"GITHUB_ACTIONS": "false"})
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["version"] == "1"
 
@@ -369,7 +373,8 @@ def fresh_checkout(project: Path) -> None:
 @pytest.mark.slow
 def test_scheduled_retraining_reports_a_gate_refusal_without_failing(project, tmp_path):
     text = (project / "mlkit.yaml").read_text()
-    (project / "mlkit.yaml").write_text(text.replace('thresholds: ["f1 >= 0.85"]', 'thresholds: ["f1 >= 0.9999"]'))
+    stricter = text.replace('thresholds: ["f1 >= 0.85"]', 'thresholds: ["f1 >= 0.9999"]')
+    (project / "mlkit.yaml").write_text(stricter)
     subprocess.run(["git", "commit", "-qam", "stricter staging gate"], cwd=project, check=True)
     player = WorkflowPlayer(project, tmp_path / "runner", event="schedule")
     player.play(_workflow(project, "mlkit-retrain.yml"), runner_env(player))

@@ -111,8 +111,9 @@ def test_values_are_quoted_so_yaml_and_shell_stay_intact():
     for provider in ci.PROVIDERS:
         for text in ci.render(nasty, provider).values():
             data = yaml.safe_load(text)
-            if True in data and "workflow_dispatch" in data[True] and "inputs" in data[True]["workflow_dispatch"]:
-                assert data[True]["workflow_dispatch"]["inputs"]["model"]["default"] == nasty.model
+            dispatch = data.get(True, {}).get("workflow_dispatch") or {}
+            if "inputs" in dispatch:
+                assert dispatch["inputs"]["model"]["default"] == nasty.model
             else:
                 assert (data.get("env") or data.get("variables"))["MODEL_NAME"] == nasty.model
 
@@ -130,8 +131,8 @@ def test_other_stage_lists(stages):
 
 
 def test_gitlab_pipeline_maps_secrets_and_reports():
-    text = ci.render(settings(secrets={"tracking_uri": "MLFLOW_TRACKING_URI",
-                                       "data_remote_access_key_id": "AWS_ACCESS_KEY_ID"}), "gitlab")[".gitlab-ci.yml"]
+    secrets = {"tracking_uri": "MLFLOW_TRACKING_URI", "data_remote_access_key_id": "AWS_ACCESS_KEY_ID"}
+    text = ci.render(settings(secrets=secrets), "gitlab")[".gitlab-ci.yml"]
     data = yaml.safe_load(text)
     assert data["default"]["before_script"][0] == \
         '[ -z "${MLFLOW_TRACKING_URI:-}" ] || export MLKIT_TRACKING_URI="$MLFLOW_TRACKING_URI"'
@@ -165,8 +166,10 @@ def test_raw_settings_equal_validated_settings(tmp_path):
 def test_export_turns_a_result_into_dotenv_and_metrics(tmp_path):
     result = tmp_path / "train.json"
     result.write_text(json.dumps({"run_id": "abc", "version": 3, "registered": True, "note": "two\nlines",
-                                  "metrics": {"f1": 0.91, "roc_auc": 0.97, "label": "x"}, "params": {"a": 1}}))
-    variables = ci.export_result(result, dotenv=tmp_path / "out" / "train.env", metrics=tmp_path / "metrics.txt")
+                                  "metrics": {"f1": 0.91, "roc_auc": 0.97, "label": "x"},
+                                  "params": {"a": 1}}))
+    variables = ci.export_result(result, dotenv=tmp_path / "out" / "train.env",
+                                 metrics=tmp_path / "metrics.txt")
     assert variables == {"MLKIT_RUN_ID": "abc", "MLKIT_VERSION": "3", "MLKIT_REGISTERED": "true",
                          "MLKIT_METRIC_F1": "0.91", "MLKIT_METRIC_ROC_AUC": "0.97"}
     assert (tmp_path / "out" / "train.env").read_text() == (
@@ -213,7 +216,8 @@ def test_a_data_remote_secret_becomes_a_local_dvc_remote_before_the_pull():
             'if [ -n "${MLKIT_DATA_REMOTE:-}" ]; then\n'
             '  dvc remote add --local --default --force ci "$MLKIT_DATA_REMOTE"\n'
             "fi\nmlkit data pull\n")
-    gitlab = yaml.safe_load(ci.render(settings(secrets={"data_remote": "DVC_REMOTE_URL"}), "gitlab")[".gitlab-ci.yml"])
+    rendered = ci.render(settings(secrets={"data_remote": "DVC_REMOTE_URL"}), "gitlab")
+    gitlab = yaml.safe_load(rendered[".gitlab-ci.yml"])
     assert gitlab["train"]["script"][:2] == [
         '[ -z "${MLKIT_DATA_REMOTE:-}" ] || dvc remote add --local --default --force ci "$MLKIT_DATA_REMOTE"',
         "mlkit data pull",
@@ -233,7 +237,8 @@ def test_oidc_replaces_stored_keys():
             assert job["env"]["AWS_ROLE_ARN"] == oidc["aws_role"]
             assert job["env"]["AWS_REGION"] == "eu-central-1"
             names = [step["name"] for step in job["steps"]]
-            assert names.index("AWS credentials through OIDC") == names.index("Install the project's dependencies") + 1
+            install = names.index("Install the project's dependencies")
+            assert names.index("AWS credentials through OIDC") == install + 1
     gitlab = yaml.safe_load(ci.render(settings(oidc=oidc), "gitlab")[".gitlab-ci.yml"])
     assert gitlab["variables"]["AWS_ROLE_ARN"] == oidc["aws_role"]
     for job in ("train", "promote-staging", "promote-production"):
