@@ -102,9 +102,9 @@ class ModelRef:
                                  hint="e.g. `mlkit models show churn@production`")
             return cls(name, stage=stage)
         name, sep, version = text.rpartition("/")
-        if sep and name:
+        if sep and name and _VERSION.match(version):
             return cls(name, version=normalize_version(version))
-        return cls(text)
+        return cls(text)  # a model name may contain "/" itself
 
 
 def normalize_version(text: str | int) -> str:

@@ -165,6 +165,8 @@ def test_nothing_to_roll_back_to() -> None:
     ("churn/3", ModelRef("churn", version="3")),
     ("churn/v12", ModelRef("churn", version="12")),
     ("team/churn@staging", ModelRef("team/churn", stage="staging")),
+    ("team/churn", ModelRef("team/churn")),
+    ("team/churn/2", ModelRef("team/churn", version="2")),
 ])
 def test_model_refs(text: str, ref: ModelRef) -> None:
     assert ModelRef.parse(text) == ref
