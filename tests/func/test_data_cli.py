@@ -280,6 +280,7 @@ def test_failed_add_rolls_back_every_path(project: Path, cli) -> None:
     assert (project / "data/.gitignore").read_text() == gitignore_before
 
 
+@pytest.mark.slow  # starts a process
 def test_push_without_remote(project: Path, cli) -> None:
     subprocess.run([str(Path(sys.executable).with_name("dvc")), "remote", "remove", "local"], cwd=project,
                    check=True, capture_output=True)

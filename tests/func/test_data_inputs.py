@@ -107,6 +107,7 @@ def test_modified_directory(project: Path) -> None:
         input_md5s(project, ["data/images"])
 
 
+@pytest.mark.slow  # starts a process
 def test_verified_inputs_are_answered_without_importing_dvc(project: Path) -> None:
     assert input_md5s(project, [DATA]) == {DATA: _recorded_md5(project, DATA)}  # verifies, remembers
     code = ("import sys; from pathlib import Path; from mlkit.data import input_md5s; "
