@@ -592,7 +592,10 @@ def _register(client: Any, name: str, model_uri: str, run_id: str, tags: Mapping
     except MlflowException as exc:
         if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code) and "already exists" not in str(exc):
             raise
-    version = _retry(lambda: client.create_model_version(name, model_uri, run_id=run_id, tags=dict(tags)))
+    # MLflow 3 logs models as `models:/m-<id>`; a tracking server only accepts that source with its model_id
+    model_id = model_uri.split("/", 1)[1] if model_uri.startswith("models:/m-") else None
+    version = _retry(lambda: client.create_model_version(name, model_uri, run_id=run_id, tags=dict(tags),
+                                                         model_id=model_id))
     return str(version.version)
 
 
