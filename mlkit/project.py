@@ -53,10 +53,13 @@ class Project:
         return self.root / relative
 
     def resolved(self) -> dict[str, Any]:
-        """Every resolved setting, as plain data (what `mlkit config show` prints)."""
+        """Every resolved setting, as plain data (what `mlkit config show` prints); no passwords."""
+        config = self.config.model_dump(mode="json")
+        if config["tracking"].get("uri"):
+            config["tracking"]["uri"] = _redact(config["tracking"]["uri"])
         return {
             "root": str(self.root),
-            "config": self.config.model_dump(mode="json"),
+            "config": config,
             "params": self.params.model_dump(mode="json"),
             "tracking_uri": _redact(self.tracking_uri),
             "experiment": self.experiment,

@@ -28,6 +28,7 @@ STARTUP_SECONDS: dict[str, float] = {}  # component -> seconds its last start to
 PG_USER = "mlkit"
 PG_PASSWORD = "s3cret-pg-pass"
 PG_DATABASE = "mlflow"
+MIGRATED_TEMPLATE = "mlflow_migrated"
 S3_ACCESS_KEY = "mlkit-access"
 S3_SECRET_KEY = "mlkit-secret-key-123"
 
@@ -108,9 +109,14 @@ class Postgres:
     def uri_with_password(self) -> str:
         return f"postgresql://{self.user}:{self.password}@127.0.0.1:{self.port}/{self.database}"
 
-    def create_database(self, name: str) -> str:
-        """A fresh database owned by the mlkit role; returns its URI (no password)."""
-        _psql(self, f'CREATE DATABASE "{name}" OWNER {self.user}')
+    def create_database(self, name: str, *, migrated: bool = True) -> str:
+        """A fresh database owned by the mlkit role; returns its URI (no password).
+
+        ``migrated``: copied from a template that already holds MLflow's schema, so a server over it
+        starts in seconds instead of running every migration again.
+        """
+        template = f" TEMPLATE {MIGRATED_TEMPLATE}" if migrated else ""
+        _psql(self, f'CREATE DATABASE "{name}" OWNER {self.user}{template}')
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{name}"
 
 
@@ -154,6 +160,14 @@ def start_postgres(timeout: float = 60.0) -> Postgres:
     _psql(server, f"CREATE ROLE {PG_USER} LOGIN PASSWORD '{PG_PASSWORD}'")
     _psql(server, f"CREATE DATABASE {PG_DATABASE} OWNER {PG_USER}")
     _timed("postgresql", started)
+    started = time.perf_counter()
+    template = server.create_database(MIGRATED_TEMPLATE, migrated=False)
+    code = ("import sys; from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore; "
+            "SqlAlchemyStore(sys.argv[1], sys.argv[2])")
+    subprocess.run([sys.executable, "-c", code, template, str(datadir / "unused-artifacts")],
+                   env={**os.environ, "PGPASSWORD": server.password}, check=True, capture_output=True,
+                   timeout=300)
+    _timed("mlflow schema (template database)", started)
     return server
 
 
@@ -265,7 +279,7 @@ def start_tracking_server(postgres: Postgres, *, database: str | None = None, ba
     state_dir = Path(tempfile.mkdtemp(prefix="mlkit-server-"))
     env = {**os.environ, "PGPASSWORD": postgres.password, **(extra_env or {})}
     state = server.start(state_dir, backend, port=free_port(), artifacts_destination=artifacts_destination,
-                         workers=2, timeout=timeout, environ=env)
+                         workers=1, timeout=timeout, environ=env)
     _timed("mlflow server (postgresql)", started)
     assert state.pid is not None and state.url is not None
     return TrackingServer(url=state.url, state_dir=state_dir, pid=state.pid, backend_uri=backend)

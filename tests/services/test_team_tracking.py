@@ -42,7 +42,7 @@ def test_postgresql_uri_with_the_password_from_the_environment(postgres: S.Postg
     trained = json.loads(result.stdout)
     assert trained["model_version"] == "1"
     versions = _registry(uri).search_model_versions(f"name='{trained['model_name']}'")
-    assert [v.version for v in versions] == ["1"]
+    assert [str(v.version) for v in versions] == ["1"]
     assert versions[0].tags["mlkit.run_id"] == trained["run_id"]
     assert not (root / ".mlkit" / "mlflow.db").exists()
     assert pg_password not in config.read_text()
@@ -119,7 +119,7 @@ def test_server_down_mid_run_fails_in_one_line_and_registers_nothing(
 def test_eight_concurrent_trains_against_the_server_are_all_registered(
         tracking_server: S.TrackingServer, s3: S.S3Server, make_project: Callable[..., Path],
         tmp_path: Path) -> None:
-    root = make_project("concurrent")
+    root = make_project("octet")
     clones = []
     for index in range(8):  # eight people, each with their own checkout of the project
         clone = tmp_path / f"member-{index}"
