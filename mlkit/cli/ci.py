@@ -80,6 +80,9 @@ def export(
     from mlkit.cli import _output
 
     variables = ci.export_result(result_file, dotenv=dotenv, metrics=metrics)
+    _output.github_summary(f"### mlkit ci export {result_file.name}\n\n"
+                           + _output.markdown_table(("variable", "value"), variables.items()))
+    _output.github_outputs(variables)
     if json_:
         _output.print_json(variables)
         return

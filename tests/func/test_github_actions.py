@@ -151,6 +151,16 @@ def test_failures_become_error_annotations(cli, actions, project):
     assert not actions.output.exists()
 
 
+def test_ci_export_reports_its_variables(cli, actions, tmp_path):
+    (tmp_path / "train.json").write_text(json.dumps({"run_id": "r1", "metrics": {"f1": 0.9}}))
+    result = cli("ci", "export", "train.json", cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    assert actions.summary.read_text() == (
+        "### mlkit ci export train.json\n\n| variable | value |\n| --- | --- |\n"
+        "| MLKIT_RUN_ID | r1 |\n| MLKIT_METRIC_F1 | 0.9 |\n\n")
+    assert actions.outputs() == {"MLKIT_RUN_ID": "r1", "MLKIT_METRIC_F1": "0.9"}
+
+
 def test_multiline_messages_stay_one_annotation(cli, actions, tmp_path):
     (tmp_path / "result.json").write_text("{\n  broken")
     result = cli("ci", "export", "result.json", cwd=tmp_path)
