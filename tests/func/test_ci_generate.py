@@ -145,7 +145,7 @@ def test_gitlab_provider_writes_the_pipeline_and_leaves_github_alone(cli, projec
     assert result.exit_code == 0, result.output
     assert "written" in result.stdout
     pipeline = yaml.safe_load((project / ".gitlab-ci.yml").read_text())
-    assert pipeline["default"]["image"] == "python:3.11-slim"
+    assert pipeline["default"]["image"] == "python:3.11"
     assert read(project, GITHUB_FILES) == before
     # the configured provider is still github, so a plain check looks at the workflows
     assert cli("ci", "generate", "--check", cwd=project).exit_code == 0
