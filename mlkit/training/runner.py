@@ -539,7 +539,10 @@ def _log_model(pipeline: Any, X_train: Any, predicted: Any, labels: str) -> Any:
     example = example.astype({c: "float64" for c in example.columns if example[c].dtype.kind in "iu"})
     signature = infer_signature(example, predicted[:5])
     metadata = {TAG_LABEL_MAPPING: json.loads(labels)} if labels else None
-    with _quiet_loggers("mlflow.sklearn", "mlflow.utils.environment", "mlflow.models.model"):
+    with (
+        _quiet_loggers("mlflow.sklearn", "mlflow.utils.environment", "mlflow.models.model"),
+        _skip_requirement_check(),
+    ):
         return mlflow.sklearn.log_model(
             pipeline,
             name=MODEL_ARTIFACT,
@@ -549,6 +552,35 @@ def _log_model(pipeline: Any, X_train: Any, predicted: Any, labels: str) -> Any:
             pip_requirements=_requirements(pipeline),
             metadata=metadata,
         )
+
+
+@contextmanager
+def _skip_requirement_check() -> Iterator[None]:
+    """Skip MLflow's check that the running environment satisfies the model's requirements.
+
+    mlkit pins every requirement to the version installed right now (:func:`_requirements`), so the
+    check cannot find a mismatch, yet it maps every installed distribution to its modules first: about
+    3 s of CPU, run twice per logged model (when saving it and when MLflow reloads it to validate the
+    input example). Where MLflow no longer has the hook, nothing is patched and the check simply runs.
+    """
+    import importlib
+
+    patched = []
+    for name in ("mlflow.utils.environment", "mlflow.pyfunc"):
+        module = importlib.import_module(name)
+        original = getattr(module, "warn_dependency_requirement_mismatches", None)
+        if callable(original):
+            patched.append((module, original))
+            module.warn_dependency_requirement_mismatches = _no_check  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        for module, original in patched:
+            module.warn_dependency_requirement_mismatches = original  # type: ignore[attr-defined]
+
+
+def _no_check(_requirements: Any) -> None:
+    return None
 
 
 @contextmanager

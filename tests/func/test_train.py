@@ -179,6 +179,27 @@ def test_cross_validation_logs_mean_and_std(regression, cli):
     assert [str(v.version) for v in _versions(root, "diabetes")] == ["1"]
 
 
+def test_entrypoint_builds_the_estimator_and_keeps_the_tracking(regression, monkeypatch):
+    root, _ = regression
+    (root / "src" / "diabetes" / "model.py").write_text(
+        "from sklearn.linear_model import Ridge\n\n\n"
+        "def build(params, X, y):\n"
+        "    assert len(X) == len(y) > 300\n"
+        "    return Ridge(alpha=params['estimator'].get('alpha', 2.0))\n"
+    )
+    try:
+        result = train(load_project(root), TrainOptions(
+            overrides=["model.entrypoint=diabetes.model:build", "params.estimator={}"], write_metrics=False))
+    finally:
+        (root / "src" / "diabetes" / "model.py").unlink()
+    run = _client(root).get_run(result.run_id)
+    assert run.data.params["model.estimator"] == "diabetes.model:build"
+    assert run.data.tags[L.TAG_GIT_DIRTY] == "true"  # model.py was not committed: the diff is logged
+    assert set(result.metrics) == {"rmse", "mae", "r2"} and result.metrics["r2"] > 0.2
+    assert int(result.model_version) >= 2
+    assert type(result.lineage) is L.RunLineage
+
+
 # -- failures: one line, exit code, FAILED run with the reason, no new model version -------------------
 
 @pytest.fixture(scope="module")

@@ -156,3 +156,19 @@ def test_multiclass_metrics_are_weighted():
     got = evaluation.compute_metrics(["accuracy", "f1", "roc_auc"], "classification", y, scores.argmax(1), scores)
     assert got["accuracy"] == 0.75
     assert 0.0 < got["f1"] < 1.0 and 0.0 < got["roc_auc"] <= 1.0
+
+
+def test_xgboost_early_stopping_logs_rounds_and_best_iteration():
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300)})
+    y = (frame["a"] + 0.1 * rng.normal(size=300) > 0).astype(int).to_numpy()
+    estimator = build_estimator("xgboost.XGBClassifier", {"n_estimators": 500, "learning_rate": 0.3}, seed=0,
+                                task="classification")
+    fitted = fitting.fit_model(
+        estimator, frame.iloc[:200], y[:200], preprocessor=build_preprocessor(["a", "b"], []),
+        eval_sets=[("train", frame.iloc[:200], y[:200]), ("validation", frame.iloc[200:], y[200:])],
+        early_stopping_rounds=5,
+    )
+    assert set(fitted.history_) == {"xgb.train.logloss", "xgb.validation.logloss"}
+    assert fitted.best_iteration_ is not None
+    assert len(fitted.history_["xgb.validation.logloss"]) == fitted.best_iteration_ + 6 < 500
