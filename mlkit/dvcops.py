@@ -255,10 +255,21 @@ def pull(root: Path, targets: Sequence[Path] = (), *, remote: str | None = None,
         with _no_reflink_unless(_reflink_works(source, Path(repo.cache.local.path))), \
                 _forward_progress(progress):
             try:
-                stats = repo.pull(targets=[str(t) for t in targets] or None, remote=name, jobs=jobs,
-                                  force=force)
+                found = repo.cloud.get_remote(name)
+                if found.worktree or found.fs.version_aware:
+                    stats = repo.pull(targets=[str(t) for t in targets] or None, remote=name, jobs=jobs,
+                                      force=force)
+                    return _stats(root, stats)
+                # as in push: the objects straight from the remote, without Repo.fetch's sqlite
+                # data-index bookkeeping; listings of folders are fetched before their files
+                used = {hash_info for ids in repo.used_objs(targets=[str(t) for t in targets] or None,
+                                                            remote=name, jobs=jobs).values()
+                        for hash_info in ids}
+                fetched = repo.cloud.pull(used, jobs=jobs, remote=name)
+                stats = repo.checkout(targets=[str(t) for t in targets] or None, force=force)
             except Exception as exc:
-                raise _translate(exc, f"pulling from the DVC remote {name!r}") from exc
+                raise _translate(exc, f"pulling from the DVC remote {name!r}", root) from exc
+    stats["stats"] = {**stats.get("stats", {}), "fetched": len(fetched.transferred)}
     return _stats(root, stats)
 
 
@@ -270,7 +281,7 @@ def checkout_workspace(root: Path, targets: Sequence[Path] = (), *, force: bool 
         try:
             stats = repo.checkout(targets=[str(t) for t in targets] or None, force=force)
         except Exception as exc:
-            raise _translate(exc, "checking data out of the DVC cache") from exc
+            raise _translate(exc, "checking data out of the DVC cache", root) from exc
     return _stats(root, stats)
 
 
@@ -603,7 +614,14 @@ def _stats(root: Path, stats: Any) -> dict[str, Any]:
             "modified": rel(stats.get("modified")), "deleted": rel(stats.get("deleted"))}
 
 
-def _translate(exc: BaseException, doing: str) -> Exception:
+def _relative_to(root: Path, path: str) -> str:
+    try:
+        return Path(path).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path
+
+
+def _translate(exc: BaseException, doing: str, root: Path | None = None) -> Exception:
     """A DVC exception as an mlkit error with a hint; mlkit's own errors pass through."""
     from dvc.exceptions import CheckoutError, ConfirmRemoveError, DvcException, OutputDuplicationError
     from dvc.output import OutputAlreadyTrackedError
@@ -621,8 +639,15 @@ def _translate(exc: BaseException, doing: str) -> Exception:
                           "overwrite them", hint="keep them with `mlkit data add PATH`, or discard them with "
                           "--force")
     if isinstance(exc, CheckoutError):
-        return OperationError(f"{doing} failed: some data is neither in the cache nor fetched",
-                              hint="run `mlkit data pull` (on the machine that has it: `mlkit data push`)")
+        # DVC names the targets relative to the working directory
+        missing = ", ".join(sorted(_relative_to(root, os.path.abspath(str(t))) for t in exc.target_infos)
+                            ) if root else "some data"
+        if doing.startswith("pulling"):
+            return OperationError(f"{doing} failed: {missing} is in neither the cache nor the remote",
+                                  hint="push it from a machine that has it (`mlkit data push`), "
+                                  "then pull again")
+        return OperationError(f"{doing} failed: {missing} is not in the cache",
+                              hint="run `mlkit data pull` to fetch it from the remote")
     if isinstance(exc, DvcException):
         return OperationError(f"{doing} failed: {_one_line(exc)}",
                               hint="run again with --debug for DVC's traceback")

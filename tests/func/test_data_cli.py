@@ -68,7 +68,7 @@ def test_add_push_lose_everything_pull_gives_identical_bytes(project: Path, cli)
     result = cli("data", "pull", "--json", cwd=project)
     assert result.exit_code == 0, result.stderr
     pulled = json.loads(result.stdout)
-    assert pulled["transferred"] == 15
+    assert pulled["transferred"] == 14  # the same files; the folder's listing is not counted here
     assert pulled["added"] == ["data/raw/customers.csv", "data/raw/images"]
     assert {p: p.read_bytes() for p in originals} == originals
     assert data.input_md5s(project, ["data/raw/customers.csv", "data/raw/images"]) == {
@@ -367,3 +367,22 @@ def test_github_actions_summary_and_outputs(project: Path, cli, monkeypatch: pyt
     md5 = yaml.safe_load((project / f"{SAMPLE}.dvc").read_text())["outs"][0]["md5"]
     assert f"| {SAMPLE} | 121.0 KiB |  | {md5} | yes | no |" in summary.read_text()
     assert outputs.read_text().splitlines() == ["data_sets=1", f"data_not_pushed={SAMPLE}"]
+
+
+def test_pull_of_data_that_was_never_pushed(project: Path, cli) -> None:
+    assert cli("data", "add", "data/raw/customers.csv", cwd=project).exit_code == 0
+    shutil.rmtree(project / ".dvc" / "cache")
+    (project / "data/raw/customers.csv").unlink()
+    result = cli("data", "pull", cwd=project / "src")
+    assert result.exit_code == 1
+    assert _errors(result) == [
+        "error: pulling from the DVC remote 'local' failed: data/raw/customers.csv is in neither the cache "
+        "nor the remote",
+        "hint: push it from a machine that has it (`mlkit data push`), then pull again",
+    ]
+    result = cli("data", "checkout", cwd=project)
+    assert result.exit_code == 1
+    assert _errors(result) == [
+        "error: checking data out of the DVC cache failed: data/raw/customers.csv is not in the cache",
+        "hint: run `mlkit data pull` to fetch it from the remote",
+    ]
