@@ -255,16 +255,10 @@ def data_sets(root: Path, *, remote: str | None = None, check_remote: bool = Tru
     """Every tracked data set with size, md5, file count, and whether the cache and remote hold it."""
     from mlkit import dvcops
 
-    found = [DataSet(path=o.path, dvc_file=o.dvc_file, md5=o.md5, size=o.size, nfiles=o.nfiles)
-             for o in dvcops.outputs(Path(root).resolve())]
-    names = {o.md5: o.hash_name for o in dvcops.outputs(Path(root).resolve())} if found else {}
-    items = [(d.md5, names[d.md5]) for d in found]
-    cached = dvcops.in_cache(Path(root).resolve(), items) if items else {}
-    remote_has = dvcops.in_remote(Path(root).resolve(), items, remote) if items and check_remote else None
-    for entry in found:
-        entry.in_cache = cached.get(entry.md5)
-        entry.in_remote = None if remote_has is None else remote_has.get(entry.md5, False)
-    return found
+    return [DataSet(path=o.path, dvc_file=o.dvc_file, md5=o.md5, size=o.size, nfiles=o.nfiles,
+                    in_cache=cached, in_remote=pushed)
+            for o, cached, pushed in dvcops.describe(Path(root).resolve(), remote=remote,
+                                                      check_remote=check_remote)]
 
 
 def status(root: Path) -> list[StatusEntry]:

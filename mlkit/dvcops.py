@@ -200,18 +200,33 @@ def add(root: Path, paths: Sequence[Path], *, progress: ProgressCallback | None 
 def outputs(root: Path) -> list[Output]:
     """Every data set tracked by a `.dvc` file (pipeline outputs in dvc.yaml are not data sets)."""
     with open_repo(root) as repo:
-        found = []
-        for stage in repo.index.stages:
-            if not stage.is_data_source or stage.path.endswith(("dvc.yaml", "dvc.lock")):
+        return _outputs(repo, root)
+
+
+def describe(root: Path, *, remote: str | None = None,
+             check_remote: bool = True) -> list[tuple[Output, bool, bool | None]]:
+    """Each data set with whether the cache and the remote hold it (None: no remote), on one ``Repo``."""
+    with open_repo(root) as repo:
+        found = _outputs(repo, root)
+        items = [(o.md5, o.hash_name) for o in found]
+        cached = _in_cache(repo, items)
+        remote_has = _in_remote(repo, items, remote) if check_remote and items else None
+    return [(o, cached[o.md5], None if remote_has is None else remote_has[o.md5]) for o in found]
+
+
+def _outputs(repo: Any, root: Path) -> list[Output]:
+    found = []
+    for stage in repo.index.stages:
+        if not stage.is_data_source or stage.path.endswith(("dvc.yaml", "dvc.lock")):
+            continue
+        dvc_file = Path(stage.path).resolve().relative_to(root.resolve()).as_posix()
+        for out in stage.outs:
+            if not out.hash_info or not out.hash_info.value:
                 continue
-            dvc_file = Path(stage.path).resolve().relative_to(root.resolve()).as_posix()
-            for out in stage.outs:
-                if not out.hash_info or not out.hash_info.value:
-                    continue
-                found.append(Output(
-                    path=Path(out.fs_path).resolve().relative_to(root.resolve()).as_posix(),
-                    dvc_file=dvc_file, md5=out.hash_info.value, hash_name=out.hash_info.name,
-                    size=out.meta.size, nfiles=out.meta.nfiles))
+            found.append(Output(
+                path=Path(out.fs_path).resolve().relative_to(root.resolve()).as_posix(),
+                dvc_file=dvc_file, md5=out.hash_info.value, hash_name=out.hash_info.name,
+                size=out.meta.size, nfiles=out.meta.nfiles))
     return sorted(found, key=lambda o: o.path)
 
 
@@ -288,27 +303,34 @@ def checkout_workspace(root: Path, targets: Sequence[Path] = (), *, force: bool 
 def in_cache(root: Path, items: Sequence[tuple[str, str]]) -> dict[str, bool]:
     """md5 -> whether the local cache holds it, for ``(md5, hash name)`` pairs (directories: all files)."""
     with open_repo(root) as repo:
-        return {md5: _complete(repo, _cache_for(repo, name), None, md5, name) for md5, name in items}
+        return _in_cache(repo, items)
 
 
 def in_remote(root: Path, items: Sequence[tuple[str, str]],
               remote: str | None = None) -> dict[str, bool] | None:
     """md5 -> whether the remote holds it (directories: the listing and every file); None: no remote."""
+    with open_repo(root) as repo:
+        return _in_remote(repo, items, remote)
+
+
+def _in_cache(repo: Any, items: Sequence[tuple[str, str]]) -> dict[str, bool]:
+    return {md5: _complete(repo, _cache_for(repo, name), None, md5, name) for md5, name in items}
+
+
+def _in_remote(repo: Any, items: Sequence[tuple[str, str]], remote: str | None) -> dict[str, bool] | None:
     from dvc.config import NoRemoteError
 
-    with open_repo(root) as repo:
-        try:
-            odbs = {name: repo.cloud.get_remote_odb(remote, "status", hash_name=name)
-                    for name in {n for _, n in items}}
-        except NoRemoteError:
-            return None
-        except Exception as exc:
-            raise _translate(exc, "reading the DVC remote") from exc
-        try:
-            return {md5: _complete(repo, odbs[name], _cache_for(repo, name), md5, name)
-                    for md5, name in items}
-        except Exception as exc:
-            raise _translate(exc, "reading the DVC remote") from exc
+    try:
+        odbs = {name: repo.cloud.get_remote_odb(remote, "status", hash_name=name)
+                for name in {n for _, n in items}}
+    except NoRemoteError:
+        return None
+    except Exception as exc:
+        raise _translate(exc, "reading the DVC remote") from exc
+    try:
+        return {md5: _complete(repo, odbs[name], _cache_for(repo, name), md5, name) for md5, name in items}
+    except Exception as exc:
+        raise _translate(exc, "reading the DVC remote") from exc
 
 
 def remotes(root: Path) -> list[RemoteInfo]:
