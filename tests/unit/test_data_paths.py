@@ -53,3 +53,53 @@ def test_recorded_untracked_and_unreadable(tmp_path: Path) -> None:
     (tmp_path / "data" / "a.csv.dvc").write_text("outs: [\n")
     with pytest.raises(UsageError, match=r"^a.csv.dvc cannot be read: "):
         recorded(tmp_path, str(tmp_path / "data" / "a.csv"))
+
+
+def test_lock_timeout_setting() -> None:
+    from mlkit.data import lock_timeout
+
+    assert lock_timeout({}) == 60.0
+    assert lock_timeout({"MLKIT_DATA_LOCK_TIMEOUT": "2.5"}) == 2.5
+    assert lock_timeout({"MLKIT_DATA_LOCK_TIMEOUT": " "}) == 60.0
+    for bad in ("-1", "soon"):
+        with pytest.raises(UsageError) as caught:
+            lock_timeout({"MLKIT_DATA_LOCK_TIMEOUT": bad})
+        assert caught.value.message == f"MLKIT_DATA_LOCK_TIMEOUT={bad!r} must be a number of seconds >= 0"
+
+
+def test_stat_token_follows_inode_mtime_size_and_names(tmp_path: Path) -> None:
+    import os
+
+    from mlkit.data import _stat_token
+
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / "a").write_text("a")
+    first = _stat_token(folder)
+    assert first is not None and first.startswith("dir:1:")
+    assert _stat_token(folder) == first
+    (folder / "a").rename(folder / "b")  # same inode, mtime and size, another name
+    assert _stat_token(folder) != first
+    file_token = _stat_token(folder / "b")
+    info = os.stat(folder / "b")
+    assert file_token == f"{info.st_ino}:{info.st_mtime_ns}:{info.st_size}"
+    os.utime(folder / "b", ns=(info.st_atime_ns, info.st_mtime_ns + 1))
+    assert _stat_token(folder / "b") != file_token
+    assert _stat_token(tmp_path / "missing") is None
+
+
+def test_message_needs_commit_and_paths_are_required(tmp_path: Path) -> None:
+    from mlkit.data import add
+
+    with pytest.raises(UsageError, match=r"^no path given$"):
+        add(tmp_path, [])
+    with pytest.raises(UsageError, match=r"^-m/--message needs --commit$"):
+        add(tmp_path, ["x"], message="msg")
+
+
+def test_gc_needs_yes_unless_dry_run(tmp_path: Path) -> None:
+    from mlkit.data import gc
+
+    with pytest.raises(UsageError) as caught:
+        gc(tmp_path)
+    assert caught.value.hint == "see what would go first: `mlkit data gc --dry-run`"
