@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _timing import clean_env, mlkit_executable, report, time_command
+from _timing import clean_env, mlkit_executable, report
 
 # (label, rows, trees): fit times measured on 2 cores, about 2 s and 20 s
 JOBS = (("small", 4000, 40), ("large", 12000, 160))
@@ -85,6 +85,37 @@ def make_project(base: Path) -> Path:
     return root
 
 
+def measure(argv: list[str], *, runs: int, warmup: int, cwd: Path, env: dict) -> tuple[float, float]:
+    """Medians of wall time and of CPU time (user + sys of the child) over ``runs`` runs.
+
+    CPU time is reported too because the machine is shared: when other work competes for the cores,
+    wall times stretch for both sides, while CPU seconds still say how much work each side does.
+    """
+    import resource
+    import statistics
+    import time
+
+    walls, cpus = [], []
+    for index in range(warmup + runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        subprocess.run(
+            argv,
+            cwd=cwd,
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
+        wall = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if index >= warmup:
+            walls.append(wall)
+            cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return statistics.median(walls), statistics.median(cpus)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
@@ -99,14 +130,15 @@ def main() -> None:
         root = make_project(Path(tmp))
         for label, _, trees in JOBS:
             data = f"data/{label}.csv"
-            bare = time_command(
+            warmup = 1 if label == "small" else 0  # the small job's warm-up fills the bytecode cache
+            bare, bare_cpu = measure(
                 [sys.executable, "bare.py", data, str(trees)],
                 runs=args.runs,
+                warmup=warmup,
                 cwd=root,
                 env=env,
-                warmup=1 if label == "small" else 0,
             )
-            tracked = time_command(
+            tracked, tracked_cpu = measure(
                 [
                     mlkit,
                     "train",
@@ -116,18 +148,26 @@ def main() -> None:
                     f"params.estimator.n_estimators={trees}",
                 ],
                 runs=args.runs,
+                warmup=warmup,
                 cwd=root,
                 env=env,
-                warmup=1 if label == "small" else 0,
             )
-            overhead = tracked - bare
             budget = 2.5 + 0.1 * bare
             report(
-                f"train, {label} job ({data}, {trees} trees)",
+                f"train, {label} job ({data}, {trees} trees): wall time",
                 [("bare script (joblib)", bare), ("mlkit train (MLflow SQLite, registered)", tracked)],
                 baseline="bare script (joblib)",
-                target=f"overhead {overhead:.2f} s vs budget {budget:.2f} s (2.5 s + 10% of bare): "
-                + ("met" if overhead <= budget else "NOT met"),
+                target=f"overhead {tracked - bare:.2f} s vs budget {budget:.2f} s (2.5 s + 10% of bare): "
+                + ("met" if tracked - bare <= budget else "NOT met"),
+            )
+            report(
+                f"train, {label} job: CPU time (user + sys)",
+                [
+                    ("bare script (joblib)", bare_cpu),
+                    ("mlkit train (MLflow SQLite, registered)", tracked_cpu),
+                ],
+                baseline="bare script (joblib)",
+                target=f"CPU overhead {tracked_cpu - bare_cpu:.2f} s",
             )
 
 
