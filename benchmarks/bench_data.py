@@ -7,21 +7,23 @@ Targets: 1 GiB first add <= 1.6x md5sum; re-add of unchanged data <= 0.5x md5sum
 add + push at least 1.5x faster than DVC's defaults. Runs: MLKIT_BENCH_RUNS (default 5). Everything
 lives in a temporary folder (MLKIT_BENCH_TMP, default the system's) that is removed at the end.
 
-Every timed command is a fresh process, as a user runs it. Byte-code is cached in the temporary folder
-(PYTHONPYCACHEPREFIX), so startup is measured as on an installed machine even where the environment
-disables writing byte-code.
+Every timed command is a fresh process, as a user runs it; the cases run in turn, round after round.
+Byte-code is cached in the temporary folder (PYTHONPYCACHEPREFIX), so startup is measured as on an
+installed machine even where the environment disables writing byte-code.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-from _timing import clean_env, mlkit_executable, report, time_command
+from _timing import clean_env, mlkit_executable, report
 
 RUNS = int(os.environ.get("MLKIT_BENCH_RUNS", "5"))
 BIG_MB = int(os.environ.get("MLKIT_BENCH_DATA_BIG_MB", "1024"))
@@ -69,7 +71,7 @@ class Bench:
         self.templates[kind] = template
 
     def fresh(self, kind: str, data: str) -> None:
-        """A new repository of ``kind`` holding hard links to the master copy of ``data`` (no bytes copied)."""
+        """A new repository of ``kind`` with hard links to the master copy of ``data`` (no bytes copied)."""
         for path in (self.repo, self.remote, self.site_cache):
             _remove(path)
         shutil.copytree(self.templates[kind], self.repo, symlinks=True)
@@ -108,6 +110,25 @@ def _write_data(master: Path) -> None:
     os.sync()
 
 
+def interleaved(cases: list, env: dict) -> list[tuple[str, float]]:
+    """Median seconds per case, running the cases in turn (one warm-up round, then RUNS rounds).
+
+    Round-robin rather than one case after the other, so load from other processes on a shared machine
+    spreads over every case instead of inflating whichever ran while it peaked.
+    """
+    samples: dict[str, list[float]] = {name: [] for name, *_ in cases}
+    for round_ in range(1 + RUNS):
+        for name, argv, cwd, setup in cases:
+            if setup is not None:
+                setup()
+            started = time.perf_counter()
+            subprocess.run(argv, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+            if round_:
+                samples[name].append(time.perf_counter() - started)
+    return [(name, statistics.median(values)) for name, values in samples.items()]
+
+
 def main() -> None:
     base = os.environ.get("MLKIT_BENCH_TMP") or None
     work = Path(tempfile.mkdtemp(prefix="mlkit-bench-data-", dir=base))
@@ -119,38 +140,39 @@ def main() -> None:
         md5sum_big = ["md5sum", str(bench.master / "big.bin")]
         md5sum_small = ["sh", "-c", f"find '{bench.master / 'small'}' -type f -print0 | xargs -0 md5sum"]
 
-        def timed(argv: list[str], kind: str | None, data: str, *, added: list[str] | None = None) -> float:
+        def case(name: str, argv: list[str], kind: str | None, data: str, added: list[str] | None = None):
             if kind is None:
-                return time_command(argv, runs=RUNS, cwd=work, env=bench.env)
-            setup = ((lambda: bench.fresh_added(kind, data, added)) if added
-                     else (lambda: bench.fresh(kind, data)))
-            return time_command(argv, runs=RUNS, cwd=bench.repo, env=bench.env, setup=setup)
+                return name, argv, work, None
+            if added:
+                return name, argv, bench.repo, lambda: bench.fresh_added(kind, data, added)
+            return name, argv, bench.repo, lambda: bench.fresh(kind, data)
 
-        big = [
-            ("md5sum", timed(md5sum_big, None, "big.bin")),
-            ("dvc add (defaults)", timed([DVC, "add", "-q", "big.bin"], "dvc", "big.bin")),
-            ("dvc add (cache.type hardlink)", timed([DVC, "add", "-q", "big.bin"], "dvc-hardlink", "big.bin")),
-            ("mlkit data add (first)", timed([MLKIT, "data", "add", "big.bin"], "mlkit", "big.bin")),
-            ("dvc add again, unchanged (defaults)", timed(
-                [DVC, "add", "-q", "big.bin"], "dvc", "big.bin", added=[DVC, "add", "-q", "big.bin"])),
-            ("mlkit data add again, unchanged", timed(
-                [MLKIT, "data", "add", "big.bin"], "mlkit", "big.bin", added=[MLKIT, "data", "add", "big.bin"])),
-        ]
+        big = interleaved([
+            case("md5sum", md5sum_big, None, "big.bin"),
+            case("dvc add (defaults)", [DVC, "add", "-q", "big.bin"], "dvc", "big.bin"),
+            case("dvc add (cache.type hardlink)", [DVC, "add", "-q", "big.bin"], "dvc-hardlink", "big.bin"),
+            case("mlkit data add (first)", [MLKIT, "data", "add", "big.bin"], "mlkit", "big.bin"),
+            case("dvc add again, unchanged (defaults)", [DVC, "add", "-q", "big.bin"], "dvc", "big.bin",
+                 added=[DVC, "add", "-q", "big.bin"]),
+            case("mlkit data add again, unchanged", [MLKIT, "data", "add", "big.bin"], "mlkit", "big.bin",
+                 added=[MLKIT, "data", "add", "big.bin"]),
+        ], bench.env)
         report(f"one {BIG_MB} MiB random file, median of {RUNS}", big, baseline="md5sum",
                target="mlkit data add (first) <= 1.6x md5sum; again, unchanged <= 0.5x md5sum")
 
         dvc_add_push = ["sh", "-c", f"'{DVC}' add -q small && '{DVC}' push -q"]
         mlkit_add_push = ["sh", "-c", f"'{MLKIT}' data add small && '{MLKIT}' data push"]
-        small = [
-            ("md5sum", timed(md5sum_small, None, "small")),
-            ("dvc add (defaults)", timed([DVC, "add", "-q", "small"], "dvc", "small")),
-            ("dvc push (defaults)", timed([DVC, "push", "-q"], "dvc", "small", added=[DVC, "add", "-q", "small"])),
-            ("dvc add + push (defaults)", timed(dvc_add_push, "dvc", "small")),
-            ("mlkit data add", timed([MLKIT, "data", "add", "small"], "mlkit", "small")),
-            ("mlkit data push", timed([MLKIT, "data", "push"], "mlkit", "small",
-                                      added=[MLKIT, "data", "add", "small"])),
-            ("mlkit data add + push", timed(mlkit_add_push, "mlkit", "small")),
-        ]
+        small = interleaved([
+            case("md5sum", md5sum_small, None, "small"),
+            case("dvc add (defaults)", [DVC, "add", "-q", "small"], "dvc", "small"),
+            case("dvc push (defaults)", [DVC, "push", "-q"], "dvc", "small",
+                 added=[DVC, "add", "-q", "small"]),
+            case("dvc add + push (defaults)", dvc_add_push, "dvc", "small"),
+            case("mlkit data add", [MLKIT, "data", "add", "small"], "mlkit", "small"),
+            case("mlkit data push", [MLKIT, "data", "push"], "mlkit", "small",
+                 added=[MLKIT, "data", "add", "small"]),
+            case("mlkit data add + push", mlkit_add_push, "mlkit", "small"),
+        ], bench.env)
         report(f"{FILES} files of {FILE_KB} KiB, median of {RUNS}", small, baseline="md5sum",
                target="mlkit data add + push at least 1.5x faster than dvc add + push (defaults)")
         speedup = dict(small)["dvc add + push (defaults)"] / dict(small)["mlkit data add + push"]
