@@ -47,8 +47,10 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
@@ -76,6 +78,8 @@ ARCHIVED = "archived"
 PENDING, DONE, ABORTED, REFUSED, SUPERSEDED = "pending", "done", "aborted", "refused", "superseded"
 
 _LOCK_TIMEOUT_S = 120.0
+_CONFLICT_ATTEMPTS = 6
+_WRITE_CONFLICTS = ("UniqueViolation", "duplicate key value", "UNIQUE constraint failed", "IntegrityError")
 _SETTLE_AFTER_S = 300.0
 _VERSION = re.compile(r"^v?(\d+)$")
 
@@ -259,8 +263,19 @@ def audit_entries(model: RegisteredModel) -> list[dict[str, Any]]:
 
 
 def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """``fn(*args, **kwargs)``, retried with backoff while SQLite reports `database is locked`."""
-    return tracking.retry_locked(lambda: fn(*args, **kwargs))
+    """``fn(*args, **kwargs)``, retried with backoff while SQLite reports `database is locked` and when a
+    concurrent writer won an insert race (a tracking server over PostgreSQL answers two first-time
+    ``set_registered_model_alias`` calls at once with a unique-key violation; the retry updates instead).
+    """
+    for attempt in range(_CONFLICT_ATTEMPTS):
+        try:
+            return tracking.retry_locked(lambda: fn(*args, **kwargs))
+        except Exception as exc:
+            text = str(exc)
+            if attempt == _CONFLICT_ATTEMPTS - 1 or not any(mark in text for mark in _WRITE_CONFLICTS):
+                raise
+            time.sleep(0.05 * (2**attempt) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
 
 
 def run_facts(client: MlflowClient, mv: ModelVersion) -> tuple[dict[str, float], dict[str, str]]:
@@ -383,7 +398,11 @@ def move_stage(client: MlflowClient, name: str, stage: str, version: str, stages
     say = progress or (lambda _m: None)
     write_entry(client, entry)
     say(f"moving {name}@{stage} to version {version}")
-    call(client.set_registered_model_alias, name, stage, version)
+    try:
+        call(client.set_registered_model_alias, name, stage, version)
+    except Exception:
+        _settle_after_failure(client, entry, stages)
+        raise
     _finish_move(client, entry, stages, aliases if locked else None)
     if not locked:
         current = _aliases(get_model(client, name)).get(stage)
@@ -528,6 +547,19 @@ def _finish_move(client: MlflowClient, entry: dict[str, Any], stages: Sequence[s
                 call(client.delete_model_version_tag, name, displaced, TAG_STAGE)
     if entry.get("state") == PENDING:
         entry["state"] = DONE
+
+
+def _settle_after_failure(client: MlflowClient, entry: dict[str, Any], stages: Sequence[str]) -> None:
+    """The alias write failed: settle our own pending entry now rather than leave it to the next writer."""
+    try:
+        current = _aliases(get_model(client, entry["model"])).get(entry["stage"])
+        if current == entry["to_version"]:
+            _finish_move(client, entry, stages)
+        else:
+            entry["state"] = ABORTED
+        write_entry(client, entry)
+    except Exception:  # the registry is unreachable: the entry stays pending and is settled later
+        return
 
 
 def _maybe_version(client: MlflowClient, name: str, version: str) -> ModelVersion | None:
