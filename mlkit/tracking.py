@@ -148,8 +148,10 @@ _POSTGRES_SCHEMES = ("postgresql://", "postgresql+psycopg://", "postgresql+psyco
 _REACHABLE: set[str] = set()  # URIs already checked by this process
 # MLflow's own HTTP retries default to 7 attempts with a backoff factor of 2 and a 120 s timeout: minutes
 # of silence when the server goes away mid-run. Bounded defaults, unless the user chose otherwise.
+# And MLflow prints "View run ... at: URL" on stdout for http(s) servers: the library stays silent, and
+# stdout belongs to the command's result (`--json`).
 _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "30", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 
 
 def is_http(uri: str) -> bool:
@@ -185,10 +187,12 @@ def ensure_reachable(uri: str, *, attempts: int = 4, base_delay: float = 0.5, ti
     Retries with exponential backoff (0.5, 1, 2 s by default), then raises one line naming the URI
     without its password. Nothing falls back to a local store.
     """
-    if uri in _REACHABLE or not (is_http(uri) or is_database(uri)):
+    if not (is_http(uri) or is_database(uri)):
         return
     for name, value in _HTTP_DEFAULTS.items():
         os.environ.setdefault(name, value)
+    if uri in _REACHABLE:
+        return
     check_driver(uri)
     probe = _probe_http if is_http(uri) else _probe_database
     reason = ""
