@@ -238,8 +238,8 @@ def add(root: Path, paths: Sequence[str], *, commit: bool = False, message: str 
         written += dvcops.add(root, [root / r for r in to_add], progress=progress,
                               lock_timeout=lock_timeout())
         known.remember([recorded(root, r, base=root) for r in to_add])
-    staged = sorted({*written, *(_gitignore_for(root, r) for r in relatives)} - {None})  # type: ignore[arg-type]
-    staged = [p for p in staged if (root / p).exists()]
+    gitignores = [g for g in (_gitignore_for(root, r) for r in relatives) if g is not None]
+    staged = sorted(p for p in {*written, *gitignores} if (root / p).exists())
     if _is_git_repo(root):
         _git(root, "add", "--", *staged)
     commit_sha = None

@@ -124,7 +124,7 @@ def workspace_hashes(root: Path, items: Sequence[tuple[Path, str]]) -> dict[str,
         odb = repo.cache.local
         for path, hash_name in items:
             _, _, obj = build(odb, str(path), fs, hash_name, dry_run=True, ignore=repo.dvcignore)
-            hashes[str(path)] = obj.hash_info.value
+            hashes[str(path)] = str(obj.hash_info.value)
     return hashes
 
 
@@ -564,7 +564,7 @@ def _forward_progress(report: ProgressCallback | None) -> Iterator[None]:
 
 
 def _reporting_bar(base: type, report: ProgressCallback) -> type:
-    class ReportingBar(base):  # type: ignore[valid-type,misc]
+    class ReportingBar(base):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             self._mlkit_desc = str(kwargs.get("desc") or "")
             self._mlkit_unit = "B" if kwargs.get("bytes") else str(kwargs.get("unit") or "it")
@@ -572,16 +572,17 @@ def _reporting_bar(base: type, report: ProgressCallback) -> type:
             super().__init__(*args, **kwargs)
 
         def _mlkit_report(self, finished: bool = False) -> None:
-            total = self.total or None
+            total = getattr(self, "total", None) or None
             if self._mlkit_unit == "B" and (total or 0) < _PROGRESS_MIN_BYTES:
                 return
             with suppress(Exception):  # a broken display must not break the data operation
-                report(ProgressEvent(key=id(self), description=self._mlkit_desc, completed=float(self.n),
+                report(ProgressEvent(key=id(self), description=self._mlkit_desc,
+                                     completed=float(getattr(self, "n", 0)),
                                      total=float(total) if total else None, unit=self._mlkit_unit,
                                      finished=finished))
 
         def update(self, n: float | None = 1) -> bool | None:
-            self.n += n or 0
+            self.n = getattr(self, "n", 0) + (n or 0)
             self._mlkit_report()
             return True
 
