@@ -134,7 +134,7 @@ def test_gitlab_pipeline_maps_secrets_and_reports():
     secrets = {"tracking_uri": "MLFLOW_TRACKING_URI", "data_remote_access_key_id": "AWS_ACCESS_KEY_ID"}
     text = ci.render(settings(secrets=secrets), "gitlab")[".gitlab-ci.yml"]
     data = yaml.safe_load(text)
-    assert data["default"]["before_script"][0] == \
+    assert data["default"]["before_script"][1] == \
         '[ -z "${MLFLOW_TRACKING_URI:-}" ] || export MLKIT_TRACKING_URI="$MLFLOW_TRACKING_URI"'
     # a secret already named like the variable needs no mapping
     assert not any("AWS_ACCESS_KEY_ID=" in line for line in data["default"]["before_script"])
