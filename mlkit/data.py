@@ -380,6 +380,10 @@ def _addable(root: Path, path: str, base: Path | None) -> str:
     if first in (".git", ".dvc", C.STATE_DIR) or target.name.endswith(DVC_SUFFIX):
         raise UsageError(f"{relative} belongs to git, DVC or mlkit and cannot be a data set",
                          hint="add data files or folders, e.g. `mlkit data add data/raw`")
+    for parent in Path(relative).parents:
+        if parent != Path(".") and (root / f"{parent.as_posix()}{DVC_SUFFIX}").is_file():
+            raise UsageError(f"{relative} is inside the data set {parent.as_posix()}",
+                             hint=f"add the whole folder again: `mlkit data add {parent.as_posix()}`")
     if _is_git_repo(root) and _git(root, "ls-files", "--", relative).strip():
         raise UsageError(f"{relative} is already tracked by git; DVC cannot track what git tracks",
                          hint=f"run `git rm -r --cached {relative}` first, then `mlkit data add {relative}`")

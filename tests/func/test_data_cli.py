@@ -386,3 +386,13 @@ def test_pull_of_data_that_was_never_pushed(project: Path, cli) -> None:
         "error: checking data out of the DVC cache failed: data/raw/customers.csv is not in the cache",
         "hint: run `mlkit data pull` to fetch it from the remote",
     ]
+
+
+def test_add_a_file_inside_a_tracked_folder(project: Path, cli) -> None:
+    assert cli("data", "add", "data/raw/images", cwd=project).exit_code == 0
+    before = _untouched(project)
+    result = cli("data", "add", "images/03.bin", cwd=project / "data" / "raw")
+    assert result.exit_code == 2
+    assert _errors(result) == ["error: data/raw/images/03.bin is inside the data set data/raw/images",
+                               "hint: add the whole folder again: `mlkit data add data/raw/images`"]
+    assert _untouched(project) == before
