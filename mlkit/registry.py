@@ -349,7 +349,7 @@ def write_lock(project: Project) -> Iterator[bool]:
         lock.acquire(timeout=_LOCK_TIMEOUT_S)
     except Timeout:
         raise OperationError(
-            f"another mlkit process has held the registry lock for {_LOCK_TIMEOUT_S:.0f}s",
+            f"another mlkit process has held the registry lock for {_LOCK_TIMEOUT_S:g}s",
             hint=f"wait for it to finish, or remove {lock.lock_file} if no mlkit is running",
         ) from None
     try:
