@@ -34,7 +34,7 @@ def tests(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def demo(session: nox.Session) -> None:
     """Run mlkit's main job end to end on the embedded defaults, in a temporary folder."""
-    _install(session)
+    _install(session, "team", "s3", "dask", "services-test")  # the team-and-scale part
     session.run("python", "scripts/demo.py", *session.posargs)
 
 

@@ -107,6 +107,10 @@ def main() -> None:
     subprocess.run([MLKIT, "ci", "generate", "--check"], cwd=project, env=actions_env, check=True)
     print(f"\n$GITHUB_STEP_SUMMARY:\n{(runner / 'summary.md').read_text()}"
           f"$GITHUB_OUTPUT:\n{(runner / 'output.txt').read_text()}", flush=True)
+    # -- team and scale -----------------------------------------------------------------------------
+    from demo_scale import team_and_scale
+
+    team_and_scale(run, base, project)
     print(f"\nDone. The project is in {project}\n"
           f"  cd {project} && git log --oneline && mlkit config show")
 
