@@ -485,3 +485,19 @@ def test_eight_processes_promoting_at_once_leave_one_holder_and_a_full_trail(pro
     assert state["aliases"] == {"staging": trail[-1]["to_version"]}
     staged = [v for v, tags in state["version_tags"].items() if tags.get("mlkit.stage") == "staging"]
     assert staged == [trail[-1]["to_version"]]
+
+
+def test_a_held_registry_lock_times_out_with_exit_1(project: Project, model: Callable, cli: Callable,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from filelock import FileLock
+
+    name = model({"f1": 0.91})
+    monkeypatch.setattr(registry, "_LOCK_TIMEOUT_S", 0.2)
+    lock_file = project.state_dir / "mlflow.db.registry.lock"
+    with FileLock(str(lock_file)):
+        result = cli("promote", name, "1", "--to", "staging", cwd=project.root)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "error: another mlkit process has held the registry lock for 0.2s",
+        f"hint: wait for it to finish, or remove {lock_file} if no mlkit is running"]
+    assert snapshot(project, name)["aliases"] == {}
