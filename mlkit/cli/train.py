@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import typer
@@ -41,12 +38,12 @@ def train(
     """
     from mlkit.cli import _output
     from mlkit.project import load_project
-    from mlkit.training import TrainOptions
+    from mlkit.training import TrainOptions, interrupts
     from mlkit.training import train as run_training
 
     project = load_project(overrides=set_)
     options = TrainOptions(experiment=experiment, register=not no_register, allow_dirty=allow_dirty)
-    with _sigterm_interrupts():
+    with interrupts.handle_signals():
         result = run_training(project, options, progress=_output.status)
     data = result.to_dict()
     _output.github_summary(_summary_markdown(data))
@@ -108,24 +105,6 @@ def ui(
             f"mlflow ui exited with status {code}",
             hint=f"is port {port} already in use? try --port {port + 1}",
         )
-
-
-@contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM (a cancelled CI job, `kill`) interrupts training like Ctrl-C: the run ends KILLED."""
-
-    def interrupt(_signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _summary_markdown(data: dict[str, Any]) -> str:

@@ -130,6 +130,7 @@ def train(
     if lineage.git_commit:
         run_tags["mlflow.source.git.commit"] = lineage.git_commit
     from mlkit import tracking
+    from mlkit.training import interrupts
     from mlkit.training.session import TrackingSession, preimport_training
 
     preimport_training()
@@ -159,10 +160,13 @@ def train(
     except KeyboardInterrupt:
         _end_session(session, "KILLED", "interrupted (Ctrl-C or SIGTERM)")
         raise
-    except MlkitError as exc:
-        _end_session(session, "FAILED", exc.message)
-        raise
     except Exception as exc:
+        if interrupts.requested():  # a native library turned the KeyboardInterrupt into its own error
+            _end_session(session, "KILLED", "interrupted (Ctrl-C or SIGTERM)")
+            raise KeyboardInterrupt from exc
+        if isinstance(exc, MlkitError):
+            _end_session(session, "FAILED", exc.message)
+            raise
         reason = _one_line(exc)
         opened = _end_session(session, "FAILED", reason)
         lost = tracking.lost_connection(exc, project.tracking_uri)

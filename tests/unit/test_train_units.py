@@ -172,3 +172,22 @@ def test_xgboost_early_stopping_logs_rounds_and_best_iteration():
     assert set(fitted.history_) == {"xgb.train.logloss", "xgb.validation.logloss"}
     assert fitted.best_iteration_ is not None
     assert len(fitted.history_["xgb.validation.logloss"]) == fitted.best_iteration_ + 6 < 500
+
+
+def test_signals_inside_training_raise_keyboard_interrupt_and_are_remembered():
+    import os
+    import signal
+
+    from mlkit.training import interrupts
+
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt), interrupts.handle_signals():
+        assert not interrupts.requested()
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            signal.sigtimedwait([], 0.1) if hasattr(signal, "sigtimedwait") else None
+        except KeyboardInterrupt:
+            assert interrupts.requested()  # still known if a native library swallowed the exception
+            raise
+    assert not interrupts.requested()
+    assert signal.getsignal(signal.SIGTERM) is previous
