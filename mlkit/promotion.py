@@ -133,6 +133,7 @@ def promote(project: Project, name: str, version: str | int | None = None, *, to
     wanted = registry.normalize_version(version) if version is not None else None
     stages = project.config.stages
     client = tracking.client(project)
+    who = registry.actor(project.root)  # runs git: kept out of the locked section
     lock = registry.write_lock(project) if not dry_run else nullcontext(False)
     with lock as locked:
         model = registry.get_model(client, name)
@@ -143,7 +144,6 @@ def promote(project: Project, name: str, version: str | int | None = None, *, to
         mv = registry.get_version(client, name, chosen)
         current = holders.get(to)
         current_stage = next((s for s in stages if holders.get(s) == chosen), None)
-        who = registry.actor(project.root)
         result = PromotionResult(model=name, version=chosen, stage=to, status="unchanged",
                                  from_version=current, from_stage=current_stage, gates=[], actor=who,
                                  reason=reason, dry_run=dry_run)

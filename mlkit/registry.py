@@ -485,6 +485,7 @@ def rollback(project: Project, name: str, stage: str, *, reason: str = "",
     require_stage(project, stage)
     stages = project.config.stages
     client = tracking.client(project)
+    who = actor(project.root)
     with write_lock(project) as locked:
         model = get_model(client, name)
         if settle_pending(client, model, stages, locked=locked, progress=progress):
@@ -498,7 +499,7 @@ def rollback(project: Project, name: str, stage: str, *, reason: str = "",
             raise UsageError(f"no earlier version of {name!r} held {stage} before version {holder}",
                              hint=f"`mlkit models history {name}` shows what happened")
         get_version(client, name, target)  # it may have been deleted since
-        entry = new_entry("rollback", name, stage, target, actor=actor(project.root), reason=reason,
+        entry = new_entry("rollback", name, stage, target, actor=who, reason=reason,
                           from_version=holder, from_stage=_holds(model, target, stages))
         entry = move_stage(client, name, stage, target, stages, entry, locked=locked, aliases=_aliases(model),
                            progress=progress)
