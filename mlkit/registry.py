@@ -39,8 +39,12 @@ Concurrency
     promotions to the same stage at the same instant may both record the same displaced version and
     evaluate ``beat_current`` against a holder that is being replaced; the last alias write wins. After
     moving the alias mlkit re-reads it and marks its entry ``superseded`` when another writer got there
-    first, so the trail says so. Pending entries on a server are settled only when older than
-    :data:`_SETTLE_AFTER_S`, so a move still in flight elsewhere is not mistaken for a crash.
+    first, so the trail says so. A first-time alias write that loses an insert race on PostgreSQL (a
+    unique-key violation) is retried and becomes an update. Pending entries on a server are settled only
+    when older than :data:`_SETTLE_AFTER_S`, so a move still in flight elsewhere is not mistaken for a
+    crash. The ``mlkit.stage`` tags of racing versions may disagree with the alias until the next move;
+    the alias is the truth. The CI workflows mlkit generates put promotions to one stage in a
+    concurrency group, which removes the race.
 """
 
 from __future__ import annotations
