@@ -150,8 +150,12 @@ _REACHABLE: set[str] = set()  # URIs already checked by this process
 # of silence when the server goes away mid-run. Bounded defaults, unless the user chose otherwise.
 # And MLflow prints "View run ... at: URL" on stdout for http(s) servers: the library stays silent, and
 # stdout belongs to the command's result (`--json`).
-_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "30", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+# Both are MLflow's defaults changed in this process only: a variable the user sets still wins, and
+# os.environ is left alone (the store is opened in a thread while the main thread may be reading it).
+_HTTP_DEFAULTS: dict[str, object] = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": 3, "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": 1,
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": 30, "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": True,
+}
 
 
 def is_http(uri: str) -> bool:
@@ -189,8 +193,7 @@ def ensure_reachable(uri: str, *, attempts: int = 4, base_delay: float = 0.5, ti
     """
     if not (is_http(uri) or is_database(uri)):
         return
-    for name, value in _HTTP_DEFAULTS.items():
-        os.environ.setdefault(name, value)
+    _bound_mlflow_http()
     if uri in _REACHABLE:
         return
     check_driver(uri)
@@ -208,6 +211,15 @@ def ensure_reachable(uri: str, *, attempts: int = 4, base_delay: float = 0.5, ti
         hint="start it (`mlkit server start`), check tracking.uri in mlkit.yaml or "
              f"{C.ENV_TRACKING_URI}, then run the command again",
     )
+
+
+def _bound_mlflow_http() -> None:
+    from mlflow import environment_variables
+
+    for name, value in _HTTP_DEFAULTS.items():
+        variable = getattr(environment_variables, name, None)
+        if variable is not None:
+            variable.default = value
 
 
 def lost_connection(exc: BaseException, uri: str) -> OperationError | None:

@@ -96,7 +96,14 @@ def test_server_down_mid_run_fails_in_one_line_and_registers_nothing(
         assert result.returncode == 1, result.stderr
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1
-        assert errors[0].startswith(f"error: tracking server {server.url} became unreachable")
+        # the run is opened in a background thread while the data load: the server may be gone before
+        # the run exists (caught by the reachability check) or after (caught when logging)
+        assert errors[0] in (
+            f"error: tracking server {server.url} is unreachable after 4 attempts: "
+            "[Errno 111] Connection refused",
+            f"error: tracking server {server.url} became unreachable during the run (connection refused); "
+            "nothing was registered",
+        )
         assert "Traceback" not in result.stderr
         assert not (root / ".mlkit" / "mlflow.db").exists()  # nothing fell back to a local store
 
@@ -107,8 +114,8 @@ def test_server_down_mid_run_fails_in_one_line_and_registers_nothing(
         assert _registry(restarted.url).search_model_versions() == []
         runs = _registry(restarted.url).search_runs(
             [e.experiment_id for e in _registry(restarted.url).search_experiments()])
-        assert len(runs) == 1
-        assert runs[0].info.status != "FINISHED"
+        assert len(runs) <= 1
+        assert all(run.info.status != "FINISHED" for run in runs)
     finally:
         S.stop_tracking_server(server)
         if restarted is not None:
