@@ -81,3 +81,22 @@ def test_a_push_pipeline_trains_reports_and_promotes(base_project, tmp_path):
     assert promote["needs"] == ["train"]
     out = play(promote, pipeline, project, {**env, **dotenv})
     assert '"stage": "staging"' in out and '"status": "promoted"' in out
+
+    # a person starts the manual production job of the same pipeline
+    production = pipeline["promote-production"]
+    assert production["rules"][0]["when"] == "manual" and production["environment"]["name"] == "production"
+    out = play(production, pipeline, project, env)
+    assert '"stage": "production"' in out and '"status": "promoted"' in out
+
+    # a merge request, from a fresh checkout, is trained without registering and compared with production
+    subprocess.run(["git", "checkout", "-q", "--", "."], cwd=project, check=True)
+    subprocess.run(["git", "clean", "-fdq"], cwd=project, check=True)
+    params = (project / "params.yaml").read_text().replace("max_depth: 4", "max_depth: 2")
+    (project / "params.yaml").write_text(params)
+    subprocess.run(["git", "commit", "-qam", "shallower trees"], cwd=project, check=True)
+    merge_request = {**env, "CI_PIPELINE_SOURCE": "merge_request_event", "CI_COMMIT_BRANCH": ""}
+    play(pipeline["train"], pipeline, project, merge_request)
+    assert "MLKIT_MODEL_VERSION" not in read_dotenv(project / reports["dotenv"])  # null: not registered
+    comparison = (project / "comparison.md").read_text()
+    assert comparison.startswith("### churn: this run against production\n\n|  | key | ")
+    assert "\n| param | estimator.max_depth | 4 | 2 |\n" in comparison
