@@ -10,6 +10,7 @@ URI without its password.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -128,7 +129,7 @@ def status(state_dir: Path) -> ServerState:
     if recorded is None:
         return ServerState(running=False)
     alive = recorded.pid is not None and _pid_alive(recorded.pid)
-    return ServerState(**{**recorded.as_dict(), "running": alive})
+    return dataclasses.replace(recorded, running=alive)
 
 
 def stop(state_dir: Path, *, timeout: float = 20.0, progress: Progress | None = None) -> ServerState:
@@ -142,7 +143,7 @@ def stop(state_dir: Path, *, timeout: float = 20.0, progress: Progress | None = 
             progress(f"stopping mlflow server (pid {recorded.pid})")
         _kill_group(recorded.pid, timeout=timeout)
     (state_dir / PID_FILE).unlink(missing_ok=True)
-    return ServerState(**{**recorded.as_dict(), "running": False})
+    return dataclasses.replace(recorded, running=False)
 
 
 def health_url(url: str) -> str:
