@@ -149,10 +149,12 @@ def promote(project: Project, name: str, version: str | int | None = None, *, to
                                  reason=reason, dry_run=dry_run)
         if current == chosen:
             return result
-        candidate = _candidate(client, mv, current_stage)
-        holder = _candidate(client, registry.get_version(client, name, current), to) if current else None
-        result.gates = evaluate_gates(project.config.promotion.get(to), stages=stages, target=to,
-                                      candidate=candidate, holder=holder)
+        policy = project.config.promotion.get(to)
+        candidate = _candidate(client, mv, current_stage, policy)
+        holder = None
+        if current and policy is not None and policy.beat_current is not None:
+            holder = _candidate(client, registry.get_version(client, name, current), to, policy)
+        result.gates = evaluate_gates(policy, stages=stages, target=to, candidate=candidate, holder=holder)
         gate_dicts = [g.to_dict() for g in result.gates]
         if not result.passed:
             result.status = "would refuse" if dry_run else "refused"
@@ -256,8 +258,17 @@ def _choose_version(name: str, wanted: str | None, from_stage: str | None, holde
     return holding
 
 
-def _candidate(client: Any, mv: Any, stage: str | None) -> Candidate:
+def _candidate(client: Any, mv: Any, stage: str | None, policy: StageGates | None) -> Candidate:
+    """What the gates read about ``mv``; its run is read only when a gate needs it (one call fewer)."""
+    from mlkit.lineage import TAG_GIT_COMMIT
+
+    tags = dict(mv.tags or {})
+    needs_metrics = policy is not None and bool(policy.thresholds or policy.beat_current)
+    # versions registered by hand carry their lineage only on the run
+    needs_run_tags = policy is not None and (
+        (policy.clean_commit and TAG_GIT_COMMIT not in tags)
+        or (policy.reproduced and registry.TAG_REPRODUCED not in tags))
+    if not (needs_metrics or needs_run_tags):
+        return Candidate(version=str(mv.version), tags=tags, stage=stage)
     metrics, run_tags = registry.run_facts(client, mv)
-    # versions registered by hand carry their lineage only on the run; the version's own tags win
-    tags = {**run_tags, **(mv.tags or {})}
-    return Candidate(version=str(mv.version), metrics=metrics, tags=tags, stage=stage)
+    return Candidate(version=str(mv.version), metrics=metrics, tags={**run_tags, **tags}, stage=stage)
