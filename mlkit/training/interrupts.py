@@ -25,7 +25,7 @@ def handle_signals() -> Iterator[None]:
         _requested.set()
         raise KeyboardInterrupt
 
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     try:
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, interrupt)

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -505,16 +506,13 @@ def _log_batch(
         metric_rows += [Metric(key, value, now, step) for step, value in enumerate(values)]
     param_rows = [Param(k, v[:6000]) for k, v in params.items()]
     tag_rows = [RunTag(k, v) for k, v in tags.items()]
-    for index in range(0, max(len(metric_rows), 1), 1000):
-        chunk = metric_rows[index : index + 1000]
-        first = index == 0
-        _retry(
-            lambda c=chunk, f=first: client.log_batch(
-                run_id, metrics=c, params=param_rows[:100] if f else [], tags=tag_rows if f else []
-            )
-        )
-    for index in range(100, len(param_rows), 100):
-        _retry(lambda c=param_rows[index : index + 100]: client.log_batch(run_id, params=c))
+    batches: list[tuple[list[Any], list[Any], list[Any]]] = [
+        (metric_rows[i : i + 1000], [], []) for i in range(0, len(metric_rows), 1000)
+    ] or [([], [], [])]
+    batches[0] = (batches[0][0], param_rows[:100], tag_rows)
+    batches += [([], param_rows[i : i + 100], []) for i in range(100, len(param_rows), 100)]
+    for metrics_, params_, tags_ in batches:
+        _retry(partial(client.log_batch, run_id, metrics=metrics_, params=params_, tags=tags_))
 
 
 def _retry(fn: Callable[[], Any]) -> Any:
