@@ -119,7 +119,7 @@ def measure(argv: list[str], *, runs: int, warmup: int, cwd: Path, env: dict) ->
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
-    args = parser.parse_args()
+    args, _ = parser.parse_known_args()  # benchmarks/run.py passes its own arguments through
     mlkit = mlkit_executable()
     with tempfile.TemporaryDirectory(prefix="mlkit-bench-train-") as tmp:
         # Python's bytecode cache on, in a folder of its own, as after any normal install (pip compiles
