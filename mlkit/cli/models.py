@@ -22,15 +22,16 @@ def list_(json_: bool = typer.Option(False, "--json", help="Print JSON instead o
 
     project = load_project()
     models = [m.to_dict() for m in registry.list_models(project)]
+    stages = project.config.stages
+    columns = ("model", "latest", *stages, "last audit event")
+    rows = [(m["name"], m["latest_version"], *(m["stages"].get(s, "") for s in stages), m["last_event"] or "")
+            for m in models]
     if json_:
         _output.print_json(models)
-        return
-    stages = project.config.stages
-    _output.print_table(
-        ("model", "latest", *stages, "last audit event"),
-        [(m["name"], m["latest_version"], *(m["stages"].get(s, "") for s in stages), m["last_event"] or "")
-         for m in models],
-    )
+    else:
+        _output.print_table(columns, rows)
+    _output.github_summary("### Registered models\n\n" + _output.markdown_table(columns, rows))
+    _output.github_outputs({"models": ",".join(m["name"] for m in models)})
 
 
 @app.command("show")
@@ -51,10 +52,16 @@ def show(
     info = registry.show_version(load_project(), ref).to_dict()
     if json_:
         _output.print_json(info)
-        return
-    info.pop("tags")
-    nested = {"metrics": info.pop("metrics"), "data_md5": info.pop("data_md5s"), "params": info.pop("params")}
-    _output.print_mapping({**info, **flatten(nested)}, title=f"{info['name']} version {info['version']}")
+    flat = {k: v for k, v in info.items() if k not in ("tags", "metrics", "data_md5s", "params")}
+    flat["aliases"] = ", ".join(info["aliases"])
+    nested = {"metrics": info["metrics"], "data_md5": info["data_md5s"], "params": info["params"]}
+    flat.update(flatten(nested))
+    title = f"{info['name']} version {info['version']}"
+    if not json_:
+        _output.print_mapping(flat, title=title)
+    _output.github_summary(f"### {title}\n\n" + _output.markdown_table(("key", "value"), flat.items()))
+    _output.github_outputs({"model": info["name"], "version": info["version"], "stage": info["stage"] or "",
+                            "run_id": info["run_id"] or "", "git_commit": info["git_commit"] or ""})
 
 
 @app.command("history")
@@ -72,15 +79,16 @@ def history(
     from mlkit.project import load_project
 
     entries = registry.history(load_project(), name, stage)
+    columns = ("time", "action", "stage", "from", "to", "state", "actor", "gates", "reason")
+    rows = [(_when(e.get("time")), e.get("action"), e.get("stage"), e.get("from_version") or "-",
+             e.get("to_version"), e.get("state"), _who(e.get("actor")), _gates(e.get("gates") or []),
+             e.get("reason")) for e in entries]
     if json_:
         _output.print_json(entries)
-        return
-    _output.print_table(
-        ("time", "action", "stage", "from", "to", "state", "actor", "gates", "reason"),
-        [(_when(e.get("time")), e.get("action"), e.get("stage"), e.get("from_version") or "-",
-          e.get("to_version"), e.get("state"), _who(e.get("actor")), _gates(e.get("gates") or []),
-          e.get("reason")) for e in entries],
-    )
+    else:
+        _output.print_table(columns, rows)
+    _output.github_summary(f"### Audit trail of {name}\n\n" + _output.markdown_table(columns, rows))
+    _output.github_outputs({"model": name, "entries": len(entries)})
 
 
 def _when(stamp: Any) -> str:

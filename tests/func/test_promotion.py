@@ -457,6 +457,32 @@ def test_github_actions_outputs_and_summary(project: Project, model: Callable, c
     assert audit(project, name)[0]["actor"] == "octocat (github actions)"
 
 
+def test_models_commands_report_to_github_actions(project: Project, model: Callable, cli: Callable,
+                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    outputs, summary = tmp_path / "out", tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_OUTPUT", str(outputs))
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    name = model({"f1": 0.91})
+    promote(project, name, 1, to="staging", reason="ci")
+
+    assert cli("models", "show", f"{name}@staging", "--json", cwd=project.root).exit_code == 0
+    run_id = mlflow_client(project).get_model_version(name, "1").run_id
+    assert outputs.read_text().splitlines() == [
+        f"model={name}", "version=1", "stage=staging", f"run_id={run_id}",
+        f"git_commit={CLEAN[TAG_GIT_COMMIT]}"]
+    assert summary.read_text().startswith(f"### {name} version 1\n\n| key | value |\n")
+    assert "| metrics.f1 | 0.91 |" in summary.read_text()
+
+    outputs.unlink()
+    summary.unlink()
+    assert cli("models", "history", name, cwd=project.root).exit_code == 0
+    assert outputs.read_text().splitlines() == [f"model={name}", "entries=1"]
+    lines = [line for line in summary.read_text().splitlines() if line]
+    assert lines[0] == f"### Audit trail of {name}"
+    assert lines[-1].split(" | ")[1:] == ["promote", "staging", "-", "1", "done", "Test User", "1/1", "ci |"]
+
+
 # --- concurrency ----------------------------------------------------------------------------------------
 
 @pytest.mark.slow
