@@ -99,15 +99,17 @@ def measure(argv: list[str], *, runs: int, warmup: int, cwd: Path, env: dict) ->
     for index in range(warmup + runs):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
-        subprocess.run(
+        done = subprocess.run(
             argv,
             cwd=cwd,
             env=env,
-            check=True,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
+            text=True,
         )
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
         wall = time.perf_counter() - started
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if index >= warmup:
@@ -119,6 +121,12 @@ def measure(argv: list[str], *, runs: int, warmup: int, cwd: Path, env: dict) ->
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--job",
+        choices=[label for label, _, _ in JOBS],
+        action="append",
+        help="only these jobs (default: all)",
+    )
     args, _ = parser.parse_known_args()  # benchmarks/run.py passes its own arguments through
     mlkit = mlkit_executable()
     with tempfile.TemporaryDirectory(prefix="mlkit-bench-train-") as tmp:
@@ -129,6 +137,8 @@ def main() -> None:
         env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
         root = make_project(Path(tmp))
         for label, _, trees in JOBS:
+            if args.job and label not in args.job:
+                continue
             data = f"data/{label}.csv"
             warmup = 1 if label == "small" else 0  # the small job's warm-up fills the bytecode cache
             bare, bare_cpu = measure(
