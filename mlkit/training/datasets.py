@@ -164,7 +164,8 @@ def _project_imports(root: Path, top_level: str) -> Iterator[None]:
     """Import from ``root/src`` first; forget the package afterwards so another root (a reproduction
     worktree) gets its own copy."""
     src = str((root / "src").resolve())
-    stale = [name for name in sys.modules if name == top_level or name.startswith(top_level + ".")]
+    # list(): a snapshot, since the tracking thread may be importing modules at the same moment
+    stale = [name for name in list(sys.modules) if name == top_level or name.startswith(top_level + ".")]
     saved = {name: sys.modules.pop(name) for name in stale}
     sys.path.insert(0, src)
     importlib.invalidate_caches()
@@ -173,7 +174,7 @@ def _project_imports(root: Path, top_level: str) -> Iterator[None]:
     finally:
         with suppress(ValueError):
             sys.path.remove(src)
-        for name in [n for n in sys.modules if n == top_level or n.startswith(top_level + ".")]:
+        for name in [n for n in list(sys.modules) if n == top_level or n.startswith(top_level + ".")]:
             del sys.modules[name]
         sys.modules.update(saved)
 
