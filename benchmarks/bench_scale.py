@@ -110,6 +110,7 @@ def bench_tracking(runs: int) -> None:
     from mlflow import MlflowClient
 
     repeats = max(runs, 20)
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"  # MLflow's run links, not results
     postgres = S.start_postgres()
     s3 = S.start_s3()
     os.environ["PGPASSWORD"] = postgres.password
