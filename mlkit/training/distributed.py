@@ -120,7 +120,8 @@ def fit_model(model: Any, X: Any, y: Any, *, preprocessor: Any | None, scheduler
 def _fit_with_joblib_dask(client: Any, pipeline: Any, X: Any, y: Any) -> None:
     import joblib
 
-    with joblib.parallel_backend("dask", scheduler_host=client.scheduler.address):
+    del client  # joblib's Dask backend finds the default client `connect` opened
+    with joblib.parallel_backend("dask"):
         pipeline.fit(X, y)
 
 

@@ -84,3 +84,17 @@ def test_dask_backend_without_a_scheduler_is_a_usage_error(make_project: Callabl
     assert result.exit_code == 2
     assert "error: mlkit.yaml: training.scheduler: is required when training.backend is dask" in result.stderr
     assert "hint: set training.scheduler: tcp://HOST:8786 or MLKIT_DASK_SCHEDULER" in result.stderr
+
+
+@pytest.mark.slow
+def test_scikit_learn_estimator_fits_under_joblibs_dask_backend(dask_cluster: S.DaskCluster,
+                                                                make_project: Callable[..., Path],
+                                                                cli: Callable,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    root = make_project("forest", template="regression")
+    monkeypatch.setenv("MLKIT_DASK_SCHEDULER", dask_cluster.address)
+    trained = _train(cli, root, "--set", "params.estimator.n_jobs=2")
+    assert trained["model_version"] == "1"
+    assert trained["metrics"]["r2"] > 0.2
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / '.mlkit' / 'mlflow.db'}")
+    assert client.get_run(trained["run_id"]).data.params["training.backend"] == "dask"
