@@ -204,6 +204,7 @@ class S3Server:
     port: int
     root: Path
     pid: int
+    log: Path | None = None
     access_key: str = S3_ACCESS_KEY
     secret_key: str = S3_SECRET_KEY
 
@@ -249,14 +250,17 @@ def start_s3(timeout: float = 20.0) -> S3Server:
         wait_until(lambda: port_open(port), timeout=timeout, what="rclone serve s3", process=process, log=log)
     except Exception:
         stop_group(process.pid)
+        shutil.rmtree(root, ignore_errors=True)
         raise
     _timed("s3 (rclone serve s3)", started)
-    return S3Server(port=port, root=root, pid=process.pid)
+    return S3Server(port=port, root=root, pid=process.pid, log=log)
 
 
 def stop_s3(server: S3Server) -> None:
     stop_group(server.pid)
     shutil.rmtree(server.root, ignore_errors=True)
+    if server.log is not None:
+        server.log.unlink(missing_ok=True)
 
 
 # --- MLflow tracking server, through `mlkit server` ----------------------------------------------------
