@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _timing import clean_env, mlkit_executable, report
 
 # (label, rows, trees): CPU time of the fit on this machine about 2 s and 20 s
+BARE_NAME, MLKIT_NAME = "bare script (joblib)", "mlkit train (MLflow SQLite, registered)"
 JOBS = (("small", 4000, 250), ("large", 12000, 700))
 
 BARE = textwrap.dedent("""
@@ -85,37 +86,41 @@ def make_project(base: Path) -> Path:
     return root
 
 
-def measure(argv: list[str], *, runs: int, warmup: int, cwd: Path, env: dict) -> tuple[float, float]:
-    """Medians of wall time and of CPU time (user + sys of the child) over ``runs`` runs.
+def measure(
+    commands: dict[str, list[str]], *, runs: int, warmup: int, cwd: Path, env: dict
+) -> dict[str, tuple[float, float]]:
+    """Median wall time and median CPU time (user + sys of the child) of each command over ``runs`` runs.
 
-    CPU time is reported too because the machine is shared: when other work competes for the cores,
-    wall times stretch for both sides, while CPU seconds still say how much work each side does.
+    The commands take turns run by run, so a change in the load of the shared machine hits all of them
+    alike; CPU time is reported too because other work stretches wall times but not CPU seconds.
     """
     import resource
     import statistics
     import time
 
-    walls, cpus = [], []
+    walls: dict[str, list[float]] = {name: [] for name in commands}
+    cpus: dict[str, list[float]] = {name: [] for name in commands}
     for index in range(warmup + runs):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        started = time.perf_counter()
-        done = subprocess.run(
-            argv,
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
-        if done.returncode != 0:
-            raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
-        wall = time.perf_counter() - started
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        if index >= warmup:
-            walls.append(wall)
-            cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
-    return statistics.median(walls), statistics.median(cpus)
+        for name, argv in commands.items():
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            started = time.perf_counter()
+            done = subprocess.run(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                text=True,
+            )
+            wall = time.perf_counter() - started
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            if done.returncode != 0:
+                raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+            if index >= warmup:
+                walls[name].append(wall)
+                cpus[name].append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return {name: (statistics.median(walls[name]), statistics.median(cpus[name])) for name in commands}
 
 
 def main() -> None:
@@ -141,42 +146,36 @@ def main() -> None:
                 continue
             data = f"data/{label}.csv"
             warmup = 1 if label == "small" else 0  # the small job's warm-up fills the bytecode cache
-            bare, bare_cpu = measure(
-                [sys.executable, "bare.py", data, str(trees)],
+            medians = measure(
+                {
+                    BARE_NAME: [sys.executable, "bare.py", data, str(trees)],
+                    MLKIT_NAME: [
+                        mlkit,
+                        "train",
+                        "--set",
+                        f"data.train={data}",
+                        "--set",
+                        f"params.estimator.n_estimators={trees}",
+                    ],
+                },
                 runs=args.runs,
                 warmup=warmup,
                 cwd=root,
                 env=env,
             )
-            tracked, tracked_cpu = measure(
-                [
-                    mlkit,
-                    "train",
-                    "--set",
-                    f"data.train={data}",
-                    "--set",
-                    f"params.estimator.n_estimators={trees}",
-                ],
-                runs=args.runs,
-                warmup=warmup,
-                cwd=root,
-                env=env,
-            )
+            (bare, bare_cpu), (tracked, tracked_cpu) = medians[BARE_NAME], medians[MLKIT_NAME]
             budget = 2.5 + 0.1 * bare
             report(
                 f"train, {label} job ({data}, {trees} trees): wall time",
-                [("bare script (joblib)", bare), ("mlkit train (MLflow SQLite, registered)", tracked)],
-                baseline="bare script (joblib)",
+                [(BARE_NAME, bare), (MLKIT_NAME, tracked)],
+                baseline=BARE_NAME,
                 target=f"overhead {tracked - bare:.2f} s vs budget {budget:.2f} s (2.5 s + 10% of bare): "
                 + ("met" if tracked - bare <= budget else "NOT met"),
             )
             report(
                 f"train, {label} job: CPU time (user + sys)",
-                [
-                    ("bare script (joblib)", bare_cpu),
-                    ("mlkit train (MLflow SQLite, registered)", tracked_cpu),
-                ],
-                baseline="bare script (joblib)",
+                [(BARE_NAME, bare_cpu), (MLKIT_NAME, tracked_cpu)],
+                baseline=BARE_NAME,
                 target=f"CPU overhead {tracked_cpu - bare_cpu:.2f} s",
             )
 
