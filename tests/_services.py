@@ -213,7 +213,19 @@ class S3Server:
         return f"http://127.0.0.1:{self.port}"
 
     def bucket(self, name: str) -> str:
-        (self.root / name).mkdir(exist_ok=True)
+        """Create a bucket through the S3 API (a folder made behind rclone's back stays invisible while
+        its directory cache holds the old listing) and return its name."""
+        import boto3
+        from botocore.exceptions import ClientError
+
+        client = boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=self.access_key,
+                              aws_secret_access_key=self.secret_key, region_name="us-east-1")
+        try:
+            client.create_bucket(Bucket=name)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise
         return name
 
     def env(self) -> dict[str, str]:
