@@ -6,6 +6,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -58,7 +59,14 @@ def mlkit_executable() -> str:
     return str(candidate) if candidate.exists() else "mlkit"
 
 
+_PYCACHE = Path(tempfile.gettempdir()) / "mlkit-bench-pycache"
+
+
 def clean_env(**extra: str) -> dict:
+    """The environment for a measured command: no CI or tracking variables leaking in, and byte-code
+    cached (in a folder of its own) so imports cost what they cost after a normal install."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "MLKIT_", "MLFLOW_"))}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(_PYCACHE)
     env.update(extra)
     return env

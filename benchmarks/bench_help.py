@@ -5,16 +5,17 @@ from __future__ import annotations
 import os
 import sys
 
-from _timing import mlkit_executable, report, time_command
+from _timing import clean_env, mlkit_executable, report, time_command
 
 RUNS = int(os.environ.get("MLKIT_BENCH_RUNS", "10"))
 
 
 def main() -> None:
+    env = clean_env()
     rows = [
-        ("python -c 'import typer'", time_command([sys.executable, "-c", "import typer"], runs=RUNS)),
-        ("mlkit --help", time_command([mlkit_executable(), "--help"], runs=RUNS)),
-        ("mlkit --version", time_command([mlkit_executable(), "--version"], runs=RUNS)),
+        ("python -c 'import typer'", time_command([sys.executable, "-c", "import typer"], runs=RUNS, env=env)),
+        ("mlkit --help", time_command([mlkit_executable(), "--help"], runs=RUNS, env=env)),
+        ("mlkit --version", time_command([mlkit_executable(), "--version"], runs=RUNS, env=env)),
     ]
     report(f"CLI startup, median of {RUNS}", rows, baseline="python -c 'import typer'",
            target="mlkit --help <= 1.3x import typer")
