@@ -119,7 +119,7 @@ def reproduce(project: Project, target: str, *, tolerance: float = 0.0,
     checks = data_checks + _compare(run, outcome, tags, tolerance)
     matched = all(check.equal for check in checks)
     causes = [] if matched else likely_causes(client, run_id, original)
-    _record(client, run_id, versions, matched, outcome.run_id)
+    _record(client, run_id, matched, outcome.run_id)
     return ReproduceResult(
         target=target, run_id=run_id, model_name=model_name, model_versions=versions,
         commit=original.git_commit, applied_diff=applied, reproduced_run_id=outcome.run_id,
@@ -339,7 +339,10 @@ def _is_timing(metric: str) -> bool:
     return metric == "seconds" or metric.endswith(("_seconds", ".seconds"))
 
 
-def _record(client: Any, run_id: str, versions: list[str], matched: bool, by_run: str | None) -> None:
+def _record(client: Any, run_id: str, matched: bool, by_run: str | None) -> None:
+    """The verdict on the original run and on every model version made from it."""
+    from functools import partial
+
     from mlkit import tracking
 
     values = {
@@ -348,11 +351,10 @@ def _record(client: Any, run_id: str, versions: list[str], matched: bool, by_run
         TAG_REPRODUCED_AT: datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     for key, value in values.items():
-        tracking.retry_locked(lambda k=key, v=value: client.set_tag(run_id, k, v))
+        tracking.retry_locked(partial(client.set_tag, run_id, key, value))
     for found in client.search_model_versions(f"run_id='{run_id}'"):
         for key, value in values.items():
-            tracking.retry_locked(
-                lambda f=found, k=key, v=value: client.set_model_version_tag(f.name, f.version, k, v))
+            tracking.retry_locked(partial(client.set_model_version_tag, found.name, found.version, key, value))
 
 
 def _recorded_lock(client: Any, run_id: str) -> dict[str, str]:

@@ -39,7 +39,7 @@ def write_breast_cancer(path: Path) -> int:
         reader = csv.reader(handle)
         header = next(reader)
         labels = header[2:]
-        rows = [row[:-1] + [labels[int(row[-1])]] for row in reader if row]
+        rows = [[*row[:-1], labels[int(row[-1])]] for row in reader if row]
     return _write(path, [*BREAST_CANCER_COLUMNS, "diagnosis"], rows)
 
 

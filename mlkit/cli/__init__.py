@@ -19,11 +19,11 @@ from mlkit.cli import ci as ci_cli
 from mlkit.cli import config as config_cli
 from mlkit.cli import data as data_cli
 from mlkit.cli import init as init_cli
-from mlkit.cli import server as server_cli
 from mlkit.cli import models as models_cli
 from mlkit.cli import promote as promote_cli
 from mlkit.cli import reproduce as reproduce_cli
 from mlkit.cli import runs as runs_cli
+from mlkit.cli import server as server_cli
 from mlkit.cli import train as train_cli
 from mlkit.errors import ExitCode, MlkitError
 
@@ -95,19 +95,19 @@ def _root(
     _state["debug"] = debug
 
 
+# in the order of the loop: create, version data, train, look, promote, prove, automate, scale
 app.command("init")(init_cli.init)
 app.add_typer(config_cli.app, name="config")
 app.add_typer(data_cli.app, name="data")
-app.add_typer(ci_cli.app, name="ci")
-app.add_typer(server_cli.app, name="server")
-app.add_typer(models_cli.app, name="models")
-app.command("promote")(promote_cli.promote)
-app.command("rollback")(promote_cli.rollback)
 app.command("train")(train_cli.train)
 app.add_typer(runs_cli.app, name="runs")
 app.command("ui")(train_cli.ui)
+app.command("promote")(promote_cli.promote)
+app.command("rollback")(promote_cli.rollback)
+app.add_typer(models_cli.app, name="models")
 app.command("reproduce")(reproduce_cli.reproduce)
-
+app.add_typer(ci_cli.app, name="ci")
+app.add_typer(server_cli.app, name="server")
 
 def main() -> None:
     """Console-script entry point."""

@@ -54,7 +54,7 @@ def test_init_creates_a_committed_versioned_project(cli, tmp_path, template, dat
         assert (root / name).is_file(), name
     assert "mlkit==" + __version__ in (root / "requirements.txt").read_text()
 
-    config, params = load_config(root)
+    config, _ = load_config(root)
     assert (config.model.task, config.model.estimator, config.data.target) == (template, estimator, target)
     assert config.data.hook == "churn_model.features:build_features"
 

@@ -136,7 +136,7 @@ def test_registered_model_predicts_with_mlflow_pyfunc(classification):
     import mlflow.pyfunc
     import pandas as pd
 
-    root, (first, _), _ = classification
+    root, _, _ = classification
     mlflow.set_tracking_uri(f"sqlite:///{root / '.mlkit' / 'mlflow.db'}")
     model = mlflow.pyfunc.load_model("models:/cancer/1")
     frame = pd.read_csv(root / "data" / "breast_cancer.csv").drop(columns=["diagnosis"]).head(3)

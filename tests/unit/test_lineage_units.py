@@ -71,7 +71,7 @@ def test_git_state_ignores_training_outputs_but_not_code(tmp_path):
     subprocess.run(["git", "-C", str(tmp_path), "add", "."], check=True)
     subprocess.run(["git", "-C", str(tmp_path), "commit", "-q", "-m", "c"], check=True)
     (tmp_path / "metrics.json").write_text('{"f1": 1}\n')
-    commit, branch, dirty, diff = L.git_state(tmp_path)
+    _, branch, dirty, diff = L.git_state(tmp_path)
     assert (branch, dirty, diff) == ("main", False, "")
     (tmp_path / "code.py").write_text("x = 2\n")
     (tmp_path / "new.py").write_text("y = 1\n")
