@@ -41,8 +41,7 @@ def configure(project: Project) -> str:
     """Point MLflow at the project's store (creating it once if needed) and return the tracking URI."""
     import mlflow
 
-    # the library is silent: no progress bars from MLflow's artifact transfers
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    _quiet_mlflow()
     uri = project.tracking_uri
     if is_sqlite(uri):
         ensure_sqlite_store(uri, project.state_dir)
@@ -211,6 +210,17 @@ def ensure_reachable(uri: str, *, attempts: int = 4, base_delay: float = 0.5, ti
         hint="start it (`mlkit server start`), check tracking.uri in mlkit.yaml or "
              f"{C.ENV_TRACKING_URI}, then run the command again",
     )
+
+
+def _quiet_mlflow() -> None:
+    """The library is silent: no progress bars from artifact transfers, no INFO lines while a model
+    version is created. MLflow's defaults are changed in this process only (see _HTTP_DEFAULTS)."""
+    import logging
+
+    from mlflow import environment_variables
+
+    environment_variables.MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.default = False
+    logging.getLogger("mlflow.store.model_registry.abstract_store").setLevel(logging.WARNING)
 
 
 def _bound_mlflow_http() -> None:

@@ -84,8 +84,8 @@ def main() -> None:
             "--reason", "demo rollback", cwd=project)
     run("the audit trail: every promotion, refusal and rollback", "models", "history", "churn", cwd=project)
     # -- reproduce -------------------------------------------------------------------------------
-    run("rebuild version 1 from its commit, data md5s, params and seed in a clean worktree; compare",
-        "reproduce", "churn/1", cwd=project)
+    run("prove what is in production: rebuild it from its commit, data md5s, params and seed in a clean "
+        "worktree, compare every metric and the predictions", "reproduce", "churn@production", cwd=project)
     # -- ci --------------------------------------------------------------------------------------
     run("CI files from mlkit init match mlkit.yaml", "ci", "generate", "--check", cwd=project)
     settings = project / "mlkit.yaml"

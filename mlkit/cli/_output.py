@@ -19,11 +19,18 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 
+_PIPED_WIDTH = 200
+
+
 @cache
 def out() -> Console:
     from rich.console import Console
 
-    return Console(soft_wrap=False, highlight=False)
+    console = Console(soft_wrap=False, highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # piped into a file or a CI log: nothing to fit, so tables keep whole values on one line
+        console = Console(soft_wrap=False, highlight=False, width=_PIPED_WIDTH)
+    return console
 
 
 @cache
