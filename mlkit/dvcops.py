@@ -742,11 +742,6 @@ def checkout(root: Path, paths: Sequence[Path]) -> None:
                                  hint="run `mlkit data pull`") from exc
 
 
-def remote_name(root: Path) -> str | None:
-    with open_repo(root) as repo:
-        return repo.config["core"].get("remote")
-
-
 def _remote_odb(repo: Any, remote: str | None) -> Any:
     try:
         return repo.cloud.get_remote_odb(remote)

@@ -55,22 +55,8 @@ def apply_hook(frame: Any, hook: str, root: Path) -> Any:
     """Call ``package.module:function`` from the project's ``src/`` on the frame (no install needed)."""
     import pandas as pd
 
-    module_name, _, function_name = hook.partition(":")
-    with _project_imports(root, module_name.split(".")[0]):
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise UsageError(
-                f"{C.CONFIG_FILE}: data.hook: cannot import {module_name!r} from src/ ({exc})",
-                hint="check data.hook and the files under src/",
-            ) from None
-        function = getattr(module, function_name, None)
-        if not callable(function):
-            raise UsageError(
-                f"{C.CONFIG_FILE}: data.hook: {module_name} has no function {function_name!r}",
-                hint="check data.hook",
-            )
-        result = function(frame)
+    with _project_imports(root, hook.partition(":")[0].split(".")[0]):
+        result = _import_callable(hook, "data.hook")(frame)
     if not isinstance(result, pd.DataFrame):
         raise UsageError(
             f"{C.CONFIG_FILE}: data.hook: {hook} returned {type(result).__name__}, not a DataFrame",
@@ -81,15 +67,20 @@ def apply_hook(frame: Any, hook: str, root: Path) -> Any:
 
 def load_callable(spec: str, root: Path, field: str) -> Any:
     """``package.module:function`` imported from the project's ``src/`` (for model.entrypoint)."""
+    with _project_imports(root, spec.partition(":")[0].split(".")[0]):
+        return _import_callable(spec, field)
+
+
+def _import_callable(spec: str, field: str) -> Any:
+    """Import ``package.module:function``; ``field`` names the setting in error messages."""
     module_name, _, function_name = spec.partition(":")
-    with _project_imports(root, module_name.split(".")[0]):
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise UsageError(
-                f"{C.CONFIG_FILE}: {field}: cannot import {module_name!r} from src/ ({exc})",
-                hint=f"check {field} and the files under src/",
-            ) from None
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UsageError(
+            f"{C.CONFIG_FILE}: {field}: cannot import {module_name!r} from src/ ({exc})",
+            hint=f"check {field} and the files under src/",
+        ) from None
     function = getattr(module, function_name, None)
     if not callable(function):
         raise UsageError(
