@@ -119,12 +119,17 @@ def init_project(
     target = (directory or Path.cwd() / name).expanduser().resolve()
     _check_target(target, force)
     template_dir, bundled = _resolve_template(template, trust_template)
-    context = _answers(name, template, answers or {}, template_dir, bundled, dvc)
+    if template_dir is not None:  # a URL's answers are checked once it is cloned
+        context = _answers(name, template, answers or {}, template_dir, bundled, dvc)
 
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".mlkit-init-", dir=target.parent))
     remote_created: Path | None = None
     try:
+        if template_dir is None:
+            say(f"cloning template {template}")
+            template_dir = _clone_template(template, staging)
+            context = _answers(name, template, answers or {}, template_dir, bundled, dvc)
         say(f"rendering template {template}")
         project = _render(template_dir, context, staging)
         data_files: list[str] = []
@@ -192,24 +197,42 @@ def _check_target(target: Path, force: bool) -> None:
                              hint="choose an empty directory")
 
 
-def _resolve_template(template: str, trust: bool) -> tuple[Path, bool]:
+def _is_url(template: str) -> bool:
+    return "://" in template or template.startswith(("git@", "gh:", "gl:", "bb:"))
+
+
+def _resolve_template(template: str, trust: bool) -> tuple[Path | None, bool]:
+    """(local template folder, bundled?); the folder is None for a URL, cloned later into staging."""
     if template in BUNDLED_TEMPLATES:
         return templates_root() / "project", True
     path = Path(template).expanduser()
-    if "://" in template or template.startswith("git@") or path.exists():
+    if _is_url(template) or path.exists():
         if not trust:
             raise UsageError(
                 f"template {template!r} is not bundled with mlkit; templates can run arbitrary code",
                 hint="pass --trust-template if you trust its author, or use --template classification|regression",
             )
-        if "://" in template or template.startswith("git@"):
-            raise UsageError(f"template {template!r}: only local template folders are supported",
-                             hint="clone it first and pass the folder")
+        if _is_url(template):
+            return None, False
         if not (path / "cookiecutter.json").is_file():
             raise UsageError(f"{path} is not a cookiecutter template (no cookiecutter.json)")
         return path.resolve(), False
     raise UsageError(f"unknown template {template!r}; bundled templates: " + ", ".join(BUNDLED_TEMPLATES),
                      hint="or pass a template folder with --trust-template")
+
+
+def _clone_template(url: str, staging: Path) -> Path:
+    """Clone a template repository (git URL or gh:/gl:/bb: abbreviation) into the staging folder."""
+    from cookiecutter.config import BUILTIN_ABBREVIATIONS
+    from cookiecutter.repository import determine_repo_dir
+
+    try:
+        folder, _ = determine_repo_dir(url, dict(BUILTIN_ABBREVIATIONS), clone_to_dir=staging / ".clone",
+                                       checkout=None, no_input=True)
+    except Exception as exc:
+        raise OperationError(f"could not clone template {url}: {_one_line(exc)}",
+                             hint="check the URL and your network, or clone it and pass the folder") from exc
+    return Path(folder)
 
 
 def _answers(name: str, template: str, answers: Mapping[str, str], template_dir: Path, bundled: bool,

@@ -235,3 +235,32 @@ def test_missing_git_midway_leaves_nothing(tmp_path):
     assert result.stderr.splitlines()[-1] == "hint: install git, or pass --no-git"
     assert list(work.iterdir()) == []
     assert not (tmp_path / "r").exists()
+
+
+def test_trusted_template_from_a_git_url_is_cloned_then_rendered(cli, tmp_path):
+    origin = tmp_path / "template-repo"
+    shutil.copytree(CUSTOM_TEMPLATE, origin)
+    repo = git.Repo.init(origin)
+    repo.git.add(A=True)
+    repo.git.commit("-m", "template")
+    url = f"git+file://{origin}"
+    work = tmp_path / "work"
+    work.mkdir()
+    refused = cli("init", "custom", "--template", url, cwd=work)
+    assert refused.exit_code == 2
+    assert error_line(refused.stderr) == (
+        f"error: template '{url}' is not bundled with mlkit; templates can run arbitrary code")
+    result = cli("init", "custom", "--template", url, "--trust-template", "--data-remote", str(tmp_path / "r"),
+                 cwd=work)
+    assert result.exit_code == 0, result.output
+    assert (work / "custom" / "GREETING").read_text().strip() == "hello"
+    assert sorted(p.name for p in work.iterdir()) == ["custom"]
+
+
+def test_template_url_that_cannot_be_cloned_leaves_nothing(cli, tmp_path):
+    url = f"file://{tmp_path / 'no-such-repo'}"
+    result = cli("init", "custom", "--template", url, "--trust-template", cwd=tmp_path)
+    assert result.exit_code == 1
+    assert error_line(result.stderr).startswith(
+        f"error: mlkit init failed, nothing was created: could not clone template {url}: ")
+    assert list(tmp_path.iterdir()) == []
