@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,13 +158,16 @@ def _project_imports(root: Path, top_level: str) -> Iterator[None]:
     # list(): a snapshot, since the tracking thread may be importing modules at the same moment
     stale = [name for name in list(sys.modules) if name == top_level or name.startswith(top_level + ".")]
     saved = {name: sys.modules.pop(name) for name in stale}
-    sys.path.insert(0, src)
+    # sys.path is rebound, never changed in place: the tracking thread may be walking the list in an
+    # import right now, and an in-place remove shifts the entries under it so it skips one (seen as
+    # "No module named 'packaging'" when site-packages was the entry skipped)
+    previous = sys.path
+    sys.path = [src, *previous]
     importlib.invalidate_caches()
     try:
         yield
     finally:
-        with suppress(ValueError):
-            sys.path.remove(src)
+        sys.path = previous
         for name in [n for n in list(sys.modules) if n == top_level or n.startswith(top_level + ".")]:
             del sys.modules[name]
         sys.modules.update(saved)

@@ -191,3 +191,18 @@ def test_signals_inside_training_raise_keyboard_interrupt_and_are_remembered():
             raise
     assert not interrupts.requested()
     assert signal.getsignal(signal.SIGTERM) is previous
+
+
+def test_project_imports_never_change_sys_path_in_place(tmp_path):
+    """Another thread (the tracking store opening in the background) may be walking sys.path in an import:
+    the project's src/ is put in front by rebinding the list, so that walk never skips an entry."""
+    import sys
+
+    from mlkit.training.datasets import _project_imports
+
+    before = sys.path
+    snapshot = list(before)
+    with _project_imports(tmp_path, "somepkg"):
+        assert sys.path[0] == str((tmp_path / "src").resolve())
+        assert before == snapshot
+    assert sys.path is before and before == snapshot
