@@ -12,6 +12,7 @@ from pathlib import Path
 import git
 import pytest
 import yaml
+from _isolation import use_home
 
 from mlkit import ci
 
@@ -26,12 +27,7 @@ def base_projects(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
 
     base = tmp_path_factory.mktemp("ci-projects")
     with pytest.MonkeyPatch.context() as patch:
-        home = base / "home"
-        home.mkdir()
-        patch.setenv("HOME", str(home))
-        patch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
-        patch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-        (home / ".gitconfig").write_text("[user]\n\tname = Test User\n\temail = test@example.com\n")
+        use_home(patch, base / "home")
         projects = {
             template: Path(init_project("churn", template=template, directory=base / template / "churn",
                                         data_remote=base / template / "remote").root)

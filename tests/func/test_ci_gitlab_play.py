@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from _isolation import use_home
 
 BIN = Path(sys.executable).parent
 
@@ -23,12 +24,7 @@ def base_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
     base = tmp_path_factory.mktemp("gitlab")
     with pytest.MonkeyPatch.context() as patch:
-        home = base / "home"
-        home.mkdir()
-        patch.setenv("HOME", str(home))
-        patch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
-        patch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-        (home / ".gitconfig").write_text("[user]\n\tname = Test User\n\temail = test@example.com\n")
+        use_home(patch, base / "home")
         root = Path(init_project("churn", directory=base / "churn", data_remote=base / "remote").root)
         text = (root / "mlkit.yaml").read_text().replace("provider: github", "provider: gitlab")
         (root / "mlkit.yaml").write_text(text)
