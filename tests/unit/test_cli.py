@@ -45,6 +45,17 @@ def test_python_dash_m_runs_the_same_cli():
     assert result.stdout == f"mlkit {__version__}\n"
 
 
+def test_entry_point_raises_the_collector_threshold_and_freezes_what_is_left_at_exit():
+    # the exit codes of a failing command must come through the freeze unchanged
+    code = (
+        "import gc, sys\nfrom mlkit.cli import main\nsys.argv = ['mlkit', 'frobnicate']\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    status = exc.code\n"
+        "print(status, gc.get_threshold()[0], gc.get_freeze_count() > 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["2", "10000", "True"]
+
+
 def test_no_arguments_shows_help(cli):
     result = cli()
     assert result.exit_code == 2
