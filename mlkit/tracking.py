@@ -47,6 +47,8 @@ def configure(project: Project) -> str:
         ensure_sqlite_store(uri, project.state_dir)
     else:
         ensure_reachable(uri)
+        if is_database(uri):
+            ensure_database_store(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri
@@ -77,6 +79,7 @@ def ensure_sqlite_store(uri: str, state_dir: Path) -> None:
 
 
 def _create_store(uri: str) -> None:
+    """Open MLflow's tracking and registry stores once: MLflow creates or upgrades its tables then."""
     import logging
 
     from mlflow import MlflowClient
@@ -273,6 +276,46 @@ def _probe_http(uri: str, timeout: float) -> str:
         return str(exc.reason)
     except (OSError, ValueError) as exc:
         return str(exc) or type(exc).__name__
+
+
+# The key of the PostgreSQL advisory lock held while MLflow sets up its schema ("mlkit" in ASCII).
+_SCHEMA_LOCK_KEY = 0x6D6C6B6974
+_READY_DATABASES: set[str] = set()  # URIs whose schema this process has already checked
+
+
+def ensure_database_store(uri: str) -> None:
+    """Let MLflow create or upgrade its schema in a PostgreSQL database one process at a time.
+
+    Every process that opens a fresh database runs MLflow's table creation. PostgreSQL's transactional
+    DDL keeps the schema whole, but when several start at once (parallel CI jobs, a team's first runs),
+    all but one fail on duplicate keys. A session-level advisory lock makes the first opening serial;
+    later processes wait a moment, find the tables and go on.
+    """
+    if uri in _READY_DATABASES:
+        return
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(uri, connect_args={"connect_timeout": 10},
+                                      poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text(f"SET lock_timeout = '{int(_LOCK_TIMEOUT_S)}s'"))
+            try:
+                connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+            except sqlalchemy.exc.OperationalError:
+                raise OperationError(
+                    f"another process has been setting up the tracking schema in {redact(uri)} "
+                    f"for {_LOCK_TIMEOUT_S:.0f}s",
+                    hint="wait for it to finish (a first MLflow migration can take minutes on a large "
+                         "database), then run the command again",
+                ) from None
+            try:
+                _create_store(uri)
+            finally:
+                connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+    finally:
+        engine.dispose()
+    _READY_DATABASES.add(uri)
 
 
 def _probe_database(uri: str, timeout: float) -> str:

@@ -149,3 +149,20 @@ def test_eight_concurrent_trains_against_the_server_are_all_registered(
     assert {v.run_id for v in versions} == {r["run_id"] for r in results}
     # artifacts went through the server into object storage
     assert len(list((s3.root / "mlflow" / "artifacts").rglob("MLmodel"))) >= 8
+
+
+@pytest.mark.slow
+def test_processes_opening_a_fresh_database_at_once_all_succeed(postgres: S.Postgres, pg_password: str,
+                                                                make_project: Callable[..., Path]) -> None:
+    # MLflow creates its tables on first use; without a lock all but one of several first users fail
+    uri = postgres.create_database("fresh", migrated=False)
+    root = make_project("fresh")
+    env = {**os.environ, "MLKIT_TRACKING_URI": uri}
+    processes = [subprocess.Popen([MLKIT, "runs", "list", "--json"], cwd=root, env=env, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                 for _ in range(4)]
+    outputs = [process.communicate(timeout=300) for process in processes]
+    assert [(process.returncode, stderr) for process, (_, stderr) in zip(processes, outputs, strict=True)] \
+        == [(0, "")] * 4
+    assert [json.loads(stdout) for stdout, _ in outputs] == [[]] * 4
+    assert [e.name for e in _registry(uri).search_experiments()] == ["Default"]
