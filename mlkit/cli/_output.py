@@ -118,11 +118,15 @@ def github_outputs(values: Mapping[str, Any]) -> None:
 
 
 def github_annotation(level: str, message: str) -> None:
-    """Emit a workflow command such as ``::error::message`` (only inside GitHub Actions)."""
+    """Emit a workflow command such as ``::error::message`` (only inside GitHub Actions).
+
+    On stderr: the runner reads workflow commands from both streams of a step, and stdout stays the
+    command's result alone, so ``mlkit ... --json > result.json`` holds nothing but JSON in a workflow too.
+    """
     if in_github_actions():
         escaped = message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-        sys.stdout.write(f"::{level}::{escaped}\n")
-        sys.stdout.flush()
+        sys.stderr.write(f"::{level}::{escaped}\n")
+        sys.stderr.flush()
 
 
 def _escape(text: str) -> str:

@@ -103,7 +103,7 @@ def test_init_reports_to_the_summary_and_outputs(cli, actions, tmp_path):
     outputs = actions.outputs()
     assert outputs["project"] == str(root)
     assert re.fullmatch(r"[0-9a-f]{40}", outputs["commit"])
-    assert "::" not in result.stdout  # no annotation when all went well
+    assert "::" not in result.stdout + result.stderr  # no annotation when all went well
 
 
 def test_config_show_reports_to_the_summary_and_outputs(cli, actions, project):
@@ -133,7 +133,8 @@ def test_ci_check_reports_the_diff_to_the_summary(cli, actions, project):
         "ci_changed": ".github/workflows/mlkit.yml,.github/workflows/mlkit-promote.yml,"
                       ".github/workflows/mlkit-retrain.yml",
     }
-    assert result.stdout.splitlines()[-1] == (
+    assert "::" not in result.stdout  # the diff alone: annotations go to stderr
+    assert result.stderr.splitlines()[-1] == (
         "::error::3 CI file(s) differ from what mlkit.yaml gives: .github/workflows/mlkit.yml, "
         ".github/workflows/mlkit-promote.yml, .github/workflows/mlkit-retrain.yml "
         "(run `mlkit ci generate` and commit the result)"
@@ -143,10 +144,13 @@ def test_ci_check_reports_the_diff_to_the_summary(cli, actions, project):
 def test_failures_become_error_annotations(cli, actions, project):
     result = cli("ci", "generate", "--provider", "jenkins", cwd=project)
     assert result.exit_code == 2
-    assert result.stdout == (
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "error: unknown CI provider 'jenkins'; allowed: github, gitlab",
+        "hint: run `mlkit ci generate --provider github` or `--provider gitlab`",
         "::error::unknown CI provider 'jenkins'; allowed: github, gitlab "
-        "(run `mlkit ci generate --provider github` or `--provider gitlab`)\n"
-    )
+        "(run `mlkit ci generate --provider github` or `--provider gitlab`)",
+    ]
     assert actions.summary.read_text() == ""
     assert not actions.output.exists()
 
@@ -161,25 +165,39 @@ def test_ci_export_reports_its_variables(cli, actions, tmp_path):
     assert actions.outputs() == {"MLKIT_RUN_ID": "r1", "MLKIT_METRIC_F1": "0.9"}
 
 
-def test_multiline_messages_stay_one_annotation(cli, actions, tmp_path):
-    (tmp_path / "result.json").write_text("{\n  broken")
-    result = cli("ci", "export", "result.json", cwd=tmp_path)
-    assert result.exit_code == 2
-    assert result.stdout.count("::error::") == 1 and len(result.stdout.splitlines()) == 1
+def test_multiline_messages_stay_one_annotation(actions, capsys):
+    from mlkit.cli import _output
+
+    _output.github_annotation("error", "first line\r\nsecond line, 100% sure")
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == "::error::first line%0D%0Asecond line, 100%25 sure\n"
 
 
 def test_a_refused_or_failed_promotion_is_an_annotation(cli, actions, project):
     result = cli("promote", "churn", "7", "--to", "staging", cwd=project)
     assert result.exit_code == 2
-    assert result.stdout == ("::error::no registered model 'churn' in the registry "
-                             "(`mlkit models list` shows the registered models)\n")
+    assert result.stdout == ""
+    assert result.stderr.splitlines()[-1] == ("::error::no registered model 'churn' in the registry "
+                                              "(`mlkit models list` shows the registered models)")
 
 
 def test_init_never_prompts_in_ci(cli, actions, tmp_path):
     result = cli("init", cwd=tmp_path, input="churn\n")
     assert result.exit_code == 2
-    assert result.stdout == "::error::missing project NAME (run `mlkit init NAME`)\n"
+    assert result.stdout == ""
+    assert result.stderr.splitlines()[-1] == "::error::missing project NAME (run `mlkit init NAME`)"
     assert list(tmp_path.iterdir()) == [actions.root]
+
+
+def test_warnings_stay_out_of_a_json_result(cli, actions, tmp_path):
+    template = Path(__file__).parents[1] / "data" / "custom-template"
+    result = cli("init", "custom", "--template", str(template), "--trust-template", "--json",
+                 "--data-remote", str(tmp_path / "r"), cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["name"] == "custom"
+    assert result.stderr.splitlines()[-1] == (
+        f"::warning::using template {template}: templates and their Jinja code can run arbitrary code")
 
 
 @pytest.mark.parametrize("github_actions", [None, "false"])
@@ -194,7 +212,7 @@ def test_nothing_is_written_outside_actions(cli, tmp_path, monkeypatch, project,
     assert cli("ci", "generate", "--check", cwd=project).exit_code == 0
     assert cli("init", "other", "--data-remote", str(tmp_path / "r"), cwd=tmp_path).exit_code == 0
     failed = cli("ci", "generate", "--provider", "jenkins", cwd=project)
-    assert failed.exit_code == 2 and "::" not in failed.stdout
+    assert failed.exit_code == 2 and "::" not in failed.stdout + failed.stderr
     assert not summary.exists() and not output.exists()
 
 
