@@ -26,8 +26,8 @@ def write_plots(
     written: list[Path] = []
     if task == "classification":
         written.append(_confusion(folder / "confusion_matrix.png", y_true, predicted, classes))
-        if scores is not None and scores.shape[1] == 2:
-            written += _curves(folder, y_true, scores[:, 1])
+        if scores is not None and scores.shape[1] >= 2:
+            written += _curves(folder, y_true, scores, classes)
     else:
         written += _regression(folder, y_true, predicted)
     if importances:
@@ -72,31 +72,46 @@ def _cells(matrix: Any) -> list[tuple[tuple[int, int], int]]:
     return [((r, c), int(matrix[r, c])) for r in range(matrix.shape[0]) for c in range(matrix.shape[1])]
 
 
-def _curves(folder: Path, y_true: Any, positive: Any) -> list[Path]:
-    from sklearn.metrics import auc, precision_recall_curve, roc_curve
+def _curves(folder: Path, y_true: Any, scores: Any, classes: Sequence[Any] | None) -> list[Path]:
+    """ROC and precision-recall curves: of the positive class, or of each class against the rest."""
+    from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
 
-    fpr, tpr, _ = roc_curve(y_true, positive)
-    fig = _figure()
-    ax = fig.add_subplot()
-    ax.plot(fpr, tpr, label=f"AUC {auc(fpr, tpr):.3f}")
-    ax.plot([0, 1], [0, 1], linestyle="--", color="grey")
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate")
-    ax.set_title("ROC curve (test split)")
-    ax.legend(loc="lower right")
-    roc = folder / "roc_curve.png"
-    fig.savefig(roc)
-
-    precision, recall, _ = precision_recall_curve(y_true, positive)
-    fig = _figure()
-    ax = fig.add_subplot()
-    ax.plot(recall, precision)
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.set_title("Precision-recall curve (test split)")
-    pr = folder / "precision_recall_curve.png"
-    fig.savefig(pr)
+    series = list(_one_vs_rest(y_true, scores, classes))
+    multiclass = scores.shape[1] > 2
+    roc_fig, pr_fig = _figure(), _figure()
+    roc_ax, pr_ax = roc_fig.add_subplot(), pr_fig.add_subplot()
+    for name, truth, score in series:
+        fpr, tpr, _ = roc_curve(truth, score)
+        roc_ax.plot(fpr, tpr, label=f"{name + ': ' if multiclass else ''}AUC {auc(fpr, tpr):.3f}")
+        precision, recall, _ = precision_recall_curve(truth, score)
+        average = average_precision_score(truth, score)
+        pr_ax.plot(recall, precision, label=f"{name + ': ' if multiclass else ''}AP {average:.3f}")
+    roc_ax.plot([0, 1], [0, 1], linestyle="--", color="grey")
+    roc_ax.set_xlabel("false positive rate")
+    roc_ax.set_ylabel("true positive rate")
+    roc_ax.set_title("ROC curves, one vs rest (test split)" if multiclass else "ROC curve (test split)")
+    roc_ax.legend(loc="lower right")
+    pr_ax.set_xlabel("recall")
+    pr_ax.set_ylabel("precision")
+    pr_ax.set_title(
+        "Precision-recall, one vs rest (test split)" if multiclass else "Precision-recall curve (test split)"
+    )
+    pr_ax.legend(loc="lower left")
+    roc, pr = folder / "roc_curve.png", folder / "precision_recall_curve.png"
+    roc_fig.savefig(roc)
+    pr_fig.savefig(pr)
     return [roc, pr]
+
+
+def _one_vs_rest(y_true: Any, scores: Any, classes: Sequence[Any] | None) -> list[tuple[str, Any, Any]]:
+    """(class name, is that class, its score) per curve; classes absent from the split have no curve."""
+    import numpy as np
+
+    y = np.asarray(y_true)
+    if scores.shape[1] == 2:
+        return [("positive", y == 1, scores[:, 1])]
+    names = [str(c) for c in classes] if classes else [str(k) for k in range(scores.shape[1])]
+    return [(names[k], y == k, scores[:, k]) for k in range(scores.shape[1]) if 0 < int((y == k).sum()) < len(y)]
 
 
 def _regression(folder: Path, y_true: Any, predicted: Any) -> list[Path]:

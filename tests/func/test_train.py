@@ -200,6 +200,50 @@ def test_entrypoint_builds_the_estimator_and_keeps_the_tracking(regression, monk
     assert type(result.lineage) is L.RunLineage
 
 
+def test_parquet_with_missing_values_string_categories_and_three_classes(make_project, cli):
+    """Real data out of the box: a DVC-tracked Parquet file, gaps in numeric and string columns, a string
+    category, and a three-class string target."""
+    import mlflow.pyfunc
+    import numpy as np
+    import pandas as pd
+
+    root = make_project("plans", "classification")
+    rng = np.random.default_rng(7)
+    rows = 600
+    usage = rng.gamma(2.0, 10.0, rows)
+    frame = pd.DataFrame({
+        "usage": usage,
+        "tenure": rng.integers(1, 60, rows).astype(float),
+        "region": rng.choice(np.array(["north", "south", "east", None], dtype=object), rows),
+        "plan": np.where(usage > 30, "premium", np.where(usage > 12, "standard", "basic")),
+    })
+    frame.loc[rng.random(rows) < 0.1, "usage"] = np.nan
+    frame.loc[rng.random(rows) < 0.1, "tenure"] = np.nan
+    frame.to_parquet(root / "data" / "plans.parquet", index=False)
+    assert cli("data", "add", "data/plans.parquet", cwd=root).exit_code == 0
+    subprocess.run(["git", "add", "-A"], cwd=root, check=True)
+    subprocess.run(["git", "commit", "-qm", "plans data"], cwd=root, check=True)
+
+    result = cli("train", "--json", "--set", "data.train=data/plans.parquet", "--set", "data.target=plan",
+                 "--set", "data.hook=null", "--set", "params.estimator.n_estimators=30", cwd=root)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert set(data["metrics"]) == {"accuracy", "f1", "roc_auc", "precision", "recall", "log_loss"}
+    assert data["metrics"]["accuracy"] > 0.8
+    run = _client(root).get_run(data["run_id"])
+    assert run.data.tags[L.TAG_DATA_MD5_PREFIX + "data/plans.parquet"] == _dvc_md5(root, "data/plans.parquet")
+    assert run.data.params["data.train"] == "data/plans.parquet"
+    assert {a.path for a in _client(root).list_artifacts(data["run_id"], "plots")} >= {
+        "plots/confusion_matrix.png", "plots/roc_curve.png", "plots/precision_recall_curve.png"}
+    version = _versions(root, "plans")[0]
+    assert json.loads(version.tags["mlkit.label_mapping"]) == {"0": "basic", "1": "premium", "2": "standard"}
+
+    mlflow.set_tracking_uri(f"sqlite:///{root / '.mlkit' / 'mlflow.db'}")
+    model = mlflow.pyfunc.load_model(f"models:/plans/{data['model_version']}")
+    unseen = pd.DataFrame({"usage": [50.0, np.nan], "tenure": [np.nan, 12.0], "region": ["west", None]})
+    assert set(model.predict(unseen).tolist()) <= {0, 1, 2}
+
+
 # -- failures: one line, exit code, FAILED run with the reason, no new model version -------------------
 
 @pytest.fixture(scope="module")
