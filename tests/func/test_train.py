@@ -165,6 +165,20 @@ def test_regression_template_trains_a_random_forest(regression):
     assert [str(v.version) for v in _versions(root, "diabetes")] == ["1"]
 
 
+def test_a_registered_tree_model_loads_back_through_mlflow(regression):
+    # MLflow 3's default scikit-learn format (skops) refuses tree models unless their types are trusted
+    import mlflow.sklearn
+    import pandas as pd
+
+    root, result = regression
+    mlflow.set_tracking_uri(f"sqlite:///{root / '.mlkit' / 'mlflow.db'}")
+    model = mlflow.sklearn.load_model(f"models:/diabetes/{result.model_version}")
+    assert type(model.steps[-1][1]).__name__ == "RandomForestRegressor"
+    frame = pd.read_csv(root / "data" / "diabetes.csv").drop(columns=["progression"]).head(4)
+    frame["bmi_x_bp"] = frame["bmi"] * frame["bp"]
+    assert model.predict(frame).shape == (4,)
+
+
 def test_cross_validation_logs_mean_and_std(regression, cli):
     root, _ = regression
     result = cli("train", "--set", "params.cv_folds=3", "--set", "params.estimator.n_estimators=20",
