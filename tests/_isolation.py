@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -15,4 +16,18 @@ def use_home(patch: pytest.MonkeyPatch, home: Path) -> Path:
     patch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     (home / ".gitconfig").write_text("[user]\n\tname = Test User\n\temail = test@example.com\n"
                                      "[init]\n\tdefaultBranch = main\n")
+    return home
+
+
+def drop_outside_settings(patch: pytest.MonkeyPatch) -> None:
+    """Unset the CI, tracking, DVC and git variables of the machine the tests run on."""
+    for name in list(os.environ):
+        if name.startswith(("GITHUB_", "MLKIT_", "MLFLOW_", "DVC_", "GIT_")) or name in ("CI", "RUNNER_TEMP"):
+            patch.delenv(name, raising=False)
+
+
+def isolate(patch: pytest.MonkeyPatch, home: Path) -> Path:
+    """Both of the above: what every test gets, for fixtures that outlive one test."""
+    use_home(patch, home)
+    drop_outside_settings(patch)
     return home

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from _isolation import use_home
+from _isolation import isolate
 from typer.testing import CliRunner, Result
 
 from mlkit.cli import app
@@ -15,13 +14,10 @@ from mlkit.cli import app
 
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    home = use_home(monkeypatch, tmp_path_factory.mktemp("home"))
+    home = isolate(monkeypatch, tmp_path_factory.mktemp("home"))
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.setenv("TERM", "dumb")
-    for name in list(os.environ):
-        if name.startswith(("GITHUB_", "MLKIT_", "MLFLOW_", "DVC_", "GIT_")) or name in ("CI", "RUNNER_TEMP"):
-            monkeypatch.delenv(name, raising=False)
     yield home
 
 

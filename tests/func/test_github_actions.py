@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from _isolation import isolate
 
 BIN = Path(sys.executable).parent
 
@@ -72,15 +73,7 @@ def base_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
     base = tmp_path_factory.mktemp("gha")
     with pytest.MonkeyPatch.context() as patch:
-        home = base / "home"
-        home.mkdir()
-        for name in list(os.environ):
-            if name.startswith(("GITHUB_", "MLKIT_", "MLFLOW_")) or name == "CI":
-                patch.delenv(name)
-        patch.setenv("HOME", str(home))
-        patch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
-        patch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-        (home / ".gitconfig").write_text("[user]\n\tname = Test User\n\temail = test@example.com\n")
+        isolate(patch, base / "home")
         yield Path(init_project("churn", directory=base / "churn", data_remote=base / "remote").root)
 
 

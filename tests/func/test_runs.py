@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _isolation import isolate
 
 from mlkit.errors import ExitCode
 from mlkit.project import load_project
@@ -22,13 +22,7 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, s
 
     base = tmp_path_factory.mktemp("runs")
     with pytest.MonkeyPatch.context() as monkeypatch:
-        home = base / "home"
-        home.mkdir()
-        (home / ".gitconfig").write_text("[user]\n\tname = T\n\temail = t@example.com\n")
-        monkeypatch.setenv("HOME", str(home))
-        for name in list(os.environ):
-            if name.startswith(("GITHUB_", "MLKIT_", "MLFLOW_", "DVC_")) or name == "CI":
-                monkeypatch.delenv(name)
+        isolate(monkeypatch, base / "home")
         root = Path(init_project("runsdemo", template="regression", directory=base / "runsdemo",
                                  data_remote=base / "remote").root)
         first = train(load_project(root), TrainOptions(overrides=["params.estimator.n_estimators=5"]))

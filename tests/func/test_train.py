@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _isolation import isolate
 from mlflow import MlflowClient
 
 from mlkit import lineage as L
@@ -19,18 +19,6 @@ from mlkit.project import load_project
 from mlkit.training import TrainOptions, train
 
 pytestmark = pytest.mark.slow
-
-
-def _isolate(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
-    """The same isolation as conftest's autouse fixture, for module-scoped projects."""
-    home.mkdir(parents=True, exist_ok=True)
-    (home / ".gitconfig").write_text("[user]\n\tname = Test User\n\temail = test@example.com\n"
-                                     "[init]\n\tdefaultBranch = main\n")
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
-    for name in list(os.environ):
-        if name.startswith(("GITHUB_", "MLKIT_", "MLFLOW_", "DVC_", "GIT_")) or name in ("CI", "RUNNER_TEMP"):
-            monkeypatch.delenv(name, raising=False)
 
 
 def _new_project(base: Path, name: str, template: str) -> Path:
@@ -62,7 +50,7 @@ def classification(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[P
     """A classification project (XGBoost, string target, feature hook) trained twice with the same inputs."""
     base = tmp_path_factory.mktemp("cls")
     with pytest.MonkeyPatch.context() as monkeypatch:
-        _isolate(monkeypatch, base / "home")
+        isolate(monkeypatch, base / "home")
         root = _new_project(base, "cancer", "classification")
         head = _git_head(root)
         monkeypatch.chdir(root)
@@ -75,7 +63,7 @@ def classification(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[P
 def regression(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, object]]:
     base = tmp_path_factory.mktemp("reg")
     with pytest.MonkeyPatch.context() as monkeypatch:
-        _isolate(monkeypatch, base / "home")
+        isolate(monkeypatch, base / "home")
         root = _new_project(base, "diabetes", "regression")
         monkeypatch.chdir(root)
         yield root, train(load_project(root), TrainOptions(command=["mlkit", "train"]))
@@ -267,7 +255,7 @@ def failing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
     base = tmp_path_factory.mktemp("fail")
     with pytest.MonkeyPatch.context() as monkeypatch:
-        _isolate(monkeypatch, base / "home")
+        isolate(monkeypatch, base / "home")
         root = _new_project(base, "broken", "regression")
         (root / "data" / "empty.csv").write_text("age,sex,bmi,bp,s1,s2,s3,s4,s5,s6,progression\n")
         rows = (root / "data" / "diabetes.csv").read_text().splitlines()
