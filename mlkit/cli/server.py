@@ -98,11 +98,20 @@ def _render(state: Any, json_: bool) -> None:
     from mlkit.cli import _output
 
     data = state.as_dict()
+    readable = {**data, "started_at": _utc(state.started_at)}  # --json keeps seconds since the epoch
     if json_:
         _output.print_json(data)
     else:
-        _output.print_mapping(data)
+        _output.print_mapping(readable)
     if _output.in_github_actions():
-        table = _output.markdown_table(("key", "value"), data.items())
+        table = _output.markdown_table(("key", "value"), readable.items())
         _output.github_summary("### mlkit server\n\n" + table)
         _output.github_outputs({"server_running": str(state.running).lower(), "server_url": state.url or ""})
+
+
+def _utc(seconds: float | None) -> str | None:
+    from datetime import datetime, timezone
+
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

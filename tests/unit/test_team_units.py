@@ -52,6 +52,19 @@ def test_status_of_a_server_whose_process_is_gone(tmp_path: Path) -> None:
     assert state.pid == recorded["pid"]
 
 
+def test_status_shows_the_start_time_in_utc_and_json_keeps_the_seconds(tmp_path: Path, cli) -> None:
+    recorded = {"running": True, "pid": 2**22 + 12345, "url": "http://127.0.0.1:5000",
+                "backend": "postgresql://u@db/m", "artifacts_destination": None, "log": None,
+                "started_at": 1795788899.4}
+    (tmp_path / server.PID_FILE).write_text(json.dumps(recorded))
+    table = cli("server", "status", "--state-dir", str(tmp_path))
+    assert table.exit_code == 0, table.output
+    assert [line.split() for line in table.stdout.splitlines() if "started_at" in line] == [
+        ["started_at", "│", "2026-11-27T14:14:59Z"]]
+    shown = cli("server", "status", "--state-dir", str(tmp_path), "--json")
+    assert json.loads(shown.stdout)["started_at"] == 1795788899.4
+
+
 def test_start_refuses_a_port_out_of_range(tmp_path: Path) -> None:
     with pytest.raises(UsageError) as raised:
         server.start(tmp_path, "sqlite:///x.db", port=70000)
