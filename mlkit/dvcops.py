@@ -15,12 +15,13 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, redirect_stdout, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlkit import constants as C
 from mlkit.errors import MlkitError, OperationError, UsageError
 
 
@@ -44,12 +45,34 @@ def working_directory(path: Path) -> Iterator[None]:
         os.chdir(previous)
 
 
+# The remote MLKIT_DATA_REMOTE names, under this name, is the default for the process (CI jobs get the
+# remote's URL from a secret this way); DVC's files are left as they are.
+ENV_REMOTE_NAME = "mlkit_data_remote"  # DVC lowercases remote names
+
+
+def environment_remote(environ: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+    """DVC settings that make ``$MLKIT_DATA_REMOTE`` the default remote, or None when it is not set.
+
+    A local path is made absolute against the working directory, as the shell that set it would read it.
+    """
+    url = (os.environ if environ is None else environ).get(C.ENV_DATA_REMOTE, "").strip()
+    if not url:
+        return None
+    if "://" not in url:
+        url = str(Path(url).expanduser().resolve())
+    return {"core": {"remote": ENV_REMOTE_NAME}, "remote": {ENV_REMOTE_NAME: {"url": url}}}
+
+
 @contextmanager
 def open_repo(root: Path, config: dict[str, Any] | None = None) -> Iterator[Any]:
-    """A fresh DVC ``Repo`` for one operation, closed afterwards (``config`` overrides settings)."""
+    """A fresh DVC ``Repo`` for one operation, closed afterwards (``config`` overrides settings, and so
+    does ``$MLKIT_DATA_REMOTE``)."""
     from dvc.repo import Repo
 
     quiet_dvc_logger()
+    from_environment = environment_remote()
+    if from_environment is not None:
+        config = {**from_environment, **(config or {})}
     repo = Repo(str(root), config=config)
     try:
         yield repo
@@ -435,13 +458,16 @@ def _usable_remote(repo: Any, remote: str | None, *, write: bool = True) -> tupl
     if found.fs.protocol not in ("local", "file"):
         return found.name, None
     path = Path(found.path)
+    other = (f"or set {C.ENV_DATA_REMOTE} to another one" if found.name == ENV_REMOTE_NAME
+             else f"or `mlkit data remote add {found.name} URL --default --force`")
     if not path.is_dir():
         raise UsageError(f"the DVC remote {found.name!r} points to {path}, which does not exist",
-                         hint=f"create it (`mkdir -p {path}`) or `mlkit data remote add {found.name} URL "
-                         "--default --force`")
+                         hint=f"create it (`mkdir -p {path}`) {other}")
     if write and not _writable(path):
         raise UsageError(f"the DVC remote {found.name!r} at {path} is not writable",
-                         hint="fix its permissions or choose another remote with `mlkit data remote add`")
+                         hint="fix its permissions or choose another remote with "
+                              + (f"{C.ENV_DATA_REMOTE}" if found.name == ENV_REMOTE_NAME
+                                 else "`mlkit data remote add`"))
     return found.name, path
 
 

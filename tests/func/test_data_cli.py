@@ -305,6 +305,44 @@ def test_push_to_missing_remote_directory(project: Path, cli, tmp_path: Path) ->
     assert not remote.exists()
 
 
+def test_the_remote_in_mlkit_data_remote_is_the_default(project: Path, cli, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    configured = Path(data.remotes(project)[0]["url"])
+    from_secret = tmp_path / "from-secret"
+    from_secret.mkdir()
+    monkeypatch.setenv("MLKIT_DATA_REMOTE", os.path.relpath(from_secret, project))  # relative to the shell
+
+    result = cli("data", "push", "--json", cwd=project)
+    assert result.exit_code == 0, result.stderr
+    pushed = json.loads(result.stdout)
+    assert (pushed["remote"], pushed["transferred"]) == ("mlkit_data_remote", 1)
+    md5 = _md5(project / SAMPLE)
+    assert (from_secret / "files" / "md5" / md5[:2] / md5[2:]).is_file()
+    assert list(configured.rglob("*")) == []
+    listed = json.loads(cli("data", "remote", "list", "--json", cwd=project).stdout)
+    assert [(r["name"], r["url"], r["default"]) for r in listed] == [
+        ("mlkit_data_remote", str(from_secret), True), ("local", str(configured), False)]
+    assert _git(project, "status", "--porcelain", "--", ".dvc") == ""  # DVC's config files are left alone
+    assert not (project / ".dvc" / "config.local").exists()
+
+    shutil.rmtree(project / ".dvc" / "cache")
+    (project / SAMPLE).unlink()
+    result = cli("data", "pull", cwd=project)
+    assert result.exit_code == 0, result.stderr
+    assert _md5(project / SAMPLE) == md5
+
+    assert cli("data", "push", "--remote", "local", cwd=project).exit_code == 0  # a named remote still wins
+    assert (configured / "files" / "md5" / md5[:2] / md5[2:]).is_file()
+
+    monkeypatch.setenv("MLKIT_DATA_REMOTE", str(tmp_path / "nowhere"))
+    result = cli("data", "push", cwd=project)
+    assert result.exit_code == 2
+    assert _errors(result) == [
+        f"error: the DVC remote 'mlkit_data_remote' points to {tmp_path / 'nowhere'}, which does not exist",
+        f"hint: create it (`mkdir -p {tmp_path / 'nowhere'}`) or set MLKIT_DATA_REMOTE to another one",
+    ]
+
+
 def test_push_to_unwritable_remote(project: Path, cli) -> None:
     # /proc/sys refuses new files even for root, where a chmod would not
     result = cli("data", "remote", "add", "ro", "/proc/sys", "--default", cwd=project)

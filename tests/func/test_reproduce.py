@@ -223,6 +223,21 @@ def test_data_in_neither_cache_nor_remote(cli, make_project):
     assert_no_worktree_left(root)
 
 
+def test_data_from_the_remote_in_mlkit_data_remote(cli, make_project, tmp_path, monkeypatch):
+    root = make_project("churn")
+    train(cli, root)
+    (tmp_path / "secret-remote").mkdir()
+    monkeypatch.setenv("MLKIT_DATA_REMOTE", str(tmp_path / "secret-remote"))
+    assert cli("data", "push", cwd=root).exit_code == 0
+    assert not any(p.is_file() for p in (tmp_path / "remote-churn").rglob("*"))  # the configured one
+    shutil.rmtree(root / ".dvc" / "cache")
+
+    result = cli("reproduce", "churn/1", "--json", cwd=root)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["matched"] is True
+    assert_no_worktree_left(root)
+
+
 def test_run_not_made_by_mlkit(cli, make_project):
     root = make_project("churn")
     client = client_for(root)

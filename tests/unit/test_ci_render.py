@@ -201,8 +201,9 @@ def test_templates_ship_in_the_template_root():
     assert Path(ci.__file__).name == "ci.py"
 
 
-def test_a_data_remote_secret_becomes_a_local_dvc_remote_before_the_pull():
+def test_a_data_remote_secret_reaches_mlkit_data_pull_as_mlkit_data_remote():
     plain = yaml.safe_load(ci.render(settings(), "github")[".github/workflows/mlkit.yml"])
+    assert "MLKIT_DATA_REMOTE" not in plain["jobs"]["train"].get("env", {})
     pull = [s for s in plain["jobs"]["train"]["steps"] if s["name"] == "Pull the versioned data"]
     assert pull == [{"name": "Pull the versioned data", "run": "mlkit data pull"}]
 
@@ -212,16 +213,12 @@ def test_a_data_remote_secret_becomes_a_local_dvc_remote_before_the_pull():
         job = jobs.get("train") or jobs["retrain"]
         assert job["env"]["MLKIT_DATA_REMOTE"] == "${{ secrets.DVC_REMOTE_URL }}"
         (step,) = [s for s in job["steps"] if s["name"] == "Pull the versioned data"]
-        assert step["run"] == (
-            'if [ -n "${MLKIT_DATA_REMOTE:-}" ]; then\n'
-            '  dvc remote add --local --default --force ci "$MLKIT_DATA_REMOTE"\n'
-            "fi\nmlkit data pull\n")
+        assert step["run"] == "mlkit data pull"
     rendered = ci.render(settings(secrets={"data_remote": "DVC_REMOTE_URL"}), "gitlab")
     gitlab = yaml.safe_load(rendered[".gitlab-ci.yml"])
-    assert gitlab["train"]["script"][:2] == [
-        '[ -z "${MLKIT_DATA_REMOTE:-}" ] || dvc remote add --local --default --force ci "$MLKIT_DATA_REMOTE"',
-        "mlkit data pull",
-    ]
+    assert gitlab["train"]["script"][0] == "mlkit data pull"
+    assert '[ -z "${DVC_REMOTE_URL:-}" ] || export MLKIT_DATA_REMOTE="$DVC_REMOTE_URL"' in \
+        gitlab["default"]["before_script"]
 
 
 def test_oidc_replaces_stored_keys():

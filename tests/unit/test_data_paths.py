@@ -103,3 +103,25 @@ def test_gc_needs_yes_unless_dry_run(tmp_path: Path) -> None:
     with pytest.raises(UsageError) as caught:
         gc(tmp_path)
     assert caught.value.hint == "see what would go first: `mlkit data gc --dry-run`"
+
+
+@pytest.mark.parametrize(
+    ("value", "url"),
+    [("s3://ml-data/churn", "s3://ml-data/churn"), ("  gs://bucket/dvc\n", "gs://bucket/dvc"),
+     ("shared/dvc", "{cwd}/shared/dvc"), ("~/dvc-store", "{home}/dvc-store")],
+)
+def test_the_environment_remote_keeps_urls_and_makes_paths_absolute(value: str, url: str, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlkit.dvcops import environment_remote
+
+    monkeypatch.chdir(tmp_path)
+    expected = url.format(cwd=tmp_path.resolve(), home=Path.home().resolve())
+    assert environment_remote({"MLKIT_DATA_REMOTE": value}) == {
+        "core": {"remote": "mlkit_data_remote"}, "remote": {"mlkit_data_remote": {"url": expected}}}
+
+
+@pytest.mark.parametrize("environ", [{}, {"MLKIT_DATA_REMOTE": ""}, {"MLKIT_DATA_REMOTE": "  "}])
+def test_no_environment_remote_when_the_variable_is_empty(environ: dict[str, str]) -> None:
+    from mlkit.dvcops import environment_remote
+
+    assert environment_remote(environ) is None
