@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlkit import constants as C
-from mlkit.errors import OperationError, UsageError
+from mlkit.errors import OperationError, UsageError, first_line
 
 if TYPE_CHECKING:
     from mlkit.dvcops import ProgressEvent
@@ -116,7 +116,7 @@ def _outs(dvc_file: Path) -> list[dict[str, Any]]:
     try:
         content = yaml.safe_load(dvc_file.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
-        raise UsageError(f"{dvc_file.name} cannot be read: {str(exc).splitlines()[0]}",
+        raise UsageError(f"{dvc_file.name} cannot be read: {first_line(exc)}",
                          hint="restore it with `git checkout -- FILE` or add the data again") from None
     outs = content.get("outs") if isinstance(content, dict) else None
     return [out for out in outs or [] if isinstance(out, dict)]

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mlkit import constants as C
-from mlkit.errors import MlkitError, OperationError, UsageError
+from mlkit.errors import MlkitError, OperationError, UsageError, first_line
 
 
 def quiet_dvc_logger() -> None:
@@ -277,7 +277,7 @@ def push(root: Path, *, remote: str | None = None, jobs: int | None = None,
                 return len(result.transferred)
             except UploadError as exc:
                 raise OperationError(
-                    f"{_one_line(exc)} to the DVC remote {name!r}",
+                    f"{first_line(exc)} to the DVC remote {name!r}",
                     hint="check the remote's storage and run `mlkit data push` again") from exc
             except Exception as exc:
                 raise _translate(exc, f"pushing to the DVC remote {name!r}") from exc
@@ -384,7 +384,7 @@ def add_remote(root: Path, name: str, url: str, *, default: bool = False, endpoi
                 if default:
                     conf["core"]["remote"] = name
         except DvcConfigError as exc:
-            raise UsageError(f"DVC rejected remote {name!r}: {_one_line(exc)}",
+            raise UsageError(f"DVC rejected remote {name!r}: {first_line(exc)}",
                              hint="check the URL, e.g. /mnt/storage/dvc or s3://bucket/path") from exc
         return Path(repo.config.files["repo"])
 
@@ -678,10 +678,10 @@ def _translate(exc: BaseException, doing: str, root: Path | None = None) -> Exce
     if isinstance(exc, MlkitError):
         return exc
     if isinstance(exc, OutputAlreadyTrackedError):
-        return UsageError(f"{_one_line(exc).strip()}; DVC cannot track what git tracks",
+        return UsageError(f"{first_line(exc)}; DVC cannot track what git tracks",
                           hint="run `git rm -r --cached PATH` first, then `mlkit data add PATH`")
     if isinstance(exc, OutputDuplicationError):
-        return UsageError(_one_line(exc), hint="a pipeline stage produces it: run the pipeline instead")
+        return UsageError(first_line(exc), hint="a pipeline stage produces it: run the pipeline instead")
     if isinstance(exc, ConfirmRemoveError) or str(exc).startswith("Can't remove the following unsaved"):
         paths = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()]
         return UsageError(f"{', '.join(paths) or 'data'} has changes DVC has not recorded; checkout would "
@@ -698,15 +698,10 @@ def _translate(exc: BaseException, doing: str, root: Path | None = None) -> Exce
         return OperationError(f"{doing} failed: {missing} is not in the cache",
                               hint="run `mlkit data pull` to fetch it from the remote")
     if isinstance(exc, DvcException):
-        return OperationError(f"{doing} failed: {_one_line(exc)}",
+        return OperationError(f"{doing} failed: {first_line(exc)}",
                               hint="run again with --debug for DVC's traceback")
-    return OperationError(f"{doing} failed: {type(exc).__name__}: {_one_line(exc)}",
+    return OperationError(f"{doing} failed: {first_line(exc, with_type=True)}",
                           hint="run again with --debug for the traceback")
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
 
 
 # --- reproduction: a throwaway worktree that borrows the project's cache -------------------------
@@ -754,7 +749,7 @@ def fetch(root: Path, paths: Sequence[Path], remote: str | None = None) -> None:
         try:
             repo.fetch(targets=[str(Path(p).resolve()) for p in paths], remote=remote)
         except Exception as exc:
-            raise OperationError(f"fetching data from the DVC remote failed: {_first_line(exc)}",
+            raise OperationError(f"fetching data from the DVC remote failed: {first_line(exc)}",
                                  hint="check the remote with `mlkit data remote list`") from exc
 
 
@@ -764,7 +759,7 @@ def checkout(root: Path, paths: Sequence[Path]) -> None:
         try:
             repo.checkout(targets=[str(Path(p).resolve()) for p in paths], force=True)
         except Exception as exc:
-            raise OperationError(f"checking data out of the DVC cache failed: {_first_line(exc)}",
+            raise OperationError(f"checking data out of the DVC cache failed: {first_line(exc)}",
                                  hint="run `mlkit data pull`") from exc
 
 
@@ -772,10 +767,6 @@ def _remote_odb(repo: Any, remote: str | None) -> Any:
     try:
         return repo.cloud.get_remote_odb(remote)
     except Exception as exc:
-        raise OperationError(f"no usable DVC remote: {_first_line(exc)}",
+        raise OperationError(f"no usable DVC remote: {first_line(exc)}",
                              hint="add one with `mlkit data remote add NAME URL --default`") from exc
 
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__

@@ -66,3 +66,14 @@ class MismatchError(MlkitError):
     """A reproduction did not give the recorded result."""
 
     exit_code = ExitCode.MISMATCH
+
+
+def first_line(exc: BaseException, *, with_type: bool = False) -> str:
+    """The first non-blank line of ``exc``'s message, for one-line errors; its type name when it has none.
+
+    ``with_type`` puts the type in front (``ValueError: ...``), for errors that are not mlkit's own.
+    """
+    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    if not text:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if with_type else text

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlkit import lineage as L
-from mlkit.errors import OperationError, UsageError
+from mlkit.errors import OperationError, UsageError, first_line
 from mlkit.registry import TAG_REPRODUCED, TAG_REPRODUCED_AT, TAG_REPRODUCED_BY_RUN
 
 if TYPE_CHECKING:
@@ -149,7 +149,7 @@ def resolve_target(client: Any, target: str) -> tuple[str, str | None, list[str]
                              hint="see `mlkit runs list` or `mlkit models list`")
         run = client.get_run(target)
     except MlflowException as exc:
-        raise UsageError(f"{target!r} not found in the tracking store: {_first_line(exc)}",
+        raise UsageError(f"{target!r} not found in the tracking store: {first_line(exc)}",
                          hint="see `mlkit runs list` or `mlkit models list`") from None
     found = client.search_model_versions(f"run_id='{run.info.run_id}'")
     names = {v.name for v in found}
@@ -217,7 +217,7 @@ def _apply_diff(client: Any, run_id: str, tags: Mapping[str, str], tree: Path) -
             path = Path(client.download_artifacts(run_id, artifact, tmp))
         except Exception as exc:
             raise OperationError(f"run {run_id} came from a dirty tree but its diff ({artifact}) is missing: "
-                                 f"{_first_line(exc)}", hint="the run cannot be rebuilt exactly") from None
+                                 f"{first_line(exc)}", hint="the run cannot be rebuilt exactly") from None
         if path.stat().st_size:
             done = _git(tree, "apply", "--binary", "--whitespace=nowarn", str(path), check=False)
             if done.returncode != 0:
@@ -390,8 +390,3 @@ def _git(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProc
         message = done.stderr.strip().splitlines()[0] if done.stderr.strip() else f"exit {done.returncode}"
         raise OperationError(f"git {args[0]} failed: {message}")
     return done
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__

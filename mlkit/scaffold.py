@@ -22,7 +22,7 @@ from typing import Any
 
 from mlkit import __version__
 from mlkit import constants as C
-from mlkit.errors import OperationError, UsageError
+from mlkit.errors import OperationError, UsageError, first_line
 
 BUNDLED_TEMPLATES = ("classification", "regression")
 # cookiecutter's own answer file and prompts must never change what mlkit generates
@@ -169,7 +169,7 @@ def init_project(
         if isinstance(exc, (UsageError, KeyboardInterrupt)):
             raise
         if isinstance(exc, Exception):
-            raise OperationError(f"mlkit init failed, nothing was created: {_one_line(exc)}",
+            raise OperationError(f"mlkit init failed, nothing was created: {first_line(exc, with_type=True)}",
                                  hint="fix the cause above and run `mlkit init` again") from exc
         raise
     shutil.rmtree(staging, ignore_errors=True)
@@ -178,11 +178,6 @@ def init_project(
         data_remote=str(remote) if remote else None, commit=commit,
         seconds=round(time.perf_counter() - started, 3),
     )
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def _check_target(target: Path, force: bool) -> None:
@@ -230,7 +225,7 @@ def _clone_template(url: str, staging: Path) -> Path:
         folder, _ = determine_repo_dir(url, dict(BUILTIN_ABBREVIATIONS), clone_to_dir=staging / ".clone",
                                        checkout=None, no_input=True)
     except Exception as exc:
-        raise OperationError(f"could not clone template {url}: {_one_line(exc)}",
+        raise OperationError(f"could not clone template {url}: {first_line(exc, with_type=True)}",
                              hint="check the URL and your network, or clone it and pass the folder") from exc
     return Path(folder)
 
@@ -284,7 +279,7 @@ def _render(template_dir: Path, context: Mapping[str, Any], staging: Path) -> Pa
             default_config=_COOKIECUTTER_DEFAULT_CONFIG, accept_hooks=True,
         )
     except Exception as exc:
-        raise OperationError(f"template rendering failed: {_one_line(exc)}",
+        raise OperationError(f"template rendering failed: {first_line(exc, with_type=True)}",
                              hint="check the template and the --set answers") from exc
     shutil.rmtree(source)
     project = Path(path)
@@ -322,12 +317,13 @@ def _git_init(project: Path, branch: str) -> Any:
     try:
         import git
     except ImportError as exc:  # GitPython raises ImportError when no git executable is found
-        raise OperationError(f"git is not available: {_one_line(exc)}",
+        raise OperationError(f"git is not available: {first_line(exc, with_type=True)}",
                              hint="install git, or pass --no-git") from exc
     try:
         return git.Repo.init(project, initial_branch=branch)
     except Exception as exc:
-        raise OperationError(f"git init failed: {_one_line(exc)}", hint="install git, or pass --no-git") from exc
+        raise OperationError(f"git init failed: {first_line(exc, with_type=True)}",
+                             hint="install git, or pass --no-git") from exc
 
 
 def _git_commit(repo: Any, message: str) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mlkit import constants as C
-from mlkit.errors import OperationError, UsageError
+from mlkit.errors import OperationError, UsageError, first_line
 from mlkit.uris import redact
 
 if TYPE_CHECKING:
@@ -328,7 +328,7 @@ def _probe_database(uri: str, timeout: float) -> str:
             connection.execute(sqlalchemy.text("SELECT 1"))
         return ""
     except Exception as exc:
-        return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        return first_line(getattr(exc, "orig", None) or exc)
     finally:
         engine.dispose()
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mlkit import constants as C
-from mlkit.errors import UsageError
+from mlkit.errors import UsageError, first_line
 
 
 @dataclass
@@ -46,7 +46,7 @@ def read_table(path: Path) -> Any:
         ) from None
     except Exception as exc:
         raise UsageError(
-            f"{path.name}: cannot read: {str(exc).splitlines()[0]}",
+            f"{path.name}: cannot read: {first_line(exc)}",
             hint="check the file format (CSV with a header row, or Parquet)",
         ) from None
 

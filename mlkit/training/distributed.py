@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlkit import constants as C
-from mlkit.errors import OperationError, UsageError
+from mlkit.errors import OperationError, UsageError, first_line
 
 if TYPE_CHECKING:
     from mlkit.training.fitting import FittedModel
@@ -52,7 +52,7 @@ def connect(scheduler: str, timeout: float = CONNECT_TIMEOUT_S) -> Iterator[Any]
     try:
         client = Client(scheduler, timeout=timeout)  # xgboost.dask looks for the default client
     except (OSError, TimeoutError) as exc:
-        raise OperationError(f"Dask scheduler {scheduler} is unreachable: {str(exc).splitlines()[0]}",
+        raise OperationError(f"Dask scheduler {scheduler} is unreachable: {first_line(exc)}",
                              hint=f"start it (`dask scheduler`, `dask worker {scheduler}`) or fix "
                                   f"training.scheduler / {C.ENV_DASK_SCHEDULER}") from None
     try:

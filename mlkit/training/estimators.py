@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlkit import constants as C
-from mlkit.errors import UsageError
+from mlkit.errors import UsageError, first_line
 
 # XGBoost checks its parameters only inside fit, after data loading; these are checked up front.
 _XGB_INTS = (
@@ -124,7 +124,7 @@ def _check_values(estimator: Any, path: str, settings: Mapping[str, Any]) -> Non
         except (ValueError, TypeError) as exc:
             name = _param_in_message(str(exc), settings)
             where = f"estimator.{name}" if name else "estimator"
-            message = str(exc).splitlines()[0]
+            message = first_line(exc)
             raise UsageError(f"{C.PARAMS_FILE}: {where}: {message}", hint=f"fix {C.PARAMS_FILE}") from None
         return
     for name, value in settings.items():

@@ -10,7 +10,7 @@ def split(features: Any, target: Any, *, test_size: float, seed: int, stratify: 
     """(X_train, X_test, y_train, y_test): a seeded split, stratified by class for classification."""
     from sklearn.model_selection import train_test_split
 
-    from mlkit.errors import UsageError
+    from mlkit.errors import UsageError, first_line
 
     try:
         return tuple(
@@ -24,7 +24,7 @@ def split(features: Any, target: Any, *, test_size: float, seed: int, stratify: 
         )
     except ValueError as exc:
         raise UsageError(
-            f"cannot split the data: {str(exc).splitlines()[0]}",
+            f"cannot split the data: {first_line(exc)}",
             hint="use more rows, or change test_size in params.yaml",
         ) from None
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlkit import constants as C
 from mlkit import lineage as L
-from mlkit.errors import MlkitError, OperationError, UsageError
+from mlkit.errors import MlkitError, OperationError, UsageError, first_line
 
 if TYPE_CHECKING:
     from mlkit.project import Project
@@ -168,7 +168,7 @@ def train(
         if isinstance(exc, MlkitError):
             _end_session(session, "FAILED", exc.message)
             raise
-        reason = _one_line(exc)
+        reason = first_line(exc, with_type=True)
         opened = _end_session(session, "FAILED", reason)
         lost = tracking.lost_connection(exc, project.tracking_uri)
         if lost is not None:
@@ -691,8 +691,3 @@ def _user() -> str:
         return getpass.getuser()
     except Exception:
         return "unknown"
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

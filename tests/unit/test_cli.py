@@ -171,3 +171,17 @@ def test_config_show_reports_bad_field(cli, make_project):
     assert result.stderr.splitlines()[0] == (
         "error: mlkit.yaml: model.task: must be 'classification' or 'regression'"
     )
+
+
+@pytest.mark.parametrize(
+    ("exc", "plain", "typed"),
+    [(ValueError("bad value\nmore detail"), "bad value", "ValueError: bad value"),
+     (OSError("\n  \n  disk full  \ncontext"), "disk full", "OSError: disk full"),
+     (TimeoutError(), "TimeoutError", "TimeoutError")],
+    ids=["two-lines", "blank-lines-first", "no-message"],
+)
+def test_first_line_of_an_error(exc, plain, typed):
+    from mlkit.errors import first_line
+
+    assert first_line(exc) == plain
+    assert first_line(exc, with_type=True) == typed
