@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
 from collections.abc import Iterator
@@ -66,9 +67,21 @@ def apply_hook(frame: Any, hook: str, root: Path) -> Any:
 
 
 def load_callable(spec: str, root: Path, field: str) -> Any:
-    """``package.module:function`` imported from the project's ``src/`` (for model.entrypoint)."""
-    with _project_imports(root, spec.partition(":")[0].split(".")[0]):
-        return _import_callable(spec, field)
+    """``package.module:function`` imported from the project's ``src/`` (for model.entrypoint).
+
+    It is imported now, so a wrong path fails before any work; each call runs inside the same import
+    context, so what the function imports from its own package when called is found too.
+    """
+    top_level = spec.partition(":")[0].split(".")[0]
+    with _project_imports(root, top_level):
+        function = _import_callable(spec, field)
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with _project_imports(root, top_level):
+            return function(*args, **kwargs)
+
+    return call
 
 
 def _import_callable(spec: str, field: str) -> Any:

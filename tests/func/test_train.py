@@ -184,16 +184,22 @@ def test_cross_validation_logs_mean_and_std(regression, cli):
 def test_entrypoint_builds_the_estimator_and_keeps_the_tracking(regression, monkeypatch):
     root, _ = regression
     (root / "src" / "diabetes" / "model.py").write_text(
-        "from sklearn.linear_model import Ridge\n\n\n"
         "def build(params, X, y):\n"
+        "    from diabetes.linear import ridge  # imported from the project's package at call time\n\n"
         "    assert len(X) == len(y) > 300\n"
-        "    return Ridge(alpha=params['estimator'].get('alpha', 2.0))\n"
+        "    return ridge(params['estimator'].get('alpha', 2.0))\n"
+    )
+    (root / "src" / "diabetes" / "linear.py").write_text(
+        "from sklearn.linear_model import Ridge\n\n\n"
+        "def ridge(alpha):\n"
+        "    return Ridge(alpha=alpha)\n"
     )
     try:
         result = train(load_project(root), TrainOptions(
             overrides=["model.entrypoint=diabetes.model:build", "params.estimator={}"], write_metrics=False))
     finally:
         (root / "src" / "diabetes" / "model.py").unlink()
+        (root / "src" / "diabetes" / "linear.py").unlink()
     run = _client(root).get_run(result.run_id)
     assert run.data.params["model.estimator"] == "diabetes.model:build"
     assert run.data.tags[L.TAG_GIT_DIRTY] == "true"  # model.py was not committed: the diff is logged
