@@ -103,9 +103,7 @@ def init_repo(root: Path, *, remote: Path | str | None, link_types: str, scm: bo
 
 def track(root: Path, paths: Sequence[Path]) -> list[str]:
     """``dvc add`` the given absolute paths; returns the `.dvc` files written (relative to root)."""
-    with open_repo(root) as repo:
-        stages = repo.add([str(Path(p).resolve()) for p in paths])
-    return [Path(stage.path).resolve().relative_to(root.resolve()).as_posix() for stage in stages]
+    return track_and_commit_stage(root, paths, None)
 
 
 def commit_stage(root: Path, stage: str) -> None:
@@ -327,13 +325,6 @@ def in_cache(root: Path, items: Sequence[tuple[str, str]]) -> dict[str, bool]:
     """md5 -> whether the local cache holds it, for ``(md5, hash name)`` pairs (directories: all files)."""
     with open_repo(root) as repo:
         return _in_cache(repo, items)
-
-
-def in_remote(root: Path, items: Sequence[tuple[str, str]],
-              remote: str | None = None) -> dict[str, bool] | None:
-    """md5 -> whether the remote holds it (directories: the listing and every file); None: no remote."""
-    with open_repo(root) as repo:
-        return _in_remote(repo, items, remote)
 
 
 def _in_cache(repo: Any, items: Sequence[tuple[str, str]]) -> dict[str, bool]:
@@ -722,12 +713,6 @@ def share_cache(worktree: Path, project_root: Path) -> None:
         conf["cache"]["type"] = ",".join(link_types)
 
 
-def cached(root: Path, md5: str) -> bool:
-    """Whether the repo's cache holds the object with this md5 (a file or a `.dir` listing)."""
-    with open_repo(root) as repo:
-        return bool(repo.cache.local.exists(md5))
-
-
 def fetch_raw(root: Path, md5: str, destination: Path, remote: str | None = None) -> bool:
     """Copy the object ``md5`` from the remote to ``destination`` as stored, without DVC's hash check.
 
@@ -751,16 +736,6 @@ def fetch(root: Path, paths: Sequence[Path], remote: str | None = None) -> None:
         except Exception as exc:
             raise OperationError(f"fetching data from the DVC remote failed: {first_line(exc)}",
                                  hint="check the remote with `mlkit data remote list`") from exc
-
-
-def checkout(root: Path, paths: Sequence[Path]) -> None:
-    """Link the given tracked paths from the cache into the workspace, replacing what is there."""
-    with open_repo(root) as repo:
-        try:
-            repo.checkout(targets=[str(Path(p).resolve()) for p in paths], force=True)
-        except Exception as exc:
-            raise OperationError(f"checking data out of the DVC cache failed: {first_line(exc)}",
-                                 hint="run `mlkit data pull`") from exc
 
 
 def _remote_odb(repo: Any, remote: str | None) -> Any:

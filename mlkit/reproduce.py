@@ -235,27 +235,30 @@ def _bring_data(root: Path, tree: Path, md5s: Mapping[str, str], say: Progress) 
     from mlkit.data import recorded
 
     dvcops.share_cache(tree, root)
+    records = {path: recorded(tree, path, base=tree) for path in md5s}
+    for path, md5 in md5s.items():
+        if records[path].md5 != md5:
+            raise OperationError(f"{path}: commit and diff record md5 {records[path].md5}, the run recorded {md5}",
+                                 hint="the run's lineage is inconsistent; it cannot be rebuilt exactly")
+    # a directory counts as cached only with every file in it
+    cached = dvcops.in_cache(tree, [(record.md5, record.hash_name) for record in records.values()])
     checks, to_fetch, to_link = [], [], []
     for path, md5 in md5s.items():
-        record = recorded(tree, path, base=tree)
-        if record.md5 != md5:
-            raise OperationError(f"{path}: commit and diff record md5 {record.md5}, the run recorded {md5}",
-                                 hint="the run's lineage is inconsistent; it cannot be rebuilt exactly")
-        if dvcops.cached(tree, md5):
+        if cached[md5]:
             to_link.append(tree / path)
             checks.append(Check(f"data {path}", md5, md5, True, kind="data"))
         else:
-            to_fetch.append((path, md5, record))
-    for path, md5, record in to_fetch:
-        say(f"fetching {path} ({md5}) from the DVC remote")
-        actual = _inspect_remote_copy(tree, path, md5, record.is_dir)
-        if actual == md5:
-            dvcops.fetch(tree, [tree / path])
-            to_link.append(tree / path)
-        checks.append(Check(f"data {path}", md5, actual, actual == md5, kind="data"))
+            say(f"fetching {path} ({md5}) from the DVC remote")
+            actual = _inspect_remote_copy(tree, path, md5, records[path].is_dir)
+            if actual == md5:
+                to_fetch.append(tree / path)
+            checks.append(Check(f"data {path}", md5, actual, actual == md5, kind="data"))
+    if to_fetch:
+        dvcops.fetch(tree, to_fetch)
+        to_link += to_fetch
     if to_link:
         say("linking data from the cache")
-        dvcops.checkout(tree, to_link)
+        dvcops.checkout_workspace(tree, to_link, force=True)
     return checks
 
 
