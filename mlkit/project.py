@@ -38,10 +38,6 @@ class Project:
         return self.config.tracking.uri or f"sqlite:///{self.state_dir / C.STORE_FILE}"
 
     @property
-    def artifact_location(self) -> str:
-        return (self.state_dir / C.ARTIFACTS_DIR).as_uri()
-
-    @property
     def experiment(self) -> str:
         return self.config.tracking.experiment or self.config.project.name
 

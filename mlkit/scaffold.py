@@ -297,14 +297,10 @@ def _write_template_record(project: Path, template: str, context: Mapping[str, A
 
 
 def _write_ci_files(project: Path) -> None:
-    """Hook for the CI generator: new projects get their CI files at creation."""
-    try:
-        from mlkit import ci
-    except ImportError:
-        return
-    generate = getattr(ci, "generate_for_new_project", None)
-    if generate is not None:
-        generate(project)
+    """New projects get their CI files at creation."""
+    from mlkit import ci
+
+    ci.generate_for_new_project(project)
 
 
 def _default_remote(slug: str) -> Path:

@@ -7,12 +7,11 @@ happens once, serially, under an inter-process file lock; later opens skip the l
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from mlkit import constants as C
 from mlkit.errors import OperationError, UsageError, first_line
@@ -106,9 +105,11 @@ def artifact_location(project: Project) -> str | None:
     return None
 
 
-def ensure_experiment(project: Project, name: str | None = None) -> str:
-    """The id of the named experiment (default: the project's), created on first use."""
-    mlflow_client = client(project)
+def ensure_experiment(project: Project, name: str | None = None, *,
+                      opened: MlflowClient | None = None) -> str:
+    """The id of the named experiment (default: the project's), created on first use; ``opened`` is a
+    client already opened on the project's store."""
+    mlflow_client = opened or client(project)
     name = name or project.experiment
     found = mlflow_client.get_experiment_by_name(name)
     if found is not None:
@@ -132,16 +133,6 @@ def retry_locked(fn: Callable[[], T], *, attempts: int = 12, base_delay: float =
                 raise
             time.sleep(base_delay * (2**attempt) * (0.5 + random.random()))
     raise AssertionError("unreachable")
-
-
-def describe_uri(uri: str) -> str:
-    """A URI fit for messages and logs: no password."""
-    return redact(uri)
-
-
-def env_for_subprocess(project: Project) -> dict[str, Any]:
-    """Environment for a child process that must use the same store (e.g. `mlflow ui`)."""
-    return {**os.environ, C.ENV_MLFLOW_TRACKING_URI: project.tracking_uri}
 
 
 # --- team tracking: an MLflow server over http(s), or PostgreSQL directly ------------------------------

@@ -69,7 +69,7 @@ def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: st
 
 
 def print_mapping(data: Mapping[str, Any], title: str | None = None) -> None:
-    print_table(("key", "value"), ((k, _short(v)) for k, v in data.items()), title=title)
+    print_table(("key", "value"), ((k, cell(v)) for k, v in data.items()), title=title)
 
 
 def markdown_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -135,7 +135,8 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
-def _short(value: Any) -> str:
+def cell(value: Any) -> str:
+    """A value as one table cell: JSON for lists and mappings, empty for None."""
     if isinstance(value, (dict, list)):
         return json.dumps(value, default=str)
     return "" if value is None else str(value)

@@ -28,16 +28,10 @@ def show(
     flat = {"root": resolved["root"], "tracking_uri": resolved["tracking_uri"],
             "experiment": resolved["experiment"], **flat}
     _output.github_summary("### mlkit config show\n\n" + _output.markdown_table(
-        ("key", "value"), ((k, _cell(v)) for k, v in flat.items())))
+        ("key", "value"), ((k, _output.cell(v)) for k, v in flat.items())))
     _output.github_outputs({"root": resolved["root"], "tracking_uri": resolved["tracking_uri"],
                             "experiment": resolved["experiment"], "model_name": project.model_name})
     if json_:
         _output.print_json(resolved)
         return
     _output.print_mapping(flat)
-
-
-def _cell(value: object) -> str:
-    import json
-
-    return json.dumps(value) if isinstance(value, (dict, list)) else "" if value is None else str(value)

@@ -271,21 +271,12 @@ def _progress() -> Iterator[Callable[[ProgressEvent], None] | None]:
     if not console.is_terminal or console.is_dumb_terminal:
         yield None
         return
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     display = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                        TextColumn("{task.fields[bytes]}"), TimeRemainingColumn(), console=console,
                        transient=True)
     tasks: dict[int, Any] = {}
-    _ = (DownloadColumn, TransferSpeedColumn)
 
     def report(event: ProgressEvent) -> None:
         task = tasks.get(event.key)

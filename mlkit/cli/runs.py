@@ -33,8 +33,7 @@ def list_(
         _output.status("no runs yet; run `mlkit train`")
         return
     # the project's first three metrics keep the table readable in 80 columns; --json has them all
-    present = {name for run in runs for name in run.metrics}
-    names = [name for name in _metric_order(runs) if name in present][:3]
+    names = list(dict.fromkeys(name for run in runs for name in run.metrics))[:3]
     _output.print_table(
         ("run", "status", "started", "seconds", "commit", *names),
         [
@@ -119,13 +118,6 @@ def compare(
         _output.print_table(columns, cells)
     else:
         _output.status("the runs have identical params, metrics and lineage")
-
-
-def _metric_order(runs: list[Any]) -> list[str]:
-    seen: dict[str, None] = {}
-    for run in runs:
-        seen.update(dict.fromkeys(run.metrics))
-    return list(seen)
 
 
 def _fmt(value: Any) -> str:

@@ -101,7 +101,7 @@ def fit_model(model: Any, X: Any, y: Any, *, preprocessor: Any | None, scheduler
                 pipeline = Pipeline([("preprocess", preprocessor), ("model", model)])
             else:
                 pipeline = model if isinstance(model, Pipeline) else Pipeline([("model", model)])
-            _fit_with_joblib_dask(client, pipeline, X, y)
+            _fit_with_joblib_dask(pipeline, X, y)
             return FittedModel(pipeline)
         transformed = preprocessor.fit_transform(X, y) if preprocessor is not None else X
         names = [name for name, _, _ in eval_sets]
@@ -117,10 +117,10 @@ def fit_model(model: Any, X: Any, y: Any, *, preprocessor: Any | None, scheduler
 
 # --- helpers ----------------------------------------------------------------------------------------
 
-def _fit_with_joblib_dask(client: Any, pipeline: Any, X: Any, y: Any) -> None:
+def _fit_with_joblib_dask(pipeline: Any, X: Any, y: Any) -> None:
+    """joblib's Dask backend finds the default client that `connect` opened."""
     import joblib
 
-    del client  # joblib's Dask backend finds the default client `connect` opened
     with joblib.parallel_backend("dask"):
         pipeline.fit(X, y)
 

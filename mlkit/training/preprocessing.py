@@ -33,13 +33,9 @@ def infer_columns(
             inferred_categorical.append(name)
         else:
             inferred_numeric.append(name)
+    # inferred lists leave out every listed column, so a column never lands in both
     num = list(numeric) if numeric is not None else inferred_numeric
     cat = list(categorical) if categorical is not None else inferred_categorical
-    if numeric is not None and categorical is None:
-        cat = [c for c in inferred_categorical + inferred_numeric if c not in num]
-        cat = [c for c in cat if c in inferred_categorical]
-    if categorical is not None and numeric is None:
-        num = [c for c in inferred_numeric if c not in cat]
     return num, cat
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlkit import constants as C
 from mlkit import lineage as L
+from mlkit import tracking
 from mlkit.errors import MlkitError, OperationError, UsageError, first_line
 
 if TYPE_CHECKING:
@@ -109,7 +110,6 @@ def train(
         "stratify": config.model.task == "classification",
         "test_file": config.data.test,
     }
-    L.require_clean(L.git_state(project.root)[2], options.allow_dirty)
     say("recording lineage (git, data versions, environment)")
     lineage = L.collect_lineage(
         project.root,
@@ -119,6 +119,7 @@ def train(
         split=split,
         command=options.command,
     )
+    L.require_clean(lineage.git_dirty, options.allow_dirty)
 
     experiment = options.experiment or project.experiment
     run_tags = {
@@ -130,7 +131,6 @@ def train(
     }
     if lineage.git_commit:
         run_tags["mlflow.source.git.commit"] = lineage.git_commit
-    from mlkit import tracking
     from mlkit.training import interrupts
     from mlkit.training.session import TrackingSession, preimport_training
 
@@ -373,7 +373,6 @@ def _train_in_run(
             model_info = _log_model(fitted.pipeline, X_train, predicted, labels)
     artifacts.append(MODEL_ARTIFACT)
     return {
-        "run_id": run_id,
         "metrics": metrics,
         "cv": cv,
         "fingerprint": fingerprint,
@@ -512,13 +511,7 @@ def _log_batch(
     batches[0] = (batches[0][0], param_rows[:100], tag_rows)
     batches += [([], param_rows[i : i + 100], []) for i in range(100, len(param_rows), 100)]
     for metrics_, params_, tags_ in batches:
-        _retry(partial(client.log_batch, run_id, metrics=metrics_, params=params_, tags=tags_))
-
-
-def _retry(fn: Callable[[], Any]) -> Any:
-    from mlkit.tracking import retry_locked
-
-    return retry_locked(fn)
+        tracking.retry_locked(partial(client.log_batch, run_id, metrics=metrics_, params=params_, tags=tags_))
 
 
 def _log_artifacts(client: Any, run_id: str, folder: Path) -> None:
@@ -622,14 +615,15 @@ def _register(client: Any, name: str, model_uri: str, run_id: str, tags: Mapping
     from mlflow.exceptions import MlflowException
 
     try:
-        _retry(lambda: client.create_registered_model(name))
+        tracking.retry_locked(lambda: client.create_registered_model(name))
     except MlflowException as exc:
         if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code) and "already exists" not in str(exc):
             raise
     # MLflow 3 logs models as `models:/m-<id>`; a tracking server only accepts that source with its model_id
     model_id = model_uri.split("/", 1)[1] if model_uri.startswith("models:/m-") else None
-    version = _retry(lambda: client.create_model_version(name, model_uri, run_id=run_id, tags=dict(tags),
-                                                         model_id=model_id))
+    version = tracking.retry_locked(
+        lambda: client.create_model_version(name, model_uri, run_id=run_id, tags=dict(tags), model_id=model_id)
+    )
     return str(version.version)
 
 

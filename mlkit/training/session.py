@@ -58,7 +58,7 @@ class TrackingSession:
             from mlkit import tracking
 
             client = tracking.client(self._project)
-            experiment_id = tracking.ensure_experiment(self._project, self._experiment)
+            experiment_id = tracking.ensure_experiment(self._project, self._experiment, opened=client)
             run = tracking.retry_locked(lambda: client.create_run(experiment_id, tags=self._tags))
             self._opened = OpenedRun(client, experiment_id, run.info.run_id)
             _warm_imports()
