@@ -185,7 +185,7 @@ def list_models(project: Project) -> list[ModelSummary]:
             latest_version=str(latest) if latest is not None else None,
             stages={s: aliases[s] for s in stages if s in aliases},
             last_event=_entry_time(audit[-1]) if audit else None,
-            updated_at=_iso(model.last_updated_timestamp),
+            updated_at=utc_iso(model.last_updated_timestamp),
         ))
     return out
 
@@ -236,7 +236,7 @@ def describe_version(client: MlflowClient, mv: ModelVersion, stages: Sequence[st
              and e.get("state") in (DONE, SUPERSEDED) and e.get("action") in ("promote", "rollback")]
     return VersionInfo(
         name=mv.name, version=str(mv.version), stage=stage or tags.get(TAG_STAGE), aliases=aliases,
-        run_id=mv.run_id or None, source=mv.source or "", created_at=_iso(mv.creation_timestamp),
+        run_id=mv.run_id or None, source=mv.source or "", created_at=utc_iso(mv.creation_timestamp),
         metrics=metrics, git_commit=commit, git_branch=branch,
         git_dirty=None if dirty_tag is None else dirty_tag == "true", data_md5s=md5s, params=params,
         promoted_at=moved[-1].get("time") if moved else None,
@@ -608,11 +608,11 @@ def _git_config(root: Any, key: str) -> str:
     return done.stdout.strip() if done.returncode == 0 else ""
 
 
-def _iso(millis: int | None) -> str:
+def utc_iso(millis: float | None) -> str:
+    """MLflow's milliseconds since the epoch as a UTC time to the second (``2026-11-27T14:15:00Z``)."""
     if not millis:
         return ""
-    stamp = datetime.fromtimestamp(millis / 1000, tz=timezone.utc)
-    return stamp.isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(millis / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _entry_time(key: str) -> str:

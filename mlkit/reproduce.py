@@ -21,13 +21,12 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlkit import lineage as L
 from mlkit.errors import OperationError, UsageError, first_line
-from mlkit.registry import TAG_REPRODUCED, TAG_REPRODUCED_AT, TAG_REPRODUCED_BY_RUN
+from mlkit.registry import TAG_REPRODUCED, TAG_REPRODUCED_AT, TAG_REPRODUCED_BY_RUN, utc_iso
 
 if TYPE_CHECKING:
     from mlkit.project import Project
@@ -351,7 +350,7 @@ def _record(client: Any, run_id: str, matched: bool, by_run: str | None) -> None
     values = {
         TAG_REPRODUCED: "true" if matched else "false",
         TAG_REPRODUCED_BY_RUN: by_run or "",
-        TAG_REPRODUCED_AT: datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        TAG_REPRODUCED_AT: utc_iso(time.time() * 1000),
     }
     for key, value in values.items():
         tracking.retry_locked(partial(client.set_tag, run_id, key, value))

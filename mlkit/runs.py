@@ -8,11 +8,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from mlkit import lineage as L
 from mlkit.errors import UsageError
+from mlkit.registry import utc_iso
 
 if TYPE_CHECKING:
     from mlkit.project import Project
@@ -91,7 +91,7 @@ def list_runs(
         RunSummary(
             run_id=run.info.run_id,
             status=run.info.status,
-            started=_when(run.info.start_time),
+            started=utc_iso(run.info.start_time),
             duration_s=_duration(run.info.start_time, run.info.end_time),
             commit=(run.data.tags.get(L.TAG_GIT_COMMIT) or "")[:12],
             dirty=run.data.tags.get(L.TAG_GIT_DIRTY) == "true",
@@ -115,8 +115,8 @@ def show_run(project: Project, run_id: str) -> RunDetail:
         run_id=run.info.run_id,
         experiment=experiment.name,
         status=run.info.status,
-        started=_when(run.info.start_time),
-        ended=_when(run.info.end_time),
+        started=utc_iso(run.info.start_time),
+        ended=utc_iso(run.info.end_time),
         params=dict(sorted(run.data.params.items())),
         metrics=dict(sorted(run.data.metrics.items())),
         lineage={k: v for k, v in sorted(tags.items()) if k.startswith("mlkit.")},
@@ -217,12 +217,6 @@ def _artifacts(client: Any, run_id: str, path: str | None = None) -> list[str]:
         else:
             out.append(entry.path)
     return sorted(out)
-
-
-def _when(millis: int | None) -> str:
-    if not millis:
-        return ""
-    return datetime.fromtimestamp(millis / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _duration(start: int | None, end: int | None) -> float | None:

@@ -110,8 +110,6 @@ def _render(state: Any, json_: bool) -> None:
 
 
 def _utc(seconds: float | None) -> str | None:
-    from datetime import datetime, timezone
+    from mlkit.registry import utc_iso
 
-    if seconds is None:
-        return None
-    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return None if seconds is None else utc_iso(seconds * 1000)
