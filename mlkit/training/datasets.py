@@ -103,8 +103,13 @@ def _import_callable(spec: str, field: str) -> Any:
     return function
 
 
-def prepare(frame: Any, *, target: str, drop: list[str], task: str, source: str) -> Dataset:
-    """Split off the target, check it, and encode class labels as 0..k-1 (XGBoost needs integers)."""
+def prepare(
+    frame: Any, *, target: str, drop: list[str], task: str, source: str, classes: list[Any] | None = None
+) -> Dataset:
+    """Split off the target, check it, and encode class labels as 0..k-1 (XGBoost needs integers).
+
+    ``classes``: the training data's classes, for a separate test file (which may hold only some of them).
+    """
     import numpy as np
 
     if len(frame) == 0:
@@ -129,6 +134,8 @@ def prepare(frame: Any, *, target: str, drop: list[str], task: str, source: str)
             hint="fix data.drop in mlkit.yaml",
         )
     features = frame.drop(columns=[target, *drop])
+    if task == "classification" and classes is not None:
+        return Dataset(features, encode_labels(y.tolist(), classes, source, target), classes)
     if task == "classification":
         classes = sorted(y.unique().tolist(), key=lambda v: (str(type(v)), v))
         if len(classes) < 2:

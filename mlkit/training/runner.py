@@ -251,17 +251,14 @@ def _train_in_run(
         if config.data.hook:
             test_frame = datasets.apply_hook(test_frame, config.data.hook, project.root)
         test = datasets.prepare(
-            test_frame, target=config.data.target, drop=config.data.drop, task=task, source=config.data.test
+            test_frame,
+            target=config.data.target,
+            drop=config.data.drop,
+            task=task,
+            source=config.data.test,
+            classes=data.classes,
         )
-        y_test = test.target
-        if classification:
-            y_test = datasets.encode_labels(
-                test_frame[config.data.target].tolist(),
-                data.classes or [],
-                config.data.test,
-                config.data.target,
-            )
-        X_train, y_train, X_test = data.features, data.target, test.features
+        X_train, y_train, X_test, y_test = data.features, data.target, test.features, test.target
     else:
         X_train, X_test, y_train, y_test = evaluation.split(
             data.features, data.target, test_size=params.test_size, seed=params.seed, stratify=classification

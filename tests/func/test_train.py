@@ -252,6 +252,36 @@ def test_parquet_with_missing_values_string_categories_and_three_classes(make_pr
     assert set(model.predict(unseen).tolist()) <= {0, 1, 2}
 
 
+def test_a_separate_test_file_is_encoded_with_the_training_classes(make_project, cli):
+    root = make_project("holdout", "classification")
+    header, *body = (root / "data" / "breast_cancer.csv").read_text().splitlines()
+    column = header.split(",").index("diagnosis")
+    benign = [row for row in body if row.split(",")[column] == "benign"][:40]
+    (root / "data" / "train.csv").write_text("\n".join([header, *[r for r in body if r not in benign]]) + "\n")
+    (root / "data" / "holdout.csv").write_text("\n".join([header, *benign]) + "\n")  # one class only
+    odd = [",".join("unknown" if i == column else v for i, v in enumerate(r.split(","))) for r in benign[:3]]
+    (root / "data" / "odd.csv").write_text("\n".join([header, *benign[3:], *odd]) + "\n")
+    assert cli("data", "add", "data/train.csv", "data/holdout.csv", "data/odd.csv", cwd=root).exit_code == 0
+    subprocess.run(["git", "commit", "-qm", "a held-out test file"], cwd=root, check=True)
+    train_on = ["--set", "data.train=data/train.csv", "--set", "params.estimator.n_estimators=20"]
+
+    result = cli("train", "--json", "--no-register", *train_on, "--set", "data.test=data/holdout.csv", cwd=root)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    run = _client(root).get_run(data["run_id"])
+    assert run.data.metrics["test_rows"] == 40.0
+    assert json.loads(run.data.tags[L.TAG_SPLIT])["test_file"] == "data/holdout.csv"
+    assert data["metrics"]["accuracy"] > 0.8
+
+    result = cli("train", *train_on, "--set", "data.test=data/odd.csv", cwd=root)
+    assert result.exit_code == ExitCode.USAGE
+    assert result.stderr.splitlines()[-2:] == [
+        "error: data/odd.csv: target 'diagnosis' has classes not in the training data: unknown",
+        "hint: check data.test",
+    ]
+    assert [str(v.version) for v in _versions(root, "holdout")] == []
+
+
 # -- failures: one line, exit code, FAILED run with the reason, no new model version -------------------
 
 @pytest.fixture(scope="module")
