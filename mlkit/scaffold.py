@@ -67,14 +67,19 @@ def validate_name(name: str) -> str:
             f"project name {name!r} must start with a letter and contain only letters, digits, '-' and '_'",
             hint="for example `mlkit init churn-model`",
         )
-    package = package_name(name)
+    return check_package(package_name(name), f"project name {name!r}", f"my-{name}")
+
+
+def check_package(package: str, source: str, example: str = "my_package") -> str:
+    """Refuse a package name Python cannot import as the project's own; ``source`` says where it came from."""
     if keyword.iskeyword(package) or not package.isidentifier():
-        raise UsageError(f"project name {name!r} cannot become a Python package ({package!r} is a keyword)",
+        reason = "is a keyword" if keyword.iskeyword(package) else "is not an identifier"
+        raise UsageError(f"{source} cannot become a Python package ({package!r} {reason})",
                          hint="choose another name")
     if package in sys.stdlib_module_names:
         raise UsageError(
-            f"project name {name!r} would make a package {package!r} that shadows Python's standard library",
-            hint="choose another name, e.g. `mlkit init my-" + name + "`",
+            f"{source} would make a package {package!r} that shadows Python's standard library",
+            hint=f"choose another name, e.g. `mlkit init {example}`",
         )
     return package
 
@@ -174,7 +179,8 @@ def init_project(
         raise
     shutil.rmtree(staging, ignore_errors=True)
     return InitResult(
-        root=str(target), name=name, package=package, template=template, data_files=data_files,
+        root=str(target), name=name, package=context.get("package_name", package), template=template,
+        data_files=data_files,
         data_remote=str(remote) if remote else None, commit=commit,
         seconds=round(time.perf_counter() - started, 3),
     )
@@ -243,6 +249,9 @@ def _answers(name: str, template: str, answers: Mapping[str, str], template_dir:
             if fixed in answers:
                 raise UsageError(f"--set {fixed}: is decided by mlkit (use the NAME argument or --template)")
         context.update(task=template, mlkit_version=__version__, use_dvc="yes" if dvc else "no")
+        if "package_name" in answers:
+            check_package(answers["package_name"], f"--set package_name={answers['package_name']}",
+                          f"{name} --set package_name=my_{answers['package_name']}")
     context.update(answers)
     return _render_context(questions, context)
 

@@ -1,3 +1,4 @@
+import json
 import keyword
 import string
 
@@ -61,3 +62,27 @@ def test_names_with_separators_are_always_refused(text):
     for bad in (f"{text}/x", f"x\\{text}", f"{text}..x"):
         with pytest.raises(UsageError):
             validate_name(bad)
+
+
+@pytest.mark.parametrize(
+    ("package", "message", "hint"),
+    [("class", "error: --set package_name=class cannot become a Python package ('class' is a keyword)",
+      "hint: choose another name"),
+     ("churn-core", "error: --set package_name=churn-core cannot become a Python package ('churn-core' is not an "
+      "identifier)", "hint: choose another name"),
+     ("json", "error: --set package_name=json would make a package 'json' that shadows Python's standard library",
+      "hint: choose another name, e.g. `mlkit init churn --set package_name=my_json`")],
+)
+def test_a_package_name_answer_is_checked_like_a_name(cli, tmp_path, package, message, hint):
+    result = cli("init", "churn", "--set", f"package_name={package}", cwd=tmp_path)
+    assert result.exit_code == ExitCode.USAGE
+    assert result.stderr.splitlines() == [message, hint]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_package_name_answer_is_the_package_init_reports(cli, tmp_path):
+    result = cli("init", "churn", "--set", "package_name=churn_core", "--json", "--no-git", "--no-dvc",
+                 cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["package"] == "churn_core"
+    assert (tmp_path / "churn" / "src" / "churn_core" / "features.py").is_file()
