@@ -77,7 +77,6 @@ _DIGEST = re.compile(r"^# mlkit-digest: sha256:([0-9a-f]{16})\n", re.MULTILINE)
 class CISettings:
     """Everything the CI templates depend on; defaults match ``CISection`` in mlkit/config.py."""
 
-    project: str
     model: str
     provider: str = "github"
     python: str = "3.11"
@@ -94,7 +93,7 @@ class CISettings:
     def from_config(cls, config: MlkitConfig) -> CISettings:
         ci = config.ci
         return cls(
-            project=config.project.name, model=config.model.name, provider=ci.provider, python=ci.python,
+            model=config.model.name, provider=ci.provider, python=ci.python,
             default_branch=ci.default_branch, schedule=ci.schedule,
             production_environment=ci.production_environment, stages=tuple(config.stages),
             secrets=_secret_pairs(ci.secrets.model_dump()),
@@ -104,7 +103,7 @@ class CISettings:
 
     def context(self) -> dict[str, Any]:
         return {
-            "project": self.project, "model": self.model, "python": self.python,
+            "model": self.model, "python": self.python,
             "default_branch": self.default_branch, "schedule": self.schedule,
             "production_environment": self.production_environment, "stages": list(self.stages),
             "first_stage": self.stages[0], "production_stage": self.stages[-1],
@@ -357,15 +356,9 @@ def _settings_from_raw(raw: Any) -> CISettings | None:
             or not isinstance(project.get("name"), str) or not isinstance(model.get("name"), str)
             or ci.get("provider", "github") not in PROVIDERS):
         return None
-    defaults = CISettings(project="", model="")
-    return CISettings(
-        project=project["name"], model=model["name"], provider=ci.get("provider", defaults.provider),
-        python=ci.get("python", defaults.python),
-        default_branch=ci.get("default_branch", defaults.default_branch),
-        schedule=ci.get("schedule", defaults.schedule),
-        production_environment=ci.get("production_environment", defaults.production_environment),
-        stages=tuple(stages), secrets=_secret_pairs(secrets),
-    )
+    # the keys left in ``ci`` are CISettings fields (checked above); its defaults fill the rest
+    return CISettings(model=model["name"], stages=tuple(stages), secrets=_secret_pairs(secrets),
+                      **{k: v for k, v in ci.items() if k != "secrets"})
 
 
 def _env_name(key: Any) -> str:

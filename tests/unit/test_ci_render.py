@@ -35,7 +35,7 @@ def settings(**ci_section) -> ci.CISettings:
 
 def test_settings_defaults_match_the_config_schema():
     schema = CISection()
-    defaults = ci.CISettings(project="p", model="m")
+    defaults = ci.CISettings(model="m")
     for name in ("provider", "python", "default_branch", "schedule", "production_environment"):
         assert getattr(defaults, name) == getattr(schema, name), name
     assert defaults.stages == tuple(MlkitConfig.model_fields["stages"].default_factory())
