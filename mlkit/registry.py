@@ -57,7 +57,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -321,13 +321,12 @@ def get_version(client: MlflowClient, name: str, version: str) -> ModelVersion:
         raise
 
 
-def require_stage(project: Project, stage: str) -> int:
-    """The position of ``stage`` in mlkit.yaml's ``stages``; an unknown stage is bad input."""
+def require_stage(project: Project, stage: str) -> None:
+    """An unknown stage (not in mlkit.yaml's ``stages``) is bad input."""
     stages = project.config.stages
     if stage not in stages:
         raise UsageError(f"unknown stage {stage!r}; stages in mlkit.yaml: {', '.join(stages)}",
                          hint="use one of those, or add the stage to `stages` in mlkit.yaml")
-    return stages.index(stage)
 
 
 def stage_holders(model: RegisteredModel) -> dict[str, str]:
@@ -341,8 +340,7 @@ def write_lock(project: Project) -> Iterator[bool]:
     """Serialise registry writes on the embedded SQLite store; yields whether a lock is held."""
     uri = project.tracking_uri
     if not tracking.is_sqlite(uri):
-        with nullcontext():
-            yield False
+        yield False
         return
     from filelock import FileLock, Timeout
 
