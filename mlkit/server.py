@@ -17,13 +17,12 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mlkit import constants as C
+from mlkit import tracking
 from mlkit.errors import OperationError, UsageError
 from mlkit.uris import redact
 
@@ -31,7 +30,6 @@ PID_FILE = "server.json"
 LOG_FILE = "server.log"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
-_SUPPORTED_BACKENDS = ("postgresql://", "postgresql+psycopg://", "postgresql+psycopg2://", "sqlite:///")
 
 Progress = Callable[[str], None]
 
@@ -68,7 +66,7 @@ def backend_uri_from(option: str | None, environ: Mapping[str, str] | None = Non
         raise UsageError("no backend store given",
                          hint=f"pass --backend-store-uri postgresql://USER@HOST:PORT/DB "
                               f"or set {C.ENV_SERVER_BACKEND_URI}")
-    if not uri.startswith(_SUPPORTED_BACKENDS):
+    if not (tracking.is_database(uri) or uri.startswith("sqlite:///")):
         raise UsageError(f"unsupported backend store {redact(uri)}",
                          hint="use a postgresql:// URI (or sqlite:///PATH for a quick local try)")
     return uri
@@ -146,10 +144,6 @@ def stop(state_dir: Path, *, timeout: float = 20.0, progress: Progress | None = 
     return dataclasses.replace(recorded, running=False)
 
 
-def health_url(url: str) -> str:
-    return url.rstrip("/") + "/health"
-
-
 # --- helpers ----------------------------------------------------------------------------------------
 
 def _has_password(uri: str) -> bool:
@@ -168,11 +162,8 @@ def _url_host(host: str) -> str:
 
 
 def _answers(url: str, timeout: float = 2.0) -> bool:
-    try:
-        with urllib.request.urlopen(health_url(url), timeout=timeout) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
+    """Whether an MLflow server answers its health check at ``url``."""
+    return not tracking.probe_http(url, timeout)
 
 
 def _mlflow_executable() -> str:

@@ -190,7 +190,7 @@ def ensure_reachable(uri: str, *, attempts: int = 4, base_delay: float = 0.5, ti
     if uri in _REACHABLE:
         return
     check_driver(uri)
-    probe = _probe_http if is_http(uri) else _probe_database
+    probe = probe_http if is_http(uri) else _probe_database
     reason = ""
     for attempt in range(attempts):
         reason = probe(uri, timeout)
@@ -243,7 +243,7 @@ def lost_connection(exc: BaseException, uri: str) -> OperationError | None:
     )
 
 
-def _probe_http(uri: str, timeout: float) -> str:
+def probe_http(uri: str, timeout: float) -> str:
     """'' when the server's health endpoint answers 200, else why not."""
     import base64
     import urllib.error

@@ -104,5 +104,5 @@ def test_http_probe_sends_credentials_as_basic_auth_not_in_the_host(monkeypatch:
         raise OSError("refused")
 
     monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
-    assert tracking._probe_http("https://alice:pw@mlflow.example:8443/base", 1.0) == "refused"
+    assert tracking.probe_http("https://alice:pw@mlflow.example:8443/base", 1.0) == "refused"
     assert seen == {"url": "https://mlflow.example:8443/base/health", "auth": "Basic YWxpY2U6cHc="}
