@@ -93,8 +93,8 @@ def reproduce(project: Project, target: str, *, tolerance: float = 0.0,
     from mlkit import tracking
 
     client = tracking.client(project)
-    run_id, model_name, versions = resolve_target(client, target)
-    run = client.get_run(run_id)
+    run, model_name, versions = resolve_target(client, target)
+    run_id = run.info.run_id
     tags = dict(run.data.tags)
     if L.TAG_GIT_COMMIT not in tags or L.TAG_PARAMS not in tags:
         raise UsageError(f"run {run_id} was not made by mlkit (it has no mlkit lineage tags)",
@@ -127,22 +127,22 @@ def reproduce(project: Project, target: str, *, tolerance: float = 0.0,
     )
 
 
-def resolve_target(client: Any, target: str) -> tuple[str, str | None, list[str]]:
-    """(run id, model name, model versions made from that run) for a run id, NAME@STAGE or NAME/VERSION."""
+def resolve_target(client: Any, target: str) -> tuple[Any, str | None, list[str]]:
+    """(the run, model name, model versions made from that run) for a run id, NAME@STAGE or NAME/VERSION
+    (parsed as everywhere else in mlkit: ``churn/v3`` is version 3)."""
     from mlflow.exceptions import MlflowException
+
+    from mlkit.registry import ModelRef
 
     target = target.strip()
     try:
-        if "@" in target:
-            name, _, alias = target.partition("@")
-            version = client.get_model_version_by_alias(name, alias)
-            return version.run_id, name, [str(version.version)]
-        if "/" in target:
-            name, _, number = target.partition("/")
-            if not number.isdigit():
+        if "@" in target or "/" in target:
+            ref = ModelRef.parse(target)
+            if ref.stage is None and ref.version is None:
                 raise UsageError(f"{target!r}: the version after '/' must be a number, e.g. churn/3")
-            version = client.get_model_version(name, number)
-            return version.run_id, name, [str(version.version)]
+            version = (client.get_model_version_by_alias(ref.name, ref.stage) if ref.stage
+                       else client.get_model_version(ref.name, ref.version))
+            return client.get_run(version.run_id), ref.name, [str(version.version)]
         if not _RUN_ID.match(target):
             raise UsageError(f"{target!r} is not a run id, NAME@STAGE or NAME/VERSION",
                              hint="see `mlkit runs list` or `mlkit models list`")
@@ -152,7 +152,7 @@ def resolve_target(client: Any, target: str) -> tuple[str, str | None, list[str]
                          hint="see `mlkit runs list` or `mlkit models list`") from None
     found = client.search_model_versions(f"run_id='{run.info.run_id}'")
     names = {v.name for v in found}
-    return run.info.run_id, (names.pop() if len(names) == 1 else None), sorted(str(v.version) for v in found)
+    return run, (names.pop() if len(names) == 1 else None), sorted(str(v.version) for v in found)
 
 
 def likely_causes(client: Any, run_id: str, original: L.RunLineage) -> list[str]:
