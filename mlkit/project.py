@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlkit import constants as C
-from mlkit.config import MlkitConfig, Params, load_config
 from mlkit.errors import ProjectNotFoundError
+from mlkit.uris import redact
+
+if TYPE_CHECKING:  # the schema needs pydantic: loaded by load_project, not by find_root's callers
+    from mlkit.config import MlkitConfig, Params
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -52,12 +54,12 @@ class Project:
         """Every resolved setting, as plain data (what `mlkit config show` prints); no passwords."""
         config = self.config.model_dump(mode="json")
         if config["tracking"].get("uri"):
-            config["tracking"]["uri"] = _redact(config["tracking"]["uri"])
+            config["tracking"]["uri"] = redact(config["tracking"]["uri"])
         return {
             "root": str(self.root),
             "config": config,
             "params": self.params.model_dump(mode="json"),
-            "tracking_uri": _redact(self.tracking_uri),
+            "tracking_uri": redact(self.tracking_uri),
             "experiment": self.experiment,
             "metrics": self.config.metrics,
         }
@@ -65,12 +67,8 @@ class Project:
 
 def load_project(start: Path | None = None, overrides: Iterable[str] = (),
                  environ: Mapping[str, str] | None = None) -> Project:
+    from mlkit.config import load_config
+
     root = find_root(start)
-    config, params = load_config(root, overrides, os.environ if environ is None else environ)
+    config, params = load_config(root, overrides, environ)
     return Project(root=root, config=config, params=params)
-
-
-def _redact(uri: str) -> str:
-    from mlkit.uris import redact
-
-    return redact(uri)
