@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from mlkit import __version__
+
 MLKIT = str(Path(sys.executable).with_name("mlkit"))
 SLOW_TEMPLATE = Path(__file__).parents[1] / "data" / "slow-template"
 
@@ -23,7 +25,7 @@ def run(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
 def test_console_script_is_installed_and_reports_version(tmp_path):
     result = run("--version", cwd=tmp_path)
     assert result.returncode == 0
-    assert result.stdout.startswith("mlkit ")
+    assert result.stdout == f"mlkit {__version__}\n"
 
 
 @pytest.mark.parametrize("template", ["classification", "regression"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -37,7 +38,11 @@ def test_two_adds_at_the_same_time_both_succeed(make_project: Callable[..., Path
     assert staged == ["data/raw/.gitignore", "data/raw/a.bin.dvc", "data/raw/b.bin.dvc"]
     status = run("data", "status", "--json", cwd=root)
     assert status.returncode == 0, status.stderr
-    assert '"state": "modified"' not in status.stdout and '"state": "missing"' not in status.stdout
+    assert json.loads(status.stdout) == [
+        {"path": "data/breast_cancer.csv", "state": "unchanged"},
+        {"path": "data/raw/a.bin", "state": "unchanged"},
+        {"path": "data/raw/b.bin", "state": "unchanged"},
+    ]
 
 
 @pytest.mark.slow

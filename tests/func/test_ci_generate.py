@@ -188,7 +188,10 @@ def test_bad_ci_settings_exit_2_and_write_nothing(cli, project, old, new, messag
 def test_outside_a_project_exits_2(cli, tmp_path):
     result = cli("ci", "generate", cwd=tmp_path)
     assert result.exit_code == 2
-    assert error_line(result.stderr).startswith("error: not inside an mlkit project (no mlkit.yaml in")
+    assert result.stderr.splitlines() == [
+        f"error: not inside an mlkit project (no mlkit.yaml in {tmp_path.resolve()} or any parent)",
+        "hint: run `mlkit init NAME` to create one, or cd into a project",
+    ]
 
 
 def test_export_writes_gitlab_reports(cli, tmp_path):

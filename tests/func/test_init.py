@@ -214,6 +214,7 @@ def test_template_error_midway_leaves_nothing(cli, tmp_path):
     assert result.exit_code == 1
     assert error_line(result.stderr).startswith("error: mlkit init failed, nothing was created: "
                                                 "template rendering failed: ")
+    assert result.stderr.splitlines()[-1] == "hint: check the template and the --set answers"
     assert list(work.iterdir()) == []
     assert not (tmp_path / "r").exists()
 
@@ -263,4 +264,5 @@ def test_template_url_that_cannot_be_cloned_leaves_nothing(cli, tmp_path):
     assert result.exit_code == 1
     assert error_line(result.stderr).startswith(
         f"error: mlkit init failed, nothing was created: could not clone template {url}: ")
+    assert result.stderr.splitlines()[-1] == "hint: check the URL and your network, or clone it and pass the folder"
     assert list(tmp_path.iterdir()) == []

@@ -52,8 +52,10 @@ def test_unreachable_server_through_the_cli_exits_1(project_root: Path, cli: Cal
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
     result = cli("models", "list", cwd=project_root)
     assert result.exit_code == 1
-    assert f"error: tracking server http://127.0.0.1:{port} is unreachable after 4 attempts" in result.stderr
-    assert "hint: start it (`mlkit server start`)" in result.stderr
+    error, hint = result.stderr.splitlines()[-2:]
+    assert error.startswith(f"error: tracking server http://127.0.0.1:{port} is unreachable after 4 attempts: ")
+    assert hint == ("hint: start it (`mlkit server start`), check tracking.uri in mlkit.yaml or "
+                    "MLKIT_TRACKING_URI, then run the command again")
     assert "Traceback" not in result.stderr
 
 

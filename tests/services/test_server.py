@@ -44,8 +44,10 @@ def test_start_status_stop_keeps_credentials_out_of_files(postgres: S.Postgres, 
         again = mlkit("server", "start", "--backend-store-uri", backend, "--port", str(port),
                       env=env, cwd=tmp_path)
         assert again.returncode == 2
-        expected = f"error: a tracking server is already running at {state['url']} (pid {state['pid']})"
-        assert expected in again.stderr
+        assert again.stderr.splitlines() == [
+            f"error: a tracking server is already running at {state['url']} (pid {state['pid']})",
+            "hint: run `mlkit server stop` first, or `mlkit server status` to see it",
+        ]
 
         # an artifact logged through the server lands in the S3 bucket: proxied, the client holds no keys
         code = (f"import mlflow; mlflow.set_tracking_uri('{state['url']}'); mlflow.set_experiment('e');"
@@ -70,26 +72,22 @@ def test_start_status_stop_keeps_credentials_out_of_files(postgres: S.Postgres, 
                                          "artifacts_destination": None, "log": None, "started_at": None}
 
 
-def test_password_on_the_command_line_is_refused(tmp_path: Path) -> None:
-    result = mlkit("server", "start", "--backend-store-uri", "postgresql://u:hunter2@127.0.0.1:5432/db",
-                   env=dict(os.environ), cwd=tmp_path)
+@pytest.mark.parametrize(("args", "error", "hint"), [
+    (("start", "--backend-store-uri", "postgresql://u:hunter2@127.0.0.1:5432/db"),
+     "error: --backend-store-uri must not contain a password: postgresql://u:***@127.0.0.1:5432/db",
+     "hint: pass the password in PGPASSWORD, or put the whole URI in MLKIT_SERVER_BACKEND_URI"),
+    (("start",),
+     "error: no backend store given",
+     "hint: pass --backend-store-uri postgresql://USER@HOST:PORT/DB or set MLKIT_SERVER_BACKEND_URI"),
+    (("stop",),
+     "error: no tracking server is recorded for this project",
+     "hint: run `mlkit server start --backend-store-uri ...` first"),
+], ids=["password-on-the-command-line", "no-backend-store", "stop-without-a-server"])
+def test_refusals_are_usage_errors_and_write_nothing(tmp_path: Path, args: tuple[str, ...], error: str,
+                                                     hint: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "MLKIT_SERVER_BACKEND_URI"}
+    result = mlkit("server", *args, env=env, cwd=tmp_path)
     assert result.returncode == 2
-    assert "error: --backend-store-uri must not contain a password: postgresql://u:***@127.0.0.1:5432/db" \
-        in result.stderr
+    assert result.stderr.splitlines() == [error, hint]
     assert "hunter2" not in result.stderr + result.stdout
     assert not (tmp_path / ".mlkit" / "server.json").exists()
-
-
-def test_no_backend_store_is_a_usage_error(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "MLKIT_SERVER_BACKEND_URI"}
-    result = mlkit("server", "start", env=env, cwd=tmp_path)
-    assert result.returncode == 2
-    assert "error: no backend store given" in result.stderr
-    assert "hint: pass --backend-store-uri postgresql://USER@HOST:PORT/DB or set MLKIT_SERVER_BACKEND_URI" \
-        in result.stderr
-
-
-def test_stop_without_a_server_is_a_usage_error(tmp_path: Path) -> None:
-    result = mlkit("server", "stop", env=dict(os.environ), cwd=tmp_path)
-    assert result.returncode == 2
-    assert "error: no tracking server is recorded for this project" in result.stderr
