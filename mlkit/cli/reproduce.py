@@ -11,7 +11,8 @@ def reproduce(
     target: str = typer.Argument(..., metavar="RUN_ID|NAME@STAGE|NAME/VERSION",
                                  help="What to rebuild: a run id, a model stage or a model version."),
     tolerance: float = typer.Option(0.0, "--tolerance", min=0.0,
-                                    help="Largest allowed difference per metric (default: exact)."),
+                                    help="Largest allowed difference per metric (default: exact); the predictions "
+                                         "fingerprint is then not compared."),
     json_: bool = typer.Option(False, "--json", help="Print the verdict as JSON."),
 ) -> None:
     """Rebuild a model from its recorded commit, data, params and seed, and check the result matches.
