@@ -36,16 +36,17 @@ def assert_user_tree_untouched(root: Path, before: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("template", "estimator"),
-    [("classification", "xgboost.XGBClassifier"), ("regression", "sklearn.ensemble.RandomForestRegressor")],
+    ("template", "estimator", "target"),
+    [("classification", "xgboost.XGBClassifier", "churn/1"),
+     ("regression", "sklearn.ensemble.RandomForestRegressor", "churn/v1")],  # as `mlkit models show` reads it
 )
-def test_reproduce_matches_and_records_the_verdict(cli, make_project, template, estimator):
+def test_reproduce_matches_and_records_the_verdict(cli, make_project, template, estimator, target):
     root = make_project("churn", template=template)
     run = train(cli, root)
     assert run["model_version"] == "1"
     status_before = git.Repo(root).git.status("--porcelain")
 
-    result = cli("reproduce", "churn/1", "--json", cwd=root)
+    result = cli("reproduce", target, "--json", cwd=root)
     assert result.exit_code == 0, result.output
     verdict = json.loads(result.stdout)
     assert verdict["matched"] is True and verdict["mismatches"] == []
@@ -109,9 +110,11 @@ def test_tampered_data_in_the_remote_is_a_mismatch_with_the_numbers(cli, make_pr
 
     result = cli("reproduce", "churn/1", cwd=root)
     assert result.exit_code == 4, result.output
-    error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert error[0].startswith("error: reproduction of churn/1 does not match: data data/breast_cancer.csv, ")
-    assert "accuracy" in error[0]
+    assert result.stderr.splitlines()[-2:] == [
+        "error: reproduction of churn/1 does not match: data data/breast_cancer.csv, accuracy, f1, log_loss, "
+        "precision, recall, roc_auc, xgb.test.logloss, xgb.train.logloss, predictions sha256",
+        "hint: see the table above for the numbers and the likely causes",
+    ]
     table = " ".join(result.stdout.split())
     assert "does NOT match" in table
     assert "Likely causes:" in result.stdout
@@ -145,6 +148,7 @@ def test_code_that_depends_on_something_outside_git_is_a_mismatch(cli, make_proj
 
 
 def test_tolerance_relaxes_metric_comparison(cli, make_project):
+    # the --tolerance option end to end; what it accepts and rejects: tests/unit/test_reproduce_compare.py
     root = make_project("churn", template="regression")
     train(cli, root)
     result = cli("reproduce", "churn/1", "--tolerance", "1e-9", "--json", cwd=root)
@@ -164,6 +168,10 @@ def test_promotion_gate_reads_the_reproduced_tag(cli, make_project):
     refused = cli("promote", "churn", "1", "--to", "staging", cwd=root)
     assert refused.exit_code == 3, refused.output
     assert "not reproduced" in refused.stdout
+    assert refused.stderr.splitlines()[-2:] == [
+        "error: promotion of churn version 1 to staging refused: 1 of 2 gates failed (reproduced)",
+        "hint: the gates are `promotion.staging` in mlkit.yaml; `mlkit models show churn/1` shows the version",
+    ]
     assert cli("reproduce", "churn/1", cwd=root).exit_code == 0
     promoted = cli("promote", "churn", "1", "--to", "staging", cwd=root)
     assert promoted.exit_code == 0, promoted.output
@@ -205,8 +213,10 @@ def test_shallow_clone_is_told_to_fetch_full_history(cli, make_project, tmp_path
 
     result = cli("reproduce", run["run_id"], cwd=clone)
     assert result.exit_code == 1
-    assert result.stderr.splitlines()[-1] == (
-        "hint: this clone is shallow: fetch the full history with `git fetch --unshallow`")
+    assert result.stderr.splitlines()[-2:] == [
+        f"error: commit {run['lineage']['mlkit.git.commit']} is not in this repository",
+        "hint: this clone is shallow: fetch the full history with `git fetch --unshallow`",
+    ]
 
 
 def test_data_in_neither_cache_nor_remote(cli, make_project):

@@ -102,18 +102,24 @@ def test_expected_error_is_one_line_with_hint_and_exit_2(cli, tmp_path):
     ]
 
 
-def test_debug_flag_shows_the_traceback(cli, tmp_path):
-    result = cli("--debug", "config", "show", cwd=tmp_path)
+@pytest.mark.parametrize("switch", ["flag", "env"], ids=["--debug", "MLKIT_DEBUG=1"])
+def test_debug_shows_the_traceback_before_the_error(cli, tmp_path, monkeypatch, switch):
+    args = ("config", "show")
+    if switch == "flag":
+        args = ("--debug", *args)
+    else:
+        monkeypatch.setenv("MLKIT_DEBUG", "1")
+    result = cli(*args, cwd=tmp_path)
     assert result.exit_code == 2
-    assert "Traceback (most recent call last)" in result.stderr
-    assert "ProjectNotFoundError" in result.stderr
-
-
-def test_debug_environment_variable_shows_the_traceback(cli, tmp_path, monkeypatch):
-    monkeypatch.setenv("MLKIT_DEBUG", "1")
-    result = cli("config", "show", cwd=tmp_path)
-    assert result.exit_code == 2
-    assert "Traceback (most recent call last)" in result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert lines[0] == "Traceback (most recent call last):"
+    assert (f"mlkit.errors.ProjectNotFoundError: not inside an mlkit project (no mlkit.yaml in "
+            f"{tmp_path.resolve()} or any parent)") in lines
+    assert lines[-2:] == [
+        f"error: not inside an mlkit project (no mlkit.yaml in {tmp_path.resolve()} or any parent)",
+        "hint: run `mlkit init NAME` to create one, or cd into a project",
+    ]
 
 
 def test_unexpected_error_is_one_line_exit_1(cli, tmp_path, monkeypatch):
@@ -148,7 +154,9 @@ def test_errors_become_annotations_inside_github_actions(cli, tmp_path, monkeypa
     result = cli("config", "show", cwd=tmp_path)
     assert result.exit_code == 2
     assert result.stdout == ""
-    assert result.stderr.splitlines()[-1].startswith("::error::not inside an mlkit project")
+    assert result.stderr.splitlines()[-1] == (
+        f"::error::not inside an mlkit project (no mlkit.yaml in {tmp_path.resolve()} or any parent) "
+        "(run `mlkit init NAME` to create one, or cd into a project)")
 
 
 def test_config_show_json_is_the_resolved_settings(cli, make_project):
