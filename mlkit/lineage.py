@@ -24,28 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlkit import __version__
+from mlkit import __version__, tags
 from mlkit import constants as C
 from mlkit.errors import OperationError, UsageError
-
-TAG_GIT_COMMIT = "mlkit.git.commit"
-TAG_GIT_BRANCH = "mlkit.git.branch"
-TAG_GIT_DIRTY = "mlkit.git.dirty"  # "true" / "false"
-TAG_GIT_DIFF = "mlkit.git.diff_artifact"  # run-relative artifact path of the uncommitted diff, when dirty
-TAG_DATA_MD5_PREFIX = "mlkit.data.md5."  # + the input's path relative to the project root
-TAG_PARAMS = "mlkit.params"  # JSON of the resolved params.yaml values
-TAG_SEED = "mlkit.seed"
-TAG_SPLIT = "mlkit.split"  # JSON: test_size, cv_folds, stratify, seed, test file
-TAG_PYTHON = "mlkit.python"
-TAG_PACKAGE_LOCK = "mlkit.package_lock"  # sha256 of the lock logged as an artifact
-TAG_PACKAGE_LOCK_ARTIFACT = "mlkit.package_lock_artifact"
-TAG_MLKIT_VERSION = "mlkit.version"
-TAG_COMMAND = "mlkit.command"
-TAG_PREDICTIONS_SHA256 = "mlkit.predictions.sha256"  # fingerprint of the test-split predictions
-TAG_FAILURE = "mlkit.failure"  # why a run ended FAILED or KILLED
-
-DIFF_ARTIFACT = "lineage/uncommitted.diff"
-LOCK_ARTIFACT = "lineage/requirements.lock"
 
 # Files `mlkit train` itself rewrites: changing them does not make the code that trains dirty.
 _OWN_OUTPUTS = (C.METRICS_FILE, "dvc.lock")
@@ -71,42 +52,42 @@ class RunLineage:
 
     def tags(self) -> dict[str, str]:
         """The lineage as MLflow tags (string values), for the run and its model version."""
-        tags = {
-            TAG_GIT_COMMIT: self.git_commit or "",
-            TAG_GIT_BRANCH: self.git_branch or "",
-            TAG_GIT_DIRTY: "true" if self.git_dirty else "false",
-            TAG_PARAMS: json.dumps(self.params, sort_keys=True, default=str),
-            TAG_SEED: str(self.seed),
-            TAG_SPLIT: json.dumps(self.split, sort_keys=True),
-            TAG_PYTHON: self.python_version,
-            TAG_PACKAGE_LOCK: self.package_lock_sha256,
-            TAG_PACKAGE_LOCK_ARTIFACT: LOCK_ARTIFACT,
-            TAG_MLKIT_VERSION: self.mlkit_version,
-            TAG_COMMAND: self.command,
+        out = {
+            tags.GIT_COMMIT: self.git_commit or "",
+            tags.GIT_BRANCH: self.git_branch or "",
+            tags.GIT_DIRTY: "true" if self.git_dirty else "false",
+            tags.PARAMS: json.dumps(self.params, sort_keys=True, default=str),
+            tags.SEED: str(self.seed),
+            tags.SPLIT: json.dumps(self.split, sort_keys=True),
+            tags.PYTHON: self.python_version,
+            tags.PACKAGE_LOCK: self.package_lock_sha256,
+            tags.PACKAGE_LOCK_ARTIFACT: tags.LOCK_ARTIFACT,
+            tags.MLKIT_VERSION: self.mlkit_version,
+            tags.COMMAND: self.command,
         }
         if self.git_dirty:
-            tags[TAG_GIT_DIFF] = DIFF_ARTIFACT
+            out[tags.GIT_DIFF] = tags.DIFF_ARTIFACT
         for path, md5 in sorted(self.data_md5s.items()):
-            tags[TAG_DATA_MD5_PREFIX + path] = md5
-        return tags
+            out[tags.DATA_MD5_PREFIX + path] = md5
+        return out
 
     @classmethod
-    def from_tags(cls, tags: Mapping[str, str]) -> RunLineage:
+    def from_tags(cls, values: Mapping[str, str]) -> RunLineage:
         """Rebuild the lineage from a run's or model version's tags (artifacts are not fetched)."""
         return cls(
-            git_commit=tags.get(TAG_GIT_COMMIT) or None,
-            git_branch=tags.get(TAG_GIT_BRANCH) or None,
-            git_dirty=tags.get(TAG_GIT_DIRTY) == "true",
+            git_commit=values.get(tags.GIT_COMMIT) or None,
+            git_branch=values.get(tags.GIT_BRANCH) or None,
+            git_dirty=values.get(tags.GIT_DIRTY) == "true",
             data_md5s={
-                k[len(TAG_DATA_MD5_PREFIX) :]: v for k, v in tags.items() if k.startswith(TAG_DATA_MD5_PREFIX)
+                k[len(tags.DATA_MD5_PREFIX) :]: v for k, v in values.items() if k.startswith(tags.DATA_MD5_PREFIX)
             },
-            params=json.loads(tags.get(TAG_PARAMS) or "{}"),
-            seed=int(tags.get(TAG_SEED) or 0),
-            split=json.loads(tags.get(TAG_SPLIT) or "{}"),
-            python_version=tags.get(TAG_PYTHON, ""),
-            package_lock_sha256=tags.get(TAG_PACKAGE_LOCK, ""),
-            mlkit_version=tags.get(TAG_MLKIT_VERSION, ""),
-            command=tags.get(TAG_COMMAND, ""),
+            params=json.loads(values.get(tags.PARAMS) or "{}"),
+            seed=int(values.get(tags.SEED) or 0),
+            split=json.loads(values.get(tags.SPLIT) or "{}"),
+            python_version=values.get(tags.PYTHON, ""),
+            package_lock_sha256=values.get(tags.PACKAGE_LOCK, ""),
+            mlkit_version=values.get(tags.MLKIT_VERSION, ""),
+            command=values.get(tags.COMMAND, ""),
         )
 
 

@@ -21,8 +21,9 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mlkit import registry, tracking
+from mlkit import registry, tags, tracking
 from mlkit.errors import GateRefusedError, UsageError
+from mlkit.progress import Progress
 
 if TYPE_CHECKING:
     from mlkit.config import StageGates
@@ -118,7 +119,7 @@ def evaluate_gates(gates: StageGates | None, *, stages: Sequence[str], target: s
 
 def promote(project: Project, name: str, version: str | int | None = None, *, to: str,
             from_stage: str | None = None, reason: str = "", dry_run: bool = False,
-            progress: registry.Progress | None = None) -> PromotionResult:
+            progress: Progress | None = None) -> PromotionResult:
     """Move ``version`` (or whatever holds ``from_stage``) of ``name`` to stage ``to`` if the gates allow.
 
     Raises :class:`PromotionRefused` (exit code 3) when a gate fails, after recording the refusal in the
@@ -209,10 +210,9 @@ def _beat_current(candidate: Candidate, holder: Candidate | None, target: str, m
 
 
 def _clean_commit(candidate: Candidate) -> GateResult:
-    from mlkit.lineage import TAG_GIT_COMMIT, TAG_GIT_DIRTY
 
-    commit = candidate.tags.get(TAG_GIT_COMMIT)
-    dirty = candidate.tags.get(TAG_GIT_DIRTY)
+    commit = candidate.tags.get(tags.GIT_COMMIT)
+    dirty = candidate.tags.get(tags.GIT_DIRTY)
     if not commit or dirty is None:
         return GateResult("clean commit", False, "no git commit recorded for this version")
     if dirty == "true":
@@ -232,10 +232,10 @@ def _previous_stage(candidate: Candidate, stages: Sequence[str], target: str) ->
 
 
 def _reproduced(candidate: Candidate) -> GateResult:
-    flag = candidate.tags.get(registry.TAG_REPRODUCED)
+    flag = candidate.tags.get(tags.REPRODUCED)
     if flag == "true":
-        by = candidate.tags.get(registry.TAG_REPRODUCED_BY_RUN, "?")
-        at = candidate.tags.get(registry.TAG_REPRODUCED_AT, "?")
+        by = candidate.tags.get(tags.REPRODUCED_BY_RUN, "?")
+        at = candidate.tags.get(tags.REPRODUCED_AT, "?")
         return GateResult("reproduced", True, f"reproduced by run {by} at {at}")
     if flag == "false":
         return GateResult("reproduced", False, "reproduction did not match")
@@ -260,15 +260,14 @@ def _choose_version(name: str, wanted: str | None, from_stage: str | None, holde
 
 def _candidate(client: Any, mv: Any, stage: str | None, policy: StageGates | None) -> Candidate:
     """What the gates read about ``mv``; its run is read only when a gate needs it (one call fewer)."""
-    from mlkit.lineage import TAG_GIT_COMMIT
 
-    tags = dict(mv.tags or {})
+    version_tags = dict(mv.tags or {})
     needs_metrics = policy is not None and bool(policy.thresholds or policy.beat_current)
     # versions registered by hand carry their lineage only on the run
     needs_run_tags = policy is not None and (
-        (policy.clean_commit and TAG_GIT_COMMIT not in tags)
-        or (policy.reproduced and registry.TAG_REPRODUCED not in tags))
+        (policy.clean_commit and tags.GIT_COMMIT not in version_tags)
+        or (policy.reproduced and tags.REPRODUCED not in version_tags))
     if not (needs_metrics or needs_run_tags):
-        return Candidate(version=str(mv.version), tags=tags, stage=stage)
+        return Candidate(version=str(mv.version), tags=version_tags, stage=stage)
     metrics, run_tags = registry.run_facts(client, mv)
-    return Candidate(version=str(mv.version), metrics=metrics, tags={**run_tags, **tags}, stage=stage)
+    return Candidate(version=str(mv.version), metrics=metrics, tags={**run_tags, **version_tags}, stage=stage)

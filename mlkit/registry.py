@@ -62,8 +62,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mlkit import tracking
+from mlkit import tags, tracking
 from mlkit.errors import OperationError, UsageError
+from mlkit.progress import Progress
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -71,12 +72,6 @@ if TYPE_CHECKING:
 
     from mlkit.project import Project
 
-TAG_STAGE = "mlkit.stage"
-TAG_REPRODUCED = "mlkit.reproduced"  # "true" / "false", set by `mlkit reproduce`
-TAG_REPRODUCED_BY_RUN = "mlkit.reproduced_by_run"
-TAG_REPRODUCED_AT = "mlkit.reproduced_at"
-TAG_METRIC_PREFIX = "mlkit.metric."  # metrics `mlkit train` copies onto the version
-AUDIT_PREFIX = "mlkit.audit."
 ARCHIVED = "archived"
 
 PENDING, DONE, ABORTED, REFUSED, SUPERSEDED = "pending", "done", "aborted", "refused", "superseded"
@@ -87,7 +82,6 @@ _WRITE_CONFLICTS = ("UniqueViolation", "duplicate key value", "UNIQUE constraint
 _SETTLE_AFTER_S = 300.0
 _VERSION = re.compile(r"^v?(\d+)$")
 
-Progress = Callable[[str], None]
 T = TypeVar("T")
 
 
@@ -178,7 +172,7 @@ def list_models(project: Project) -> list[ModelSummary]:
     out = []
     for model in sorted(models, key=lambda m: m.name):
         aliases = _aliases(model)
-        audit = sorted(k for k in model.tags if k.startswith(AUDIT_PREFIX))
+        audit = sorted(k for k in model.tags if k.startswith(tags.AUDIT_PREFIX))
         latest = max((int(v.version) for v in (model.latest_versions or [])), default=None)
         out.append(ModelSummary(
             name=model.name,
@@ -216,12 +210,12 @@ def show_version(project: Project, ref: ModelRef | str) -> VersionInfo:
 def describe_version(client: MlflowClient, mv: ModelVersion, stages: Sequence[str],
                      trail: Sequence[Mapping[str, Any]] = ()) -> VersionInfo:
     """Everything known about ``mv``; who promoted it and when come from the audit ``trail``."""
-    from mlkit.lineage import TAG_GIT_COMMIT, TAG_GIT_DIRTY, RunLineage
+    from mlkit.lineage import RunLineage
 
-    tags = dict(mv.tags or {})
+    version_tags = dict(mv.tags or {})
     metrics, run_tags = run_facts(client, mv)
     # train copies the lineage onto the version; versions registered by hand only have it on the run
-    lineage_tags = tags if TAG_GIT_COMMIT in tags else {**run_tags, **tags}
+    lineage_tags = version_tags if tags.GIT_COMMIT in version_tags else {**run_tags, **version_tags}
     try:
         lineage = RunLineage.from_tags(lineage_tags)
         params: dict[str, Any] = dict(lineage.params)
@@ -229,19 +223,19 @@ def describe_version(client: MlflowClient, mv: ModelVersion, stages: Sequence[st
         commit, branch = lineage.git_commit, lineage.git_branch
     except (ValueError, TypeError):  # hand-written tags that are not mlkit's JSON
         params, md5s, commit, branch = {}, {}, None, None
-    dirty_tag = lineage_tags.get(TAG_GIT_DIRTY)
+    dirty_tag = lineage_tags.get(tags.GIT_DIRTY)
     aliases = [str(a) for a in (mv.aliases or [])]
     stage = next((s for s in stages if s in aliases), None)
     moved = [e for e in trail if e.get("to_version") == str(mv.version)
              and e.get("state") in (DONE, SUPERSEDED) and e.get("action") in ("promote", "rollback")]
     return VersionInfo(
-        name=mv.name, version=str(mv.version), stage=stage or tags.get(TAG_STAGE), aliases=aliases,
+        name=mv.name, version=str(mv.version), stage=stage or version_tags.get(tags.STAGE), aliases=aliases,
         run_id=mv.run_id or None, source=mv.source or "", created_at=utc_iso(mv.creation_timestamp),
         metrics=metrics, git_commit=commit, git_branch=branch,
         git_dirty=None if dirty_tag is None else dirty_tag == "true", data_md5s=md5s, params=params,
         promoted_at=moved[-1].get("time") if moved else None,
         promoted_by=moved[-1].get("actor") if moved else None,
-        reproduced=tags.get(TAG_REPRODUCED), tags=tags,
+        reproduced=version_tags.get(tags.REPRODUCED), tags=version_tags,
     )
 
 
@@ -256,7 +250,7 @@ def history(project: Project, name: str, stage: str | None = None) -> list[dict[
 
 def audit_entries(model: RegisteredModel) -> list[dict[str, Any]]:
     out = []
-    for key in sorted(k for k in model.tags if k.startswith(AUDIT_PREFIX)):
+    for key in sorted(k for k in model.tags if k.startswith(tags.AUDIT_PREFIX)):
         try:
             entry = json.loads(model.tags[key])
         except ValueError:
@@ -293,9 +287,9 @@ def run_facts(client: MlflowClient, mv: ModelVersion) -> tuple[dict[str, float],
         return dict(run.data.metrics), dict(run.data.tags)
     metrics = {}
     for key, value in (mv.tags or {}).items():
-        if key.startswith(TAG_METRIC_PREFIX):
+        if key.startswith(tags.METRIC_PREFIX):
             try:
-                metrics[key[len(TAG_METRIC_PREFIX):]] = float(value)
+                metrics[key[len(tags.METRIC_PREFIX):]] = float(value)
             except ValueError:
                 continue
     return metrics, {}
@@ -365,7 +359,7 @@ def new_entry(action: str, name: str, stage: str, version: str | None, *, actor:
               gates: Sequence[Mapping[str, Any]] = (), state: str = PENDING) -> dict[str, Any]:
     now = datetime.now(timezone.utc)
     return {
-        "id": f"{AUDIT_PREFIX}{now.strftime('%Y%m%dT%H%M%S.%fZ')}.{uuid.uuid4().hex[:8]}",
+        "id": f"{tags.AUDIT_PREFIX}{now.strftime('%Y%m%dT%H%M%S.%fZ')}.{uuid.uuid4().hex[:8]}",
         "time": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "action": action,
         "model": name,
@@ -539,15 +533,15 @@ def _finish_move(client: MlflowClient, entry: dict[str, Any], stages: Sequence[s
     for other, holder in aliases.items():
         if other != stage and other in stages and holder == version:
             call(client.delete_registered_model_alias, name, other)
-    call(client.set_model_version_tag, name, version, TAG_STAGE, stage)
+    call(client.set_model_version_tag, name, version, tags.STAGE, stage)
     displaced = entry.get("from_version")
     if displaced and displaced != version:
         mv = _maybe_version(client, name, displaced)
-        if mv is not None and (mv.tags or {}).get(TAG_STAGE) == stage and stage not in (mv.aliases or []):
+        if mv is not None and (mv.tags or {}).get(tags.STAGE) == stage and stage not in (mv.aliases or []):
             if stage == stages[-1]:
-                call(client.set_model_version_tag, name, displaced, TAG_STAGE, ARCHIVED)
+                call(client.set_model_version_tag, name, displaced, tags.STAGE, ARCHIVED)
             else:
-                call(client.delete_model_version_tag, name, displaced, TAG_STAGE)
+                call(client.delete_model_version_tag, name, displaced, tags.STAGE)
     if entry.get("state") == PENDING:
         entry["state"] = DONE
 
@@ -614,7 +608,7 @@ def utc_iso(millis: float | None) -> str:
 
 
 def _entry_time(key: str) -> str:
-    stamp = key[len(AUDIT_PREFIX):].split(".")[0]
+    stamp = key[len(tags.AUDIT_PREFIX):].split(".")[0]
     try:
         return datetime.strptime(stamp, "%Y%m%dT%H%M%S").replace(tzinfo=timezone.utc).isoformat().replace(
             "+00:00", "Z")

@@ -18,22 +18,22 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlkit import lineage as L
+from mlkit import tags
 from mlkit.errors import OperationError, UsageError, first_line
-from mlkit.registry import TAG_REPRODUCED, TAG_REPRODUCED_AT, TAG_REPRODUCED_BY_RUN, utc_iso
+from mlkit.progress import Progress
+from mlkit.registry import utc_iso
 
 if TYPE_CHECKING:
     from mlkit.project import Project
 
-Progress = Callable[[str], None]
 
-TAG_REPRODUCES = "mlkit.reproduces"  # on the reproducing run: the run it rebuilt
 
 WORKTREES_DIR = "worktrees"
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -98,11 +98,11 @@ def reproduce(project: Project, target: str, *, tolerance: float = 0.0,
     client = tracking.client(project)
     run, model_name, versions = resolve_target(client, target)
     run_id = run.info.run_id
-    tags = dict(run.data.tags)
-    if L.TAG_GIT_COMMIT not in tags or L.TAG_PARAMS not in tags:
+    run_tags = dict(run.data.tags)
+    if tags.GIT_COMMIT not in run_tags or tags.PARAMS not in run_tags:
         raise UsageError(f"run {run_id} was not made by mlkit (it has no mlkit lineage tags)",
                          hint="only runs from `mlkit train` can be reproduced")
-    original = L.RunLineage.from_tags(tags)
+    original = L.RunLineage.from_tags(run_tags)
     if not original.git_commit:
         raise UsageError(f"run {run_id} was trained outside a git repository; there is no commit to rebuild",
                          hint="train inside the project's git repository")
@@ -113,12 +113,12 @@ def reproduce(project: Project, target: str, *, tolerance: float = 0.0,
         applied = False
         if original.git_dirty:
             say("applying the recorded uncommitted diff")
-            _apply_diff(client, run_id, tags, tree)
+            _apply_diff(client, run_id, run_tags, tree)
             applied = True
         data_checks = _bring_data(project.root, tree, original.data_md5s, say)
         say("training with the recorded params and seed")
         outcome = _retrain(project, tree, run, original)
-    checks = data_checks + _compare(run, outcome, tags, tolerance)
+    checks = data_checks + _compare(run, outcome, run_tags, tolerance)
     matched = all(check.equal for check in checks)
     causes = [] if matched else likely_causes(client, run_id, original)
     _record(client, run_id, matched, outcome.run_id)
@@ -212,8 +212,8 @@ def _worktree(root: Path, commit: str) -> Iterator[Path]:
         _git(root, "worktree", "prune", check=False)
 
 
-def _apply_diff(client: Any, run_id: str, tags: Mapping[str, str], tree: Path) -> None:
-    artifact = tags.get(L.TAG_GIT_DIFF) or L.DIFF_ARTIFACT
+def _apply_diff(client: Any, run_id: str, run_tags: Mapping[str, str], tree: Path) -> None:
+    artifact = run_tags.get(tags.GIT_DIFF) or tags.DIFF_ARTIFACT
     with tempfile.TemporaryDirectory() as tmp:
         try:
             path = Path(client.download_artifacts(run_id, artifact, tmp))
@@ -306,7 +306,7 @@ def _retrain(project: Project, tree: Path, run: Any, original: L.RunLineage) -> 
     experiment = _experiment_name(run)
     return train(rebuilt, TrainOptions(
         experiment=experiment, register=False, allow_dirty=True, write_metrics=False,
-        tags={TAG_REPRODUCES: run.info.run_id},
+        tags={tags.REPRODUCES: run.info.run_id},
         command=["mlkit", "reproduce", run.info.run_id],
     ))
 
@@ -320,7 +320,7 @@ def _experiment_name(run: Any) -> str | None:
         return None
 
 
-def _compare(run: Any, outcome: Any, tags: Mapping[str, str], tolerance: float) -> list[Check]:
+def _compare(run: Any, outcome: Any, run_tags: Mapping[str, str], tolerance: float) -> list[Check]:
     from mlflow import MlflowClient
 
     reproduced = MlflowClient().get_run(outcome.run_id).data.metrics
@@ -331,7 +331,7 @@ def _compare(run: Any, outcome: Any, tags: Mapping[str, str], tolerance: float) 
         then, now = run.data.metrics[name], reproduced.get(name)
         equal = now is not None and (then == now if tolerance == 0 else abs(then - now) <= tolerance)
         checks.append(Check(name, then, now, equal))
-    recorded = tags.get(L.TAG_PREDICTIONS_SHA256, "")
+    recorded = run_tags.get(tags.PREDICTIONS_SHA256, "")
     if recorded:
         # a tolerance exists for numbers that differ in the last bits, which any fingerprint of them
         # shows: under --tolerance a different fingerprint is reported as not compared, not as equal
@@ -353,9 +353,9 @@ def _record(client: Any, run_id: str, matched: bool, by_run: str | None) -> None
     from mlkit import tracking
 
     values = {
-        TAG_REPRODUCED: "true" if matched else "false",
-        TAG_REPRODUCED_BY_RUN: by_run or "",
-        TAG_REPRODUCED_AT: utc_iso(time.time() * 1000),
+        tags.REPRODUCED: "true" if matched else "false",
+        tags.REPRODUCED_BY_RUN: by_run or "",
+        tags.REPRODUCED_AT: utc_iso(time.time() * 1000),
     }
     for key, value in values.items():
         tracking.retry_locked(partial(client.set_tag, run_id, key, value))
@@ -367,7 +367,7 @@ def _record(client: Any, run_id: str, matched: bool, by_run: str | None) -> None
 def _recorded_lock(client: Any, run_id: str) -> dict[str, str]:
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            path = client.download_artifacts(run_id, L.LOCK_ARTIFACT, tmp)
+            path = client.download_artifacts(run_id, tags.LOCK_ARTIFACT, tmp)
         except Exception:
             return {}
         return _parse_lock(Path(path).read_text())

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mlkit import lineage as L
+from mlkit import tags
 from mlkit.errors import UsageError
 from mlkit.registry import utc_iso
 
@@ -93,10 +93,10 @@ def list_runs(
             status=run.info.status,
             started=utc_iso(run.info.start_time),
             duration_s=_duration(run.info.start_time, run.info.end_time),
-            commit=(run.data.tags.get(L.TAG_GIT_COMMIT) or "")[:12],
-            dirty=run.data.tags.get(L.TAG_GIT_DIRTY) == "true",
+            commit=(run.data.tags.get(tags.GIT_COMMIT) or "")[:12],
+            dirty=run.data.tags.get(tags.GIT_DIRTY) == "true",
             metrics={k: run.data.metrics[k] for k in metric_names if k in run.data.metrics},
-            failure=run.data.tags.get(L.TAG_FAILURE, ""),
+            failure=run.data.tags.get(tags.FAILURE, ""),
         )
         for run in runs
     ]
@@ -107,7 +107,7 @@ def show_run(project: Project, run_id: str) -> RunDetail:
     client = _client(project)
     run = _get_run(client, run_id)
     experiment = client.get_experiment(run.info.experiment_id)
-    tags = dict(run.data.tags)
+    run_tags = dict(run.data.tags)
     versions = [
         f"{v.name}/{v.version}" for v in client.search_model_versions(f"run_id = '{run.info.run_id}'")
     ]
@@ -119,8 +119,8 @@ def show_run(project: Project, run_id: str) -> RunDetail:
         ended=utc_iso(run.info.end_time),
         params=dict(sorted(run.data.params.items())),
         metrics=dict(sorted(run.data.metrics.items())),
-        lineage={k: v for k, v in sorted(tags.items()) if k.startswith("mlkit.")},
-        tags={k: v for k, v in sorted(tags.items()) if not k.startswith(("mlkit.", "mlflow."))},
+        lineage={k: v for k, v in sorted(run_tags.items()) if k.startswith(tags.PREFIX)},
+        tags={k: v for k, v in sorted(run_tags.items()) if not k.startswith((tags.PREFIX, "mlflow."))},
         artifacts=_artifacts(client, run.info.run_id),
         model_versions=sorted(versions),
     )
@@ -142,7 +142,7 @@ def compare_runs(project: Project, run_ids: Sequence[str]) -> RunComparison:
                 {
                     k: v
                     for k, v in r.data.tags.items()
-                    if k.startswith("mlkit.") and k not in (L.TAG_PARAMS, L.TAG_COMMAND)
+                    if k.startswith(tags.PREFIX) and k not in (tags.PARAMS, tags.COMMAND)
                 }
                 for r in runs
             ],

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,13 +23,13 @@ from typing import Any
 from mlkit import __version__
 from mlkit import constants as C
 from mlkit.errors import OperationError, UsageError, first_line
+from mlkit.progress import Progress
 
 BUNDLED_TEMPLATES = ("classification", "regression")
 # cookiecutter's own answer file and prompts must never change what mlkit generates
 _COOKIECUTTER_DEFAULT_CONFIG = True
 CACHE_LINK_TYPES = "reflink,hardlink,copy"
 
-Progress = Callable[[str], None]
 
 
 @dataclass

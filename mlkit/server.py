@@ -17,13 +17,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mlkit import constants as C
 from mlkit import tracking
 from mlkit.errors import OperationError, UsageError
+from mlkit.progress import Progress
 from mlkit.uris import redact
 
 PID_FILE = "server.json"
@@ -31,7 +32,6 @@ LOG_FILE = "server.log"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
 
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)

@@ -15,20 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from mlkit import constants as C
 from mlkit import lineage as L
-from mlkit import tracking
+from mlkit import tags, tracking
 from mlkit.errors import MlkitError, OperationError, UsageError, first_line
+from mlkit.progress import Progress
 
 if TYPE_CHECKING:
     from mlkit.project import Project
 
-Progress = Callable[[str], None]
 
-MODEL_ARTIFACT = "model"
-PLOTS_DIR = "plots"
-LABELS_ARTIFACT = "label_mapping.json"
-TAG_LABEL_MAPPING = "mlkit.label_mapping"
-TAG_RUN_ID = "mlkit.run_id"
-TAG_METRIC_PREFIX = "mlkit.metric."
 # DVC sets this for every stage command it runs (dvc/stage/run.py); it also holds dvc.lock's lock then.
 ENV_DVC_STAGE = "DVC_STAGE"
 
@@ -151,10 +145,10 @@ def train(
                 run_id,
                 {
                     **lineage.tags(),
-                    TAG_RUN_ID: run_id,
-                    L.TAG_PREDICTIONS_SHA256: outcome["fingerprint"],
-                    **{TAG_METRIC_PREFIX + k: repr(v) for k, v in outcome["metrics"].items()},
-                    **({TAG_LABEL_MAPPING: outcome["labels"]} if outcome["labels"] else {}),
+                    tags.RUN_ID: run_id,
+                    tags.PREDICTIONS_SHA256: outcome["fingerprint"],
+                    **{tags.METRIC_PREFIX + k: repr(v) for k, v in outcome["metrics"].items()},
+                    **({tags.LABEL_MAPPING: outcome["labels"]} if outcome["labels"] else {}),
                 },
             )
         tracking.retry_locked(lambda: client.set_terminated(run_id, "FINISHED"))
@@ -328,7 +322,7 @@ def _train_in_run(
         folder = Path(scratch)
         importances = plots.feature_importances(fitted.estimator, fitted.feature_names())
         plots.write_plots(
-            folder / PLOTS_DIR,
+            folder / tags.PLOTS_DIR,
             task=task,
             y_true=y_test,
             predicted=predicted,
@@ -338,13 +332,13 @@ def _train_in_run(
         )
         lineage_dir = folder / "lineage"
         lineage_dir.mkdir()
-        (lineage_dir / Path(L.LOCK_ARTIFACT).name).write_text(lineage.package_lock)
+        (lineage_dir / Path(tags.LOCK_ARTIFACT).name).write_text(lineage.package_lock)
         if lineage.git_dirty:
-            (lineage_dir / Path(L.DIFF_ARTIFACT).name).write_text(lineage.diff)
+            (lineage_dir / Path(tags.DIFF_ARTIFACT).name).write_text(lineage.diff)
         labels = json.dumps(data.label_mapping, sort_keys=True) if data.label_mapping else ""
         if labels:
-            (folder / LABELS_ARTIFACT).write_text(labels + "\n")
-        run_tags = {L.TAG_PREDICTIONS_SHA256: fingerprint, **({TAG_LABEL_MAPPING: labels} if labels else {})}
+            (folder / tags.LABELS_ARTIFACT).write_text(labels + "\n")
+        run_tags = {tags.PREDICTIONS_SHA256: fingerprint, **({tags.LABEL_MAPPING: labels} if labels else {})}
         _log_batch(
             client,
             run_id,
@@ -368,7 +362,7 @@ def _train_in_run(
         artifacts = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
         with mlflow.start_run(run_id=run_id, nested=False):
             model_info = _log_model(fitted.pipeline, X_train, predicted, labels)
-    artifacts.append(MODEL_ARTIFACT)
+    artifacts.append(tags.MODEL_ARTIFACT)
     return {
         "metrics": metrics,
         "cv": cv,
@@ -530,14 +524,14 @@ def _log_model(pipeline: Any, X_train: Any, predicted: Any, labels: str) -> Any:
     example = X_train.head(5)
     example = example.astype({c: "float64" for c in example.columns if example[c].dtype.kind in "iu"})
     signature = infer_signature(example, predicted[:5])
-    metadata = {TAG_LABEL_MAPPING: json.loads(labels)} if labels else None
+    metadata = {tags.LABEL_MAPPING: json.loads(labels)} if labels else None
     with (
         _quiet_loggers("mlflow.sklearn", "mlflow.utils.environment", "mlflow.models.model"),
         _skip_requirement_check(),
     ):
         return mlflow.sklearn.log_model(
             pipeline,
-            name=MODEL_ARTIFACT,
+            name=tags.MODEL_ARTIFACT,
             serialization_format="cloudpickle",
             signature=signature,
             input_example=example,
@@ -636,7 +630,7 @@ def _end_run(client: Any, run_id: str, status: str, reason: str) -> None:
     import mlflow
 
     try:
-        client.set_tag(run_id, L.TAG_FAILURE, reason[:5000])
+        client.set_tag(run_id, tags.FAILURE, reason[:5000])
         client.set_terminated(run_id, status)
     except Exception:
         pass  # the store itself may be what failed: never hide the original error behind this one

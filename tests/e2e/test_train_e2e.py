@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from mlkit import lineage as L
+from mlkit import tags
 
 pytestmark = pytest.mark.slow
 
@@ -66,9 +66,9 @@ def test_train_in_github_actions_writes_outputs_and_summary(project, tmp_path):
     assert values["model_version"] == "1"
     assert float(values["f1"]) == result["metrics"]["f1"]
     assert summary.read_text().startswith("### mlkit train")
-    tags = _client(project).get_run(result["run_id"]).data.tags
-    assert tags[L.TAG_COMMAND] == "mlkit train --json"
-    assert tags[L.TAG_GIT_DIRTY] == "false"
+    tag_values = _client(project).get_run(result["run_id"]).data.tags
+    assert tag_values[tags.COMMAND] == "mlkit train --json"
+    assert tag_values[tags.GIT_DIRTY] == "false"
     # training rewrote metrics.json and dvc.lock; that alone does not make the next CI run dirty
     again = subprocess.run([MLKIT, "train", "--no-register", "--set", "params.estimator.n_estimators=5"],
                            cwd=project, capture_output=True, text=True, env=_env(CI="true"))
@@ -112,7 +112,7 @@ def test_signal_during_fit_kills_the_run_and_registers_nothing(project, signum):
     experiment = client.get_experiment_by_name("e2e")
     run = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)[0]
     assert run.info.status == "KILLED"
-    assert run.data.tags[L.TAG_FAILURE] == "interrupted (Ctrl-C or SIGTERM)"
+    assert run.data.tags[tags.FAILURE] == "interrupted (Ctrl-C or SIGTERM)"
     assert _version_count(project) == before
 
 

@@ -20,8 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mlkit import registry, tracking
-from mlkit.lineage import TAG_GIT_COMMIT, TAG_GIT_DIRTY
+from mlkit import registry, tags, tracking
 from mlkit.project import Project, load_project
 from mlkit.promotion import promote
 
@@ -35,7 +34,7 @@ GATES = {
         "reproduced": True,
     },
 }
-CLEAN = {TAG_GIT_COMMIT: "0123456789abcdef0123", TAG_GIT_DIRTY: "false",
+CLEAN = {tags.GIT_COMMIT: "0123456789abcdef0123", tags.GIT_DIRTY: "false",
          "mlkit.data.md5.data/train.csv": "d41d8cd9",
          "mlkit.params": '{"seed": 42, "estimator": {"max_depth": 4}}'}
 REPRODUCED = {"mlkit.reproduced": "true", "mlkit.reproduced_by_run": "r0",
@@ -76,16 +75,16 @@ def model(project: Project) -> Callable[..., str]:
 
 
 def add_version(client: Any, experiment: str, name: str, f1: float | None = 0.95,
-                tags: dict[str, str] | None = None) -> str:
+                tag_values: dict[str, str] | None = None) -> str:
     run = client.create_run(experiment)
     if f1 is not None:
         client.log_metric(run.info.run_id, "f1", f1)
-    tags = dict(CLEAN if tags is None else tags)
-    for key, value in tags.items():
+    tag_values = dict(CLEAN if tag_values is None else tag_values)
+    for key, value in tag_values.items():
         client.set_tag(run.info.run_id, key, value)
     client.set_terminated(run.info.run_id)
     version = client.create_model_version(name, f"{run.info.artifact_uri}/model", run_id=run.info.run_id,
-                                          tags=tags)
+                                          tags=tag_values)
     return str(version.version)
 
 
@@ -113,8 +112,8 @@ def snapshot(project: Project, name: str) -> dict[str, Any]:
 
 def audit(project: Project, name: str) -> list[dict[str, Any]]:
     """The audit trail exactly as any MLflow user sees it: registered-model tags holding JSON."""
-    tags = mlflow_client(project).get_registered_model(name).tags
-    return [json.loads(tags[key]) for key in sorted(tags) if key.startswith("mlkit.audit.")]
+    tag_values = mlflow_client(project).get_registered_model(name).tags
+    return [json.loads(tag_values[key]) for key in sorted(tag_values) if key.startswith("mlkit.audit.")]
 
 
 def ready_challenger(project: Project, model: Callable[..., str], holder_f1: float = 0.90,
@@ -203,7 +202,7 @@ def test_promoting_the_holder_again_changes_nothing(project: Project, model: Cal
     ({"f1": 0.895, "holder_f1": 0.85}, "f1 >= 0.9", "f1 = 0.8950 (needs >= 0.9)"),
     ({"f1": 0.905}, "beat current on f1",
      "f1 = 0.9050 vs 0.9000 for current version 1 (higher is better, needs a gain >= 0.01, got +0.0050)"),
-    ({"tags": {**CLEAN, TAG_GIT_DIRTY: "true", **REPRODUCED}}, "clean commit",
+    ({"tags": {**CLEAN, tags.GIT_DIRTY: "true", **REPRODUCED}}, "clean commit",
      "trained from uncommitted changes on 0123456789"),
     ({"tags": {**CLEAN}}, "reproduced", "not reproduced"),
     ({"tags": {**CLEAN, "mlkit.reproduced": "false"}}, "reproduced", "reproduction did not match"),
@@ -359,7 +358,7 @@ def test_models_list_show_and_history(project: Project, model: Callable, cli: Ca
 
     shown = json.loads(cli("models", "show", f"{name}@staging", "--json", cwd=project.root).stdout)
     assert (shown["version"], shown["stage"], shown["git_commit"], shown["git_dirty"]) == (
-        "2", "staging", CLEAN[TAG_GIT_COMMIT], False)
+        "2", "staging", CLEAN[tags.GIT_COMMIT], False)
     assert shown["metrics"] == {"f1": 0.93}
     assert shown["data_md5s"] == {"data/train.csv": "d41d8cd9"}
     assert shown["params"] == {"seed": 42, "estimator": {"max_depth": 4}}
@@ -475,7 +474,7 @@ def test_models_commands_report_to_github_actions(project: Project, model: Calla
     run_id = mlflow_client(project).get_model_version(name, "1").run_id
     assert outputs.read_text().splitlines() == [
         f"model={name}", "version=1", "stage=staging", f"run_id={run_id}",
-        f"git_commit={CLEAN[TAG_GIT_COMMIT]}"]
+        f"git_commit={CLEAN[tags.GIT_COMMIT]}"]
     assert summary.read_text().startswith(f"### {name} version 1\n\n| key | value |\n")
     assert "| metrics.f1 | 0.91 |" in summary.read_text()
 
@@ -514,7 +513,7 @@ def test_eight_processes_promoting_at_once_leave_one_holder_and_a_full_trail(pro
     # serialised: each promotion displaced the one before it, and the last one holds the stage
     assert [e["from_version"] for e in trail[1:]] == [e["to_version"] for e in trail[:-1]]
     assert state["aliases"] == {"staging": trail[-1]["to_version"]}
-    staged = [v for v, tags in state["version_tags"].items() if tags.get("mlkit.stage") == "staging"]
+    staged = [v for v, tag_values in state["version_tags"].items() if tag_values.get("mlkit.stage") == "staging"]
     assert staged == [trail[-1]["to_version"]]
 
 

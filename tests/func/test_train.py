@@ -14,6 +14,7 @@ from _isolation import isolate
 from mlflow import MlflowClient
 
 from mlkit import lineage as L
+from mlkit import tags
 from mlkit.errors import ExitCode
 from mlkit.project import load_project
 from mlkit.training import TrainOptions, train
@@ -72,20 +73,20 @@ def regression(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path,
 def test_classification_run_has_lineage_of_head_and_dvc_data(classification):
     root, (first, _), head = classification
     run = _client(root).get_run(first.run_id)
-    tags = run.data.tags
+    tag_values = run.data.tags
     assert run.info.status == "FINISHED"
-    assert tags[L.TAG_GIT_COMMIT] == head
-    assert tags[L.TAG_GIT_BRANCH] == "main"
-    assert tags[L.TAG_GIT_DIRTY] == "false"
-    assert tags[L.TAG_DATA_MD5_PREFIX + "data/breast_cancer.csv"] == _dvc_md5(root, "data/breast_cancer.csv")
-    assert json.loads(tags[L.TAG_PARAMS])["estimator"]["max_depth"] == 4
-    assert tags[L.TAG_SEED] == "42"
-    assert json.loads(tags[L.TAG_SPLIT]) == {"cv_folds": 0, "seed": 42, "stratify": True, "test_file": None,
+    assert tag_values[tags.GIT_COMMIT] == head
+    assert tag_values[tags.GIT_BRANCH] == "main"
+    assert tag_values[tags.GIT_DIRTY] == "false"
+    assert tag_values[tags.DATA_MD5_PREFIX + "data/breast_cancer.csv"] == _dvc_md5(root, "data/breast_cancer.csv")
+    assert json.loads(tag_values[tags.PARAMS])["estimator"]["max_depth"] == 4
+    assert tag_values[tags.SEED] == "42"
+    assert json.loads(tag_values[tags.SPLIT]) == {"cv_folds": 0, "seed": 42, "stratify": True, "test_file": None,
                                              "test_size": 0.2}
-    assert tags[L.TAG_COMMAND] == "mlkit train"
-    assert tags[L.TAG_MLKIT_VERSION] == "0.1.0"
-    assert tags[L.TAG_PREDICTIONS_SHA256] == first.predictions_sha256
-    assert json.loads(tags["mlkit.label_mapping"]) == {"0": "benign", "1": "malignant"}
+    assert tag_values[tags.COMMAND] == "mlkit train"
+    assert tag_values[tags.MLKIT_VERSION] == "0.1.0"
+    assert tag_values[tags.PREDICTIONS_SHA256] == first.predictions_sha256
+    assert json.loads(tag_values["mlkit.label_mapping"]) == {"0": "benign", "1": "malignant"}
     assert run.data.params["estimator.max_depth"] == "4"
     assert set(first.metrics) == {"accuracy", "f1", "roc_auc", "precision", "recall", "log_loss"}
     assert run.data.metrics["f1"] == first.metrics["f1"] > 0.9
@@ -97,7 +98,7 @@ def test_classification_artifacts_and_per_iteration_metrics(classification):
     names = {a.path for a in client.list_artifacts(first.run_id, "plots")}
     assert names == {"plots/confusion_matrix.png", "plots/roc_curve.png", "plots/precision_recall_curve.png",
                      "plots/feature_importance.png"}
-    lock = client.download_artifacts(first.run_id, L.LOCK_ARTIFACT, str(root / ".mlkit"))
+    lock = client.download_artifacts(first.run_id, tags.LOCK_ARTIFACT, str(root / ".mlkit"))
     assert "mlflow==" in Path(lock).read_text()
     history = client.get_metric_history(first.run_id, "xgb.test.logloss")
     assert [m.step for m in history] == list(range(200))
@@ -107,8 +108,8 @@ def test_one_model_version_per_train_with_lineage_tags(classification):
     root, (first, second), head = classification
     versions = sorted(_versions(root, "cancer"), key=lambda v: int(v.version))
     assert [(str(v.version), v.run_id) for v in versions] == [("1", first.run_id), ("2", second.run_id)]
-    assert versions[0].tags[L.TAG_GIT_COMMIT] == head
-    assert versions[0].tags[L.TAG_DATA_MD5_PREFIX + "data/breast_cancer.csv"] == _dvc_md5(root,
+    assert versions[0].tags[tags.GIT_COMMIT] == head
+    assert versions[0].tags[tags.DATA_MD5_PREFIX + "data/breast_cancer.csv"] == _dvc_md5(root,
                                                                                          "data/breast_cancer.csv")
     assert versions[0].tags["mlkit.run_id"] == first.run_id
 
@@ -147,7 +148,7 @@ def test_regression_template_trains_a_random_forest(regression):
     assert set(result.metrics) == {"rmse", "mae", "r2"}
     assert result.metrics["r2"] > 0.2
     assert run.data.params["model.estimator"] == "sklearn.ensemble.RandomForestRegressor"
-    assert run.data.tags[L.TAG_DATA_MD5_PREFIX + "data/diabetes.csv"] == _dvc_md5(root, "data/diabetes.csv")
+    assert run.data.tags[tags.DATA_MD5_PREFIX + "data/diabetes.csv"] == _dvc_md5(root, "data/diabetes.csv")
     names = {a.path for a in _client(root).list_artifacts(result.run_id, "plots")}
     assert names == {"plots/residuals.png", "plots/predicted_vs_actual.png", "plots/feature_importance.png"}
     assert [str(v.version) for v in _versions(root, "diabetes")] == ["1"]
@@ -202,7 +203,7 @@ def test_entrypoint_builds_the_estimator_and_keeps_the_tracking(regression, monk
         (root / "src" / "diabetes" / "linear.py").unlink()
     run = _client(root).get_run(result.run_id)
     assert run.data.params["model.estimator"] == "diabetes.model:build"
-    assert run.data.tags[L.TAG_GIT_DIRTY] == "true"  # model.py was not committed: the diff is logged
+    assert run.data.tags[tags.GIT_DIRTY] == "true"  # model.py was not committed: the diff is logged
     assert set(result.metrics) == {"rmse", "mae", "r2"} and result.metrics["r2"] > 0.2
     assert int(result.model_version) >= 2
     assert type(result.lineage) is L.RunLineage
@@ -239,7 +240,7 @@ def test_parquet_with_missing_values_string_categories_and_three_classes(make_pr
     assert set(data["metrics"]) == {"accuracy", "f1", "roc_auc", "precision", "recall", "log_loss"}
     assert data["metrics"]["accuracy"] > 0.8
     run = _client(root).get_run(data["run_id"])
-    assert run.data.tags[L.TAG_DATA_MD5_PREFIX + "data/plans.parquet"] == _dvc_md5(root, "data/plans.parquet")
+    assert run.data.tags[tags.DATA_MD5_PREFIX + "data/plans.parquet"] == _dvc_md5(root, "data/plans.parquet")
     assert run.data.params["data.train"] == "data/plans.parquet"
     assert {a.path for a in _client(root).list_artifacts(data["run_id"], "plots")} >= {
         "plots/confusion_matrix.png", "plots/roc_curve.png", "plots/precision_recall_curve.png"}
@@ -270,7 +271,7 @@ def test_a_separate_test_file_is_encoded_with_the_training_classes(make_project,
     data = json.loads(result.stdout)
     run = _client(root).get_run(data["run_id"])
     assert run.data.metrics["test_rows"] == 40.0
-    assert json.loads(run.data.tags[L.TAG_SPLIT])["test_file"] == "data/holdout.csv"
+    assert json.loads(run.data.tags[tags.SPLIT])["test_file"] == "data/holdout.csv"
     assert data["metrics"]["accuracy"] > 0.8
 
     result = cli("train", *train_on, "--set", "data.test=data/odd.csv", cwd=root)
@@ -344,7 +345,7 @@ def test_failures_leave_no_model_version(failing, cli, overrides, message, run_s
         run = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"],
                                  max_results=1)[0]
         assert run.info.status == "FAILED"
-        assert run.data.tags[L.TAG_FAILURE] == message
+        assert run.data.tags[tags.FAILURE] == message
 
 
 def test_dirty_tree_is_refused_in_ci(failing, cli, monkeypatch):
@@ -362,9 +363,9 @@ def test_dirty_run_logs_its_diff(failing, cli, monkeypatch):
     assert result.exit_code == 0, result.output
     run_id = json.loads(result.stdout)["run_id"]
     client = _client(failing)
-    tags = client.get_run(run_id).data.tags
-    assert tags[L.TAG_GIT_DIRTY] == "true"
-    diff = Path(client.download_artifacts(run_id, tags[L.TAG_GIT_DIFF], str(failing / ".mlkit"))).read_text()
+    tag_values = client.get_run(run_id).data.tags
+    assert tag_values[tags.GIT_DIRTY] == "true"
+    diff = Path(client.download_artifacts(run_id, tag_values[tags.GIT_DIFF], str(failing / ".mlkit"))).read_text()
     assert "data/empty.csv.dvc" in diff
 
 

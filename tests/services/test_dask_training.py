@@ -10,11 +10,11 @@ import _services as S
 import pytest
 from mlflow import MlflowClient
 
-from mlkit import lineage as L
+from mlkit import tags
 
 FAST = ["--set", "params.estimator.n_estimators=30"]
-LINEAGE_KEYS = (L.TAG_GIT_COMMIT, L.TAG_GIT_BRANCH, L.TAG_GIT_DIRTY, L.TAG_PARAMS, L.TAG_SEED, L.TAG_SPLIT,
-                L.TAG_PYTHON, L.TAG_PACKAGE_LOCK, L.TAG_MLKIT_VERSION)
+LINEAGE_KEYS = (tags.GIT_COMMIT, tags.GIT_BRANCH, tags.GIT_DIRTY, tags.PARAMS, tags.SEED, tags.SPLIT,
+                tags.PYTHON, tags.PACKAGE_LOCK, tags.MLKIT_VERSION)
 
 
 def _train(cli: Callable, root: Path, *extra: str) -> dict:
@@ -48,7 +48,7 @@ def test_dask_trained_model_is_registered_with_the_same_lineage_and_reruns_ident
     dask_tags = _version_tags(root, first["model_name"], first["model_version"])
     for key in LINEAGE_KEYS:
         assert dask_tags[key] == local_tags[key], key
-    data_keys = [k for k in local_tags if k.startswith(L.TAG_DATA_MD5_PREFIX)]
+    data_keys = [k for k in local_tags if k.startswith(tags.DATA_MD5_PREFIX)]
     assert data_keys and all(dask_tags[k] == local_tags[k] for k in data_keys)
     assert dask_tags["mlkit.run_id"] == first["run_id"]
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from mlkit import lineage as L
+from mlkit import tags
 from mlkit.errors import ExitCode, UsageError
 
 
@@ -21,18 +22,18 @@ def _lineage(**changes):
 
 def test_every_tag_key_is_under_the_mlkit_prefix_and_round_trips():
     lineage = _lineage()
-    tags = lineage.tags()
-    assert all(key.startswith("mlkit.") for key in tags)
-    assert tags[L.TAG_GIT_COMMIT] == "a" * 40
-    assert tags[L.TAG_DATA_MD5_PREFIX + "data/train.csv"] == "0" * 32
-    assert tags[L.TAG_GIT_DIRTY] == "false" and L.TAG_GIT_DIFF not in tags
-    assert L.RunLineage.from_tags(tags) == lineage
+    tag_values = lineage.tags()
+    assert all(key.startswith("mlkit.") for key in tag_values)
+    assert tag_values[tags.GIT_COMMIT] == "a" * 40
+    assert tag_values[tags.DATA_MD5_PREFIX + "data/train.csv"] == "0" * 32
+    assert tag_values[tags.GIT_DIRTY] == "false" and tags.GIT_DIFF not in tag_values
+    assert L.RunLineage.from_tags(tag_values) == lineage
 
 
 def test_dirty_lineage_points_at_the_diff_artifact():
-    tags = _lineage(git_dirty=True, diff="diff --git a/x b/x\n").tags()
-    assert tags[L.TAG_GIT_DIRTY] == "true"
-    assert tags[L.TAG_GIT_DIFF] == "lineage/uncommitted.diff"
+    tag_values = _lineage(git_dirty=True, diff="diff --git a/x b/x\n").tags()
+    assert tag_values[tags.GIT_DIRTY] == "true"
+    assert tag_values[tags.GIT_DIFF] == "lineage/uncommitted.diff"
 
 
 def test_fingerprint_changes_with_any_prediction_and_with_shape():

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from mlkit import lineage as L
+from mlkit import tags
 from mlkit.reproduce import FINGERPRINT_NOT_COMPARED, Check, _compare
 
 SHA = "a" * 64
@@ -37,7 +37,7 @@ def rebuilt_metrics(monkeypatch: pytest.MonkeyPatch) -> dict[str, float]:
 def compare(original: dict[str, float], sha: str, tolerance: float) -> list[Check]:
     run = SimpleNamespace(info=SimpleNamespace(run_id=ORIGINAL_RUN), data=SimpleNamespace(metrics=original))
     outcome = SimpleNamespace(run_id=REBUILT_RUN, predictions_sha256=sha)
-    return _compare(run, outcome, {L.TAG_PREDICTIONS_SHA256: SHA}, tolerance)
+    return _compare(run, outcome, {tags.PREDICTIONS_SHA256: SHA}, tolerance)
 
 
 def test_the_metric_really_is_off_by_about_1e_12() -> None:

@@ -1,0 +1,47 @@
+"""Every ``mlkit.*`` tag key and artifact name mlkit writes to the tracking store and the registry.
+
+Readers and writers import these constants; no module spells a tag key itself. Tags sit on runs, on
+model versions (the lineage is copied there so a version answers "which code and which data" alone), and
+on registered models (the audit trail).
+"""
+
+PREFIX = "mlkit."
+
+# --- lineage: on the run and on its model version -----------------------------------------------------
+GIT_COMMIT = "mlkit.git.commit"
+GIT_BRANCH = "mlkit.git.branch"
+GIT_DIRTY = "mlkit.git.dirty"  # "true" / "false"
+GIT_DIFF = "mlkit.git.diff_artifact"  # run-relative artifact path of the uncommitted diff, when dirty
+DATA_MD5_PREFIX = "mlkit.data.md5."  # + the input's path relative to the project root
+PARAMS = "mlkit.params"  # JSON of the resolved params.yaml values
+SEED = "mlkit.seed"
+SPLIT = "mlkit.split"  # JSON: test_size, cv_folds, stratify, seed, test file
+PYTHON = "mlkit.python"
+PACKAGE_LOCK = "mlkit.package_lock"  # sha256 of the lock logged as an artifact
+PACKAGE_LOCK_ARTIFACT = "mlkit.package_lock_artifact"
+MLKIT_VERSION = "mlkit.version"
+COMMAND = "mlkit.command"
+PREDICTIONS_SHA256 = "mlkit.predictions.sha256"  # fingerprint of the test-split predictions
+
+# --- the run ------------------------------------------------------------------------------------------
+FAILURE = "mlkit.failure"  # why a run ended FAILED or KILLED
+LABEL_MAPPING = "mlkit.label_mapping"  # JSON: the data's class labels by their integer codes
+REPRODUCES = "mlkit.reproduces"  # on a reproducing run: the run it rebuilt
+
+# --- the model version --------------------------------------------------------------------------------
+RUN_ID = "mlkit.run_id"
+METRIC_PREFIX = "mlkit.metric."  # + metric name: the run's metrics, copied onto the version
+STAGE = "mlkit.stage"
+REPRODUCED = "mlkit.reproduced"  # "true" / "false", set by `mlkit reproduce`
+REPRODUCED_BY_RUN = "mlkit.reproduced_by_run"
+REPRODUCED_AT = "mlkit.reproduced_at"
+
+# --- the registered model -----------------------------------------------------------------------------
+AUDIT_PREFIX = "mlkit.audit."  # + UTC time + random suffix: one audit entry (JSON)
+
+# --- artifact paths inside a run ----------------------------------------------------------------------
+MODEL_ARTIFACT = "model"
+PLOTS_DIR = "plots"
+LABELS_ARTIFACT = "label_mapping.json"
+DIFF_ARTIFACT = "lineage/uncommitted.diff"
+LOCK_ARTIFACT = "lineage/requirements.lock"
