@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlkit import constants as C
-from mlkit.errors import OperationError, UsageError, first_line
+from mlkit.engines import git
+from mlkit.errors import UsageError, first_line
 
 if TYPE_CHECKING:
     from mlkit.dvcops import ProgressEvent
@@ -241,12 +241,12 @@ def add(root: Path, paths: Sequence[str], *, commit: bool = False, message: str 
     gitignores = [g for g in (_gitignore_for(root, r) for r in relatives) if g is not None]
     staged = sorted(p for p in {*written, *gitignores} if (root / p).exists())
     if _is_git_repo(root):
-        _git(root, "add", "--", *staged)
+        git.run(root, "add", "--", *staged)
     commit_sha = None
     if commit:
         text = message or "Track data with DVC: " + ", ".join(relatives)
-        _git(root, "commit", "-q", "-m", text, "--", *staged)
-        commit_sha = _git(root, "rev-parse", "HEAD").strip()
+        git.run(root, "commit", "-q", "-m", text, "--", *staged)
+        commit_sha = git.run(root, "rev-parse", "HEAD").strip()
     records = [recorded(root, r, base=root) for r in relatives]
     return AddResult(added=[_data_set(r) for r in records], staged=staged, commit=commit_sha)
 
@@ -354,7 +354,7 @@ def add_remote(root: Path, name: str, url: str, *, default: bool = False, endpoi
                              hint="for example --endpoint-url http://127.0.0.1:9000")
     config_file = dvcops.add_remote(root, name, url, default=default, endpoint_url=endpoint_url, force=force)
     if _is_git_repo(root):
-        _git(root, "add", "--", config_file.relative_to(root).as_posix())
+        git.run(root, "add", "--", config_file.relative_to(root).as_posix())
     return {"name": name, "url": url, "default": default, "endpoint_url": endpoint_url,
             "config": config_file.relative_to(root).as_posix()}
 
@@ -384,7 +384,7 @@ def _addable(root: Path, path: str, base: Path | None) -> str:
         if parent != Path(".") and (root / f"{parent.as_posix()}{DVC_SUFFIX}").is_file():
             raise UsageError(f"{relative} is inside the data set {parent.as_posix()}",
                              hint=f"add the whole folder again: `mlkit data add {parent.as_posix()}`")
-    if _is_git_repo(root) and _git(root, "ls-files", "--", relative).strip():
+    if _is_git_repo(root) and git.run(root, "ls-files", "--", relative).strip():
         raise UsageError(f"{relative} is already tracked by git; DVC cannot track what git tracks",
                          hint=f"run `git rm -r --cached {relative}` first, then `mlkit data add {relative}`")
     return relative
@@ -414,20 +414,6 @@ def _is_git_repo(root: Path) -> bool:
     return (root / ".git").exists()
 
 
-def _git(root: Path, *args: str) -> str:
-    """Run git in ``root``; waits a bounded time when another git process holds the index lock."""
-    import subprocess
-
-    deadline = time.monotonic() + _GIT_RETRY_S
-    while True:
-        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
-        if done.returncode == 0:
-            return done.stdout
-        if "index.lock" in done.stderr and time.monotonic() < deadline:
-            time.sleep(0.1)
-            continue
-        detail = (done.stderr.strip() or done.stdout.strip() or f"exit {done.returncode}").splitlines()[0]
-        raise OperationError(f"git {args[0]} failed: {detail}", hint="fix the git problem and run again")
 
 
 class _StatRecord:

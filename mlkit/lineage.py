@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import shlex
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +25,8 @@ from typing import Any
 
 from mlkit import __version__, tags
 from mlkit import constants as C
-from mlkit.errors import OperationError, UsageError
+from mlkit.engines import git
+from mlkit.errors import UsageError
 
 # Files `mlkit train` itself rewrites: changing them does not make the code that trains dirty.
 _OWN_OUTPUTS = (C.METRICS_FILE, "dvc.lock")
@@ -141,22 +141,24 @@ def git_state(root: Path) -> tuple[str | None, str | None, bool, str]:
     Dirty means tracked files changed or untracked files present, ignoring the files training itself
     rewrites (metrics.json, dvc.lock). The diff covers tracked changes plus untracked files' contents.
     """
-    if _git(root, "rev-parse", "--is-inside-work-tree", check=False) != "true":
+    if git.run(root, "rev-parse", "--is-inside-work-tree", check=False, read_only=True) != "true":
         return None, None, False, ""
-    commit = _git(root, "rev-parse", "--verify", "-q", "HEAD", check=False) or None
-    branch = _git(root, "rev-parse", "--abbrev-ref", "HEAD", check=False) or None
+    commit = git.run(root, "rev-parse", "--verify", "-q", "HEAD", check=False, read_only=True) or None
+    branch = git.run(root, "rev-parse", "--abbrev-ref", "HEAD", check=False, read_only=True) or None
     if branch == "HEAD":
         branch = None  # detached, as in a reproduction worktree
     excludes = [f":(exclude){name}" for name in _OWN_OUTPUTS]
-    status = _git(root, "status", "--porcelain", "--untracked-files=all", "--", ".", *excludes)
+    status = git.run(root, "status", "--porcelain", "--untracked-files=all", "--", ".", *excludes, read_only=True)
     dirty = bool(status.strip())
     diff = ""
     if dirty:
-        diff = _git(root, "diff", "HEAD", "--binary", "--", ".", *excludes, strip=False) if commit else ""
-        untracked = _git(root, "ls-files", "--others", "--exclude-standard", "--", ".", *excludes)
+        if commit:
+            diff = git.run(root, "diff", "HEAD", "--binary", "--", ".", *excludes, strip=False, read_only=True)
+        untracked = git.run(root, "ls-files", "--others", "--exclude-standard", "--", ".", *excludes, read_only=True)
         for name in untracked.splitlines():
             # `git diff --no-index` exits 1 when files differ, which they always do here
-            diff += _git(root, "diff", "--binary", "--no-index", "/dev/null", name, check=False, strip=False)
+            diff += git.run(root, "diff", "--binary", "--no-index", "/dev/null", name, check=False, strip=False,
+                            read_only=True)
     return commit, branch, dirty, diff
 
 
@@ -210,17 +212,6 @@ def predictions_fingerprint(predictions: Any) -> str:
     return digest.hexdigest()
 
 
-def _git(root: Path, *args: str, check: bool = True, strip: bool = True) -> str:
-    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}
-    try:
-        done = subprocess.run(["git", *args], cwd=root, env=env, capture_output=True, text=True)
-    except FileNotFoundError:
-        raise OperationError("git is not installed", hint="install git to record the code version") from None
-    if check and done.returncode != 0:
-        raise OperationError(
-            f"git {args[0]} failed: {done.stderr.strip().splitlines()[0] if done.stderr else ''}"
-        )
-    return done.stdout.strip() if strip else done.stdout
 
 
 def require_clean(dirty: bool, allow_dirty: bool, environ: Mapping[str, str] | None = None) -> None:

@@ -53,7 +53,6 @@ import json
 import os
 import random
 import re
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -63,6 +62,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mlkit import tags, tracking
+from mlkit.clock import utc_iso
+from mlkit.engines import git
 from mlkit.errors import OperationError, UsageError
 from mlkit.progress import Progress
 
@@ -508,7 +509,7 @@ def actor(root: os.PathLike[str] | str | None = None, environ: Mapping[str, str]
     env = os.environ if environ is None else environ
     if env.get("GITHUB_ACTIONS") == "true" and env.get("GITHUB_ACTOR"):
         return f"{env['GITHUB_ACTOR']} (github actions)"
-    name, email = _git_config(root, "user.name"), _git_config(root, "user.email")
+    name, email = git.config_value(root, "user.name"), git.config_value(root, "user.email")
     if name:
         return f"{name} <{email}>" if email else name
     import getpass
@@ -591,20 +592,7 @@ def _not_found(exc: Exception) -> bool:
     return getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST"
 
 
-def _git_config(root: Any, key: str) -> str:
-    try:
-        done = subprocess.run(["git", "config", "--get", key], cwd=root, capture_output=True, text=True,
-                              timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return done.stdout.strip() if done.returncode == 0 else ""
 
-
-def utc_iso(millis: float | None) -> str:
-    """MLflow's milliseconds since the epoch as a UTC time to the second (``2026-11-27T14:15:00Z``)."""
-    if not millis:
-        return ""
-    return datetime.fromtimestamp(millis / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _entry_time(key: str) -> str:

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -26,9 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 from mlkit import lineage as L
 from mlkit import tags
+from mlkit.clock import utc_iso
+from mlkit.engines import git
 from mlkit.errors import OperationError, UsageError, first_line
 from mlkit.progress import Progress
-from mlkit.registry import utc_iso
 
 if TYPE_CHECKING:
     from mlkit.project import Project
@@ -186,10 +185,9 @@ def likely_causes(client: Any, run_id: str, original: L.RunLineage) -> list[str]
 
 
 def _require_commit(root: Path, commit: str) -> None:
-    probe = _git(root, "cat-file", "-e", f"{commit}^{{commit}}", check=False)
-    if probe.returncode == 0:
+    if git.succeeds(root, "cat-file", "-e", f"{commit}^{{commit}}"):
         return
-    shallow = _git(root, "rev-parse", "--is-shallow-repository", check=False).stdout.strip() == "true"
+    shallow = git.run(root, "rev-parse", "--is-shallow-repository", check=False, read_only=True) == "true"
     hint = ("this clone is shallow: fetch the full history with `git fetch --unshallow`" if shallow
             else "fetch the branch that has it, e.g. `git fetch origin`")
     raise OperationError(f"commit {commit} is not in this repository", hint=hint)
@@ -204,12 +202,12 @@ def _worktree(root: Path, commit: str) -> Iterator[Path]:
     tree = Path(tempfile.mkdtemp(prefix="reproduce-", dir=parent))
     tree.rmdir()
     try:
-        _git(root, "worktree", "add", "--detach", "--quiet", str(tree), commit)
+        git.run(root, "worktree", "add", "--detach", "--quiet", str(tree), commit)
         yield tree
     finally:
-        _git(root, "worktree", "remove", "--force", str(tree), check=False)
+        git.run(root, "worktree", "remove", "--force", str(tree), check=False)
         shutil.rmtree(tree, ignore_errors=True)
-        _git(root, "worktree", "prune", check=False)
+        git.run(root, "worktree", "prune", check=False)
 
 
 def _apply_diff(client: Any, run_id: str, run_tags: Mapping[str, str], tree: Path) -> None:
@@ -221,10 +219,11 @@ def _apply_diff(client: Any, run_id: str, run_tags: Mapping[str, str], tree: Pat
             raise OperationError(f"run {run_id} came from a dirty tree but its diff ({artifact}) is missing: "
                                  f"{first_line(exc)}", hint="the run cannot be rebuilt exactly") from None
         if path.stat().st_size:
-            done = _git(tree, "apply", "--binary", "--whitespace=nowarn", str(path), check=False)
-            if done.returncode != 0:
+            try:
+                git.run(tree, "apply", "--binary", "--whitespace=nowarn", str(path))
+            except OperationError as exc:
                 raise OperationError(f"the recorded diff of run {run_id} does not apply to its commit: "
-                                     f"{done.stderr.strip().splitlines()[0] if done.stderr.strip() else ''}")
+                                     f"{exc.message.removeprefix('git apply failed: ')}") from None
 
 
 def _bring_data(root: Path, tree: Path, md5s: Mapping[str, str], say: Progress) -> list[Check]:
@@ -389,11 +388,3 @@ def _md5(path: Path) -> str:
             digest.update(block)
     return digest.hexdigest()
 
-
-def _git(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
-                          env={**os.environ, "LC_ALL": "C"})
-    if check and done.returncode != 0:
-        message = done.stderr.strip().splitlines()[0] if done.stderr.strip() else f"exit {done.returncode}"
-        raise OperationError(f"git {args[0]} failed: {message}")
-    return done

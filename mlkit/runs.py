@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mlkit import tags
+from mlkit.clock import utc_iso
 from mlkit.errors import UsageError
-from mlkit.registry import utc_iso
 
 if TYPE_CHECKING:
     from mlkit.project import Project

@@ -22,6 +22,7 @@ from typing import Any
 
 from mlkit import __version__
 from mlkit import constants as C
+from mlkit.engines import git
 from mlkit.errors import OperationError, UsageError, first_line
 from mlkit.progress import Progress
 
@@ -106,8 +107,8 @@ def init_project(
     template: str = "classification",
     directory: Path | None = None,
     answers: Mapping[str, str] | None = None,
-    git: bool = True,
-    dvc: bool = True,
+    init_git: bool = True,
+    init_dvc: bool = True,
     force: bool = False,
     data_remote: Path | None = None,
     trust_template: bool = False,
@@ -125,7 +126,7 @@ def init_project(
     _check_target(target, force)
     template_dir, bundled = _resolve_template(template, trust_template)
     if template_dir is not None:  # a URL's answers are checked once it is cloned
-        context = _answers(name, template, answers or {}, template_dir, bundled, dvc)
+        context = _answers(name, template, answers or {}, template_dir, bundled, init_dvc)
 
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".mlkit-init-", dir=target.parent))
@@ -134,7 +135,7 @@ def init_project(
         if template_dir is None:
             say(f"cloning template {template}")
             template_dir = _clone_template(template, staging)
-            context = _answers(name, template, answers or {}, template_dir, bundled, dvc)
+            context = _answers(name, template, answers or {}, template_dir, bundled, init_dvc)
         say(f"rendering template {template}")
         project = _render(template_dir, context, staging)
         data_files: list[str] = []
@@ -148,22 +149,24 @@ def init_project(
                                 if p.is_file() and not p.name.startswith("."))
         _write_template_record(project, template, context)
         _write_ci_files(project)
-        repo = None
-        if git:
+        if init_git:
             say("initialising git")
-            repo = _git_init(project, context.get("default_branch", "main"))
+            try:
+                git.init(project, context.get("default_branch", "main"))
+            except OperationError as exc:
+                raise OperationError(exc.message, hint="install git, or pass --no-git") from exc
         remote = None
-        if dvc:
+        if init_dvc:
             remote = (data_remote or _default_remote(context["project_slug"])).expanduser().resolve()
             if not remote.exists():
                 remote.mkdir(parents=True)
                 remote_created = remote
             say(f"initialising DVC (remote {remote})")
-            _dvc_init(project, remote, data_files, scm=git)
+            _dvc_init(project, remote, data_files, scm=init_git)
         commit = None
-        if repo is not None:
+        if init_git:
             say("committing")
-            commit = _git_commit(repo, f"Create project {name} from mlkit template {template} {__version__}")
+            commit = git.commit_all(project, f"Create project {name} from mlkit template {template} {__version__}")
         _move_into_place(project, target)
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
@@ -237,7 +240,7 @@ def _clone_template(url: str, staging: Path) -> Path:
 
 
 def _answers(name: str, template: str, answers: Mapping[str, str], template_dir: Path, bundled: bool,
-             dvc: bool) -> dict[str, Any]:
+             use_dvc: bool) -> dict[str, Any]:
     questions = template_questions(template_dir)
     unknown = sorted(set(answers) - set(questions))
     if unknown:
@@ -248,7 +251,7 @@ def _answers(name: str, template: str, answers: Mapping[str, str], template_dir:
         for fixed in ("project_name", "task", "dataset", "data_file", "mlkit_version", "use_dvc"):
             if fixed in answers:
                 raise UsageError(f"--set {fixed}: is decided by mlkit (use the NAME argument or --template)")
-        context.update(task=template, mlkit_version=__version__, use_dvc="yes" if dvc else "no")
+        context.update(task=template, mlkit_version=__version__, use_dvc="yes" if use_dvc else "no")
         if "package_name" in answers:
             check_package(answers["package_name"], f"--set package_name={answers['package_name']}",
                           f"{name} --set package_name=my_{answers['package_name']}")
@@ -316,37 +319,6 @@ def _default_remote(slug: str) -> Path:
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("mlkit")) / "remotes" / f"{slug}-{uuid.uuid4().hex[:8]}"
-
-
-def _git_init(project: Path, branch: str) -> Any:
-    try:
-        import git
-    except ImportError as exc:  # GitPython raises ImportError when no git executable is found
-        raise OperationError(f"git is not available: {first_line(exc, with_type=True)}",
-                             hint="install git, or pass --no-git") from exc
-    try:
-        return git.Repo.init(project, initial_branch=branch)
-    except Exception as exc:
-        raise OperationError(f"git init failed: {first_line(exc, with_type=True)}",
-                             hint="install git, or pass --no-git") from exc
-
-
-def _git_commit(repo: Any, message: str) -> str:
-    repo.git.add(A=True)
-    env = _git_identity_env(repo)
-    repo.git.commit("-q", "--no-verify", "-m", message, env=env)
-    return str(repo.head.commit.hexsha)
-
-
-def _git_identity_env(repo: Any) -> dict[str, str]:
-    """Fall back to a neutral identity when the user has none configured (fresh CI machines)."""
-    env: dict[str, str] = {}
-    reader = repo.config_reader()
-    if not reader.has_option("user", "name") and "GIT_AUTHOR_NAME" not in os.environ:
-        env.update(GIT_AUTHOR_NAME="mlkit", GIT_COMMITTER_NAME="mlkit")
-    if not reader.has_option("user", "email") and "GIT_AUTHOR_EMAIL" not in os.environ:
-        env.update(GIT_AUTHOR_EMAIL="mlkit@localhost", GIT_COMMITTER_EMAIL="mlkit@localhost")
-    return env
 
 
 def _dvc_init(project: Path, remote: Path, data_files: list[str], *, scm: bool) -> None:

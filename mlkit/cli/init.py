@@ -51,7 +51,7 @@ def init(
     if template not in BUNDLED_TEMPLATES and trust_template:
         _output.warn(f"using template {template}: templates and their Jinja code can run arbitrary code")
     result = init_project(
-        name, template=template, directory=directory, answers=answers, git=not no_git, dvc=not no_dvc,
+        name, template=template, directory=directory, answers=answers, init_git=not no_git, init_dvc=not no_dvc,
         force=force, data_remote=data_remote, trust_template=trust_template,
         progress=None if json_ else _output.status,
     )

@@ -110,6 +110,6 @@ def _render(state: Any, json_: bool) -> None:
 
 
 def _utc(seconds: float | None) -> str | None:
-    from mlkit.registry import utc_iso
+    from mlkit.clock import utc_iso
 
     return None if seconds is None else utc_iso(seconds * 1000)

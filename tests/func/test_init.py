@@ -231,8 +231,7 @@ def test_missing_git_midway_leaves_nothing(tmp_path):
     result = subprocess.run([sys.executable, "-m", "mlkit", "init", "churn", "--data-remote",
                              str(tmp_path / "r")], cwd=work, env=env, capture_output=True, text=True)
     assert result.returncode == 1, result.stderr
-    assert error_line(result.stderr).startswith(
-        "error: mlkit init failed, nothing was created: git is not available: ")
+    assert error_line(result.stderr) == "error: mlkit init failed, nothing was created: git is not installed"
     assert result.stderr.splitlines()[-1] == "hint: install git, or pass --no-git"
     assert list(work.iterdir()) == []
     assert not (tmp_path / "r").exists()
