@@ -120,7 +120,7 @@ def ready_challenger(project: Project, model: Callable[..., str], holder_f1: flo
                      **defect: Any) -> str:
     """Version 1 holds production, version 2 holds staging and passes every production gate unless
     ``defect`` changes its f1 or tags."""
-    challenger = {"f1": 0.95, "tags": {**CLEAN, **REPRODUCED}, **defect}
+    challenger = {"f1": 0.95, "tag_values": {**CLEAN, **REPRODUCED}, **defect}
     name = model({"f1": holder_f1}, challenger)
     client = mlflow_client(project)
     client.set_registered_model_alias(name, "production", "1")
@@ -161,7 +161,8 @@ def test_models_uri_resolves_to_the_promoted_version(project: Project, model: Ca
 
 def test_staging_to_production_displaces_and_archives(project: Project, model: Callable,
                                                       cli: Callable) -> None:
-    name = model({"f1": 0.91, "tags": {**CLEAN, **REPRODUCED}}, {"f1": 0.95, "tags": {**CLEAN, **REPRODUCED}})
+    name = model({"f1": 0.91, "tag_values": {**CLEAN, **REPRODUCED}},
+                 {"f1": 0.95, "tag_values": {**CLEAN, **REPRODUCED}})
     for args in (("1", "--to", "staging"), ("--from", "staging", "--to", "production"),
                  ("2", "--to", "staging"), ("--from", "staging", "--to", "production")):
         result = cli("promote", name, *args, cwd=project.root)
@@ -202,10 +203,10 @@ def test_promoting_the_holder_again_changes_nothing(project: Project, model: Cal
     ({"f1": 0.895, "holder_f1": 0.85}, "f1 >= 0.9", "f1 = 0.8950 (needs >= 0.9)"),
     ({"f1": 0.905}, "beat current on f1",
      "f1 = 0.9050 vs 0.9000 for current version 1 (higher is better, needs a gain >= 0.01, got +0.0050)"),
-    ({"tags": {**CLEAN, tags.GIT_DIRTY: "true", **REPRODUCED}}, "clean commit",
+    ({"tag_values": {**CLEAN, tags.GIT_DIRTY: "true", **REPRODUCED}}, "clean commit",
      "trained from uncommitted changes on 0123456789"),
-    ({"tags": {**CLEAN}}, "reproduced", "not reproduced"),
-    ({"tags": {**CLEAN, "mlkit.reproduced": "false"}}, "reproduced", "reproduction did not match"),
+    ({"tag_values": {**CLEAN}}, "reproduced", "not reproduced"),
+    ({"tag_values": {**CLEAN, "mlkit.reproduced": "false"}}, "reproduced", "reproduction did not match"),
 ])
 def test_each_gate_refuses_with_exit_3_and_changes_nothing(project: Project, model: Callable,
                                                            cli: Callable, defect: dict, gate: str,
@@ -234,7 +235,7 @@ def test_each_gate_refuses_with_exit_3_and_changes_nothing(project: Project, mod
 
 
 def test_skipping_staging_is_refused(project: Project, model: Callable, cli: Callable) -> None:
-    name = model({"f1": 0.95, "tags": {**CLEAN, **REPRODUCED}})
+    name = model({"f1": 0.95, "tag_values": {**CLEAN, **REPRODUCED}})
     before = snapshot(project, name)
     result = cli("promote", name, "1", "--to", "production", cwd=project.root)
     assert result.exit_code == 3
