@@ -12,20 +12,29 @@ evaluated, not only up to the first failure, so a refusal shows the whole pictur
 
 A refused promotion writes a ``refuse`` entry to the audit trail and changes nothing else; a dry run
 evaluates the gates and writes nothing at all.
+
+A rollback puts a stage back on the version that held it before the current one, with no gates. Both
+operations are stage moves and take the same path (:func:`_stage_move`): under the registry write lock,
+settle what an interrupted move left pending, read the holders, then write the audit entry and move the
+alias through the write-ahead sequence of :mod:`mlkit.audit`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from contextlib import nullcontext
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mlkit import registry, tags, tracking
+from mlkit import audit, registry, tags, tracking
+from mlkit.audit import AuditEntry
 from mlkit.errors import GateRefusedError, UsageError
 from mlkit.progress import Progress
 
 if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion, RegisteredModel
+
     from mlkit.config import StageGates
     from mlkit.project import Project
 
@@ -84,6 +93,21 @@ class PromotionResult:
         return data
 
 
+@dataclass
+class RollbackResult:
+    model: str
+    stage: str
+    from_version: str
+    to_version: str
+    actor: str
+    reason: str
+    audit_id: str
+    state: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 class PromotionRefused(GateRefusedError):
     """A gate failed; ``result`` carries every gate's outcome for the caller to show."""
 
@@ -134,13 +158,9 @@ def promote(project: Project, name: str, version: str | int | None = None, *, to
     wanted = registry.normalize_version(version) if version is not None else None
     stages = project.config.stages
     client = tracking.client(project)
-    who = registry.actor(project.root)  # runs git: kept out of the locked section
-    lock = registry.write_lock(project) if not dry_run else nullcontext(False)
-    with lock as locked:
-        model = registry.get_model(client, name)
-        if not dry_run and registry.settle_pending(client, model, stages, locked=locked, progress=progress):
-            model = registry.get_model(client, name)
-        holders = registry.stage_holders(model)
+    who = audit.actor(project.root)  # runs git: kept out of the locked section
+    with _stage_move(project, client, name, dry_run=dry_run, progress=progress) as move:
+        holders = move.holders
         chosen = _choose_version(name, wanted, from_stage, holders)
         mv = registry.get_version(client, name, chosen)
         current = holders.get(to)
@@ -160,22 +180,71 @@ def promote(project: Project, name: str, version: str | int | None = None, *, to
         if not result.passed:
             result.status = "would refuse" if dry_run else "refused"
             if not dry_run:
-                entry = registry.new_entry("refuse", name, to, chosen, actor=who, reason=reason,
-                                           from_version=current, from_stage=current_stage, gates=gate_dicts,
-                                           state=registry.REFUSED)
-                registry.write_entry(client, entry)
-                result.audit_id = entry["id"]
+                entry = AuditEntry.new("refuse", name, to, chosen, actor=who, reason=reason,
+                                       from_version=current, from_stage=current_stage, gates=gate_dicts,
+                                       state=audit.REFUSED)
+                audit.write_entry(client, entry)
+                result.audit_id = entry.id
             raise PromotionRefused(result)
         if dry_run:
             result.status = "would promote"
             return result
-        entry = registry.new_entry("promote", name, to, chosen, actor=who, reason=reason,
-                                   from_version=current, from_stage=current_stage, gates=gate_dicts)
-        entry = registry.move_stage(client, name, to, chosen, stages, entry, locked=locked, aliases=holders,
-                                    progress=progress)
-        result.status = "promoted" if entry["state"] == registry.DONE else entry["state"]
-        result.audit_id = entry["id"]
+        entry = move.commit(AuditEntry.new("promote", name, to, chosen, actor=who, reason=reason,
+                                    from_version=current, from_stage=current_stage, gates=gate_dicts))
+        result.status = "promoted" if entry.state == audit.DONE else entry.state
+        result.audit_id = entry.id
         return result
+
+
+def rollback(project: Project, name: str, stage: str, *, reason: str = "",
+             progress: Progress | None = None) -> RollbackResult:
+    """Put ``stage``'s alias back on the version that held it before the current one; audited, no gates."""
+    registry.require_stage(project, stage)
+    stages = project.config.stages
+    client = tracking.client(project)
+    who = audit.actor(project.root)  # runs git: kept out of the locked section
+    with _stage_move(project, client, name, progress=progress) as move:
+        holder = move.holders.get(stage)
+        if holder is None:
+            raise UsageError(f"no version of {name!r} holds {stage}; nothing to roll back",
+                             hint=f"`mlkit models history {name}` shows what happened")
+        target = rollback_target(audit.read_trail(move.model), stage, holder)
+        if target is None:
+            raise UsageError(f"no earlier version of {name!r} held {stage} before version {holder}",
+                             hint=f"`mlkit models history {name}` shows what happened")
+        registry.get_version(client, name, target)  # it may have been deleted since
+        target_stage = next((s for s in stages if move.holders.get(s) == target), None)
+        entry = move.commit(AuditEntry.new("rollback", name, stage, target, actor=who, reason=reason,
+                                    from_version=holder, from_stage=target_stage))
+    return RollbackResult(model=name, stage=stage, from_version=holder, to_version=target,
+                          actor=entry.actor, reason=reason, audit_id=entry.id, state=entry.state)
+
+
+def rollback_target(entries: Sequence[AuditEntry], stage: str, holder: str) -> str | None:
+    """The version that held ``stage`` before ``holder`` got it, replaying the trail as a stack.
+
+    A promotion pushes its version (and, first, the version it displaced when the trail did not know it,
+    e.g. an alias set outside mlkit); a rollback pops. Pure: unit-tested on hand-made entries.
+    """
+    stack: list[str] = []
+    for entry in entries:
+        if entry.stage != stage or entry.state not in (audit.DONE, audit.SUPERSEDED):
+            continue
+        to, displaced = entry.to_version, entry.from_version
+        if entry.action == "promote":
+            if displaced and (not stack or stack[-1] != displaced):
+                stack.append(displaced)
+            if to and (not stack or stack[-1] != to):
+                stack.append(to)
+        elif entry.action == "rollback":
+            while stack and stack[-1] != to:
+                stack.pop()
+            if not stack and to:
+                stack.append(to)
+    for index in range(len(stack) - 1, 0, -1):
+        if stack[index] == holder:
+            return stack[index - 1]
+    return None
 
 
 # --- gates --------------------------------------------------------------------------------------------
@@ -210,7 +279,6 @@ def _beat_current(candidate: Candidate, holder: Candidate | None, target: str, m
 
 
 def _clean_commit(candidate: Candidate) -> GateResult:
-
     commit = candidate.tags.get(tags.GIT_COMMIT)
     dirty = candidate.tags.get(tags.GIT_DIRTY)
     if not commit or dirty is None:
@@ -244,6 +312,39 @@ def _reproduced(candidate: Candidate) -> GateResult:
 
 # --- private ------------------------------------------------------------------------------------------
 
+@dataclass
+class _StageMove:
+    """The model as read under the write lock, and the one way a stage moves from there."""
+
+    client: MlflowClient
+    model: RegisteredModel
+    stages: Sequence[str]
+    locked: bool
+    progress: Progress | None
+
+    @property
+    def holders(self) -> dict[str, str]:
+        return registry.stage_holders(self.model)
+
+    def commit(self, entry: AuditEntry) -> AuditEntry:
+        """Write ``entry`` (pending), move its stage's alias, and return the entry as it ended."""
+        return audit.move_stage(self.client, entry, self.stages, locked=self.locked, aliases=self.holders,
+                                progress=self.progress)
+
+
+@contextmanager
+def _stage_move(project: Project, client: MlflowClient, name: str, *, dry_run: bool = False,
+                progress: Progress | None = None) -> Iterator[_StageMove]:
+    """Hold the write lock (none on a dry run), settle interrupted moves of ``name``, read it once."""
+    stages = project.config.stages
+    lock = audit.write_lock(project) if not dry_run else nullcontext(False)
+    with lock as locked:
+        model = registry.get_model(client, name)
+        if not dry_run and audit.settle_pending(client, model, stages, locked=locked, progress=progress):
+            model = registry.get_model(client, name)
+        yield _StageMove(client, model, stages, locked, progress)
+
+
 def _choose_version(name: str, wanted: str | None, from_stage: str | None, holders: Mapping[str, str]) -> str:
     if from_stage is None:
         assert wanted is not None
@@ -258,9 +359,8 @@ def _choose_version(name: str, wanted: str | None, from_stage: str | None, holde
     return holding
 
 
-def _candidate(client: Any, mv: Any, stage: str | None, policy: StageGates | None) -> Candidate:
+def _candidate(client: MlflowClient, mv: ModelVersion, stage: str | None, policy: StageGates | None) -> Candidate:
     """What the gates read about ``mv``; its run is read only when a gate needs it (one call fewer)."""
-
     version_tags = dict(mv.tags or {})
     needs_metrics = policy is not None and bool(policy.thresholds or policy.beat_current)
     # versions registered by hand carry their lineage only on the run

@@ -78,7 +78,7 @@ def history(
     from mlkit.cli import _output
     from mlkit.project import load_project
 
-    entries = registry.history(load_project(), name, stage)
+    entries = [e.to_dict() for e in registry.history(load_project(), name, stage)]
     columns = ("time", "action", "stage", "from", "to", "state", "actor", "gates", "reason")
     rows = [(_when(e.get("time")), e.get("action"), e.get("stage"), e.get("from_version") or "-",
              e.get("to_version"), e.get("state"), _who(e.get("actor")), _gates(e.get("gates") or []),

@@ -54,13 +54,13 @@ def rollback(
 
     Example: mlkit rollback churn --stage production --reason "latency regression"
     """
-    from mlkit import registry
     from mlkit.cli import _output
     from mlkit.project import load_project
+    from mlkit.promotion import rollback as rollback_stage
 
     project = load_project()
-    result = registry.rollback(project, name, stage or project.config.stages[-1], reason=reason,
-                               progress=_output.status)
+    result = rollback_stage(project, name, stage or project.config.stages[-1], reason=reason,
+                            progress=_output.status)
     data = result.to_dict()
     if json_:
         _output.print_json(data)

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mlkit import registry, tags, tracking
+from mlkit import audit, registry, tags, tracking
 from mlkit.project import Project, load_project
 from mlkit.promotion import promote
 
@@ -110,7 +110,7 @@ def snapshot(project: Project, name: str) -> dict[str, Any]:
     }
 
 
-def audit(project: Project, name: str) -> list[dict[str, Any]]:
+def stored_trail(project: Project, name: str) -> list[dict[str, Any]]:
     """The audit trail exactly as any MLflow user sees it: registered-model tags holding JSON."""
     tag_values = mlflow_client(project).get_registered_model(name).tags
     return [json.loads(tag_values[key]) for key in sorted(tag_values) if key.startswith("mlkit.audit.")]
@@ -142,7 +142,7 @@ def test_promote_sets_the_alias_tag_and_audit_entry_mlflow_reads(project: Projec
     version = client.get_model_version_by_alias(name, "staging")
     assert version.version == 1
     assert version.tags["mlkit.stage"] == "staging"
-    [entry] = audit(project, name)
+    [entry] = stored_trail(project, name)
     keys = ("action", "stage", "version", "from_version", "to_version", "actor", "reason", "state")
     assert {k: entry[k] for k in keys} == {
         "action": "promote", "stage": "staging", "version": "1", "from_version": None, "to_version": "1",
@@ -173,7 +173,7 @@ def test_staging_to_production_displaces_and_archives(project: Project, model: C
     assert state["aliases"] == {"production": "2"}  # a version holds one stage: staging went with it
     assert state["version_tags"]["1"]["mlkit.stage"] == "archived"
     assert state["version_tags"]["2"]["mlkit.stage"] == "production"
-    trail = audit(project, name)
+    trail = stored_trail(project, name)
     assert [(e["stage"], e["from_version"], e["to_version"], e["from_stage"]) for e in trail] == [
         ("staging", None, "1", None), ("production", None, "1", "staging"),
         ("staging", None, "2", None), ("production", "1", "2", "staging")]
@@ -288,7 +288,7 @@ def test_rollback_restores_the_previous_holder(project: Project, model: Callable
     state = snapshot(project, name)
     assert (state["version_tags"]["2"]["mlkit.stage"], state["version_tags"]["3"]["mlkit.stage"]) == (
         "production", "archived")
-    last = audit(project, name)[-1]
+    last = stored_trail(project, name)[-1]
     assert (last["action"], last["from_version"], last["to_version"], last["reason"], last["state"]) == (
         "rollback", "3", "2", "latency", "done")
 
@@ -388,12 +388,12 @@ def test_a_move_interrupted_after_the_alias_is_finished_by_the_next_write(projec
     name = model({"f1": 0.91}, {"f1": 0.92})
     client = tracking.client(project)
     # what a process killed right after the commit point leaves behind: a pending entry and the alias
-    entry = registry.new_entry("promote", name, "staging", "1", actor="ghost", reason="", from_version=None)
-    registry.write_entry(client, entry)
+    entry = audit.AuditEntry.new("promote", name, "staging", "1", actor="ghost", reason="", from_version=None)
+    audit.write_entry(client, entry)
     client.set_registered_model_alias(name, "staging", "1")
 
     promote(project, name, 2, to="staging")
-    trail = audit(project, name)
+    trail = stored_trail(project, name)
     assert [(e["actor"], e["state"], e.get("recovered")) for e in trail] == [
         ("ghost", "done", True), ("Test User <test@example.com>", "done", None)]
     assert trail[1]["from_version"] == "1"
@@ -405,11 +405,11 @@ def test_a_move_interrupted_after_the_alias_is_finished_by_the_next_write(projec
 def test_a_move_interrupted_before_the_alias_is_marked_aborted(project: Project, model: Callable) -> None:
     name = model({"f1": 0.91}, {"f1": 0.92})
     client = tracking.client(project)
-    entry = registry.new_entry("promote", name, "staging", "1", actor="ghost", reason="", from_version=None)
-    registry.write_entry(client, entry)
+    entry = audit.AuditEntry.new("promote", name, "staging", "1", actor="ghost", reason="", from_version=None)
+    audit.write_entry(client, entry)
 
     promote(project, name, 2, to="staging")
-    trail = audit(project, name)
+    trail = stored_trail(project, name)
     assert [(e["to_version"], e["state"]) for e in trail] == [("1", "aborted"), ("2", "done")]
     assert snapshot(project, name)["aliases"] == {"staging": "2"}
 
@@ -419,24 +419,24 @@ def test_a_killed_promotion_leaves_a_settleable_trail(project: Project, model: C
     name = model({"f1": 0.91})
     script = (
         "import os, sys\n"
-        "from mlkit import registry\n"
+        "from mlkit import audit\n"
         "from mlkit.project import load_project\n"
         "from mlkit.promotion import promote\n"
-        "original = registry._finish_move\n"
+        "original = audit._finish_move\n"
         "def die(*args, **kwargs):\n"
         "    os.kill(os.getpid(), 9)\n"
-        "registry._finish_move = die\n"
+        "audit._finish_move = die\n"
         f"promote(load_project(), {name!r}, 1, to='staging')\n"
     )
     done = subprocess.run([sys.executable, "-c", script], cwd=project.root, capture_output=True, text=True,
                           env={**os.environ})
     assert done.returncode == -9
-    assert [e["state"] for e in audit(project, name)] == ["pending"]
+    assert [e["state"] for e in stored_trail(project, name)] == ["pending"]
     assert mlflow_client(project).get_model_version_by_alias(name, "staging").version == 1
 
-    registry.settle_pending(tracking.client(project), registry.get_model(tracking.client(project), name),
-                            project.config.stages, locked=True)
-    [entry] = audit(project, name)
+    audit.settle_pending(tracking.client(project), registry.get_model(tracking.client(project), name),
+                         project.config.stages, locked=True)
+    [entry] = stored_trail(project, name)
     assert (entry["state"], entry["recovered"]) == ("done", True)
     assert snapshot(project, name)["version_tags"]["1"]["mlkit.stage"] == "staging"
 
@@ -459,7 +459,7 @@ def test_github_actions_outputs_and_summary(project: Project, model: Callable, c
         f"### Promotion of {name} version 1 to staging: promoted\n\n"
         "| gate | result | detail |\n| --- | --- | --- |\n"
         "| f1 >= 0.85 | ✅ passed | f1 = 0.9100 (needs >= 0.85) |\n\n")
-    assert audit(project, name)[0]["actor"] == "octocat (github actions)"
+    assert stored_trail(project, name)[0]["actor"] == "octocat (github actions)"
 
 
 def test_models_commands_report_to_github_actions(project: Project, model: Callable, cli: Callable,
@@ -507,7 +507,7 @@ def test_eight_processes_promoting_at_once_leave_one_holder_and_a_full_trail(pro
     assert {r["status"] for r in results} == {"promoted"}
 
     state = snapshot(project, name)
-    trail = audit(project, name)
+    trail = stored_trail(project, name)
     assert len(trail) == 8 and {e["state"] for e in trail} == {"done"}
     audit_keys = {k for k in state["model_tags"] if k.startswith("mlkit.audit.")}
     assert {r["audit_id"] for r in results} == audit_keys
@@ -523,7 +523,7 @@ def test_a_held_registry_lock_times_out_with_exit_1(project: Project, model: Cal
     from filelock import FileLock
 
     name = model({"f1": 0.91})
-    monkeypatch.setattr(registry, "_LOCK_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(audit, "_LOCK_TIMEOUT_S", 0.2)
     lock_file = project.state_dir / "mlflow.db.registry.lock"
     with FileLock(str(lock_file)):
         result = cli("promote", name, "1", "--to", "staging", cwd=project.root)

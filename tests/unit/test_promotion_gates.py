@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from mlkit.audit import AuditEntry, actor
 from mlkit.config import StageGates
 from mlkit.errors import UsageError
-from mlkit.promotion import Candidate, GateResult, evaluate_gates
-from mlkit.registry import ModelRef, actor, normalize_version, rollback_target
+from mlkit.promotion import Candidate, GateResult, evaluate_gates, rollback_target
+from mlkit.registry import ModelRef, normalize_version
 
 STAGES = ["staging", "production"]
 CLEAN = {"mlkit.git.commit": "0123456789abcdef", "mlkit.git.dirty": "false"}
@@ -126,8 +127,8 @@ def test_every_gate_is_evaluated_even_after_a_failure() -> None:
         ("previous stage", False), ("reproduced", False)]
 
 
-def entry(action: str, to: str, frm: str | None, stage: str = "production", state: str = "done") -> dict:
-    return {"action": action, "stage": stage, "to_version": to, "from_version": frm, "state": state}
+def entry(action: str, to: str, frm: str | None, stage: str = "production", state: str = "done") -> AuditEntry:
+    return AuditEntry.new(action, "churn", stage, to, actor="someone", reason="", from_version=frm, state=state)
 
 
 def test_rollback_goes_to_the_version_before() -> None:
