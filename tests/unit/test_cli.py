@@ -123,12 +123,12 @@ def test_debug_shows_the_traceback_before_the_error(cli, tmp_path, monkeypatch, 
 
 
 def test_unexpected_error_is_one_line_exit_1(cli, tmp_path, monkeypatch):
-    import mlkit.project
+    from mlkit.cli import config
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire\nsecond line")
 
-    monkeypatch.setattr(mlkit.project, "load_project", broken)
+    monkeypatch.setattr(config, "load_project", broken)
     result = cli("config", "show", cwd=tmp_path)
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines() == [
@@ -138,12 +138,12 @@ def test_unexpected_error_is_one_line_exit_1(cli, tmp_path, monkeypatch):
 
 
 def test_keyboard_interrupt_exits_130(cli, tmp_path, monkeypatch):
-    import mlkit.project
+    from mlkit.cli import config
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(mlkit.project, "load_project", interrupted)
+    monkeypatch.setattr(config, "load_project", interrupted)
     result = cli("config", "show", cwd=tmp_path)
     assert result.exit_code == 130
     assert result.stderr.strip() == "error: interrupted"
