@@ -9,7 +9,8 @@ The Python API is the command line's own core, one call per operation::
     run = mlkit.train(project)
     mlkit.promote(project, "churn", run.model_version, to="staging")
     mlkit.reproduce(project, "churn@staging")
-    mlkit.rollback(project, "churn", "production")
+    mlkit.promote(project, "churn", from_stage="staging", to="production")
+    mlkit.rollback(project, "churn", "production")  # production goes back to the version it had before
 
 ===================  ===========================================================================
 ``init``             create a project: template, git, DVC with a data remote, first commit
