@@ -7,12 +7,19 @@ import sys
 from pathlib import Path
 
 import nox
+from packaging.specifiers import SpecifierSet
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.sessions = ["tests"]
 nox.options.reuse_venv = "yes"
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
+REQUIRES_PYTHON = SpecifierSet(PYPROJECT["project"]["requires-python"])
+EXTRAS = PYPROJECT["project"]["optional-dependencies"]
+# The test and demo sessions install every extra but these tooling ones (today: the team server, object
+# storage, Dask and the S3 server they are tested against), so a new extra is covered without editing here.
+TOOLING_EXTRAS = ("test", "lint", "docs")
+FEATURE_EXTRAS = tuple(name for name in EXTRAS if name not in TOOLING_EXTRAS)
 # The interpreter running nox unless one is asked for: a fresh machine has one Python, and
 # requires-python in pyproject.toml says which ones are supported.
 PYTHON = os.environ.get("MLKIT_NOX_PYTHON", f"{sys.version_info.major}.{sys.version_info.minor}")
@@ -20,6 +27,12 @@ ROOT = Path(__file__).parent
 
 
 def _install(session: nox.Session, *extras: str) -> None:
+    """Install mlkit in editable mode with ``extras``, each of which pyproject.toml must declare."""
+    if PYTHON not in REQUIRES_PYTHON:
+        session.error(f"Python {PYTHON} is outside requires-python {REQUIRES_PYTHON} in pyproject.toml")
+    unknown = sorted(set(extras) - set(EXTRAS))
+    if unknown:  # pip only warns about a missing extra, and the session would run without it
+        session.error(f"pyproject.toml declares no extra {', '.join(unknown)} (it has {', '.join(EXTRAS)})")
     spec = f".[{','.join(extras)}]" if extras else "."
     session.install("-e", spec)
 
@@ -27,22 +40,24 @@ def _install(session: nox.Session, *extras: str) -> None:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Run the test suite (posargs go to pytest, e.g. `nox -s tests -- tests/unit -x`)."""
-    _install(session, "test", "team", "s3", "dask", "services-test")
+    _install(session, "test", *FEATURE_EXTRAS)
     session.run("pytest", *(session.posargs or ["-q"]))
 
 
 @nox.session(python=PYTHON)
 def demo(session: nox.Session) -> None:
     """Run mlkit's main job end to end on the embedded defaults, in a temporary folder."""
-    _install(session, "team", "s3", "dask", "services-test")  # the team-and-scale part
+    _install(session, *FEATURE_EXTRAS)  # the team-and-scale part
     session.run("python", "scripts/demo.py", *session.posargs)
 
 
 @nox.session(python=PYTHON, default=False)
 def lint(session: nox.Session) -> None:
-    """ruff on the code and tests, mypy on mlkit/."""
+    """ruff (lint rules and formatting) on the code and tests, mypy on mlkit/."""
     _install(session, "lint")
-    session.run("ruff", "check", "mlkit", "tests", "benchmarks", "noxfile.py", "scripts")
+    paths = ("mlkit", "tests", "benchmarks", "noxfile.py", "scripts")
+    session.run("ruff", "check", *paths)
+    session.run("ruff", "format", "--check", *paths)
     session.run("mypy", "mlkit")
 
 

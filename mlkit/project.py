@@ -67,6 +67,10 @@ class Project:
 
 def load_project(start: Path | None = None, overrides: Iterable[str] = (),
                  environ: Mapping[str, str] | None = None) -> Project:
+    """The project holding ``start`` (default: the working directory) with its settings resolved.
+
+    ``overrides`` are ``KEY=VALUE`` like ``--set``; ``environ`` replaces ``os.environ`` for ``MLKIT_*``.
+    """
     from mlkit.config import load_config
 
     root = find_root(start)

@@ -288,24 +288,24 @@ class TrackingServer:
 def start_tracking_server(postgres: Postgres, *, database: str | None = None, backend_uri: str | None = None,
                           artifacts_destination: str | None = None, extra_env: dict[str, str] | None = None,
                           timeout: float = 90.0) -> TrackingServer:
-    from mlkit import server
+    from mlkit import tracking_server
 
     started = time.perf_counter()
     backend = backend_uri or (postgres.create_database(database) if database else postgres.uri)
     state_dir = Path(tempfile.mkdtemp(prefix="mlkit-server-"))
     env = {**os.environ, "PGPASSWORD": postgres.password, **(extra_env or {})}
-    state = server.start(state_dir, backend, port=free_port(), artifacts_destination=artifacts_destination,
-                         workers=1, timeout=timeout, environ=env)
+    state = tracking_server.start(state_dir, backend, port=free_port(), artifacts_destination=artifacts_destination,
+                                  workers=1, timeout=timeout, environ=env)
     _timed("mlflow server (postgresql)", started)
     assert state.pid is not None and state.url is not None
     return TrackingServer(url=state.url, state_dir=state_dir, pid=state.pid, backend_uri=backend)
 
 
 def stop_tracking_server(tracking: TrackingServer) -> None:
-    from mlkit import server
+    from mlkit import tracking_server
 
-    if server.status(tracking.state_dir).running:
-        server.stop(tracking.state_dir)
+    if tracking_server.status(tracking.state_dir).running:
+        tracking_server.stop(tracking.state_dir)
     shutil.rmtree(tracking.state_dir, ignore_errors=True)
 
 

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,6 +70,35 @@ def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: st
 
 def print_mapping(data: Mapping[str, Any], title: str | None = None) -> None:
     print_table(("key", "value"), ((k, cell(v)) for k, v in data.items()), title=title)
+
+
+def emit(result: Any, *, json_output: bool, table: Mapping[str, Any] | Callable[[], None] | None = None,
+         summary_markdown: str | None = None, outputs: Mapping[str, Any] | None = None) -> None:
+    """Render a command's result on every channel it goes to, the same way for every command.
+
+    - stdout: ``result`` as JSON when ``json_output``, else ``table``: a mapping shown as a key/value
+      table, or a callable that prints the table itself; by default ``result`` as a key/value table.
+    - inside GitHub Actions: ``summary_markdown`` appended to the step summary (see
+      :func:`mapping_markdown`) and ``outputs`` written as step outputs. Outside it these are ignored,
+      so a command passes them unconditionally.
+
+    ``result`` is the object ``--json`` prints: plain data (``to_dict()`` of the core's result).
+    """
+    if json_output:
+        print_json(result)
+    elif callable(table):
+        table()
+    else:
+        print_mapping(result if table is None else table)
+    if summary_markdown:
+        github_summary(summary_markdown)
+    if outputs:
+        github_outputs(outputs)
+
+
+def mapping_markdown(title: str, data: Mapping[str, Any]) -> str:
+    """A step-summary section: a level-3 ``title`` over ``data`` as a key/value Markdown table."""
+    return f"### {title}\n\n" + markdown_table(("key", "value"), ((k, cell(v)) for k, v in data.items()))
 
 
 def markdown_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:

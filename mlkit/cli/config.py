@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import typer
 
+from mlkit.cli import _output
+from mlkit.project import load_project
+
 app = typer.Typer(help="Inspect the project's resolved settings.", no_args_is_help=True)
 
 
@@ -18,20 +21,14 @@ def show(
 
     Example: mlkit config show --json
     """
-    from mlkit.cli import _output
     from mlkit.config import flatten
-    from mlkit.project import load_project
 
     project = load_project(overrides=set_)
     resolved = project.resolved()
     flat = flatten({"config": resolved["config"], "params": resolved["params"]})
     flat = {"root": resolved["root"], "tracking_uri": resolved["tracking_uri"],
             "experiment": resolved["experiment"], **flat}
-    _output.github_summary("### mlkit config show\n\n" + _output.markdown_table(
-        ("key", "value"), ((k, _output.cell(v)) for k, v in flat.items())))
-    _output.github_outputs({"root": resolved["root"], "tracking_uri": resolved["tracking_uri"],
-                            "experiment": resolved["experiment"], "model_name": project.model_name})
-    if json_:
-        _output.print_json(resolved)
-        return
-    _output.print_mapping(flat)
+    _output.emit(resolved, json_output=json_, table=flat,
+                 summary_markdown=_output.mapping_markdown("mlkit config show", flat),
+                 outputs={"root": resolved["root"], "tracking_uri": resolved["tracking_uri"],
+                          "experiment": resolved["experiment"], "model_name": project.model_name})

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
 
 from mlkit import constants as C
+from mlkit import tracking_server
+from mlkit.cli import _output
+from mlkit.clock import utc_iso
+from mlkit.errors import ProjectNotFoundError
+from mlkit.project import find_root
 
 app = typer.Typer(help="Run a shared MLflow tracking server (PostgreSQL store, proxied artifacts).",
                   no_args_is_help=True)
@@ -41,13 +45,10 @@ def start(
 
     Example: PGPASSWORD=... mlkit server start -b postgresql://mlflow@127.0.0.1:5432/mlflow -a s3://mlflow/artifacts
     """
-    from mlkit import server
-    from mlkit.cli import _output
-
-    uri = server.backend_uri_from(backend_store_uri)
-    state = server.start(_state_dir(state_dir), uri, host=host, port=port,
-                         artifacts_destination=artifacts_destination, workers=workers, timeout=timeout,
-                         progress=_output.status)
+    uri = tracking_server.backend_uri_from(backend_store_uri)
+    state = tracking_server.start(_state_dir(state_dir), uri, host=host, port=port,
+                                  artifacts_destination=artifacts_destination, workers=workers,
+                                  timeout=timeout, progress=_output.status)
     _render(state, json_)
     if not json_:
         _output.status(f"use it: export {C.ENV_TRACKING_URI}={state.url}  (or tracking.uri in mlkit.yaml)")
@@ -62,9 +63,7 @@ def status(
 
     Example: mlkit server status --json
     """
-    from mlkit import server
-
-    _render(server.status(_state_dir(state_dir)), json_)
+    _render(tracking_server.status(_state_dir(state_dir)), json_)
 
 
 @app.command("stop")
@@ -76,40 +75,25 @@ def stop(
 
     Example: mlkit server stop
     """
-    from mlkit import server
-    from mlkit.cli import _output
-
-    _render(server.stop(_state_dir(state_dir), progress=_output.status), json_)
+    _render(tracking_server.stop(_state_dir(state_dir), progress=_output.status), json_)
 
 
 def _state_dir(given: Path | None) -> Path:
     if given is not None:
         return given.resolve()
-    from mlkit.errors import ProjectNotFoundError
-    from mlkit.project import find_root
-
     try:
         return find_root() / C.STATE_DIR
     except ProjectNotFoundError:
         return (Path.cwd() / C.STATE_DIR).resolve()
 
 
-def _render(state: Any, json_: bool) -> None:
-    from mlkit.cli import _output
-
+def _render(state: tracking_server.ServerState, json_: bool) -> None:
     data = state.as_dict()
     readable = {**data, "started_at": _utc(state.started_at)}  # --json keeps seconds since the epoch
-    if json_:
-        _output.print_json(data)
-    else:
-        _output.print_mapping(readable)
-    if _output.in_github_actions():
-        table = _output.markdown_table(("key", "value"), readable.items())
-        _output.github_summary("### mlkit server\n\n" + table)
-        _output.github_outputs({"server_running": str(state.running).lower(), "server_url": state.url or ""})
+    _output.emit(data, json_output=json_, table=readable,
+                 summary_markdown=_output.mapping_markdown("mlkit server", readable),
+                 outputs={"server_running": str(state.running).lower(), "server_url": state.url or ""})
 
 
 def _utc(seconds: float | None) -> str | None:
-    from mlkit.clock import utc_iso
-
     return None if seconds is None else utc_iso(seconds * 1000)

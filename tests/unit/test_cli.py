@@ -123,12 +123,12 @@ def test_debug_shows_the_traceback_before_the_error(cli, tmp_path, monkeypatch, 
 
 
 def test_unexpected_error_is_one_line_exit_1(cli, tmp_path, monkeypatch):
-    import mlkit.project
+    from mlkit.cli import config
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire\nsecond line")
 
-    monkeypatch.setattr(mlkit.project, "load_project", broken)
+    monkeypatch.setattr(config, "load_project", broken)
     result = cli("config", "show", cwd=tmp_path)
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines() == [
@@ -138,12 +138,12 @@ def test_unexpected_error_is_one_line_exit_1(cli, tmp_path, monkeypatch):
 
 
 def test_keyboard_interrupt_exits_130(cli, tmp_path, monkeypatch):
-    import mlkit.project
+    from mlkit.cli import config
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(mlkit.project, "load_project", interrupted)
+    monkeypatch.setattr(config, "load_project", interrupted)
     result = cli("config", "show", cwd=tmp_path)
     assert result.exit_code == 130
     assert result.stderr.strip() == "error: interrupted"
@@ -193,3 +193,50 @@ def test_first_line_of_an_error(exc, plain, typed):
 
     assert first_line(exc) == plain
     assert first_line(exc, with_type=True) == typed
+
+
+# --- _output.emit: one result, every channel ----------------------------------------------------------
+
+@pytest.fixture
+def actions(tmp_path, monkeypatch):
+    """A GitHub Actions step: its summary and output files."""
+    files = {"summary": tmp_path / "summary.md", "outputs": tmp_path / "outputs"}
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(files["summary"]))
+    monkeypatch.setenv("GITHUB_OUTPUT", str(files["outputs"]))
+    return files
+
+
+def test_emit_prints_json_and_reports_to_the_step(actions, capsys):
+    from mlkit.cli import _output
+
+    _output.emit({"version": "3", "gates": [1, 2]}, json_output=True, table=lambda: print("never"),
+                 summary_markdown=_output.mapping_markdown("mlkit thing", {"version": "3", "gates": [1, 2],
+                                                                           "note": "a|b"}),
+                 outputs={"version": 3, "detail": "two\nlines"})
+    assert json.loads(capsys.readouterr().out) == {"version": "3", "gates": [1, 2]}
+    assert actions["summary"].read_text() == (
+        "### mlkit thing\n\n| key | value |\n| --- | --- |\n| version | 3 |\n| gates | [1, 2] |\n| note | a\\|b |\n\n")
+    lines = actions["outputs"].read_text().splitlines()
+    assert lines[0] == "version=3"
+    assert lines[1].startswith("detail<<ghadelimiter_") and lines[2:4] == ["two", "lines"]
+    assert lines[4] == lines[1].split("<<")[1]
+
+
+def test_emit_shows_a_table_and_writes_nothing_outside_actions(tmp_path, monkeypatch, capsys):
+    from mlkit.cli import _output
+
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))  # set, but not inside Actions
+    _output.emit({"raw": 1.5}, json_output=False, table={"shown": "1.5 s"}, summary_markdown="### x\n",
+                 outputs={"raw": 1.5})
+    assert [line.split() for line in capsys.readouterr().out.splitlines()[-1:]] == [["shown", "│", "1.5", "s"]]
+    assert not (tmp_path / "summary.md").exists()
+
+
+def test_emit_calls_a_table_renderer_or_shows_the_result(capsys):
+    from mlkit.cli import _output
+
+    _output.emit({"a": 1}, json_output=False, table=lambda: print("custom table"))
+    assert capsys.readouterr().out == "custom table\n"
+    _output.emit({"a": 1}, json_output=False)
+    assert [line.split() for line in capsys.readouterr().out.splitlines()[-1:]] == [["a", "│", "1"]]

@@ -8,23 +8,23 @@ from pathlib import Path
 
 import pytest
 
-from mlkit import server, tracking
+from mlkit import tracking, tracking_server
 from mlkit.errors import UsageError
 
 
 def test_backend_uri_without_password_from_the_option() -> None:
     uri = "postgresql://mlflow@db:5432/mlflow"
-    assert server.backend_uri_from(uri, environ={}) == uri
+    assert tracking_server.backend_uri_from(uri, environ={}) == uri
 
 
 def test_backend_uri_with_password_only_from_the_environment() -> None:
     uri = "postgresql://mlflow:secret@db:5432/mlflow"
-    assert server.backend_uri_from(None, environ={"MLKIT_SERVER_BACKEND_URI": uri}) == uri
+    assert tracking_server.backend_uri_from(None, environ={"MLKIT_SERVER_BACKEND_URI": uri}) == uri
 
 
 def test_password_in_the_option_is_refused_without_showing_it() -> None:
     with pytest.raises(UsageError) as raised:
-        server.backend_uri_from("postgresql://mlflow:secret@db:5432/mlflow", environ={})
+        tracking_server.backend_uri_from("postgresql://mlflow:secret@db:5432/mlflow", environ={})
     assert raised.value.message == ("--backend-store-uri must not contain a password: "
                                     "postgresql://mlflow:***@db:5432/mlflow")
     assert raised.value.hint == ("pass the password in PGPASSWORD, or put the whole URI in "
@@ -33,21 +33,21 @@ def test_password_in_the_option_is_refused_without_showing_it() -> None:
 
 def test_unsupported_backend_is_refused() -> None:
     with pytest.raises(UsageError) as raised:
-        server.backend_uri_from("mysql://u@db/mlflow", environ={})
+        tracking_server.backend_uri_from("mysql://u@db/mlflow", environ={})
     assert raised.value.message == "unsupported backend store mysql://u@db/mlflow"
     assert raised.value.exit_code == 2
 
 
 def test_status_without_a_recorded_server(tmp_path: Path) -> None:
-    assert server.status(tmp_path) == server.ServerState(running=False)
+    assert tracking_server.status(tmp_path) == tracking_server.ServerState(running=False)
 
 
 def test_status_of_a_server_whose_process_is_gone(tmp_path: Path) -> None:
     recorded = {"running": True, "pid": 2**22 + 12345, "url": "http://127.0.0.1:5000",
                 "backend": "postgresql://u@db/m", "artifacts_destination": None, "log": None,
                 "started_at": 1.0}
-    (tmp_path / server.PID_FILE).write_text(json.dumps(recorded))
-    state = server.status(tmp_path)
+    (tmp_path / tracking_server.PID_FILE).write_text(json.dumps(recorded))
+    state = tracking_server.status(tmp_path)
     assert state.running is False
     assert state.pid == recorded["pid"]
 
@@ -56,7 +56,7 @@ def test_status_shows_the_start_time_in_utc_and_json_keeps_the_seconds(tmp_path:
     recorded = {"running": True, "pid": 2**22 + 12345, "url": "http://127.0.0.1:5000",
                 "backend": "postgresql://u@db/m", "artifacts_destination": None, "log": None,
                 "started_at": 1795788899.4}
-    (tmp_path / server.PID_FILE).write_text(json.dumps(recorded))
+    (tmp_path / tracking_server.PID_FILE).write_text(json.dumps(recorded))
     table = cli("server", "status", "--state-dir", str(tmp_path))
     assert table.exit_code == 0, table.output
     assert [line.split() for line in table.stdout.splitlines() if "started_at" in line] == [
@@ -67,7 +67,7 @@ def test_status_shows_the_start_time_in_utc_and_json_keeps_the_seconds(tmp_path:
 
 def test_start_refuses_a_port_out_of_range(tmp_path: Path) -> None:
     with pytest.raises(UsageError) as raised:
-        server.start(tmp_path, "sqlite:///x.db", port=70000)
+        tracking_server.start(tmp_path, "sqlite:///x.db", port=70000)
     assert raised.value.message == "--port 70000: must be between 1 and 65535"
 
 
