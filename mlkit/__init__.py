@@ -44,7 +44,7 @@ _API: dict[str, tuple[str, str]] = {
     "train": ("mlkit.training.runner", "train"),
     "TrainOptions": ("mlkit.training.runner", "TrainOptions"),
     "promote": ("mlkit.promotion", "promote"),
-    "rollback": ("mlkit.registry", "rollback"),
+    "rollback": ("mlkit.promotion", "rollback"),
     "reproduce": ("mlkit.reproduce", "reproduce"),
     "MlkitError": ("mlkit.errors", "MlkitError"),
 }
@@ -55,8 +55,7 @@ __all__ = ["MlkitError", "TrainOptions", "__version__", "init", "load_project", 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ resolves the same names
     from mlkit.errors import MlkitError
     from mlkit.project import load_project
-    from mlkit.promotion import promote
-    from mlkit.registry import rollback
+    from mlkit.promotion import promote, rollback
     from mlkit.reproduce import reproduce
     from mlkit.scaffold import init_project as init
     from mlkit.training.runner import TrainOptions, train
