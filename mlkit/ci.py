@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlkit import constants as C
 from mlkit.errors import ExitCode, MlkitError, UsageError
+from mlkit.templates import templates_root
 
 if TYPE_CHECKING:
     from mlkit.config import MlkitConfig
@@ -275,8 +276,6 @@ def export_result(result_file: Path, *, dotenv: Path | None = None,
 
 def _environment() -> Any:
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
-
-    from mlkit.scaffold import templates_root
 
     env = Environment(
         loader=FileSystemLoader(str(templates_root() / "ci")),

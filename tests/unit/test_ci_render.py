@@ -193,7 +193,7 @@ def test_export_rejects_bad_input(tmp_path, content, message):
 
 
 def test_templates_ship_in_the_template_root():
-    from mlkit.scaffold import templates_root
+    from mlkit.templates import templates_root
 
     for files in ci.FILES.values():
         for _, template in files:
