@@ -22,7 +22,7 @@ from typing import Any
 
 from mlkit import __version__, ci
 from mlkit import constants as C
-from mlkit.engines import git
+from mlkit.engines import dvc, git
 from mlkit.errors import OperationError, UsageError, first_line
 from mlkit.progress import Progress
 from mlkit.sample_data import write_dataset
@@ -304,15 +304,14 @@ def _default_remote(slug: str) -> Path:
 
 
 def _dvc_init(project: Path, remote: Path, data_files: list[str], *, scm: bool) -> None:
-    from mlkit import dvcops
-
-    dvcops.init_repo(project, remote=remote, link_types=CACHE_LINK_TYPES, scm=scm)
+    # the project cannot be loaded yet: DVC is driven on the staging folder directly
+    dvc.init_repo(project, remote=remote, link_types=CACHE_LINK_TYPES, scm=scm)
     stage = None
     if (project / "dvc.yaml").is_file():
         # record the pipeline as "not trained yet" so `dvc status` starts clean
         (project / C.METRICS_FILE).write_text("{}\n")
         stage = "train"
-    dvcops.track_and_commit_stage(project, [project / f for f in data_files], stage)
+    dvc.track_and_commit_stage(project, [project / f for f in data_files], stage)
 
 
 def _move_into_place(project: Path, target: Path) -> None:
