@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -190,6 +192,13 @@ def test_export_rejects_bad_input(tmp_path, content, message):
         ci.export_result(path, dotenv=tmp_path / "x.env")
     assert str(info.value) == message.format(path=path)
     assert not (tmp_path / "x.env").exists()
+
+
+def test_ci_does_not_import_scaffold():
+    # scaffold calls ci for a new project's files; the other way round would be an import cycle
+    code = "import sys, mlkit.ci; print('mlkit.scaffold' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
 
 
 def test_templates_ship_in_the_template_root():
