@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlkit import constants as C
 from mlkit.errors import ExitCode, MlkitError, UsageError
+from mlkit.templates import templates_root
 
 if TYPE_CHECKING:
     from mlkit.config import MlkitConfig
@@ -144,9 +145,15 @@ class CIResult:
 
 
 class CIOutOfDateError(MlkitError):
-    """`--check` found CI files that differ from what mlkit.yaml gives."""
+    """`--check` found CI files that differ from what mlkit.yaml gives; ``result`` says which and how."""
 
     exit_code = ExitCode.FAILED
+
+    def __init__(self, result: CIResult) -> None:
+        super().__init__(f"{len(result.changed)} CI file(s) differ from what mlkit.yaml gives: "
+                         + ", ".join(f.path for f in result.changed),
+                         hint="run `mlkit ci generate` and commit the result")
+        self.result = result
 
 
 def check_provider(provider: str) -> str:
@@ -173,7 +180,8 @@ def generate(root: Path, config: MlkitConfig, *, provider: str | None = None, fo
     """Write (or with ``check``, only compare) the CI files of the project at ``root``.
 
     Raises :class:`UsageError` before writing anything when a file on disk was edited by hand and
-    ``force`` is not set.
+    ``force`` is not set. With ``check``, raises :class:`CIOutOfDateError` (carrying the result, diffs
+    included) when any file is missing or differs.
     """
     settings = CISettings.from_config(config)
     provider = check_provider(provider or settings.provider)
@@ -195,6 +203,8 @@ def generate(root: Path, config: MlkitConfig, *, provider: str | None = None, fo
                 hand_edited.append(path)
             result.files.append(CIFile(path, "replaced" if edited else "updated", _diff(path, current, text)))
     if check:
+        if not result.up_to_date:
+            raise CIOutOfDateError(result)
         return result
     if hand_edited and not force:
         raise UsageError(
@@ -275,8 +285,6 @@ def export_result(result_file: Path, *, dotenv: Path | None = None,
 
 def _environment() -> Any:
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
-
-    from mlkit.scaffold import templates_root
 
     env = Environment(
         loader=FileSystemLoader(str(templates_root() / "ci")),

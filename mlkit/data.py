@@ -1,26 +1,28 @@
 """Versioned data sets: what DVC recorded for each tracked input, and the operations on them.
 
-Every call into DVC goes through :mod:`mlkit.dvcops`; this module holds the mlkit-side logic (which
+Every call into DVC goes through :mod:`mlkit.engines.dvc`; this module holds the mlkit-side logic (which
 paths are tracked, whether the workspace copy matches what was recorded, the errors users see).
+
+The operations behind `mlkit data` take the :class:`~mlkit.project.Project`. Reading what DVC recorded
+(:func:`input_md5s`, :func:`recorded`) takes a folder instead: it also runs on a throwaway worktree of an
+older commit, whose settings are never loaded.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mlkit import constants as C
-from mlkit.engines import git
+from mlkit.engines import dvc, git
+from mlkit.engines.dvc import ProgressCallback
 from mlkit.errors import UsageError, first_line
-
-if TYPE_CHECKING:
-    from mlkit.dvcops import ProgressEvent
-
-ProgressCallback = Callable[["ProgressEvent"], None]
+from mlkit.project import Project
+from mlkit.uris import redact
 
 DVC_SUFFIX = ".dvc"
 
@@ -62,9 +64,7 @@ def input_md5s(root: Path, paths: Sequence[str]) -> dict[str, str]:
     known = _StatRecord(root)
     unknown = [r for r in records if not known.matches(r)]
     if unknown and not changed:
-        from mlkit import dvcops
-
-        actual = dvcops.workspace_hashes(root, [(root / r.path, r.hash_name) for r in unknown])
+        actual = dvc.workspace_hashes(root, [(root / r.path, r.hash_name) for r in unknown])
         changed = [r for r in unknown if actual.get(str(root / r.path)) != r.md5]
         if not changed:
             known.remember(unknown)
@@ -198,11 +198,9 @@ class GcResult:
 
 def lock_timeout(environ: Mapping[str, str] | None = None) -> float:
     """Seconds to wait for DVC's lock: ``MLKIT_DATA_LOCK_TIMEOUT`` or the default."""
-    from mlkit import dvcops
-
     raw = (os.environ if environ is None else environ).get(C.ENV_DATA_LOCK_TIMEOUT, "")
     if not raw.strip():
-        return dvcops.DEFAULT_LOCK_TIMEOUT_S
+        return dvc.DEFAULT_LOCK_TIMEOUT_S
     try:
         value = float(raw)
     except ValueError:
@@ -213,7 +211,7 @@ def lock_timeout(environ: Mapping[str, str] | None = None) -> float:
     return value
 
 
-def add(root: Path, paths: Sequence[str], *, commit: bool = False, message: str | None = None,
+def add(project: Project, paths: Sequence[str], *, commit: bool = False, message: str | None = None,
         base: Path | None = None, progress: ProgressCallback | None = None) -> AddResult:
     """Track ``paths`` with DVC, stage their `.dvc` files and `.gitignore` changes in git, maybe commit.
 
@@ -222,9 +220,7 @@ def add(root: Path, paths: Sequence[str], *, commit: bool = False, message: str 
     set whose `.dvc` file, workspace copy (same inode, mtime and size as when mlkit last verified it) and
     cache objects all still match is not handed to DVC at all.
     """
-    from mlkit import dvcops
-
-    root = Path(root).resolve()
+    root = _root(project)
     if not paths:
         raise UsageError("no path given", hint="for example `mlkit data add data/raw/customers.parquet`")
     if message and not commit:
@@ -235,7 +231,7 @@ def add(root: Path, paths: Sequence[str], *, commit: bool = False, message: str 
     to_add = [r for r in relatives if r not in unchanged]
     written = [r + DVC_SUFFIX for r in unchanged]
     if to_add:
-        written += dvcops.add(root, [root / r for r in to_add], progress=progress,
+        written += dvc.add(root, [root / r for r in to_add], progress=progress,
                               lock_timeout=lock_timeout())
         known.remember([recorded(root, r, base=root) for r in to_add])
     gitignores = [g for g in (_gitignore_for(root, r) for r in relatives) if g is not None]
@@ -251,24 +247,19 @@ def add(root: Path, paths: Sequence[str], *, commit: bool = False, message: str 
     return AddResult(added=[_data_set(r) for r in records], staged=staged, commit=commit_sha)
 
 
-def data_sets(root: Path, *, remote: str | None = None, check_remote: bool = True) -> list[DataSet]:
+def data_sets(project: Project, *, remote: str | None = None, check_remote: bool = True) -> list[DataSet]:
     """Every tracked data set with size, md5, file count, and whether the cache and remote hold it."""
-    from mlkit import dvcops
-
     return [DataSet(path=o.path, dvc_file=o.dvc_file, md5=o.md5, size=o.size, nfiles=o.nfiles,
                     in_cache=cached, in_remote=pushed)
-            for o, cached, pushed in dvcops.describe(Path(root).resolve(), remote=remote,
-                                                      check_remote=check_remote)]
+            for o, cached, pushed in dvc.describe(_root(project), remote=remote, check_remote=check_remote)]
 
 
-def status(root: Path) -> list[StatusEntry]:
+def status(project: Project) -> list[StatusEntry]:
     """Each tracked data set compared with its workspace copy: unchanged, modified or missing."""
-    from mlkit import dvcops
-
-    root = Path(root).resolve()
-    outs = dvcops.outputs(root)
+    root = _root(project)
+    outs = dvc.outputs(root)
     present = [o for o in outs if (root / o.path).exists()]
-    actual = dvcops.workspace_hashes(root, [(root / o.path, o.hash_name) for o in present]) if present else {}
+    actual = dvc.workspace_hashes(root, [(root / o.path, o.hash_name) for o in present]) if present else {}
     entries = []
     for out in outs:
         if not (root / out.path).exists():
@@ -279,63 +270,51 @@ def status(root: Path) -> list[StatusEntry]:
     return entries
 
 
-def push(root: Path, *, remote: str | None = None, jobs: int | None = None,
+def push(project: Project, *, remote: str | None = None, jobs: int | None = None,
          progress: ProgressCallback | None = None) -> TransferResult:
     """Upload every tracked data set's objects the remote does not have yet."""
-    from mlkit import dvcops
-
     _check_jobs(jobs)
-    root = Path(root).resolve()
-    count = dvcops.push(root, remote=remote, jobs=jobs, progress=progress, lock_timeout=lock_timeout())
+    root = _root(project)
+    count = dvc.push(root, remote=remote, jobs=jobs, progress=progress, lock_timeout=lock_timeout())
     return TransferResult(remote=remote or _default_remote(root), transferred=count)
 
 
-def pull(root: Path, paths: Sequence[str] = (), *, remote: str | None = None, jobs: int | None = None,
+def pull(project: Project, paths: Sequence[str] = (), *, remote: str | None = None, jobs: int | None = None,
          force: bool = False, base: Path | None = None, progress: ProgressCallback | None = None
          ) -> TransferResult:
     """Download tracked data sets (all, or ``paths``) and put them in the workspace."""
-    from mlkit import dvcops
-
     _check_jobs(jobs)
-    root = Path(root).resolve()
+    root = _root(project)
     targets = [root / recorded(root, p, base).dvc_file for p in paths]
-    stats = dvcops.pull(root, targets, remote=remote, jobs=jobs, force=force, progress=progress,
+    stats = dvc.pull(root, targets, remote=remote, jobs=jobs, force=force, progress=progress,
                         lock_timeout=lock_timeout())
     return TransferResult(remote=remote or _default_remote(root), transferred=stats["fetched"],
                           added=stats["added"], modified=stats["modified"], deleted=stats["deleted"])
 
 
-def checkout(root: Path, paths: Sequence[str] = (), *, force: bool = False,
+def checkout(project: Project, paths: Sequence[str] = (), *, force: bool = False,
              base: Path | None = None) -> TransferResult:
     """Make the workspace copies match the `.dvc` files, from the local cache."""
-    from mlkit import dvcops
-
-    root = Path(root).resolve()
+    root = _root(project)
     targets = [root / recorded(root, p, base).dvc_file for p in paths]
-    stats = dvcops.checkout_workspace(root, targets, force=force, lock_timeout=lock_timeout())
+    stats = dvc.checkout_workspace(root, targets, force=force, lock_timeout=lock_timeout())
     return TransferResult(remote=None, added=stats["added"], modified=stats["modified"],
                           deleted=stats["deleted"])
 
 
-def remotes(root: Path) -> list[dict[str, Any]]:
+def remotes(project: Project) -> list[dict[str, Any]]:
     """The configured remotes (credentials in URLs redacted), the default first."""
-    from mlkit import dvcops
-    from mlkit.uris import redact
-
-    return [{"name": r.name, "url": redact(r.url), "default": r.default, "endpoint_url": r.endpoint_url}
-            for r in dvcops.remotes(Path(root).resolve())]
+    return _remotes(_root(project))
 
 
-def add_remote(root: Path, name: str, url: str, *, default: bool = False, endpoint_url: str | None = None,
+def add_remote(project: Project, name: str, url: str, *, default: bool = False, endpoint_url: str | None = None,
                force: bool = False, base: Path | None = None) -> dict[str, Any]:
     """Add (or with ``force`` replace) a remote in `.dvc/config` and stage that file in git.
 
     A local directory URL is stored as an absolute path; ``endpoint_url`` is for S3-compatible
     storage (MinIO, Ceph, ...) and is passed to DVC as ``endpointurl``.
     """
-    from mlkit import dvcops
-
-    root = Path(root).resolve()
+    root = _root(project)
     if not _REMOTE_NAME.match(name):
         raise UsageError(f"remote name {name!r} must start with a letter or digit and contain only letters, "
                          "digits, '.', '-' and '_'", hint="for example `mlkit data remote add storage URL`")
@@ -352,22 +331,29 @@ def add_remote(root: Path, name: str, url: str, *, default: bool = False, endpoi
         if not re.match(r"^https?://[^\s/]+", endpoint_url):
             raise UsageError(f"--endpoint-url {endpoint_url!r} must be an http(s):// URL",
                              hint="for example --endpoint-url http://127.0.0.1:9000")
-    config_file = dvcops.add_remote(root, name, url, default=default, endpoint_url=endpoint_url, force=force)
+    config_file = dvc.add_remote(root, name, url, default=default, endpoint_url=endpoint_url, force=force)
     if _is_git_repo(root):
         git.run(root, "add", "--", config_file.relative_to(root).as_posix())
     return {"name": name, "url": url, "default": default, "endpoint_url": endpoint_url,
             "config": config_file.relative_to(root).as_posix()}
 
 
-def gc(root: Path, *, dry_run: bool = False, yes: bool = False) -> GcResult:
+def gc(project: Project, *, dry_run: bool = False, yes: bool = False) -> GcResult:
     """Remove cache objects the workspace does not use; ``yes`` is required unless ``dry_run``."""
-    from mlkit import dvcops
-
     if not dry_run and not yes:
         raise UsageError("gc deletes cached data and never asks; pass --yes to go ahead",
                          hint="see what would go first: `mlkit data gc --dry-run`")
-    removed = dvcops.gc(Path(root).resolve(), dry_run=dry_run, lock_timeout=lock_timeout())
+    removed = dvc.gc(_root(project), dry_run=dry_run, lock_timeout=lock_timeout())
     return GcResult(dry_run=dry_run, objects=[oid for oid, _ in removed], bytes=sum(s for _, s in removed))
+
+
+def _root(project: Project) -> Path:
+    return Path(project.root).resolve()
+
+
+def _remotes(root: Path) -> list[dict[str, Any]]:
+    return [{"name": r.name, "url": redact(r.url), "default": r.default, "endpoint_url": r.endpoint_url}
+            for r in dvc.remotes(root)]
 
 
 def _addable(root: Path, path: str, base: Path | None) -> str:
@@ -407,13 +393,11 @@ def _check_jobs(jobs: int | None) -> None:
 
 
 def _default_remote(root: Path) -> str | None:
-    return next((r["name"] for r in remotes(root) if r["default"]), None)
+    return next((r["name"] for r in _remotes(root) if r["default"]), None)
 
 
 def _is_git_repo(root: Path) -> bool:
     return (root / ".git").exists()
-
-
 
 
 class _StatRecord:

@@ -232,17 +232,17 @@ def _bring_data(root: Path, tree: Path, md5s: Mapping[str, str], say: Progress) 
     A file whose copy in the remote no longer has its md5 (corrupted or tampered with) is still brought
     in, so the retrained model shows what it changes; its row in the verdict shows both md5s.
     """
-    from mlkit import dvcops
     from mlkit.data import recorded
+    from mlkit.engines import dvc
 
-    dvcops.share_cache(tree, root)
+    dvc.share_cache(tree, root)
     records = {path: recorded(tree, path, base=tree) for path in md5s}
     for path, md5 in md5s.items():
         if records[path].md5 != md5:
             raise OperationError(f"{path}: commit and diff record md5 {records[path].md5}, the run recorded {md5}",
                                  hint="the run's lineage is inconsistent; it cannot be rebuilt exactly")
     # a directory counts as cached only with every file in it
-    cached = dvcops.in_cache(tree, [(record.md5, record.hash_name) for record in records.values()])
+    cached = dvc.in_cache(tree, [(record.md5, record.hash_name) for record in records.values()])
     checks, to_fetch, to_link = [], [], []
     for path, md5 in md5s.items():
         if cached[md5]:
@@ -255,23 +255,23 @@ def _bring_data(root: Path, tree: Path, md5s: Mapping[str, str], say: Progress) 
                 to_fetch.append(tree / path)
             checks.append(Check(f"data {path}", md5, actual, actual == md5, kind="data"))
     if to_fetch:
-        dvcops.fetch(tree, to_fetch)
+        dvc.fetch(tree, to_fetch)
         to_link += to_fetch
     if to_link:
         say("linking data from the cache")
-        dvcops.checkout_workspace(tree, to_link, force=True)
+        dvc.checkout_workspace(tree, to_link, force=True)
     return checks
 
 
 def _inspect_remote_copy(tree: Path, path: str, md5: str, is_dir: bool) -> str:
     """The md5 of the remote's copy of ``md5``; a corrupted file is placed in the worktree as found."""
-    from mlkit import dvcops
+    from mlkit.engines import dvc
 
     if is_dir:  # DVC checks every file of a directory itself; trust its fetch
         return md5
     with tempfile.TemporaryDirectory(dir=tree) as tmp:
         copy = Path(tmp) / "object"
-        if not dvcops.fetch_raw(tree, md5, copy):
+        if not dvc.fetch_raw(tree, md5, copy):
             raise OperationError(f"data {path} (md5 {md5}) is in neither the DVC cache nor the remote",
                                  hint="push it from a machine that has it: `mlkit data push`")
         actual = _md5(copy)

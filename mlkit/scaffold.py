@@ -20,17 +20,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlkit import __version__
+from mlkit import __version__, ci
 from mlkit import constants as C
-from mlkit.engines import git
+from mlkit.engines import dvc, git
 from mlkit.errors import OperationError, UsageError, first_line
 from mlkit.progress import Progress
+from mlkit.sample_data import write_dataset
+from mlkit.templates import templates_root
 
 BUNDLED_TEMPLATES = ("classification", "regression")
 # cookiecutter's own answer file and prompts must never change what mlkit generates
 _COOKIECUTTER_DEFAULT_CONFIG = True
 CACHE_LINK_TYPES = "reflink,hardlink,copy"
-
 
 
 @dataclass
@@ -85,16 +86,6 @@ def check_package(package: str, source: str, example: str = "my_package") -> str
     return package
 
 
-def templates_root() -> Path:
-    """Where the bundled templates are: inside the installed package, or `templates/` in a checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "_templates", here.parent / "templates"):
-        if (candidate / "project" / "cookiecutter.json").is_file():
-            return candidate
-    raise OperationError("mlkit's bundled templates are missing from this installation",
-                         hint="reinstall mlkit: pip install --force-reinstall mlkit")
-
-
 def template_questions(template_dir: Path | None = None) -> dict[str, Any]:
     folder = template_dir or templates_root() / "project"
     data = json.loads((folder / "cookiecutter.json").read_text())
@@ -140,15 +131,13 @@ def init_project(
         project = _render(template_dir, context, staging)
         data_files: list[str] = []
         if bundled:
-            from mlkit.sample_data import write_dataset
-
             data_path = write_dataset(context["dataset"], project)
             data_files.append(data_path.relative_to(project).as_posix())
         else:
             data_files = sorted(p.relative_to(project).as_posix() for p in (project / "data").glob("*")
                                 if p.is_file() and not p.name.startswith("."))
         _write_template_record(project, template, context)
-        _write_ci_files(project)
+        ci.generate_for_new_project(project)  # new projects get their CI files at creation
         if init_git:
             say("initialising git")
             try:
@@ -308,13 +297,6 @@ def _write_template_record(project: Path, template: str, context: Mapping[str, A
     (state / C.TEMPLATE_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
-def _write_ci_files(project: Path) -> None:
-    """New projects get their CI files at creation."""
-    from mlkit import ci
-
-    ci.generate_for_new_project(project)
-
-
 def _default_remote(slug: str) -> Path:
     from platformdirs import user_cache_dir
 
@@ -322,15 +304,14 @@ def _default_remote(slug: str) -> Path:
 
 
 def _dvc_init(project: Path, remote: Path, data_files: list[str], *, scm: bool) -> None:
-    from mlkit import dvcops
-
-    dvcops.init_repo(project, remote=remote, link_types=CACHE_LINK_TYPES, scm=scm)
+    # the project cannot be loaded yet: DVC is driven on the staging folder directly
+    dvc.init_repo(project, remote=remote, link_types=CACHE_LINK_TYPES, scm=scm)
     stage = None
     if (project / "dvc.yaml").is_file():
         # record the pipeline as "not trained yet" so `dvc status` starts clean
         (project / C.METRICS_FILE).write_text("{}\n")
         stage = "train"
-    dvcops.track_and_commit_stage(project, [project / f for f in data_files], stage)
+    dvc.track_and_commit_stage(project, [project / f for f in data_files], stage)
 
 
 def _move_into_place(project: Path, target: Path) -> None:

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
 from mlkit import constants as C
+from mlkit.cli import _output
+from mlkit.project import load_project
 
 if TYPE_CHECKING:
-    from mlkit.dvcops import ProgressEvent
+    from mlkit import data
+    from mlkit.engines.dvc import ProgressEvent
+
+# mlkit --help imports every command module: the core modules a command drives are imported inside it
 
 app = typer.Typer(help="Version data sets with DVC: add, push, pull, checkout, status, ls, remotes, gc. "
                   f"Commands wait at most {C.ENV_DATA_LOCK_TIMEOUT} seconds (default 60) for DVC's lock."
@@ -43,11 +47,10 @@ def add(
     Example: mlkit data add data/raw/customers.parquet --commit -m "Add customers"
     """
     from mlkit import data
-    from mlkit.cli import _output
 
-    root = _root()
+    project = load_project()
     with _progress() as report:
-        result = data.add(root, paths, commit=commit, message=message, progress=report)
+        result = data.add(project, paths, commit=commit, message=message, progress=report)
     rows = [(d.path, _size(d.size), d.nfiles or "", d.md5) for d in result.added]
     if json_:
         _output.print_json(result.to_dict())
@@ -66,9 +69,8 @@ def status(json_: bool = _JSON) -> None:
     Example: mlkit data status --json
     """
     from mlkit import data
-    from mlkit.cli import _output
 
-    entries = data.status(_root())
+    entries = data.status(load_project())
     if json_:
         _output.print_json([e.to_dict() for e in entries])
     elif not entries:
@@ -87,11 +89,10 @@ def push(remote: str | None = _REMOTE, jobs: int | None = _JOBS, json_: bool = _
     Example: mlkit data push --remote storage
     """
     from mlkit import data
-    from mlkit.cli import _output
 
     with _progress() as report:
-        result = data.push(_root(), remote=remote, jobs=jobs, progress=report)
-    _transfer_output(result, json_, "pushed", _output)
+        result = data.push(load_project(), remote=remote, jobs=jobs, progress=report)
+    _transfer_output(result, json_, "pushed")
 
 
 @app.command("pull")
@@ -108,11 +109,10 @@ def pull(
     Example: mlkit data pull data/raw/customers.parquet
     """
     from mlkit import data
-    from mlkit.cli import _output
 
     with _progress() as report:
-        result = data.pull(_root(), paths or [], remote=remote, jobs=jobs, force=force, progress=report)
-    _transfer_output(result, json_, "fetched", _output)
+        result = data.pull(load_project(), paths or [], remote=remote, jobs=jobs, force=force, progress=report)
+    _transfer_output(result, json_, "fetched")
 
 
 @app.command("checkout")
@@ -127,10 +127,9 @@ def checkout(
     Example: git checkout v1.0 -- data/ && mlkit data checkout
     """
     from mlkit import data
-    from mlkit.cli import _output
 
-    result = data.checkout(_root(), paths or [], force=force)
-    _transfer_output(result, json_, None, _output)
+    result = data.checkout(load_project(), paths or [], force=force)
+    _transfer_output(result, json_, None)
 
 
 @app.command("ls")
@@ -144,9 +143,8 @@ def ls(
     Example: mlkit data ls --json
     """
     from mlkit import data
-    from mlkit.cli import _output
 
-    found = data.data_sets(_root(), remote=remote, check_remote=not no_remote)
+    found = data.data_sets(load_project(), remote=remote, check_remote=not no_remote)
     columns = ("path", "size", "files", "md5", "cache", "remote")
     rows = [(d.path, _size(d.size), d.nfiles or "", d.md5, _yes(d.in_cache), _yes(d.in_remote))
             for d in found]
@@ -171,9 +169,8 @@ def gc(
     Example: mlkit data gc --dry-run && mlkit data gc --yes
     """
     from mlkit import data
-    from mlkit.cli import _output
 
-    result = data.gc(_root(), dry_run=dry_run, yes=yes)
+    result = data.gc(load_project(), dry_run=dry_run, yes=yes)
     if json_:
         _output.print_json(result.to_dict())
     else:
@@ -200,9 +197,8 @@ def remote_add(
     Example: mlkit data remote add storage s3://ml-data/churn --default --endpoint-url http://127.0.0.1:9000
     """
     from mlkit import data
-    from mlkit.cli import _output
 
-    result = data.add_remote(_root(), name, url, default=default, endpoint_url=endpoint_url, force=force)
+    result = data.add_remote(load_project(), name, url, default=default, endpoint_url=endpoint_url, force=force)
     if json_:
         _output.print_json(result)
     else:
@@ -216,9 +212,8 @@ def remote_list(json_: bool = _JSON) -> None:
     Example: mlkit data remote list --json
     """
     from mlkit import data
-    from mlkit.cli import _output
 
-    found = data.remotes(_root())
+    found = data.remotes(load_project())
     if json_:
         _output.print_json(found)
     elif not found:
@@ -231,13 +226,7 @@ def remote_list(json_: bool = _JSON) -> None:
 
 # --- rendering -----------------------------------------------------------------------------------
 
-def _root() -> Path:
-    from mlkit.project import find_root
-
-    return find_root()
-
-
-def _transfer_output(result: Any, json_: bool, counted: str | None, _output: Any) -> None:
+def _transfer_output(result: data.TransferResult, json_: bool, counted: str | None) -> None:
     if json_:
         _output.print_json(result.to_dict())
         return
@@ -254,8 +243,6 @@ def _transfer_output(result: Any, json_: bool, counted: str | None, _output: Any
 
 
 def _github(columns: tuple[str, ...], rows: list[tuple[Any, ...]], outputs: dict[str, Any]) -> None:
-    from mlkit.cli import _output
-
     if not _output.in_github_actions():
         return
     _output.github_summary(_output.markdown_table(columns, rows) if rows else "_no data sets changed_")
@@ -265,8 +252,6 @@ def _github(columns: tuple[str, ...], rows: list[tuple[Any, ...]], outputs: dict
 @contextmanager
 def _progress() -> Iterator[Callable[[ProgressEvent], None] | None]:
     """Rich progress bars on stderr for DVC's transfers; nothing when stderr is not a terminal."""
-    from mlkit.cli import _output
-
     console = _output.err()
     if not console.is_terminal or console.is_dumb_terminal:
         yield None

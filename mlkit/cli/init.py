@@ -8,7 +8,10 @@ from pathlib import Path
 
 import typer
 
+from mlkit.cli import _output
 from mlkit.errors import UsageError
+
+# mlkit --help imports every command module: the core modules a command drives are imported inside it
 
 
 def _interactive() -> bool:
@@ -35,7 +38,6 @@ def init(
 
     Example: mlkit init churn --template classification && cd churn && mlkit train
     """
-    from mlkit.cli import _output
     from mlkit.scaffold import BUNDLED_TEMPLATES, init_project
 
     if name is None:

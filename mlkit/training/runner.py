@@ -663,9 +663,9 @@ def _record_stage(root: Path, say: Progress) -> bool:
     if not (root / "dvc.yaml").is_file() or not (root / ".dvc").is_dir():
         return False
     say("recording the train stage in dvc.lock")
-    from mlkit import dvcops
+    from mlkit.engines import dvc
 
-    dvcops.commit_stage(root, "train")
+    dvc.commit_stage(root, "train")
     return True
 
 

@@ -15,6 +15,8 @@ import yaml
 from _isolation import use_home
 
 from mlkit import ci
+from mlkit.errors import ExitCode
+from mlkit.project import load_project
 
 BIN = Path(sys.executable).parent
 GITHUB_FILES = [path for path, _ in ci.FILES["github"]]
@@ -100,6 +102,21 @@ def test_check_shows_a_diff_and_exits_1_when_mlkit_yaml_changed(cli, project):
     assert result.stdout.count("regenerated") == 3
     assert all('python-version: "3.12"' in text for text in read(project, GITHUB_FILES).values())
     assert cli("ci", "generate", "--check", cwd=project).exit_code == 0
+
+
+def test_check_from_python_raises_with_the_result_and_writes_nothing(project):
+    before = read(project, GITHUB_FILES)
+    edit_config(project, 'python: "3.11"', 'python: "3.12"')
+    loaded = load_project(project)
+    with pytest.raises(ci.CIOutOfDateError) as caught:
+        ci.generate(loaded.root, loaded.config, check=True)
+    assert caught.value.exit_code == ExitCode.FAILED
+    assert caught.value.hint == "run `mlkit ci generate` and commit the result"
+    result = caught.value.result
+    assert (result.check, result.up_to_date) == (True, False)
+    assert [(f.path, f.status) for f in result.files] == [(p, "differs") for p in GITHUB_FILES]
+    assert '+          python-version: "3.12"\n' in result.files[0].diff
+    assert read(project, GITHUB_FILES) == before
 
 
 def test_hand_edited_files_are_kept_without_force(cli, project):

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from mlkit import data
+from mlkit.project import load_project
 
 SAMPLE = "data/breast_cancer.csv"
 
@@ -131,7 +132,7 @@ def test_ls_shows_remote_presence_after_push(project: Path, cli) -> None:
     assert "data/raw/images" in table and before["data/raw/images"]["md5"] in table
 
     # one file of the folder gone from the remote: the data set is no longer complete there
-    remote = Path(data.remotes(project)[0]["url"])
+    remote = Path(data.remotes(load_project(project))[0]["url"])
     victim = next(p for p in remote.rglob("*") if p.is_file() and not p.name.endswith(".dir")
                   and p.stat().st_size < 100)
     victim.unlink()
@@ -305,7 +306,7 @@ def test_push_without_remote(project: Path, cli) -> None:
 
 
 def test_push_to_missing_remote_directory(project: Path, cli, tmp_path: Path) -> None:
-    remote = Path(data.remotes(project)[0]["url"])
+    remote = Path(data.remotes(load_project(project))[0]["url"])
     shutil.rmtree(remote)
     result = cli("data", "push", cwd=project)
     assert result.exit_code == 2
@@ -318,7 +319,7 @@ def test_push_to_missing_remote_directory(project: Path, cli, tmp_path: Path) ->
 
 def test_the_remote_in_mlkit_data_remote_is_the_default(project: Path, cli, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    configured = Path(data.remotes(project)[0]["url"])
+    configured = Path(data.remotes(load_project(project))[0]["url"])
     from_secret = tmp_path / "from-secret"
     from_secret.mkdir()
     monkeypatch.setenv("MLKIT_DATA_REMOTE", os.path.relpath(from_secret, project))  # relative to the shell

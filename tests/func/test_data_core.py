@@ -1,4 +1,4 @@
-"""mlkit.data and mlkit.dvcops from Python: progress forwarding, silence, all-or-nothing add."""
+"""mlkit.data and mlkit.engines.dvc from Python: progress forwarding, silence, all-or-nothing add."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from mlkit import data, dvcops
+from mlkit import data
+from mlkit.engines import dvc
 from mlkit.errors import OperationError
+from mlkit.project import load_project
 
 
 @pytest.fixture
@@ -23,9 +25,9 @@ def test_progress_of_add_and_push_reaches_the_callback_and_every_bar_finishes(pr
 
     originals = (dvc.progress.Tqdm, dvc_data.callbacks.Tqdm)
     (project / "data" / "big.bin").write_bytes(os.urandom(9 * 2**20))
-    events: list[dvcops.ProgressEvent] = []
-    data.add(project, ["data/big.bin"], base=project, progress=events.append)
-    data.push(project, progress=events.append)
+    events: list[dvc.ProgressEvent] = []
+    data.add(load_project(project), ["data/big.bin"], base=project, progress=events.append)
+    data.push(load_project(project), progress=events.append)
 
     assert events
     keys = {e.key for e in events}
@@ -44,7 +46,7 @@ def test_dvc_prints_nothing_even_when_it_fails(project: Path, capfd: pytest.Capt
     (folder / ".dvcignore").write_text("*.tmp\n")  # DVC refuses a .dvcignore inside a folder it collects
     capfd.readouterr()
     with pytest.raises(OperationError) as caught:
-        data.add(project, ["data/raw"], base=project)
+        data.add(load_project(project), ["data/raw"], base=project)
     assert caught.value.message == ("adding data to DVC failed: IgnoreInCollectedDirError: .dvcignore file "
                                     f"should not be in collected dir path: '{folder}'")
     assert capfd.readouterr() == ("", "")
@@ -55,7 +57,7 @@ def test_outputs_lists_dvc_files_not_pipeline_outputs(project: Path) -> None:
     folder = project / "data" / "images"
     folder.mkdir()
     (folder / "a.txt").write_text("a\n")
-    data.add(project, ["data/images"], base=project)
-    found = {o.path: o for o in dvcops.outputs(project)}
+    data.add(load_project(project), ["data/images"], base=project)
+    found = {o.path: o for o in dvc.outputs(project)}
     assert set(found) == {"data/breast_cancer.csv", "data/images"}  # not metrics.json from dvc.lock
     assert found["data/images"].nfiles == 1 and found["data/images"].dvc_file == "data/images.dvc"

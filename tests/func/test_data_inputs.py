@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlkit import dvcops
 from mlkit.data import input_md5s
+from mlkit.engines import dvc
 from mlkit.errors import ExitCode, OperationError, UsageError
+from mlkit.project import load_project
 
 DATA = "data/breast_cancer.csv"
 
@@ -39,7 +40,7 @@ def test_file_and_directory_md5s(project: Path) -> None:
     (folder / "sub").mkdir(parents=True)
     (folder / "a.txt").write_text("a\n")
     (folder / "sub" / "b.txt").write_text("b\n")
-    dvcops.track(project, [folder])
+    dvc.track(project, [folder])
 
     md5s = input_md5s(project, [DATA, "data/images"])
 
@@ -101,7 +102,7 @@ def test_modified_directory(project: Path) -> None:
     folder = project / "data" / "images"
     folder.mkdir()
     (folder / "a.txt").write_text("a\n")
-    dvcops.track(project, [folder])
+    dvc.track(project, [folder])
     (folder / "new.txt").write_text("new\n")
     with pytest.raises(UsageError, match=r"^data/images was modified since it was added to DVC$"):
         input_md5s(project, ["data/images"])
@@ -124,20 +125,20 @@ def test_re_add_of_unchanged_data_does_not_touch_dvc(project: Path, monkeypatch:
     folder = project / "data" / "images"
     folder.mkdir()
     (folder / "a.txt").write_text("a\n")
-    data.add(project, ["data/images"], base=project)
+    data.add(load_project(project), ["data/images"], base=project)
     monkeypatch.setenv("MLKIT_DATA_LOCK_TIMEOUT", "0")
     holder = zc.lockfile.LockFile(str(project / ".dvc" / "tmp" / "lock"))
     try:
         # DVC's lock is taken: only an add that skips DVC can succeed
-        again = data.add(project, ["data/images"], base=project)
+        again = data.add(load_project(project), ["data/images"], base=project)
         assert [d.md5 for d in again.added] == [_recorded_md5(project, "data/images")]
         (folder / "b.txt").write_text("b\n")
         with pytest.raises(OperationError, match=r"^another process holds DVC's lock on this project"):
-            data.add(project, ["data/images"], base=project)
+            data.add(load_project(project), ["data/images"], base=project)
     finally:
         holder.close()
     # an object gone from the cache (gc, a fresh clone) sends the add back to DVC, which restores it
     shutil.rmtree(project / ".dvc" / "cache")
     (folder / "b.txt").unlink()
-    data.add(project, ["data/images"], base=project)
-    assert data.data_sets(project, check_remote=False)[-1].in_cache is True
+    data.add(load_project(project), ["data/images"], base=project)
+    assert data.data_sets(load_project(project), check_remote=False)[-1].in_cache is True

@@ -288,7 +288,7 @@ def test_a_separate_test_file_is_encoded_with_the_training_classes(make_project,
 @pytest.fixture(scope="module")
 def failing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A regression project with extra DVC-tracked data files that break training in known ways."""
-    from mlkit import dvcops
+    from mlkit.engines import dvc
 
     base = tmp_path_factory.mktemp("fail")
     with pytest.MonkeyPatch.context() as monkeypatch:
@@ -299,8 +299,8 @@ def failing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         nan_rows = [rows[0], *rows[1:40], ",".join(rows[40].split(",")[:-1]) + ","]
         (root / "data" / "nan_target.csv").write_text("\n".join(nan_rows) + "\n")
         (root / "data" / "gone.csv").write_text(rows[0] + "\n" + "\n".join(rows[1:20]) + "\n")
-        dvcops.track(root, [root / "data" / "empty.csv", root / "data" / "nan_target.csv",
-                            root / "data" / "gone.csv"])
+        dvc.track(root, [root / "data" / "empty.csv", root / "data" / "nan_target.csv",
+                         root / "data" / "gone.csv"])
         (root / "data" / "gone.csv").unlink()
         yield root
 

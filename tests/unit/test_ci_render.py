@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -192,8 +194,15 @@ def test_export_rejects_bad_input(tmp_path, content, message):
     assert not (tmp_path / "x.env").exists()
 
 
+def test_ci_does_not_import_scaffold():
+    # scaffold calls ci for a new project's files; the other way round would be an import cycle
+    code = "import sys, mlkit.ci; print('mlkit.scaffold' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
 def test_templates_ship_in_the_template_root():
-    from mlkit.scaffold import templates_root
+    from mlkit.templates import templates_root
 
     for files in ci.FILES.values():
         for _, template in files:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mlkit.data import _record, recorded, relative_path
 from mlkit.errors import ExitCode, UsageError
+from mlkit.project import Project, load_project
 
 
 def test_relative_path_accepts_relative_and_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -88,20 +90,29 @@ def test_stat_token_follows_inode_mtime_size_and_names(tmp_path: Path) -> None:
     assert _stat_token(tmp_path / "missing") is None
 
 
+def _project(root: Path) -> Project:
+    (root / "mlkit.yaml").write_text(yaml.safe_dump({
+        "version": 1, "project": {"name": "churn", "package": "churn"},
+        "data": {"train": "data/train.csv", "target": "label"},
+        "model": {"name": "churn", "task": "classification", "estimator": "xgboost.XGBClassifier"}}))
+    return load_project(root)
+
+
 def test_message_needs_commit_and_paths_are_required(tmp_path: Path) -> None:
     from mlkit.data import add
 
+    project = _project(tmp_path)
     with pytest.raises(UsageError, match=r"^no path given$"):
-        add(tmp_path, [])
+        add(project, [])
     with pytest.raises(UsageError, match=r"^-m/--message needs --commit$"):
-        add(tmp_path, ["x"], message="msg")
+        add(project, ["x"], message="msg")
 
 
 def test_gc_needs_yes_unless_dry_run(tmp_path: Path) -> None:
     from mlkit.data import gc
 
     with pytest.raises(UsageError) as caught:
-        gc(tmp_path)
+        gc(_project(tmp_path))
     assert caught.value.hint == "see what would go first: `mlkit data gc --dry-run`"
 
 
@@ -112,7 +123,7 @@ def test_gc_needs_yes_unless_dry_run(tmp_path: Path) -> None:
 )
 def test_the_environment_remote_keeps_urls_and_makes_paths_absolute(value: str, url: str, tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlkit.dvcops import environment_remote
+    from mlkit.engines.dvc import environment_remote
 
     monkeypatch.chdir(tmp_path)
     expected = url.format(cwd=tmp_path.resolve(), home=Path.home().resolve())
@@ -122,6 +133,6 @@ def test_the_environment_remote_keeps_urls_and_makes_paths_absolute(value: str, 
 
 @pytest.mark.parametrize("environ", [{}, {"MLKIT_DATA_REMOTE": ""}, {"MLKIT_DATA_REMOTE": "  "}])
 def test_no_environment_remote_when_the_variable_is_empty(environ: dict[str, str]) -> None:
-    from mlkit.dvcops import environment_remote
+    from mlkit.engines.dvc import environment_remote
 
     assert environment_remote(environ) is None
