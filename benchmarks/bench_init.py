@@ -12,7 +12,7 @@ from pathlib import Path
 from _timing import clean_env, mlkit_executable, report, time_command
 
 from mlkit import __version__
-from mlkit.scaffold import templates_root
+from mlkit.templates import templates_root
 
 RUNS = int(os.environ.get("MLKIT_BENCH_RUNS", "7"))
 
