@@ -21,7 +21,8 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mlkit import registry, tags, tracking
+from mlkit import registry, tags
+from mlkit.engines import mlflow
 from mlkit.errors import GateRefusedError, UsageError
 from mlkit.progress import Progress
 
@@ -133,7 +134,7 @@ def promote(project: Project, name: str, version: str | int | None = None, *, to
                          hint=f"e.g. `mlkit promote {name} --from staging --to production`")
     wanted = registry.normalize_version(version) if version is not None else None
     stages = project.config.stages
-    client = tracking.client(project)
+    client = mlflow.client(project)
     who = registry.actor(project.root)  # runs git: kept out of the locked section
     lock = registry.write_lock(project) if not dry_run else nullcontext(False)
     with lock as locked:

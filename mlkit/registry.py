@@ -61,9 +61,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mlkit import tags, tracking
+from mlkit import tags
 from mlkit.clock import utc_iso
-from mlkit.engines import git
+from mlkit.engines import git, mlflow
 from mlkit.errors import OperationError, UsageError
 from mlkit.progress import Progress
 
@@ -160,7 +160,7 @@ class ModelSummary:
 
 def list_models(project: Project) -> list[ModelSummary]:
     """Every registered model in the project's registry, with the versions holding each stage."""
-    client = tracking.client(project)
+    client = mlflow.client(project)
     models: list[RegisteredModel] = []
     token = None
     while True:
@@ -189,7 +189,7 @@ def show_version(project: Project, ref: ModelRef | str) -> VersionInfo:
     """The version a reference points at: ``NAME@STAGE``, ``NAME/VERSION``, or ``NAME`` (latest version)."""
     if isinstance(ref, str):
         ref = ModelRef.parse(ref)
-    client = tracking.client(project)
+    client = mlflow.client(project)
     model = get_model(client, ref.name)
     if ref.stage is not None:
         require_stage(project, ref.stage)
@@ -244,7 +244,7 @@ def history(project: Project, name: str, stage: str | None = None) -> list[dict[
     """The audit trail of a model, oldest first (optionally only one stage's entries)."""
     if stage is not None:
         require_stage(project, stage)
-    client = tracking.client(project)
+    client = mlflow.client(project)
     entries = audit_entries(get_model(client, name))
     return [e for e in entries if stage is None or e.get("stage") == stage]
 
@@ -268,7 +268,7 @@ def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """
     for attempt in range(_CONFLICT_ATTEMPTS):
         try:
-            return tracking.retry_locked(lambda: fn(*args, **kwargs))
+            return mlflow.retry_locked(lambda: fn(*args, **kwargs))
         except Exception as exc:
             text = str(exc)
             if attempt == _CONFLICT_ATTEMPTS - 1 or not any(mark in text for mark in _WRITE_CONFLICTS):
@@ -334,12 +334,12 @@ def stage_holders(model: RegisteredModel) -> dict[str, str]:
 def write_lock(project: Project) -> Iterator[bool]:
     """Serialise registry writes on the embedded SQLite store; yields whether a lock is held."""
     uri = project.tracking_uri
-    if not tracking.is_sqlite(uri):
+    if not mlflow.is_sqlite(uri):
         yield False
         return
     from filelock import FileLock, Timeout
 
-    db = tracking.sqlite_path(uri)
+    db = mlflow.sqlite_path(uri)
     db.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(db.parent / f"{db.name}.registry.lock"))
     try:
@@ -481,7 +481,7 @@ def rollback(project: Project, name: str, stage: str, *, reason: str = "",
     """Put ``stage``'s alias back on the version that held it before the current one; audited."""
     require_stage(project, stage)
     stages = project.config.stages
-    client = tracking.client(project)
+    client = mlflow.client(project)
     who = actor(project.root)
     with write_lock(project) as locked:
         model = get_model(client, name)

@@ -10,6 +10,7 @@ from typing import Any
 
 from mlkit import constants as C
 from mlkit.errors import UsageError, first_line
+from mlkit.training import xgb
 
 # XGBoost checks its parameters only inside fit, after data loading; these are checked up front.
 _XGB_INTS = (
@@ -110,9 +111,7 @@ def build_estimator(path: str, params: Mapping[str, Any], *, seed: int, task: st
         raise UsageError(f"{C.PARAMS_FILE}: estimator: {exc}", hint=f"fix {C.PARAMS_FILE}") from None
     _check_values(estimator, path, settings)
     if is_xgboost(estimator):
-        from mlkit.training.xgb import make_deterministic
-
-        make_deterministic(estimator)
+        xgb.make_deterministic(estimator)
     return estimator
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pandas as pd
@@ -206,3 +207,33 @@ def test_project_imports_never_change_sys_path_in_place(tmp_path):
         assert sys.path[0] == str((tmp_path / "src").resolve())
         assert before == snapshot
     assert sys.path is before and before == snapshot
+
+
+def test_a_client_leaves_mlflows_process_wide_uris_alone(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    from mlkit.engines import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'state' / 'mlflow.db'}"
+    client = mlflow.client(SimpleNamespace(tracking_uri=uri, state_dir=tmp_path / "state"))
+    assert client.tracking_uri == uri
+    assert tracking_utils._tracking_uri is None
+    assert "MLFLOW_TRACKING_URI" not in os.environ and "MLFLOW_REGISTRY_URI" not in os.environ
+
+
+def test_the_fluent_api_points_at_the_store_for_one_block_only(monkeypatch):
+    import mlflow as mlflow_library
+
+    from mlkit.engines import mlflow
+
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", "sqlite:///user-registry.db")
+    with mlflow._fluent("sqlite:///inside.db"):
+        assert mlflow_library.get_tracking_uri() == "sqlite:///inside.db"
+        assert mlflow_library.get_registry_uri() == "sqlite:///inside.db"
+        assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:///inside.db"
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert os.environ["MLFLOW_REGISTRY_URI"] == "sqlite:///user-registry.db"
+    assert mlflow_library.get_registry_uri() == "sqlite:///user-registry.db"
+
