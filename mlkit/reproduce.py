@@ -11,7 +11,6 @@ touched, and the worktree is removed afterwards, on failure and on Ctrl-C too.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import shutil
 import tempfile
@@ -287,8 +286,8 @@ def _rewrite_record(dvc_file: Path, old: str, new: str, size: int) -> None:
 
 
 def _retrain(client: Any, project: Project, tree: Path, run: Any, original: L.RunLineage) -> TrainResult:
-    overrides = [f"tracking.uri={project.tracking_uri}"]
-    overrides += [f"params.{key}={json.dumps(value)}" for key, value in original.params.items()]
+    overrides = {"tracking.uri": project.tracking_uri,
+                 **{f"params.{key}": value for key, value in original.params.items()}}
     rebuilt = load_project(tree, overrides=overrides)
     experiment = _experiment_name(client, run)
     return train(rebuilt, TrainOptions(

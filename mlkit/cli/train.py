@@ -37,11 +37,12 @@ def train(
     Example: mlkit train --set params.estimator.max_depth=6 --set params.seed=7
     """
     from mlkit.cli import _output
+    from mlkit.config import parse_overrides
     from mlkit.project import load_project
     from mlkit.training import TrainOptions, interrupts
     from mlkit.training import train as run_training
 
-    project = load_project(overrides=set_)
+    project = load_project(overrides=parse_overrides(set_))
     options = TrainOptions(experiment=experiment, register=not no_register, allow_dirty=allow_dirty)
     with interrupts.handle_signals():
         result = run_training(project, options, progress=_output.status)

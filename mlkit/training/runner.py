@@ -41,9 +41,10 @@ _MODEL_DISTRIBUTIONS = ("scikit-learn", "cloudpickle", "pandas", "numpy", "scipy
 
 @dataclass(frozen=True)
 class TrainOptions:
-    """How to run: ``overrides`` are ``KEY=VALUE`` like ``--set`` (``params.*`` go to params.yaml)."""
+    """How to run: ``overrides`` map dotted keys to values, like ``--set`` (``params.*`` go to params.yaml),
+    e.g. ``{"params.estimator.max_depth": 6}``."""
 
-    overrides: Sequence[str] = ()
+    overrides: Mapping[str, Any] = field(default_factory=dict)
     experiment: str | None = None
     register: bool = True
     allow_dirty: bool = False
@@ -190,10 +191,10 @@ def train(
 # --- before the run ------------------------------------------------------------------------------------
 
 
-def _with_overrides(project: Project, overrides: Sequence[str]) -> Project:
+def _with_overrides(project: Project, overrides: Mapping[str, Any]) -> Project:
     if not overrides:
         return project
-    return load_project(project.root, overrides=list(overrides))
+    return load_project(project.root, overrides=overrides)
 
 
 def _resolve_model(project: Project) -> tuple[Any, Callable[..., Any] | None]:
