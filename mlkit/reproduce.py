@@ -28,7 +28,7 @@ from mlkit import lineage as L
 from mlkit.clock import utc_iso
 from mlkit.data import recorded
 from mlkit.engines import git, mlflow
-from mlkit.errors import OperationError, UsageError, first_line
+from mlkit.errors import MismatchError, OperationError, UsageError, first_line
 from mlkit.progress import Progress
 from mlkit.project import Project, load_project
 from mlkit.registry import ModelRef
@@ -79,6 +79,15 @@ class ReproduceResult:
         return data
 
 
+class ReproductionMismatch(MismatchError):
+    """The rebuilt run differs from the original; ``result`` carries every check for the caller to show."""
+
+    def __init__(self, result: ReproduceResult) -> None:
+        names = ", ".join(check.name for check in result.mismatches)
+        super().__init__(f"reproduction of {result.target} does not match: {names}",
+                         hint="see the table above for the numbers and the likely causes")
+        self.result = result
+
 
 def reproduce(project: Project, target: str, *, tolerance: float = 0.0,
               progress: Progress | None = None) -> ReproduceResult:
@@ -87,7 +96,8 @@ def reproduce(project: Project, target: str, *, tolerance: float = 0.0,
     Records the verdict on the original run and on its model versions (``mlkit.reproduced`` and friends),
     which the ``reproduced`` promotion gate reads. Raises for what stops a reproduction from running at all
     (unknown target, a run not made by mlkit, a commit missing from the repository, data in neither the
-    cache nor the remote); a reproduction that runs and differs returns ``matched=False``.
+    cache nor the remote); a reproduction that runs and differs raises :class:`ReproductionMismatch`
+    (exit code 4) once the verdict is recorded, with the result (``matched=False``) on it.
     """
     if tolerance < 0:
         raise UsageError(f"--tolerance {tolerance}: must be 0 or more", hint="e.g. --tolerance 1e-9")
@@ -120,12 +130,15 @@ def reproduce(project: Project, target: str, *, tolerance: float = 0.0,
     matched = all(check.equal for check in checks)
     causes = [] if matched else likely_causes(client, run_id, original)
     _record(client, run_id, matched, outcome.run_id)
-    return ReproduceResult(
+    result = ReproduceResult(
         target=target, run_id=run_id, model_name=model_name, model_versions=versions,
         commit=original.git_commit, applied_diff=applied, reproduced_run_id=outcome.run_id,
         tolerance=tolerance, matched=matched, checks=checks, likely_causes=causes,
         seconds=round(time.perf_counter() - started, 2),
     )
+    if not matched:
+        raise ReproductionMismatch(result)
+    return result
 
 
 def resolve_target(client: Any, target: str) -> tuple[Any, str | None, list[str]]:
