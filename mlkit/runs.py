@@ -1,10 +1,11 @@
-"""Reading tracked runs back: list, show one, compare several side by side, and the MLflow UI command.
+"""Reading tracked runs back: list, show one, compare several side by side, and MLflow's UI on them.
 
 Everything here reads through MLflow's client against the project's store; nothing is printed.
 """
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -13,7 +14,8 @@ from typing import Any
 from mlkit import tags
 from mlkit.clock import utc_iso
 from mlkit.engines import mlflow
-from mlkit.errors import UsageError
+from mlkit.errors import OperationError, UsageError
+from mlkit.progress import Progress
 from mlkit.project import Project
 
 DEFAULT_LIMIT = 20
@@ -162,6 +164,29 @@ def compare_runs(project: Project, run_ids: Sequence[str]) -> RunComparison:
                 }
             )
     return RunComparison(run_ids=[r.info.run_id for r in runs], rows=rows)
+
+
+def open_ui(project: Project, *, port: int = 5000, progress: Progress | None = None) -> None:
+    """Run MLflow's UI on the project's store, bound to 127.0.0.1, until it exits.
+
+    Ctrl-C stops the UI (waiting for it to exit) and is raised again; a UI that exits with an error (its
+    port taken, say) raises :class:`OperationError`. ``progress`` is told where the UI listens.
+    """
+    if not 1 <= port <= 65535:
+        raise UsageError(f"--port {port}: must be between 1 and 65535", hint="e.g. --port 5001")
+    argv = ui_command(project, port=port)
+    if progress is not None:
+        progress(f"MLflow UI on http://127.0.0.1:{port} (Ctrl-C to stop)")
+    process = subprocess.Popen(argv, cwd=project.root)
+    try:
+        code = process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait(timeout=30)
+        raise
+    if code != 0:
+        raise OperationError(f"mlflow ui exited with status {code}",
+                             hint=f"is port {port} already in use? try --port {port + 1}")
 
 
 def ui_command(project: Project, *, port: int = 5000) -> list[str]:

@@ -6,8 +6,6 @@ from typing import Any
 
 import typer
 
-from mlkit.errors import UsageError
-
 
 def train(
     set_: list[str] = typer.Option(
@@ -81,31 +79,11 @@ def ui(
 
     Example: mlkit ui --port 5001
     """
-    import subprocess
-
     from mlkit.cli import _output
     from mlkit.project import load_project
-    from mlkit.runs import ui_command
+    from mlkit.runs import open_ui
 
-    if not 1 <= port <= 65535:
-        raise UsageError(f"--port {port}: must be between 1 and 65535", hint="e.g. --port 5001")
-    project = load_project()
-    argv = ui_command(project, port=port)
-    _output.status(f"MLflow UI on http://127.0.0.1:{port} (Ctrl-C to stop)")
-    process = subprocess.Popen(argv, cwd=project.root)
-    try:
-        code = process.wait()
-    except KeyboardInterrupt:
-        process.terminate()
-        process.wait(timeout=30)
-        raise
-    if code != 0:
-        from mlkit.errors import OperationError
-
-        raise OperationError(
-            f"mlflow ui exited with status {code}",
-            hint=f"is port {port} already in use? try --port {port + 1}",
-        )
+    open_ui(load_project(), port=port, progress=_output.status)
 
 
 def _summary_markdown(data: dict[str, Any]) -> str:
