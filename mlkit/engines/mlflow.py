@@ -26,12 +26,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from mlkit import constants as C
 from mlkit import tags
 from mlkit.errors import OperationError, UsageError, first_line
+from mlkit.project import Project
 from mlkit.uris import redact
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
-
-    from mlkit.project import Project
 
 T = TypeVar("T")
 

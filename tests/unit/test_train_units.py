@@ -224,18 +224,18 @@ def test_a_client_leaves_mlflows_process_wide_uris_alone(tmp_path, monkeypatch):
 
 
 def test_the_fluent_api_points_at_the_store_for_one_block_only(monkeypatch):
-    import mlflow as mlflow_library
+    from mlflow import get_registry_uri, get_tracking_uri
 
     from mlkit.engines import mlflow
 
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", "sqlite:///user-registry.db")
     with mlflow._fluent("sqlite:///inside.db"):
-        assert mlflow_library.get_tracking_uri() == "sqlite:///inside.db"
-        assert mlflow_library.get_registry_uri() == "sqlite:///inside.db"
+        assert get_tracking_uri() == "sqlite:///inside.db"
+        assert get_registry_uri() == "sqlite:///inside.db"
         assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:///inside.db"
     assert "MLFLOW_TRACKING_URI" not in os.environ
     assert os.environ["MLFLOW_REGISTRY_URI"] == "sqlite:///user-registry.db"
-    assert mlflow_library.get_registry_uri() == "sqlite:///user-registry.db"
+    assert get_registry_uri() == "sqlite:///user-registry.db"
 
 
 class _FakeProcess:
