@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from mlkit.errors import UsageError, first_line
+from mlkit.training.estimators import is_xgboost
 from mlkit.training.fitting import fit_model
 
 # builds a fresh, unfitted (model, preprocessor) pair; the preprocessor is None for a whole Pipeline
@@ -31,6 +32,21 @@ def split(features: Any, target: Any, *, test_size: float, seed: int, stratify: 
             f"cannot split the data: {first_line(exc)}",
             hint="use more rows, or change test_size in params.yaml",
         ) from None
+
+
+
+def eval_sets(model: Any, X_train: Any, y_train: Any, X_test: Any, y_test: Any, *,
+              early_stopping_rounds: int | None, seed: int, stratify: bool
+              ) -> tuple[list[tuple[str, Any, Any]], Any, Any]:
+    """(XGBoost's evaluation sets, the rows to fit on, their target). With early stopping, a validation
+    split is carved out of the training data (never the test split, which must stay unseen); other
+    estimators get no evaluation sets."""
+    if not is_xgboost(model):
+        return [], X_train, y_train
+    if early_stopping_rounds:
+        fit_X, val_X, fit_y, val_y = split(X_train, y_train, test_size=0.15, seed=seed, stratify=stratify)
+        return [("train", fit_X, fit_y), ("validation", val_X, val_y)], fit_X, fit_y
+    return [("train", X_train, y_train), ("test", X_test, y_test)], X_train, y_train
 
 
 def folds(n_splits: int, *, seed: int, stratify: bool) -> Any:

@@ -9,7 +9,6 @@ the metrics through ``evaluation`` and the DVC outputs through ``outputs``.
 from __future__ import annotations
 
 import getpass
-import inspect
 import json
 import tempfile
 import time
@@ -18,16 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlkit import constants as C
 from mlkit import lineage as L
 from mlkit import tags
 from mlkit.config import flatten
 from mlkit.engines import mlflow
-from mlkit.errors import MlkitError, OperationError, UsageError, first_line
+from mlkit.errors import MlkitError, OperationError, first_line
 from mlkit.progress import Progress
 from mlkit.project import Project, load_project
 from mlkit.training import datasets, evaluation, interrupts, outputs, plots
-from mlkit.training.estimators import build_estimator, is_xgboost
+from mlkit.training.estimators import build_estimator, call_entrypoint, fits_on_one_core, is_xgboost
 from mlkit.training.evaluation import ModelFactory
 from mlkit.training.fitted import FittedModel
 from mlkit.training.fitting import check_backend, fit_model, table_reader
@@ -315,7 +313,7 @@ def _model_factory(project: Project, estimator: Any, entrypoint: Callable[..., A
 
     def make_model() -> tuple[Any, Any]:
         if entrypoint is not None:
-            built = _call_entrypoint(entrypoint, params, data.X_train, data.y_train)
+            built = call_entrypoint(entrypoint, params.model_dump(mode="json"), data.X_train, data.y_train)
             from sklearn.pipeline import Pipeline
 
             if isinstance(built, Pipeline):
@@ -332,8 +330,12 @@ def _fit(project: Project, session: TrackingSession, make_model: ModelFactory, d
          say: Progress) -> _Fit:
     config, params = project.config, project.params
     model, preprocessor = make_model()
-    eval_sets, fit_X, fit_y = _eval_sets(model, data, params, config.model.task == "classification")
-    if not _single_threaded(model):
+    eval_sets, fit_X, fit_y = evaluation.eval_sets(
+        model, data.X_train, data.y_train, data.X_test, data.y_test,
+        early_stopping_rounds=params.early_stopping_rounds, seed=params.seed,
+        stratify=config.model.task == "classification",
+    )
+    if not fits_on_one_core(model):
         # a multi-threaded fit (XGBoost's OpenMP threads spin at barriers) slows down badly when the
         # tracking thread takes a core away from it: open the store first, then fit
         session.result()
@@ -429,49 +431,6 @@ def _input_example(X_train: Any) -> Any:
 
 def _model_distributions(pipeline: Any) -> list[str]:
     return [*_MODEL_DISTRIBUTIONS, *(["xgboost"] if is_xgboost(pipeline.steps[-1][1]) else [])]
-
-
-def _single_threaded(model: Any) -> bool:
-    """Whether fitting ``model`` keeps to one core (then the tracking thread can use the other)."""
-    final = model.steps[-1][1] if hasattr(model, "steps") else model
-    if is_xgboost(final):
-        return False
-    try:
-        return final.get_params(deep=False).get("n_jobs") in (None, 1)
-    except Exception:
-        return False
-
-
-def _call_entrypoint(entrypoint: Callable[..., Any], params: Any, X: Any, y: Any) -> Any:
-    """Call ``entrypoint(params)`` or ``entrypoint(params, X, y)``; it must return an estimator."""
-    resolved = params.model_dump(mode="json")
-    try:
-        accepts_data = len(inspect.signature(entrypoint).parameters) >= 3
-    except (TypeError, ValueError):
-        accepts_data = False
-    built = entrypoint(resolved, X, y) if accepts_data else entrypoint(resolved)
-    if not (hasattr(built, "fit") and hasattr(built, "predict")):
-        raise UsageError(
-            f"{C.CONFIG_FILE}: model.entrypoint: returned {type(built).__name__}, which has no fit/predict",
-            hint="return a scikit-learn estimator or Pipeline",
-        )
-    return built
-
-
-def _eval_sets(
-    model: Any, data: _Data, params: Any, classification: bool
-) -> tuple[list[tuple[str, Any, Any]], Any, Any]:
-    """XGBoost evaluation sets, and the rows to fit on. With early stopping, a validation split is carved
-    out of the training data (never the test split, which must stay unseen)."""
-    X_train, y_train = data.X_train, data.y_train
-    if not is_xgboost(model):
-        return [], X_train, y_train
-    if params.early_stopping_rounds:
-        fit_X, val_X, fit_y, val_y = evaluation.split(
-            X_train, y_train, test_size=0.15, seed=params.seed, stratify=classification
-        )
-        return [("train", fit_X, fit_y), ("validation", val_X, val_y)], fit_X, fit_y
-    return [("train", X_train, y_train), ("test", data.X_test, data.y_test)], X_train, y_train
 
 
 def _run_params(project: Project) -> dict[str, str]:
