@@ -32,14 +32,14 @@ MlflowClient(tracking_uri=uri, registry_uri=uri).set_registered_model_alias(name
 
 def build_registry(work: Path) -> Path:
     """A real project whose registry holds VERSIONS versions of one model, each with f1 logged."""
-    from mlkit import tracking
+    from mlkit.engines import mlflow
     from mlkit.project import load_project
     from mlkit.scaffold import init_project
 
     root = Path(init_project("bench", directory=work / "bench", data_remote=work / "remote").root)
     project = load_project(root)
-    client = tracking.client(project)
-    experiment = tracking.ensure_experiment(project)
+    client = mlflow.client(project)
+    experiment = mlflow.ensure_experiment(project)
     client.create_registered_model(MODEL)
     runs = []
     for index in range(10):  # versions share a few runs, as retrained models of one sweep would

@@ -55,8 +55,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from filelock import FileLock, Timeout
 
-from mlkit import tags, tracking
-from mlkit.engines import git
+from mlkit import tags
+from mlkit.engines import git, mlflow
 from mlkit.errors import OperationError
 from mlkit.progress import Progress
 
@@ -213,10 +213,10 @@ def actor(root: os.PathLike[str] | str | None = None, environ: Mapping[str, str]
 def write_lock(project: Project) -> Iterator[bool]:
     """Serialise registry writes on the embedded SQLite store; yields whether a lock is held."""
     uri = project.tracking_uri
-    if not tracking.is_sqlite(uri):
+    if not mlflow.is_sqlite(uri):
         yield False
         return
-    db = tracking.sqlite_path(uri)
+    db = mlflow.sqlite_path(uri)
     db.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(db.parent / f"{db.name}.registry.lock"))
     try:
@@ -331,7 +331,7 @@ def _call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """
     for attempt in range(_CONFLICT_ATTEMPTS):
         try:
-            return tracking.retry_locked(lambda: fn(*args, **kwargs))
+            return mlflow.retry_locked(lambda: fn(*args, **kwargs))
         except Exception as exc:
             text = str(exc)
             if attempt == _CONFLICT_ATTEMPTS - 1 or not any(mark in text for mark in _WRITE_CONFLICTS):

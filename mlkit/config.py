@@ -1,12 +1,14 @@
 """Project settings (`mlkit.yaml`) and hyperparameters (`params.yaml`): schema, layering, validation.
 
 Settings resolve in this order: the defaults below, the project's `mlkit.yaml`, `MLKIT_*` environment
-variables, then command-line `--set` overrides. Every error names the file, the field path and what is
+variables, then overrides: a mapping of dotted keys to values (the command line's `--set KEY=VALUE`
+strings become one with :func:`parse_overrides`). Every error names the file, the field path and what is
 allowed, for example ``mlkit.yaml: model.task: must be one of 'classification', 'regression'``.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -386,6 +388,23 @@ def parse_assignment(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
+def parse_overrides(texts: Iterable[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` strings as overrides: dotted keys mapped to YAML-typed values.
+
+    A key given twice keeps its last value, placed where it was last given, so the mapping applies in
+    the order of the command line.
+    """
+    out: dict[str, Any] = {}
+    for text in texts:
+        path, value = parse_assignment(text)
+        if path == ["params"]:
+            raise ConfigError(f"--set {text!r}: name a parameter, e.g. params.seed=7")
+        key = ".".join(path)
+        out.pop(key, None)
+        out[key] = value
+    return out
+
+
 def apply_assignments(data: dict[str, Any], assignments: Iterable[tuple[list[str], Any]]) -> dict[str, Any]:
     for path, value in assignments:
         node = data
@@ -414,12 +433,12 @@ def env_overrides(environ: Mapping[str, str] | None = None) -> list[tuple[list[s
     return out
 
 
-def load_config(root: Path, overrides: Iterable[str] = (), environ: Mapping[str, str] | None = None
-                ) -> tuple[MlkitConfig, Params]:
+def load_config(root: Path, overrides: Mapping[str, Any] | None = None,
+                environ: Mapping[str, str] | None = None) -> tuple[MlkitConfig, Params]:
     """Read, layer and validate `mlkit.yaml` and `params.yaml` of the project at ``root``.
 
-    ``overrides`` are ``KEY=VALUE`` strings; keys starting with ``params.`` go to params.yaml's values,
-    all others to mlkit.yaml's.
+    ``overrides`` map dotted keys to values (``{"params.seed": 7}``), applied in order; keys starting
+    with ``params.`` go to params.yaml's values, all others to mlkit.yaml's.
     """
     settings = read_yaml(root / C.CONFIG_FILE) or {}
     params_path = root / C.PARAMS_FILE
@@ -427,15 +446,19 @@ def load_config(root: Path, overrides: Iterable[str] = (), environ: Mapping[str,
     if not isinstance(settings, dict):
         _validate(MlkitConfig, settings, C.CONFIG_FILE)
     apply_assignments(settings, env_overrides(environ))
-    setting_overrides, param_overrides = [], []
-    for text in overrides:
-        path, value = parse_assignment(text)
+    setting_overrides: list[tuple[list[str], Any]] = []
+    param_overrides: list[tuple[list[str], Any]] = []
+    for key, value in (overrides or {}).items():
+        path = key.split(".")
+        if any(not part for part in path):
+            raise ConfigError(f"override {key!r}: must be a dotted key, e.g. params.estimator.max_depth")
+        if path == ["params"]:
+            raise ConfigError(f"override {key!r}: name a parameter, e.g. params.seed")
+        # a copy: the caller's values must not change when later keys are set inside them
         if path[0] == "params":
-            if len(path) < 2:
-                raise ConfigError(f"--set {text!r}: name a parameter, e.g. params.seed=7")
-            param_overrides.append((path[1:], value))
+            param_overrides.append((path[1:], copy.deepcopy(value)))
         else:
-            setting_overrides.append((path, value))
+            setting_overrides.append((path, copy.deepcopy(value)))
     if isinstance(params, dict):
         apply_assignments(params, param_overrides)
     apply_assignments(settings, setting_overrides)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,13 +65,14 @@ class Project:
         }
 
 
-def load_project(start: Path | None = None, overrides: Iterable[str] = (),
+def load_project(start: Path | None = None, overrides: Mapping[str, Any] | None = None,
                  environ: Mapping[str, str] | None = None) -> Project:
-    """The project holding ``start`` (default: the working directory) with its settings resolved.
+    """The project around ``start`` (default: the working directory) with its settings resolved.
 
-    ``overrides`` are ``KEY=VALUE`` like ``--set``; ``environ`` replaces ``os.environ`` for ``MLKIT_*``.
+    ``overrides`` map dotted keys to values, e.g. ``{"params.seed": 7, "tracking.experiment": "exp2"}``
+    (see :func:`mlkit.config.parse_overrides` for ``--set KEY=VALUE`` strings).
     """
-    from mlkit.config import load_config
+    from mlkit.config import load_config  # pydantic: not for find_root's callers
 
     root = find_root(start)
     config, params = load_config(root, overrides, environ)

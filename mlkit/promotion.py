@@ -26,8 +26,9 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mlkit import audit, registry, tags, tracking
+from mlkit import audit, registry, tags
 from mlkit.audit import AuditEntry
+from mlkit.engines import mlflow
 from mlkit.errors import GateRefusedError, UsageError
 from mlkit.progress import Progress
 
@@ -157,7 +158,7 @@ def promote(project: Project, name: str, version: str | int | None = None, *, to
                          hint=f"e.g. `mlkit promote {name} --from staging --to production`")
     wanted = registry.normalize_version(version) if version is not None else None
     stages = project.config.stages
-    client = tracking.client(project)
+    client = mlflow.client(project)
     who = audit.actor(project.root)  # runs git: kept out of the locked section
     with _stage_move(project, client, name, dry_run=dry_run, progress=progress) as move:
         holders = move.holders
@@ -201,7 +202,7 @@ def rollback(project: Project, name: str, stage: str, *, reason: str = "",
     """Put ``stage``'s alias back on the version that held it before the current one; audited, no gates."""
     registry.require_stage(project, stage)
     stages = project.config.stages
-    client = tracking.client(project)
+    client = mlflow.client(project)
     who = audit.actor(project.root)  # runs git: kept out of the locked section
     with _stage_move(project, client, name, progress=progress) as move:
         holder = move.holders.get(stage)

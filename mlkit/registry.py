@@ -19,9 +19,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mlkit import audit, tags, tracking
+from mlkit import audit, tags
 from mlkit.audit import AuditEntry
 from mlkit.clock import utc_iso
+from mlkit.engines import mlflow
 from mlkit.errors import UsageError
 from mlkit.lineage import RunLineage
 
@@ -110,7 +111,7 @@ class ModelSummary:
 
 def list_models(project: Project) -> list[ModelSummary]:
     """Every registered model in the project's registry, with the versions holding each stage."""
-    client = tracking.client(project)
+    client = mlflow.client(project)
     models: list[RegisteredModel] = []
     token = None
     while True:
@@ -138,7 +139,7 @@ def show_version(project: Project, ref: ModelRef | str) -> VersionInfo:
     """The version a reference points at: ``NAME@STAGE``, ``NAME/VERSION``, or ``NAME`` (latest version)."""
     if isinstance(ref, str):
         ref = ModelRef.parse(ref)
-    client = tracking.client(project)
+    client = mlflow.client(project)
     model = get_model(client, ref.name)
     if ref.stage is not None:
         require_stage(project, ref.stage)
@@ -191,7 +192,7 @@ def history(project: Project, name: str, stage: str | None = None) -> list[Audit
     """The audit trail of a model, oldest first (optionally only one stage's entries)."""
     if stage is not None:
         require_stage(project, stage)
-    client = tracking.client(project)
+    client = mlflow.client(project)
     entries = audit.read_trail(get_model(client, name))
     return [e for e in entries if stage is None or e.stage == stage]
 
@@ -263,7 +264,7 @@ def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
     Registry writes go through :mod:`mlkit.audit`, which also retries a lost insert race.
     """
-    return tracking.retry_locked(lambda: fn(*args, **kwargs))
+    return mlflow.retry_locked(lambda: fn(*args, **kwargs))
 
 
 # --- private ------------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ touched, and the worktree is removed afterwards, on failure and on Ctrl-C too.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import shutil
 import tempfile
@@ -19,20 +18,21 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from mlkit import constants as C
 from mlkit import lineage as L
 from mlkit import tags
 from mlkit.clock import utc_iso
-from mlkit.engines import git
-from mlkit.errors import OperationError, UsageError, first_line
+from mlkit.data import recorded
+from mlkit.engines import dvc, git, mlflow
+from mlkit.errors import MismatchError, OperationError, UsageError, first_line
 from mlkit.progress import Progress
-
-if TYPE_CHECKING:
-    from mlkit.project import Project
-
-
+from mlkit.project import Project, load_project
+from mlkit.registry import ModelRef
+from mlkit.training.runner import TrainOptions, TrainResult, train
 
 WORKTREES_DIR = "worktrees"
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -79,6 +79,16 @@ class ReproduceResult:
         return data
 
 
+class ReproductionMismatch(MismatchError):
+    """The rebuilt run differs from the original; ``result`` carries every check for the caller to show."""
+
+    def __init__(self, result: ReproduceResult) -> None:
+        names = ", ".join(check.name for check in result.mismatches)
+        super().__init__(f"reproduction of {result.target} does not match: {names}",
+                         hint="see the table above for the numbers and the likely causes")
+        self.result = result
+
+
 def reproduce(project: Project, target: str, *, tolerance: float = 0.0,
               progress: Progress | None = None) -> ReproduceResult:
     """Rebuild ``target`` (a run id, ``NAME@STAGE`` or ``NAME/VERSION``) and compare it with the original.
@@ -86,15 +96,14 @@ def reproduce(project: Project, target: str, *, tolerance: float = 0.0,
     Records the verdict on the original run and on its model versions (``mlkit.reproduced`` and friends),
     which the ``reproduced`` promotion gate reads. Raises for what stops a reproduction from running at all
     (unknown target, a run not made by mlkit, a commit missing from the repository, data in neither the
-    cache nor the remote); a reproduction that runs and differs returns ``matched=False``.
+    cache nor the remote); a reproduction that runs and differs raises :class:`ReproductionMismatch`
+    (exit code 4) once the verdict is recorded, with the result (``matched=False``) on it.
     """
     if tolerance < 0:
         raise UsageError(f"--tolerance {tolerance}: must be 0 or more", hint="e.g. --tolerance 1e-9")
     say = progress or (lambda _message: None)
     started = time.perf_counter()
-    from mlkit import tracking
-
-    client = tracking.client(project)
+    client = mlflow.client(project)
     run, model_name, versions = resolve_target(client, target)
     run_id = run.info.run_id
     run_tags = dict(run.data.tags)
@@ -116,25 +125,26 @@ def reproduce(project: Project, target: str, *, tolerance: float = 0.0,
             applied = True
         data_checks = _bring_data(project.root, tree, original.data_md5s, say)
         say("training with the recorded params and seed")
-        outcome = _retrain(project, tree, run, original)
-    checks = data_checks + _compare(run, outcome, run_tags, tolerance)
+        outcome = _retrain(client, project, tree, run, original)
+    checks = data_checks + _compare(client, run, outcome, run_tags, tolerance)
     matched = all(check.equal for check in checks)
     causes = [] if matched else likely_causes(client, run_id, original)
     _record(client, run_id, matched, outcome.run_id)
-    return ReproduceResult(
+    result = ReproduceResult(
         target=target, run_id=run_id, model_name=model_name, model_versions=versions,
         commit=original.git_commit, applied_diff=applied, reproduced_run_id=outcome.run_id,
         tolerance=tolerance, matched=matched, checks=checks, likely_causes=causes,
         seconds=round(time.perf_counter() - started, 2),
     )
+    if not matched:
+        raise ReproductionMismatch(result)
+    return result
 
 
 def resolve_target(client: Any, target: str) -> tuple[Any, str | None, list[str]]:
     """(the run, model name, model versions made from that run) for a run id, NAME@STAGE or NAME/VERSION
     (parsed as everywhere else in mlkit: ``churn/v3`` is version 3)."""
     from mlflow.exceptions import MlflowException
-
-    from mlkit.registry import ModelRef
 
     target = target.strip()
     try:
@@ -195,8 +205,6 @@ def _require_commit(root: Path, commit: str) -> None:
 
 @contextmanager
 def _worktree(root: Path, commit: str) -> Iterator[Path]:
-    from mlkit import constants as C
-
     parent = root / C.STATE_DIR / WORKTREES_DIR
     parent.mkdir(parents=True, exist_ok=True)
     tree = Path(tempfile.mkdtemp(prefix="reproduce-", dir=parent))
@@ -232,9 +240,6 @@ def _bring_data(root: Path, tree: Path, md5s: Mapping[str, str], say: Progress) 
     A file whose copy in the remote no longer has its md5 (corrupted or tampered with) is still brought
     in, so the retrained model shows what it changes; its row in the verdict shows both md5s.
     """
-    from mlkit.data import recorded
-    from mlkit.engines import dvc
-
     dvc.share_cache(tree, root)
     records = {path: recorded(tree, path, base=tree) for path in md5s}
     for path, md5 in md5s.items():
@@ -265,8 +270,6 @@ def _bring_data(root: Path, tree: Path, md5s: Mapping[str, str], say: Progress) 
 
 def _inspect_remote_copy(tree: Path, path: str, md5: str, is_dir: bool) -> str:
     """The md5 of the remote's copy of ``md5``; a corrupted file is placed in the worktree as found."""
-    from mlkit.engines import dvc
-
     if is_dir:  # DVC checks every file of a directory itself; trust its fetch
         return md5
     with tempfile.TemporaryDirectory(dir=tree) as tmp:
@@ -295,14 +298,11 @@ def _rewrite_record(dvc_file: Path, old: str, new: str, size: int) -> None:
     dvc_file.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
-def _retrain(project: Project, tree: Path, run: Any, original: L.RunLineage) -> Any:
-    from mlkit.project import load_project
-    from mlkit.training.runner import TrainOptions, train
-
-    overrides = [f"tracking.uri={project.tracking_uri}"]
-    overrides += [f"params.{key}={json.dumps(value)}" for key, value in original.params.items()]
+def _retrain(client: Any, project: Project, tree: Path, run: Any, original: L.RunLineage) -> TrainResult:
+    overrides = {"tracking.uri": project.tracking_uri,
+                 **{f"params.{key}": value for key, value in original.params.items()}}
     rebuilt = load_project(tree, overrides=overrides)
-    experiment = _experiment_name(run)
+    experiment = _experiment_name(client, run)
     return train(rebuilt, TrainOptions(
         experiment=experiment, register=False, allow_dirty=True, write_metrics=False,
         tags={tags.REPRODUCES: run.info.run_id},
@@ -310,19 +310,15 @@ def _retrain(project: Project, tree: Path, run: Any, original: L.RunLineage) -> 
     ))
 
 
-def _experiment_name(run: Any) -> str | None:
-    from mlflow import MlflowClient
-
+def _experiment_name(client: Any, run: Any) -> str | None:
     try:
-        return str(MlflowClient().get_experiment(run.info.experiment_id).name)
+        return str(client.get_experiment(run.info.experiment_id).name)
     except Exception:
         return None
 
 
-def _compare(run: Any, outcome: Any, run_tags: Mapping[str, str], tolerance: float) -> list[Check]:
-    from mlflow import MlflowClient
-
-    reproduced = MlflowClient().get_run(outcome.run_id).data.metrics
+def _compare(client: Any, run: Any, outcome: Any, run_tags: Mapping[str, str], tolerance: float) -> list[Check]:
+    reproduced = client.get_run(outcome.run_id).data.metrics
     checks = []
     for name in sorted(run.data.metrics):
         if _is_timing(name):
@@ -347,20 +343,16 @@ def _is_timing(metric: str) -> bool:
 
 def _record(client: Any, run_id: str, matched: bool, by_run: str | None) -> None:
     """The verdict on the original run and on every model version made from it."""
-    from functools import partial
-
-    from mlkit import tracking
-
     values = {
         tags.REPRODUCED: "true" if matched else "false",
         tags.REPRODUCED_BY_RUN: by_run or "",
         tags.REPRODUCED_AT: utc_iso(time.time() * 1000),
     }
     for key, value in values.items():
-        tracking.retry_locked(partial(client.set_tag, run_id, key, value))
+        mlflow.retry_locked(partial(client.set_tag, run_id, key, value))
     for found in client.search_model_versions(f"run_id='{run_id}'"):
         for key, value in values.items():
-            tracking.retry_locked(partial(client.set_model_version_tag, found.name, found.version, key, value))
+            mlflow.retry_locked(partial(client.set_model_version_tag, found.name, found.version, key, value))
 
 
 def _recorded_lock(client: Any, run_id: str) -> dict[str, str]:

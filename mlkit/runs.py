@@ -1,21 +1,22 @@
-"""Reading tracked runs back: list, show one, compare several side by side, and the MLflow UI command.
+"""Reading tracked runs back: list, show one, compare several side by side, and MLflow's UI on them.
 
 Everything here reads through MLflow's client against the project's store; nothing is printed.
 """
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mlkit import tags
 from mlkit.clock import utc_iso
-from mlkit.errors import UsageError
-
-if TYPE_CHECKING:
-    from mlkit.project import Project
+from mlkit.engines import mlflow
+from mlkit.errors import OperationError, UsageError
+from mlkit.progress import Progress
+from mlkit.project import Project
 
 DEFAULT_LIMIT = 20
 
@@ -73,7 +74,7 @@ def list_runs(
     """The newest ``limit`` runs of the experiment (default: the project's), newest first."""
     if limit < 1:
         raise UsageError(f"--limit {limit}: must be at least 1", hint="e.g. --limit 10")
-    client = _client(project)
+    client = mlflow.client(project)
     name = experiment or project.experiment
     found = client.get_experiment_by_name(name)
     if found is None:
@@ -104,7 +105,7 @@ def list_runs(
 
 def show_run(project: Project, run_id: str) -> RunDetail:
     """Params, metrics, lineage, artifacts and registered versions of one run."""
-    client = _client(project)
+    client = mlflow.client(project)
     run = _get_run(client, run_id)
     experiment = client.get_experiment(run.info.experiment_id)
     run_tags = dict(run.data.tags)
@@ -130,7 +131,7 @@ def compare_runs(project: Project, run_ids: Sequence[str]) -> RunComparison:
     """Params, metrics and lineage of two or more runs side by side."""
     if len(run_ids) < 2:
         raise UsageError("compare needs at least two run ids", hint="run `mlkit runs list` to see run ids")
-    client = _client(project)
+    client = mlflow.client(project)
     runs = [_get_run(client, run_id) for run_id in run_ids]
     rows: list[dict[str, Any]] = []
     sections = (
@@ -165,13 +166,34 @@ def compare_runs(project: Project, run_ids: Sequence[str]) -> RunComparison:
     return RunComparison(run_ids=[r.info.run_id for r in runs], rows=rows)
 
 
+def open_ui(project: Project, *, port: int = 5000, progress: Progress | None = None) -> None:
+    """Run MLflow's UI on the project's store, bound to 127.0.0.1, until it exits.
+
+    Ctrl-C stops the UI (waiting for it to exit) and is raised again; a UI that exits with an error (its
+    port taken, say) raises :class:`OperationError`. ``progress`` is told where the UI listens.
+    """
+    if not 1 <= port <= 65535:
+        raise UsageError(f"--port {port}: must be between 1 and 65535", hint="e.g. --port 5001")
+    argv = ui_command(project, port=port)
+    if progress is not None:
+        progress(f"MLflow UI on http://127.0.0.1:{port} (Ctrl-C to stop)")
+    process = subprocess.Popen(argv, cwd=project.root)
+    try:
+        code = process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait(timeout=30)
+        raise
+    if code != 0:
+        raise OperationError(f"mlflow ui exited with status {code}",
+                             hint=f"is port {port} already in use? try --port {port + 1}")
+
+
 def ui_command(project: Project, *, port: int = 5000) -> list[str]:
     """The command line starting MLflow's UI on the project's store, bound to 127.0.0.1 only."""
-    from mlkit import tracking
-
     uri = project.tracking_uri
-    if tracking.is_sqlite(uri):
-        tracking.ensure_sqlite_store(uri, project.state_dir)
+    if mlflow.is_sqlite(uri):
+        mlflow.ensure_sqlite_store(uri, project.state_dir)
     argv = [
         sys.executable,
         "-m",
@@ -186,16 +208,10 @@ def ui_command(project: Project, *, port: int = 5000) -> list[str]:
         "--workers",
         "1",
     ]
-    artifacts = tracking.artifact_location(project)
+    artifacts = mlflow.artifact_location(project)
     if artifacts:
         argv += ["--default-artifact-root", artifacts]
     return argv
-
-
-def _client(project: Project) -> Any:
-    from mlkit import tracking
-
-    return tracking.client(project)
 
 
 def _get_run(client: Any, run_id: str) -> Any:

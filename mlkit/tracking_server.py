@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mlkit import constants as C
-from mlkit import tracking
+from mlkit.engines import mlflow
 from mlkit.errors import OperationError, UsageError
 from mlkit.progress import Progress
 from mlkit.uris import redact
@@ -66,7 +66,7 @@ def backend_uri_from(option: str | None, environ: Mapping[str, str] | None = Non
         raise UsageError("no backend store given",
                          hint=f"pass --backend-store-uri postgresql://USER@HOST:PORT/DB "
                               f"or set {C.ENV_SERVER_BACKEND_URI}")
-    if not (tracking.is_database(uri) or uri.startswith("sqlite:///")):
+    if not (mlflow.is_database(uri) or uri.startswith("sqlite:///")):
         raise UsageError(f"unsupported backend store {redact(uri)}",
                          hint="use a postgresql:// URI (or sqlite:///PATH for a quick local try)")
     return uri
@@ -76,9 +76,8 @@ def start(state_dir: Path, backend_uri: str, *, host: str = DEFAULT_HOST, port: 
           artifacts_destination: str | None = None, workers: int = 2, timeout: float = 60.0,
           environ: Mapping[str, str] | None = None, progress: Progress | None = None) -> ServerState:
     """Start `mlflow server` in the background and wait until it answers its health check."""
-    from mlkit.tracking import check_driver
 
-    check_driver(backend_uri)
+    mlflow.check_driver(backend_uri)
     current = status(state_dir)
     if current.running:
         raise UsageError(f"a tracking server is already running at {current.url} (pid {current.pid})",
@@ -163,7 +162,7 @@ def _url_host(host: str) -> str:
 
 def _answers(url: str, timeout: float = 2.0) -> bool:
     """Whether an MLflow server answers its health check at ``url``."""
-    return not tracking.probe_http(url, timeout)
+    return not mlflow.probe_http(url, timeout)
 
 
 def _mlflow_executable() -> str:

@@ -21,9 +21,9 @@ def show(
 
     Example: mlkit config show --json
     """
-    from mlkit.config import flatten
+    from mlkit.config import flatten, parse_overrides
 
-    project = load_project(overrides=set_)
+    project = load_project(overrides=parse_overrides(set_))
     resolved = project.resolved()
     flat = flatten({"config": resolved["config"], "params": resolved["params"]})
     flat = {"root": resolved["root"], "tracking_uri": resolved["tracking_uri"],

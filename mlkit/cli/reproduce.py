@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
-from mlkit.errors import MismatchError
+if TYPE_CHECKING:
+    from mlkit.reproduce import ReproduceResult
 
 
 def reproduce(
@@ -23,10 +26,21 @@ def reproduce(
     """
     from mlkit.cli import _output
     from mlkit.project import load_project
+    from mlkit.reproduce import ReproductionMismatch
     from mlkit.reproduce import reproduce as run_reproduction
 
-    result = run_reproduction(load_project(), target, tolerance=tolerance,
-                              progress=None if json_ else _output.status)
+    try:
+        result = run_reproduction(load_project(), target, tolerance=tolerance,
+                                  progress=None if json_ else _output.status)
+    except ReproductionMismatch as exc:
+        _render(exc.result, json_)
+        raise
+    _render(result, json_)
+
+
+def _render(result: ReproduceResult, json_: bool) -> None:
+    from mlkit.cli import _output
+
     rows = [(c.name, _fmt(c.original), _fmt(c.reproduced), "yes" if c.equal else "NO") for c in result.checks]
     verdict = "matches" if result.matched else "does NOT match"
     headline = (f"{result.target}: run {result.run_id} rebuilt from commit {result.commit[:12]}"
@@ -46,10 +60,6 @@ def reproduce(
     if result.likely_causes:
         summary += "\nLikely causes:\n" + "".join(f"- {cause}\n" for cause in result.likely_causes)
     _output.github_summary(summary)
-    if not result.matched:
-        names = ", ".join(check.name for check in result.mismatches)
-        raise MismatchError(f"reproduction of {result.target} does not match: {names}",
-                            hint="see the table above for the numbers and the likely causes")
 
 
 def _fmt(value: object) -> str:

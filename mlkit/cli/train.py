@@ -6,8 +6,6 @@ from typing import Any
 
 import typer
 
-from mlkit.errors import UsageError
-
 
 def train(
     set_: list[str] = typer.Option(
@@ -37,11 +35,12 @@ def train(
     Example: mlkit train --set params.estimator.max_depth=6 --set params.seed=7
     """
     from mlkit.cli import _output
+    from mlkit.config import parse_overrides
     from mlkit.project import load_project
     from mlkit.training import TrainOptions, interrupts
     from mlkit.training import train as run_training
 
-    project = load_project(overrides=set_)
+    project = load_project(overrides=parse_overrides(set_))
     options = TrainOptions(experiment=experiment, register=not no_register, allow_dirty=allow_dirty)
     with interrupts.handle_signals():
         result = run_training(project, options, progress=_output.status)
@@ -80,31 +79,11 @@ def ui(
 
     Example: mlkit ui --port 5001
     """
-    import subprocess
-
     from mlkit.cli import _output
     from mlkit.project import load_project
-    from mlkit.runs import ui_command
+    from mlkit.runs import open_ui
 
-    if not 1 <= port <= 65535:
-        raise UsageError(f"--port {port}: must be between 1 and 65535", hint="e.g. --port 5001")
-    project = load_project()
-    argv = ui_command(project, port=port)
-    _output.status(f"MLflow UI on http://127.0.0.1:{port} (Ctrl-C to stop)")
-    process = subprocess.Popen(argv, cwd=project.root)
-    try:
-        code = process.wait()
-    except KeyboardInterrupt:
-        process.terminate()
-        process.wait(timeout=30)
-        raise
-    if code != 0:
-        from mlkit.errors import OperationError
-
-        raise OperationError(
-            f"mlflow ui exited with status {code}",
-            hint=f"is port {port} already in use? try --port {port + 1}",
-        )
+    open_ui(load_project(), port=port, progress=_output.status)
 
 
 def _summary_markdown(data: dict[str, Any]) -> str:

@@ -2,8 +2,11 @@
 
 Public surface: :func:`train` with :class:`TrainOptions`, returning a :class:`TrainResult`. Submodules:
 ``estimators`` (resolution and parameter checks), ``datasets`` (loading, feature hook, labels),
-``preprocessing``, ``evaluation`` (split, CV, metrics), ``plots``, ``xgb``, ``fitting`` (the one place
-an estimator is fitted: the seam for other backends) and ``runner`` (the tracked run).
+``preprocessing``, ``evaluation`` (split, cross-validation, metrics), ``plots``, ``xgb``, ``fitting`` (the
+one place an estimator is fitted: the seam for other backends, with ``distributed`` for Dask) returning a
+``fitted.FittedModel``, ``session`` (the tracking run opened in the background), ``outputs`` (metrics.json
+and the dvc.lock stage), ``interrupts`` and ``runner`` (the steps of a tracked run, in order). MLflow is
+reached only through :mod:`mlkit.engines.mlflow`.
 """
 
 from mlkit.training.runner import TrainOptions, TrainResult, train

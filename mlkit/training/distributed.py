@@ -20,13 +20,13 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mlkit import constants as C
 from mlkit.errors import OperationError, UsageError, first_line
-
-if TYPE_CHECKING:
-    from mlkit.training.fitting import FittedModel
+from mlkit.training import datasets, xgb
+from mlkit.training.estimators import is_xgboost
+from mlkit.training.fitted import FittedModel
 
 CONNECT_TIMEOUT_S = 15.0
 _INSTALL_HINT = "pip install 'mlkit[dask]'"
@@ -69,8 +69,6 @@ def read_table(path: Path) -> Any:
     """
     import dask.dataframe as dd
 
-    from mlkit.training import datasets
-
     if not path.exists():
         return datasets.read_table(path)  # raises the same "run `mlkit data pull`" error
     try:
@@ -90,10 +88,6 @@ def fit_model(model: Any, X: Any, y: Any, *, preprocessor: Any | None, scheduler
               ) -> FittedModel:
     """Fit ``preprocessor`` (in process) and ``model`` (on the cluster) into one scikit-learn Pipeline."""
     from sklearn.pipeline import Pipeline
-
-    from mlkit.training import xgb
-    from mlkit.training.estimators import is_xgboost
-    from mlkit.training.fitting import FittedModel
 
     with connect(scheduler) as client:
         if not is_xgboost(model):  # scikit-learn estimators, and whole pipelines from an entrypoint
@@ -169,8 +163,6 @@ def _fit_xgboost(client: Any, model: Any, X: Any, y: Any, eval_sets: list[tuple[
     """Train the booster on the cluster with xgboost.dask, then load it into ``model`` itself."""
     from xgboost import XGBClassifier
     from xgboost import dask as dxgb
-
-    from mlkit.training import xgb
 
     workers = _workers(client)
     dask_class = dxgb.DaskXGBClassifier if isinstance(model, XGBClassifier) else dxgb.DaskXGBRegressor

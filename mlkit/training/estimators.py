@@ -5,11 +5,12 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from mlkit import constants as C
 from mlkit.errors import UsageError, first_line
+from mlkit.training import xgb
 
 # XGBoost checks its parameters only inside fit, after data loading; these are checked up front.
 _XGB_INTS = (
@@ -110,10 +111,36 @@ def build_estimator(path: str, params: Mapping[str, Any], *, seed: int, task: st
         raise UsageError(f"{C.PARAMS_FILE}: estimator: {exc}", hint=f"fix {C.PARAMS_FILE}") from None
     _check_values(estimator, path, settings)
     if is_xgboost(estimator):
-        from mlkit.training.xgb import make_deterministic
-
-        make_deterministic(estimator)
+        xgb.make_deterministic(estimator)
     return estimator
+
+
+
+def call_entrypoint(entrypoint: Callable[..., Any], params: Mapping[str, Any], X: Any, y: Any) -> Any:
+    """Call ``entrypoint(params)`` or ``entrypoint(params, X, y)`` (``params``: the resolved params.yaml);
+    it must return an estimator."""
+    try:
+        accepts_data = len(inspect.signature(entrypoint).parameters) >= 3
+    except (TypeError, ValueError):
+        accepts_data = False
+    built = entrypoint(params, X, y) if accepts_data else entrypoint(params)
+    if not (hasattr(built, "fit") and hasattr(built, "predict")):
+        raise UsageError(
+            f"{C.CONFIG_FILE}: model.entrypoint: returned {type(built).__name__}, which has no fit/predict",
+            hint="return a scikit-learn estimator or Pipeline",
+        )
+    return built
+
+
+def fits_on_one_core(model: Any) -> bool:
+    """Whether fitting ``model`` (an estimator or a Pipeline) keeps to one core."""
+    final = model.steps[-1][1] if hasattr(model, "steps") else model
+    if is_xgboost(final):
+        return False
+    try:
+        return final.get_params(deep=False).get("n_jobs") in (None, 1)
+    except Exception:
+        return False
 
 
 def _check_values(estimator: Any, path: str, settings: Mapping[str, Any]) -> None:

@@ -5,12 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from mlkit.errors import UsageError, first_line
+from mlkit.training.estimators import is_xgboost
+from mlkit.training.fitting import fit_model
+
+# builds a fresh, unfitted (model, preprocessor) pair; the preprocessor is None for a whole Pipeline
+ModelFactory = Callable[[], tuple[Any, Any]]
+
 
 def split(features: Any, target: Any, *, test_size: float, seed: int, stratify: bool) -> tuple[Any, ...]:
     """(X_train, X_test, y_train, y_test): a seeded split, stratified by class for classification."""
     from sklearn.model_selection import train_test_split
-
-    from mlkit.errors import UsageError, first_line
 
     try:
         return tuple(
@@ -29,11 +34,48 @@ def split(features: Any, target: Any, *, test_size: float, seed: int, stratify: 
         ) from None
 
 
+
+def eval_sets(model: Any, X_train: Any, y_train: Any, X_test: Any, y_test: Any, *,
+              early_stopping_rounds: int | None, seed: int, stratify: bool
+              ) -> tuple[list[tuple[str, Any, Any]], Any, Any]:
+    """(XGBoost's evaluation sets, the rows to fit on, their target). With early stopping, a validation
+    split is carved out of the training data (never the test split, which must stay unseen); other
+    estimators get no evaluation sets."""
+    if not is_xgboost(model):
+        return [], X_train, y_train
+    if early_stopping_rounds:
+        fit_X, val_X, fit_y, val_y = split(X_train, y_train, test_size=0.15, seed=seed, stratify=stratify)
+        return [("train", fit_X, fit_y), ("validation", val_X, val_y)], fit_X, fit_y
+    return [("train", X_train, y_train), ("test", X_test, y_test)], X_train, y_train
+
+
 def folds(n_splits: int, *, seed: int, stratify: bool) -> Any:
     from sklearn.model_selection import KFold, StratifiedKFold
 
     cls = StratifiedKFold if stratify else KFold
     return cls(n_splits=n_splits, shuffle=True, random_state=seed)
+
+
+def cross_validate(make_model: ModelFactory, X: Any, y: Any, names: Sequence[str], task: str, *,
+                   n_folds: int, seed: int, backend: str, scheduler: str | None = None) -> dict[str, float]:
+    """``cv_<metric>_mean`` and ``cv_<metric>_std`` over ``n_folds`` seeded folds of (X, y), a fresh model
+    from ``make_model`` fitted on each."""
+    import numpy as np
+
+    scores: dict[str, list[float]] = {name: [] for name in names}
+    splitter = folds(n_folds, seed=seed, stratify=task == "classification")
+    for fold_train, fold_test in splitter.split(X, y):
+        model, preprocessor = make_model()
+        fitted = fit_model(model, X.iloc[fold_train], y[fold_train], preprocessor=preprocessor,
+                           backend=backend, scheduler=scheduler)
+        predicted, probabilities = predict_scores(fitted.pipeline, X.iloc[fold_test], task)
+        for name, value in compute_metrics(names, task, y[fold_test], predicted, probabilities).items():
+            scores[name].append(value)
+    out: dict[str, float] = {}
+    for name, values in scores.items():
+        out[f"cv_{name}_mean"] = float(np.mean(values))
+        out[f"cv_{name}_std"] = float(np.std(values))
+    return out
 
 
 def compute_metrics(

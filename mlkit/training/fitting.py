@@ -8,35 +8,15 @@ preprocessor and estimator on a cluster and returning the same fitted pipeline.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlkit.errors import UsageError
+from mlkit.training import datasets, distributed, xgb
 from mlkit.training.estimators import is_xgboost
+from mlkit.training.fitted import FittedModel
 
 BACKENDS = ("local", "dask")
-
-
-@dataclass
-class FittedModel:
-    """A fitted scikit-learn Pipeline and what was learned on the way (``*_`` attributes: learned)."""
-
-    pipeline: Any
-    history_: dict[str, list[float]] = field(default_factory=dict)
-    best_iteration_: int | None = None
-
-    @property
-    def estimator(self) -> Any:
-        return self.pipeline.steps[-1][1]
-
-    def feature_names(self) -> list[str]:
-        if len(self.pipeline.steps) < 2:
-            return []
-        try:
-            return [str(n) for n in self.pipeline[:-1].get_feature_names_out()]
-        except Exception:
-            return []
 
 
 def check_backend(backend: str, scheduler: str | None = None) -> None:
@@ -47,20 +27,14 @@ def check_backend(backend: str, scheduler: str | None = None) -> None:
             hint="set training.backend: local",
         )
     if backend == "dask":
-        from mlkit.training import distributed
-
         distributed.check(scheduler)
 
 
 def table_reader(backend: str) -> Callable[[Path], Any]:
     """How the training data are read: pandas in process, dask.dataframe for the dask backend."""
     if backend == "dask":
-        from mlkit.training import distributed
-
         return distributed.read_table
-    from mlkit.training.datasets import read_table
-
-    return read_table
+    return datasets.read_table
 
 
 def fit_model(
@@ -84,8 +58,6 @@ def fit_model(
 
     check_backend(backend, scheduler)
     if backend == "dask":
-        from mlkit.training import distributed
-
         assert scheduler is not None  # checked above
         return distributed.fit_model(model, X, y, preprocessor=preprocessor, scheduler=scheduler,
                                      eval_sets=eval_sets, early_stopping_rounds=early_stopping_rounds)
@@ -97,16 +69,12 @@ def fit_model(
     fit_args: dict[str, Any] = {}
     names: list[str] = []
     if is_xgboost(model):
-        from mlkit.training import xgb
-
         names = [name for name, _, _ in eval_sets]
         sets = [(preprocessor.transform(ex), ey) for _, ex, ey in eval_sets]
         fit_args = xgb.fit_kwargs(model, sets, early_stopping_rounds)
     model.fit(transformed, y, **fit_args)
     fitted = FittedModel(Pipeline([("preprocess", preprocessor), ("model", model)]))
     if is_xgboost(model):
-        from mlkit.training import xgb
-
         fitted.history_ = xgb.iteration_history(model, names)
         fitted.best_iteration_ = xgb.best_iteration(model) if early_stopping_rounds else None
     return fitted

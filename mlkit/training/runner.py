@@ -1,37 +1,48 @@
-"""`mlkit train`: fit the project's model on the DVC-tracked data and track everything in MLflow."""
+"""`mlkit train`: fit the project's model on the DVC-tracked data and track everything in MLflow.
+
+A run, step by step: resolve the model, record the lineage, open the tracking run (in the background,
+see ``session``), load and split the data, cross-validate, fit, evaluate, log, register, then write the
+DVC outputs. This module only orders the steps; MLflow is driven through :mod:`mlkit.engines.mlflow`,
+the metrics through ``evaluation`` and the DVC outputs through ``outputs``.
+"""
 
 from __future__ import annotations
 
+import getpass
 import json
-import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from mlkit import constants as C
 from mlkit import lineage as L
-from mlkit import tags, tracking
-from mlkit.errors import MlkitError, OperationError, UsageError, first_line
+from mlkit import tags
+from mlkit.config import flatten
+from mlkit.engines import mlflow
+from mlkit.errors import MlkitError, OperationError, first_line
 from mlkit.progress import Progress
+from mlkit.project import Project, load_project
+from mlkit.training import datasets, evaluation, interrupts, outputs, plots
+from mlkit.training.estimators import build_estimator, call_entrypoint, fits_on_one_core, is_xgboost
+from mlkit.training.evaluation import ModelFactory
+from mlkit.training.fitted import FittedModel
+from mlkit.training.fitting import check_backend, fit_model, table_reader
+from mlkit.training.preprocessing import build_preprocessor, infer_columns
+from mlkit.training.session import OpenedRun, TrackingSession, preimport_training
 
-if TYPE_CHECKING:
-    from mlkit.project import Project
-
-
-# DVC sets this for every stage command it runs (dvc/stage/run.py); it also holds dvc.lock's lock then.
-ENV_DVC_STAGE = "DVC_STAGE"
+_INTERRUPTED = "interrupted (Ctrl-C or SIGTERM)"
+# what a logged model needs to load: pinned to the versions installed now
+_MODEL_DISTRIBUTIONS = ("scikit-learn", "cloudpickle", "pandas", "numpy", "scipy")
 
 
 @dataclass(frozen=True)
 class TrainOptions:
-    """How to run: ``overrides`` are ``KEY=VALUE`` like ``--set`` (``params.*`` go to params.yaml)."""
+    """How to run: ``overrides`` map dotted keys to values, like ``--set`` (``params.*`` go to params.yaml),
+    e.g. ``{"params.estimator.max_depth": 6}``."""
 
-    overrides: Sequence[str] = ()
+    overrides: Mapping[str, Any] = field(default_factory=dict)
     experiment: str | None = None
     register: bool = True
     allow_dirty: bool = False
@@ -74,6 +85,45 @@ class TrainResult:
         }
 
 
+@dataclass(frozen=True)
+class TrainOutcome:
+    """What the tracked run produced, before registration."""
+
+    metrics: dict[str, float]
+    cv_metrics: dict[str, float]
+    predictions_sha256: str
+    model_uri: str
+    label_mapping: str  # JSON of the original labels by encoded class; "" when the labels were kept
+    artifacts: list[str]
+
+
+@dataclass(frozen=True)
+class _Data:
+    """The training and test splits, with what preparing them learned about the labels."""
+
+    X_train: Any
+    y_train: Any
+    X_test: Any
+    y_test: Any
+    classes: Any
+    label_mapping: str
+
+
+@dataclass(frozen=True)
+class _Fit:
+    fitted: FittedModel
+    rows: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _Evaluation:
+    predicted: Any
+    scores: Any | None
+    metrics: dict[str, float]
+    fingerprint: str
+
+
 def train(
     project: Project, options: TrainOptions | None = None, progress: Progress | None = None
 ) -> TrainResult:
@@ -88,14 +138,75 @@ def train(
     say = progress or (lambda _message: None)
     started = time.perf_counter()
     project = _with_overrides(project, options.overrides)
-    config, params = project.config, project.params
-    from mlkit.training.fitting import check_backend
-
+    config = project.config
     check_backend(config.training.backend, config.training.scheduler)
 
     say(f"checking {config.model.entrypoint or config.model.estimator}")
     estimator, entrypoint = _resolve_model(project)
+    say("recording lineage (git, data versions, environment)")
+    lineage = _collect_lineage(project, options.command)
+    L.require_clean(lineage.git_dirty, options.allow_dirty)
 
+    experiment = options.experiment or project.experiment
+    preimport_training()
+    say(f"opening the tracking store, experiment {experiment}")
+    session = TrackingSession(project, experiment, _run_tags(lineage, options.tags)).start()
+    try:
+        outcome = _train_in_run(project, session, estimator, entrypoint, lineage, say)
+        opened = session.result()
+        version = _register(project, opened, lineage, outcome, say) if options.register else None
+        mlflow.finish_run(opened.client, opened.run_id)
+    except KeyboardInterrupt:
+        _end_session(session, project, "KILLED", _INTERRUPTED)
+        raise
+    except Exception as exc:
+        replacement = _end_failed(session, project, exc)
+        if replacement is None:
+            raise
+        raise replacement from exc
+
+    stage_recorded = False
+    if options.write_metrics:
+        outputs.write_metrics(project.root, outcome.metrics, outcome.cv_metrics)
+        stage_recorded = outputs.record_stage(project.root, say)
+    return TrainResult(
+        run_id=opened.run_id,
+        experiment_id=opened.experiment_id,
+        experiment=experiment,
+        model_name=project.model_name,
+        model_version=version,
+        model_uri=outcome.model_uri,
+        metrics=outcome.metrics,
+        cv_metrics=outcome.cv_metrics,
+        lineage=lineage,
+        predictions_sha256=outcome.predictions_sha256,
+        artifacts=outcome.artifacts,
+        seconds=round(time.perf_counter() - started, 3),
+        stage_recorded=stage_recorded,
+    )
+
+
+# --- before the run ------------------------------------------------------------------------------------
+
+
+def _with_overrides(project: Project, overrides: Mapping[str, Any]) -> Project:
+    if not overrides:
+        return project
+    return load_project(project.root, overrides=overrides)
+
+
+def _resolve_model(project: Project) -> tuple[Any, Callable[..., Any] | None]:
+    """The unfitted estimator (validated now, before any data is read), or the entrypoint to call."""
+    config, params = project.config, project.params
+    if config.model.entrypoint:
+        return None, datasets.load_callable(config.model.entrypoint, project.root, "model.entrypoint")
+    return build_estimator(
+        config.model.estimator, params.estimator, seed=params.seed, task=config.model.task
+    ), None
+
+
+def _collect_lineage(project: Project, command: Sequence[str] | None) -> L.RunLineage:
+    config, params = project.config, project.params
     inputs = [config.data.train] + ([config.data.test] if config.data.test else [])
     split = {
         "test_size": params.test_size,
@@ -104,164 +215,105 @@ def train(
         "stratify": config.model.task == "classification",
         "test_file": config.data.test,
     }
-    say("recording lineage (git, data versions, environment)")
-    lineage = L.collect_lineage(
+    return L.collect_lineage(
         project.root,
         inputs=inputs,
         params=params.model_dump(mode="json"),
         seed=params.seed,
         split=split,
-        command=options.command,
+        command=command,
     )
-    L.require_clean(lineage.git_dirty, options.allow_dirty)
 
-    experiment = options.experiment or project.experiment
+
+def _run_tags(lineage: L.RunLineage, extra: Mapping[str, str]) -> dict[str, str]:
+    """The tags the run is created with: the lineage, the caller's, and MLflow's own source tags."""
     run_tags = {
         **lineage.tags(),
-        **dict(options.tags),
+        **dict(extra),
         "mlflow.source.name": "mlkit train",
         "mlflow.source.type": "LOCAL",
         "mlflow.user": _user(),
     }
     if lineage.git_commit:
         run_tags["mlflow.source.git.commit"] = lineage.git_commit
-    from mlkit.training import interrupts
-    from mlkit.training.session import TrackingSession, preimport_training
-
-    preimport_training()
-    say(f"opening the tracking store, experiment {experiment}")
-    session = TrackingSession(project, experiment, run_tags).start()
-    try:
-        outcome = _train_in_run(project, session, estimator, entrypoint, lineage, options, say)
-        opened = session.result()
-        client, experiment_id, run_id = opened.client, opened.experiment_id, opened.run_id
-        version = None
-        if options.register:
-            say(f"registering a new version of model {project.model_name}")
-            version = _register(
-                client,
-                project.model_name,
-                outcome["model_uri"],
-                run_id,
-                {
-                    **lineage.tags(),
-                    tags.RUN_ID: run_id,
-                    tags.PREDICTIONS_SHA256: outcome["fingerprint"],
-                    **{tags.METRIC_PREFIX + k: repr(v) for k, v in outcome["metrics"].items()},
-                    **({tags.LABEL_MAPPING: outcome["labels"]} if outcome["labels"] else {}),
-                },
-            )
-        tracking.retry_locked(lambda: client.set_terminated(run_id, "FINISHED"))
-    except KeyboardInterrupt:
-        _end_session(session, "KILLED", "interrupted (Ctrl-C or SIGTERM)")
-        raise
-    except Exception as exc:
-        if interrupts.requested():  # a native library turned the KeyboardInterrupt into its own error
-            _end_session(session, "KILLED", "interrupted (Ctrl-C or SIGTERM)")
-            raise KeyboardInterrupt from exc
-        if isinstance(exc, MlkitError):
-            _end_session(session, "FAILED", exc.message)
-            raise
-        reason = first_line(exc, with_type=True)
-        opened = _end_session(session, "FAILED", reason)
-        lost = tracking.lost_connection(exc, project.tracking_uri)
-        if lost is not None:
-            raise lost from exc
-        where = f"see run {opened.run_id} (`mlkit runs show {opened.run_id}`); " if opened else ""
-        raise OperationError(
-            f"training failed: {reason}",
-            hint=f"{where}run again with --debug for the traceback",
-        ) from exc
-
-    stage_recorded = False
-    if options.write_metrics:
-        _write_metrics(project.root, outcome["metrics"], outcome["cv"])
-        stage_recorded = _record_stage(project.root, say)
-    return TrainResult(
-        run_id=run_id,
-        experiment_id=experiment_id,
-        experiment=experiment,
-        model_name=project.model_name,
-        model_version=version,
-        model_uri=outcome["model_uri"],
-        metrics=outcome["metrics"],
-        cv_metrics=outcome["cv"],
-        lineage=lineage,
-        predictions_sha256=outcome["fingerprint"],
-        artifacts=outcome["artifacts"],
-        seconds=round(time.perf_counter() - started, 3),
-        stage_recorded=stage_recorded,
-    )
+    return run_tags
 
 
-def _with_overrides(project: Project, overrides: Sequence[str]) -> Project:
-    if not overrides:
-        return project
-    from mlkit.project import load_project
-
-    return load_project(project.root, overrides=list(overrides))
-
-
-def _resolve_model(project: Project) -> tuple[Any, Callable[..., Any] | None]:
-    """The unfitted estimator (validated now, before any data is read), or the entrypoint to call."""
-    config, params = project.config, project.params
-    if config.model.entrypoint:
-        from mlkit.training.datasets import load_callable
-
-        return None, load_callable(config.model.entrypoint, project.root, "model.entrypoint")
-    from mlkit.training.estimators import build_estimator
-
-    return build_estimator(
-        config.model.estimator, params.estimator, seed=params.seed, task=config.model.task
-    ), None
+# --- inside the run ------------------------------------------------------------------------------------
 
 
 def _train_in_run(
     project: Project,
-    session: Any,
+    session: TrackingSession,
     estimator: Any,
-    entrypoint: Any,
+    entrypoint: Callable[..., Any] | None,
     lineage: L.RunLineage,
-    options: TrainOptions,
     say: Progress,
-) -> dict[str, Any]:
-    from mlkit.training import datasets, evaluation, plots
-    from mlkit.training.fitting import fit_model, table_reader
-    from mlkit.training.preprocessing import build_preprocessor, infer_columns
+) -> TrainOutcome:
+    config, params = project.config, project.params
+    data = _load_data(project, say)
+    make_model = _model_factory(project, estimator, entrypoint, data)
+    cv: dict[str, float] = {}
+    if params.cv_folds >= 2:
+        say(f"{params.cv_folds}-fold cross-validation")
+        cv = evaluation.cross_validate(
+            make_model, data.X_train, data.y_train, config.metrics, config.model.task,
+            n_folds=params.cv_folds, seed=params.seed,
+            backend=config.training.backend, scheduler=config.training.scheduler,
+        )
+    fit = _fit(project, session, make_model, data, say)
+    say("evaluating on the test split")
+    evaluated = _evaluate(project, fit.fitted, data)
+    opened = session.result()  # usually ready by now: the store opened while the model was fitting
+    say(f"logging to run {opened.run_id}: params, metrics, plots and the model")
+    model_uri, artifacts = _log_run(project, opened, lineage, data, fit, evaluated, cv)
+    return TrainOutcome(
+        metrics=evaluated.metrics,
+        cv_metrics=cv,
+        predictions_sha256=evaluated.fingerprint,
+        model_uri=model_uri,
+        label_mapping=data.label_mapping,
+        artifacts=artifacts,
+    )
 
+
+def _load_data(project: Project, say: Progress) -> _Data:
+    """The training file (and the test file, else a seeded split of the training file), prepared."""
     config, params = project.config, project.params
     task = config.model.task
-    classification = task == "classification"
     say(f"loading {config.data.train}")
     read_table = table_reader(config.training.backend)
-    frame = read_table(project.path(config.data.train))
-    if config.data.hook:
-        frame = datasets.apply_hook(frame, config.data.hook, project.root)
-    data = datasets.prepare(
-        frame, target=config.data.target, drop=config.data.drop, task=task, source=config.data.train
-    )
-    if config.data.test:
-        test_frame = read_table(project.path(config.data.test))
+
+    def prepared(source: str, classes: list[Any] | None = None) -> datasets.Dataset:
+        frame = read_table(project.path(source))
         if config.data.hook:
-            test_frame = datasets.apply_hook(test_frame, config.data.hook, project.root)
-        test = datasets.prepare(
-            test_frame,
-            target=config.data.target,
-            drop=config.data.drop,
-            task=task,
-            source=config.data.test,
-            classes=data.classes,
-        )
+            frame = datasets.apply_hook(frame, config.data.hook, project.root)
+        return datasets.prepare(frame, target=config.data.target, drop=config.data.drop, task=task,
+                                source=source, classes=classes)
+
+    data = prepared(config.data.train)
+    if config.data.test:
+        test = prepared(config.data.test, data.classes)
         X_train, y_train, X_test, y_test = data.features, data.target, test.features, test.target
     else:
         X_train, X_test, y_train, y_test = evaluation.split(
-            data.features, data.target, test_size=params.test_size, seed=params.seed, stratify=classification
+            data.features, data.target, test_size=params.test_size, seed=params.seed,
+            stratify=task == "classification",
         )
-    numeric, categorical = infer_columns(X_train, config.data.numeric, config.data.categorical)
+    labels = json.dumps(data.label_mapping, sort_keys=True) if data.label_mapping else ""
+    return _Data(X_train, y_train, X_test, y_test, data.classes, labels)
+
+
+def _model_factory(project: Project, estimator: Any, entrypoint: Callable[..., Any] | None,
+                   data: _Data) -> ModelFactory:
+    """Fresh (model, preprocessor) pairs: a clone of the estimator, or what the entrypoint builds (a
+    whole Pipeline from an entrypoint brings its own preprocessing)."""
+    config, params = project.config, project.params
+    numeric, categorical = infer_columns(data.X_train, config.data.numeric, config.data.categorical)
 
     def make_model() -> tuple[Any, Any]:
         if entrypoint is not None:
-            built = _call_entrypoint(entrypoint, params, X_train, y_train)
+            built = call_entrypoint(entrypoint, params.model_dump(mode="json"), data.X_train, data.y_train)
             from sklearn.pipeline import Pipeline
 
             if isinstance(built, Pipeline):
@@ -271,30 +323,24 @@ def _train_in_run(
 
         return clone(estimator), build_preprocessor(numeric, categorical)
 
-    names = config.metrics
-    cv: dict[str, float] = {}
-    if params.cv_folds >= 2:
-        say(f"{params.cv_folds}-fold cross-validation")
-        cv = _cross_validate(
-            make_model,
-            X_train,
-            y_train,
-            names,
-            task,
-            params.cv_folds,
-            params.seed,
-            config.training.backend,
-            config.training.scheduler,
-        )
+    return make_model
 
+
+def _fit(project: Project, session: TrackingSession, make_model: ModelFactory, data: _Data,
+         say: Progress) -> _Fit:
+    config, params = project.config, project.params
     model, preprocessor = make_model()
-    eval_sets, fit_X, fit_y = _eval_sets(model, X_train, y_train, X_test, y_test, params, classification)
-    if not _single_threaded(model):
+    eval_sets, fit_X, fit_y = evaluation.eval_sets(
+        model, data.X_train, data.y_train, data.X_test, data.y_test,
+        early_stopping_rounds=params.early_stopping_rounds, seed=params.seed,
+        stratify=config.model.task == "classification",
+    )
+    if not fits_on_one_core(model):
         # a multi-threaded fit (XGBoost's OpenMP threads spin at barriers) slows down badly when the
         # tracking thread takes a core away from it: open the store first, then fit
         session.result()
     say(f"fitting {type(model).__name__} on {len(fit_X)} rows")
-    fit_started = time.perf_counter()
+    started = time.perf_counter()
     fitted = fit_model(
         model,
         fit_X,
@@ -305,167 +351,89 @@ def _train_in_run(
         eval_sets=eval_sets,
         early_stopping_rounds=params.early_stopping_rounds,
     )
-    fit_seconds = time.perf_counter() - fit_started
+    return _Fit(fitted, len(fit_X), time.perf_counter() - started)
 
-    say("evaluating on the test split")
-    predicted, scores = evaluation.predict_scores(fitted.pipeline, X_test, task)
-    metrics = evaluation.compute_metrics(names, task, y_test, predicted, scores)
+
+def _evaluate(project: Project, fitted: FittedModel, data: _Data) -> _Evaluation:
+    task = project.config.model.task
+    predicted, scores = evaluation.predict_scores(fitted.pipeline, data.X_test, task)
+    metrics = evaluation.compute_metrics(project.config.metrics, task, data.y_test, predicted, scores)
     fingerprint = L.predictions_fingerprint(scores if scores is not None else predicted)
+    return _Evaluation(predicted, scores, metrics, fingerprint)
 
-    opened = session.result()  # usually ready by now: the store opened while the model was fitting
-    client, run_id = opened.client, opened.run_id
-    say(f"logging to run {run_id}: params, metrics, plots and the model")
-    import mlflow
 
-    artifacts: list[str] = []
+def _log_run(project: Project, opened: OpenedRun, lineage: L.RunLineage, data: _Data, fit: _Fit,
+             evaluated: _Evaluation, cv: Mapping[str, float]) -> tuple[str, list[str]]:
+    """Params, metrics, tags, artifacts and the model into the run; (the model's URI, artifact names)."""
+    fitted = fit.fitted
     with tempfile.TemporaryDirectory(prefix="mlkit-train-") as scratch:
         folder = Path(scratch)
-        importances = plots.feature_importances(fitted.estimator, fitted.feature_names())
-        plots.write_plots(
-            folder / tags.PLOTS_DIR,
-            task=task,
-            y_true=y_test,
-            predicted=predicted,
-            scores=scores,
-            classes=data.classes,
-            importances=importances,
-        )
-        lineage_dir = folder / "lineage"
-        lineage_dir.mkdir()
-        (lineage_dir / Path(tags.LOCK_ARTIFACT).name).write_text(lineage.package_lock)
-        if lineage.git_dirty:
-            (lineage_dir / Path(tags.DIFF_ARTIFACT).name).write_text(lineage.diff)
-        labels = json.dumps(data.label_mapping, sort_keys=True) if data.label_mapping else ""
-        if labels:
-            (folder / tags.LABELS_ARTIFACT).write_text(labels + "\n")
-        run_tags = {tags.PREDICTIONS_SHA256: fingerprint, **({tags.LABEL_MAPPING: labels} if labels else {})}
-        _log_batch(
-            client,
-            run_id,
+        _write_artifacts(folder, project, lineage, data, fitted, evaluated)
+        mlflow.log_batch(
+            opened.client,
+            opened.run_id,
             params=_run_params(project),
             metrics={
-                **metrics,
+                **evaluated.metrics,
                 **cv,
-                "fit_seconds": round(fit_seconds, 3),
-                "train_rows": float(len(fit_X)),
-                "test_rows": float(len(X_test)),
-                **(
-                    {"best_iteration": float(fitted.best_iteration_)}
-                    if fitted.best_iteration_ is not None
-                    else {}
-                ),
+                "fit_seconds": round(fit.seconds, 3),
+                "train_rows": float(fit.rows),
+                "test_rows": float(len(data.X_test)),
+                **({"best_iteration": float(fitted.best_iteration_)} if fitted.best_iteration_ is not None else {}),
             },
             history=fitted.history_,
-            tags=run_tags,
+            run_tags={
+                tags.PREDICTIONS_SHA256: evaluated.fingerprint,
+                **({tags.LABEL_MAPPING: data.label_mapping} if data.label_mapping else {}),
+            },
         )
-        _log_artifacts(client, run_id, folder)
-        artifacts = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
-        with mlflow.start_run(run_id=run_id, nested=False):
-            model_info = _log_model(fitted.pipeline, X_train, predicted, labels)
-    artifacts.append(tags.MODEL_ARTIFACT)
-    return {
-        "metrics": metrics,
-        "cv": cv,
-        "fingerprint": fingerprint,
-        "model_uri": model_info.model_uri,
-        "labels": labels,
-        "artifacts": sorted(artifacts),
-    }
+        mlflow.log_artifacts(opened.client, opened.run_id, folder)
+        artifacts = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+    model_uri = mlflow.log_model(
+        project.tracking_uri,
+        opened.run_id,
+        fitted.pipeline,
+        input_example=_input_example(data.X_train),
+        output_example=evaluated.predicted[:5],
+        requirements=mlflow.pinned_requirements(_model_distributions(fitted.pipeline)),
+        label_mapping=data.label_mapping,
+    )
+    return model_uri, sorted([*artifacts, tags.MODEL_ARTIFACT])
 
 
-def _single_threaded(model: Any) -> bool:
-    """Whether fitting ``model`` keeps to one core (then the tracking thread can use the other)."""
-    from mlkit.training.estimators import is_xgboost
-
-    final = model.steps[-1][1] if hasattr(model, "steps") else model
-    if is_xgboost(final):
-        return False
-    try:
-        return final.get_params(deep=False).get("n_jobs") in (None, 1)
-    except Exception:
-        return False
-
-
-def _call_entrypoint(entrypoint: Callable[..., Any], params: Any, X: Any, y: Any) -> Any:
-    """Call ``entrypoint(params)`` or ``entrypoint(params, X, y)``; it must return an estimator."""
-    import inspect
-
-    resolved = params.model_dump(mode="json")
-    try:
-        accepts_data = len(inspect.signature(entrypoint).parameters) >= 3
-    except (TypeError, ValueError):
-        accepts_data = False
-    built = entrypoint(resolved, X, y) if accepts_data else entrypoint(resolved)
-    if not (hasattr(built, "fit") and hasattr(built, "predict")):
-        raise UsageError(
-            f"{C.CONFIG_FILE}: model.entrypoint: returned {type(built).__name__}, which has no fit/predict",
-            hint="return a scikit-learn estimator or Pipeline",
-        )
-    return built
+def _write_artifacts(folder: Path, project: Project, lineage: L.RunLineage, data: _Data,
+                     fitted: FittedModel, evaluated: _Evaluation) -> None:
+    """Plots, the package lock, the uncommitted diff (when dirty) and the label mapping, as files."""
+    plots.write_plots(
+        folder / tags.PLOTS_DIR,
+        task=project.config.model.task,
+        y_true=data.y_test,
+        predicted=evaluated.predicted,
+        scores=evaluated.scores,
+        classes=data.classes,
+        importances=plots.feature_importances(fitted.estimator, fitted.feature_names()),
+    )
+    lineage_dir = folder / "lineage"
+    lineage_dir.mkdir()
+    (lineage_dir / Path(tags.LOCK_ARTIFACT).name).write_text(lineage.package_lock)
+    if lineage.git_dirty:
+        (lineage_dir / Path(tags.DIFF_ARTIFACT).name).write_text(lineage.diff)
+    if data.label_mapping:
+        (folder / tags.LABELS_ARTIFACT).write_text(data.label_mapping + "\n")
 
 
-def _eval_sets(
-    model: Any, X_train: Any, y_train: Any, X_test: Any, y_test: Any, params: Any, classification: bool
-) -> tuple[list[tuple[str, Any, Any]], Any, Any]:
-    """XGBoost evaluation sets. With early stopping, a validation split is carved out of the training
-    data (never the test split, which must stay unseen)."""
-    from mlkit.training.estimators import is_xgboost
-
-    if not is_xgboost(model):
-        return [], X_train, y_train
-    if params.early_stopping_rounds:
-        from mlkit.training.evaluation import split
-
-        fit_X, val_X, fit_y, val_y = split(
-            X_train, y_train, test_size=0.15, seed=params.seed, stratify=classification
-        )
-        return [("train", fit_X, fit_y), ("validation", val_X, val_y)], fit_X, fit_y
-    return [("train", X_train, y_train), ("test", X_test, y_test)], X_train, y_train
+def _input_example(X_train: Any) -> Any:
+    """Five training rows for the model's signature and input example; the preprocessor imputes, so
+    integer columns may be missing at serving time: they are declared as doubles."""
+    example = X_train.head(5)
+    return example.astype({c: "float64" for c in example.columns if example[c].dtype.kind in "iu"})
 
 
-def _cross_validate(
-    make_model: Callable[[], tuple[Any, Any]],
-    X: Any,
-    y: Any,
-    names: Sequence[str],
-    task: str,
-    n_folds: int,
-    seed: int,
-    backend: str,
-    scheduler: str | None = None,
-) -> dict[str, float]:
-    import numpy as np
-
-    from mlkit.training import evaluation
-    from mlkit.training.fitting import fit_model
-
-    scores: dict[str, list[float]] = {name: [] for name in names}
-    splitter = evaluation.folds(n_folds, seed=seed, stratify=task == "classification")
-    for fold_train, fold_test in splitter.split(X, y):
-        model, preprocessor = make_model()
-        fitted = fit_model(
-            model,
-            X.iloc[fold_train],
-            y[fold_train],
-            preprocessor=preprocessor,
-            backend=backend,
-            scheduler=scheduler,
-        )
-        predicted, probabilities = evaluation.predict_scores(fitted.pipeline, X.iloc[fold_test], task)
-        for name, value in evaluation.compute_metrics(
-            names, task, y[fold_test], predicted, probabilities
-        ).items():
-            scores[name].append(value)
-    out: dict[str, float] = {}
-    for name, values in scores.items():
-        out[f"cv_{name}_mean"] = float(np.mean(values))
-        out[f"cv_{name}_std"] = float(np.std(values))
-    return out
+def _model_distributions(pipeline: Any) -> list[str]:
+    return [*_MODEL_DISTRIBUTIONS, *(["xgboost"] if is_xgboost(pipeline.steps[-1][1]) else [])]
 
 
 def _run_params(project: Project) -> dict[str, str]:
-    from mlkit.config import flatten
-
     config = project.config
     values = {
         **flatten(project.params.model_dump(mode="json")),
@@ -478,200 +446,50 @@ def _run_params(project: Project) -> dict[str, str]:
     return {k: json.dumps(v) if isinstance(v, (dict, list)) else str(v) for k, v in values.items()}
 
 
-def _log_batch(
-    client: Any,
-    run_id: str,
-    *,
-    params: Mapping[str, str],
-    metrics: Mapping[str, float],
-    history: Mapping[str, list[float]],
-    tags: Mapping[str, str],
-) -> None:
-    """Everything in as few store round trips as possible (MLflow caps a batch at 1000 metrics)."""
-    from mlflow.entities import Metric, Param, RunTag
-
-    now = int(time.time() * 1000)
-    metric_rows = [Metric(k, float(v), now, 0) for k, v in metrics.items() if v == v]  # NaN: not logged
-    for key, values in history.items():
-        metric_rows += [Metric(key, value, now, step) for step, value in enumerate(values)]
-    param_rows = [Param(k, v[:6000]) for k, v in params.items()]
-    tag_rows = [RunTag(k, v) for k, v in tags.items()]
-    batches: list[tuple[list[Any], list[Any], list[Any]]] = [
-        (metric_rows[i : i + 1000], [], []) for i in range(0, len(metric_rows), 1000)
-    ] or [([], [], [])]
-    batches[0] = (batches[0][0], param_rows[:100], tag_rows)
-    batches += [([], param_rows[i : i + 100], []) for i in range(100, len(param_rows), 100)]
-    for metrics_, params_, tags_ in batches:
-        tracking.retry_locked(partial(client.log_batch, run_id, metrics=metrics_, params=params_, tags=tags_))
+# --- after the run -------------------------------------------------------------------------------------
 
 
-def _log_artifacts(client: Any, run_id: str, folder: Path) -> None:
-    if any(folder.iterdir()):
-        client.log_artifacts(run_id, str(folder))
+def _register(project: Project, opened: OpenedRun, lineage: L.RunLineage, outcome: TrainOutcome,
+              say: Progress) -> str:
+    """A new version of the project's model, tagged with the run's lineage, metrics and fingerprint."""
+    say(f"registering a new version of model {project.model_name}")
+    version_tags = {
+        **lineage.tags(),
+        tags.RUN_ID: opened.run_id,
+        tags.PREDICTIONS_SHA256: outcome.predictions_sha256,
+        **{tags.METRIC_PREFIX + k: repr(v) for k, v in outcome.metrics.items()},
+        **({tags.LABEL_MAPPING: outcome.label_mapping} if outcome.label_mapping else {}),
+    }
+    return mlflow.register_version(opened.client, project.model_name, outcome.model_uri, opened.run_id,
+                                   version_tags)
 
 
-def _log_model(pipeline: Any, X_train: Any, predicted: Any, labels: str) -> Any:
-    """Log the fitted Pipeline with signature, input example and explicit requirements.
-
-    cloudpickle, not MLflow 3's default skops: skops refuses tree models (RandomForest, XGBoost) unless
-    every type is trusted by hand. Explicit ``pip_requirements`` skip MLflow's requirement inference,
-    which re-imports the model in a child process (about 10 s on two cores).
-    """
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
-
-    # the preprocessor imputes, so integer columns may be missing at serving time: declare them as doubles
-    example = X_train.head(5)
-    example = example.astype({c: "float64" for c in example.columns if example[c].dtype.kind in "iu"})
-    signature = infer_signature(example, predicted[:5])
-    metadata = {tags.LABEL_MAPPING: json.loads(labels)} if labels else None
-    with (
-        _quiet_loggers("mlflow.sklearn", "mlflow.utils.environment", "mlflow.models.model"),
-        _skip_requirement_check(),
-    ):
-        return mlflow.sklearn.log_model(
-            pipeline,
-            name=tags.MODEL_ARTIFACT,
-            serialization_format="cloudpickle",
-            signature=signature,
-            input_example=example,
-            pip_requirements=_requirements(pipeline),
-            metadata=metadata,
-        )
+def _end_failed(session: TrackingSession, project: Project, exc: Exception) -> BaseException | None:
+    """End the run after ``exc``; the error to raise in its place, or None to raise ``exc`` itself."""
+    if interrupts.requested():  # a native library turned the KeyboardInterrupt into its own error
+        _end_session(session, project, "KILLED", _INTERRUPTED)
+        return KeyboardInterrupt()
+    if isinstance(exc, MlkitError):
+        _end_session(session, project, "FAILED", exc.message)
+        return None
+    reason = first_line(exc, with_type=True)
+    opened = _end_session(session, project, "FAILED", reason)
+    lost = mlflow.lost_connection(exc, project.tracking_uri)
+    if lost is not None:
+        return lost
+    where = f"see run {opened.run_id} (`mlkit runs show {opened.run_id}`); " if opened else ""
+    return OperationError(f"training failed: {reason}", hint=f"{where}run again with --debug for the traceback")
 
 
-@contextmanager
-def _skip_requirement_check() -> Iterator[None]:
-    """Skip MLflow's check that the running environment satisfies the model's requirements.
-
-    mlkit pins every requirement to the version installed right now (:func:`_requirements`), so the
-    check cannot find a mismatch, yet it maps every installed distribution to its modules first: about
-    3 s of CPU, run twice per logged model (when saving it and when MLflow reloads it to validate the
-    input example). Where MLflow no longer has the hook, nothing is patched and the check simply runs.
-    """
-    import importlib
-
-    patched = []
-    for name in ("mlflow.utils.environment", "mlflow.pyfunc"):
-        module = importlib.import_module(name)
-        original = getattr(module, "warn_dependency_requirement_mismatches", None)
-        if callable(original):
-            patched.append((module, original))
-            module.warn_dependency_requirement_mismatches = _no_check  # type: ignore[attr-defined]
-    try:
-        yield
-    finally:
-        for module, original in patched:
-            module.warn_dependency_requirement_mismatches = original  # type: ignore[attr-defined]
-
-
-def _no_check(_requirements: Any) -> None:
-    return None
-
-
-@contextmanager
-def _quiet_loggers(*names: str) -> Iterator[None]:
-    """MLflow warns on stderr about choices made here on purpose (cloudpickle, no pip version)."""
-    import logging
-
-    loggers = [logging.getLogger(name) for name in names]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        for logger, level in zip(loggers, levels, strict=False):
-            logger.setLevel(level)
-
-
-def _requirements(pipeline: Any) -> list[str]:
-    from importlib import metadata
-
-    from mlkit.training.estimators import is_xgboost
-
-    names = ["scikit-learn", "cloudpickle", "pandas", "numpy", "scipy"]
-    if is_xgboost(pipeline.steps[-1][1]):
-        names.append("xgboost")
-    out = []
-    for name in names:
-        try:
-            out.append(f"{name}=={metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
-def _register(client: Any, name: str, model_uri: str, run_id: str, tags: Mapping[str, str]) -> str:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        tracking.retry_locked(lambda: client.create_registered_model(name))
-    except MlflowException as exc:
-        if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code) and "already exists" not in str(exc):
-            raise
-    # MLflow 3 logs models as `models:/m-<id>`; a tracking server only accepts that source with its model_id
-    model_id = model_uri.split("/", 1)[1] if model_uri.startswith("models:/m-") else None
-    version = tracking.retry_locked(
-        lambda: client.create_model_version(name, model_uri, run_id=run_id, tags=dict(tags), model_id=model_id)
-    )
-    return str(version.version)
-
-
-def _end_session(session: Any, status: str, reason: str) -> Any:
+def _end_session(session: TrackingSession, project: Project, status: str, reason: str) -> OpenedRun | None:
     """End the session's run (if it could be created) with ``status`` and the reason; return it."""
     opened = session.opened()
     if opened is not None:
-        _end_run(opened.client, opened.run_id, status, reason)
+        mlflow.end_run(opened.client, project.tracking_uri, opened.run_id, status, reason)
     return opened
 
 
-def _end_run(client: Any, run_id: str, status: str, reason: str) -> None:
-    import mlflow
-
-    try:
-        client.set_tag(run_id, tags.FAILURE, reason[:5000])
-        client.set_terminated(run_id, status)
-    except Exception:
-        pass  # the store itself may be what failed: never hide the original error behind this one
-    finally:
-        active = mlflow.active_run()
-        if active is not None and active.info.run_id == run_id:
-            mlflow.end_run(status)
-
-
-def _write_metrics(root: Path, metrics: Mapping[str, float], cv: Mapping[str, float]) -> None:
-    """metrics.json for `dvc metrics show`: test metrics at the top level, CV under ``cv``."""
-    data: dict[str, Any] = {k: _json_number(v) for k, v in metrics.items()}
-    if cv:
-        data["cv"] = {k: _json_number(v) for k, v in cv.items()}
-    target = root / C.METRICS_FILE
-    handle, temporary = tempfile.mkstemp(prefix=".metrics-", suffix=".json", dir=root)
-    with os.fdopen(handle, "w") as stream:
-        stream.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(temporary, target)
-
-
-def _json_number(value: float) -> float | None:
-    return None if value != value else round(float(value), 6)
-
-
-def _record_stage(root: Path, say: Progress) -> bool:
-    """Re-record the `train` stage in dvc.lock so `dvc status` stays clean; not inside `dvc repro`."""
-    if os.environ.get(ENV_DVC_STAGE):
-        return False  # dvc repro is running us and holds the repository lock; it records the stage itself
-    if not (root / "dvc.yaml").is_file() or not (root / ".dvc").is_dir():
-        return False
-    say("recording the train stage in dvc.lock")
-    from mlkit.engines import dvc
-
-    dvc.commit_stage(root, "train")
-    return True
-
-
 def _user() -> str:
-    import getpass
-
     try:
         return getpass.getuser()
     except Exception:

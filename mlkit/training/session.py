@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from mlkit.project import Project
+from mlkit.engines import mlflow
+from mlkit.project import Project
 
 
 @dataclass(frozen=True)
@@ -55,11 +56,9 @@ class TrackingSession:
 
     def _open(self) -> None:
         try:
-            from mlkit import tracking
-
-            client = tracking.client(self._project)
-            experiment_id = tracking.ensure_experiment(self._project, self._experiment, opened=client)
-            run = tracking.retry_locked(lambda: client.create_run(experiment_id, tags=self._tags))
+            client = mlflow.client(self._project)
+            experiment_id = mlflow.ensure_experiment(self._project, self._experiment, opened=client)
+            run = mlflow.retry_locked(lambda: client.create_run(experiment_id, tags=self._tags))
             self._opened = OpenedRun(client, experiment_id, run.info.run_id)
             _warm_imports()
         except BaseException as exc:  # handed to the main thread by result()
@@ -68,12 +67,9 @@ class TrackingSession:
 
 def _warm_imports() -> None:
     """Modules needed after the fit (model logging, plots); failures surface later where they are used."""
-    try:
+    with suppress(Exception):
         import matplotlib.figure  # noqa: F401
-        import mlflow.models.signature
-        import mlflow.sklearn  # noqa: F401
-    except Exception:
-        pass
+    mlflow.warm_imports()
 
 
 def preimport_training() -> None:

@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from mlkit import audit, registry, tags, tracking
+from mlkit import audit, registry, tags
+from mlkit.engines import mlflow
 from mlkit.project import Project, load_project
 from mlkit.promotion import promote
 
@@ -64,9 +65,9 @@ def model(project: Project) -> Callable[..., str]:
 
     def make(*versions: dict[str, Any]) -> str:
         name = f"m-{uuid.uuid4().hex[:8]}"
-        client = tracking.client(project)
+        client = mlflow.client(project)
         client.create_registered_model(name)
-        experiment = tracking.ensure_experiment(project)
+        experiment = mlflow.ensure_experiment(project)
         for spec in versions:
             add_version(client, experiment, name, **spec)
         return name
@@ -386,7 +387,7 @@ def test_models_list_show_and_history(project: Project, model: Callable, cli: Ca
 def test_a_move_interrupted_after_the_alias_is_finished_by_the_next_write(project: Project,
                                                                           model: Callable) -> None:
     name = model({"f1": 0.91}, {"f1": 0.92})
-    client = tracking.client(project)
+    client = mlflow.client(project)
     # what a process killed right after the commit point leaves behind: a pending entry and the alias
     entry = audit.AuditEntry.new("promote", name, "staging", "1", actor="ghost", reason="", from_version=None)
     audit.write_entry(client, entry)
@@ -404,7 +405,7 @@ def test_a_move_interrupted_after_the_alias_is_finished_by_the_next_write(projec
 
 def test_a_move_interrupted_before_the_alias_is_marked_aborted(project: Project, model: Callable) -> None:
     name = model({"f1": 0.91}, {"f1": 0.92})
-    client = tracking.client(project)
+    client = mlflow.client(project)
     entry = audit.AuditEntry.new("promote", name, "staging", "1", actor="ghost", reason="", from_version=None)
     audit.write_entry(client, entry)
 
@@ -434,7 +435,7 @@ def test_a_killed_promotion_leaves_a_settleable_trail(project: Project, model: C
     assert [e["state"] for e in stored_trail(project, name)] == ["pending"]
     assert mlflow_client(project).get_model_version_by_alias(name, "staging").version == 1
 
-    audit.settle_pending(tracking.client(project), registry.get_model(tracking.client(project), name),
+    audit.settle_pending(mlflow.client(project), registry.get_model(mlflow.client(project), name),
                          project.config.stages, locked=True)
     [entry] = stored_trail(project, name)
     assert (entry["state"], entry["recovered"]) == ("done", True)

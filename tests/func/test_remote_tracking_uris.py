@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mlkit import tracking
+from mlkit.engines import mlflow
 from mlkit.errors import OperationError, UsageError
 from mlkit.project import load_project
 
@@ -36,7 +36,7 @@ def test_unreachable_http_server_fails_after_bounded_retries(project_root: Path,
     project = load_project(project_root)
     started = time.monotonic()
     with pytest.raises(OperationError) as raised:
-        tracking.client(project)
+        mlflow.client(project)
     elapsed = time.monotonic() - started
     assert raised.value.message.startswith(
         f"tracking server http://alice:***@127.0.0.1:{port} is unreachable after 4 attempts: ")
@@ -64,7 +64,7 @@ def test_unreachable_postgresql_names_the_uri_without_password(project_root: Pat
     port = _closed_port()
     monkeypatch.setenv("MLKIT_TRACKING_URI", f"postgresql://mlkit:pa55word@127.0.0.1:{port}/mlflow")
     with pytest.raises(OperationError) as raised:
-        tracking.ensure_reachable(load_project(project_root).tracking_uri, attempts=2, base_delay=0.01)
+        mlflow.ensure_reachable(load_project(project_root).tracking_uri, attempts=2, base_delay=0.01)
     assert raised.value.message.startswith(
         f"tracking server postgresql://mlkit:***@127.0.0.1:{port}/mlflow is unreachable after 2 attempts: ")
     assert "pa55word" not in raised.value.message
@@ -77,7 +77,7 @@ def test_psycopg2_uri_without_the_driver_says_what_to_install(monkeypatch: pytes
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "psycopg2" else real(name, *a))
     with pytest.raises(UsageError) as raised:
-        tracking.check_driver("postgresql+psycopg2://u:secret@db:5432/mlflow")
+        mlflow.check_driver("postgresql+psycopg2://u:secret@db:5432/mlflow")
     assert raised.value.message == ("postgresql+psycopg2://u:***@db:5432/mlflow needs the psycopg2 driver, "
                                     "which is not installed")
     assert raised.value.hint == ("pip install psycopg2-binary, or use postgresql:// with "
@@ -87,7 +87,7 @@ def test_psycopg2_uri_without_the_driver_says_what_to_install(monkeypatch: pytes
 def test_database_uris_keep_artifacts_in_the_project(project_root: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLKIT_TRACKING_URI", "postgresql://mlkit@127.0.0.1:5432/mlflow")
-    assert tracking.artifact_location(load_project(project_root)) == \
+    assert mlflow.artifact_location(load_project(project_root)) == \
         (project_root / ".mlkit" / "artifacts").resolve().as_uri()
     monkeypatch.setenv("MLKIT_TRACKING_URI", "http://127.0.0.1:5000")
-    assert tracking.artifact_location(load_project(project_root)) is None  # the server's, proxied
+    assert mlflow.artifact_location(load_project(project_root)) is None  # the server's, proxied

@@ -251,8 +251,8 @@ def test_data_from_the_remote_in_mlkit_data_remote(cli, make_project, tmp_path, 
 def test_run_not_made_by_mlkit(cli, make_project):
     root = make_project("churn")
     client = client_for(root)
+    from mlkit.engines.mlflow import ensure_experiment
     from mlkit.project import load_project
-    from mlkit.tracking import ensure_experiment
 
     experiment = ensure_experiment(load_project(root))
     run = client.create_run(experiment)

@@ -25,8 +25,8 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, s
         isolate(monkeypatch, base / "home")
         root = Path(init_project("runsdemo", template="regression", directory=base / "runsdemo",
                                  data_remote=base / "remote").root)
-        first = train(load_project(root), TrainOptions(overrides=["params.estimator.n_estimators=5"]))
-        second = train(load_project(root), TrainOptions(overrides=["params.estimator.n_estimators=10"],
+        first = train(load_project(root), TrainOptions(overrides={"params.estimator.n_estimators": 5}))
+        second = train(load_project(root), TrainOptions(overrides={"params.estimator.n_estimators": 10},
                                                         register=False))
         yield root, first.run_id, second.run_id
 

@@ -197,7 +197,7 @@ def test_entrypoint_builds_the_estimator_and_keeps_the_tracking(regression, monk
     )
     try:
         result = train(load_project(root), TrainOptions(
-            overrides=["model.entrypoint=diabetes.model:build", "params.estimator={}"], write_metrics=False))
+            overrides={"model.entrypoint": "diabetes.model:build", "params.estimator": {}}, write_metrics=False))
     finally:
         (root / "src" / "diabetes" / "model.py").unlink()
         (root / "src" / "diabetes" / "linear.py").unlink()
@@ -373,6 +373,6 @@ def test_inside_dvc_repro_the_lock_is_left_to_dvc(regression, monkeypatch):
     root, _ = regression
     before = (root / "dvc.lock").read_text()
     monkeypatch.setenv("DVC_STAGE", "train")
-    result = train(load_project(root), TrainOptions(register=False, overrides=["params.estimator.n_estimators=5"]))
+    result = train(load_project(root), TrainOptions(register=False, overrides={"params.estimator.n_estimators": 5}))
     assert result.stage_recorded is False
     assert (root / "dvc.lock").read_text() == before

@@ -184,21 +184,8 @@ def test_the_core_imports_no_cli_and_no_terminal_library() -> None:
     assert offending == []
 
 
-# Cycles that are being taken apart; when one goes this test fails (strict) and the entry goes with it.
-KNOWN_CYCLES = [
-    ["mlkit.ci", "mlkit.scaffold"],
-    ["mlkit.training.distributed", "mlkit.training.fitting"],
-]
-
-
-@pytest.mark.xfail(strict=True, reason=f"import cycles still to break: {KNOWN_CYCLES}")
 def test_no_import_cycle_among_mlkit_modules() -> None:
     assert find_cycles(import_graph(MODULES)) == []
-
-
-def test_no_import_cycle_but_the_known_ones() -> None:
-    """Keeps a new cycle from hiding behind the expected failure above."""
-    assert [cycle for cycle in find_cycles(import_graph(MODULES)) if cycle not in KNOWN_CYCLES] == []
 
 
 def test_git_runs_only_in_the_git_engine() -> None:

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlkit.config import apply_assignments, flatten, load_config, parse_assignment
+from mlkit.config import apply_assignments, flatten, load_config, parse_assignment, parse_overrides
 from mlkit.errors import ConfigError, ExitCode
 
 BASE = {
@@ -93,11 +93,11 @@ def test_layering_defaults_file_environment_flags(tmp_path):
     config = with_("tracking.experiment", "from-file")
     root = write(tmp_path, config, {"seed": 1, "estimator": {"max_depth": 3}})
     env = {"MLKIT_EXPERIMENT": "from-env", "MLKIT_TRACKING_URI": "http://127.0.0.1:5000"}
-    resolved, params = load_config(root, [], env)
+    resolved, params = load_config(root, {}, env)
     assert resolved.tracking.experiment == "from-env"
     assert resolved.tracking.uri == "http://127.0.0.1:5000"
-    resolved, params = load_config(root, ["tracking.experiment=from-flag", "params.estimator.max_depth=6",
-                                          "params.seed=7"], env)
+    resolved, params = load_config(root, {"tracking.experiment": "from-flag", "params.estimator.max_depth": 6,
+                                          "params.seed": 7}, env)
     assert resolved.tracking.experiment == "from-flag"
     assert params.seed == 7 and params.estimator == {"max_depth": 6}
 
@@ -105,8 +105,8 @@ def test_layering_defaults_file_environment_flags(tmp_path):
 def test_mlkit_variable_wins_over_mlflow_variable(tmp_path):
     root = write(tmp_path, BASE)
     env = {"MLFLOW_TRACKING_URI": "http://a:1", "MLKIT_TRACKING_URI": "http://b:2"}
-    assert load_config(root, [], env)[0].tracking.uri == "http://b:2"
-    assert load_config(root, [], {"MLFLOW_TRACKING_URI": "http://a:1"})[0].tracking.uri == "http://a:1"
+    assert load_config(root, {}, env)[0].tracking.uri == "http://b:2"
+    assert load_config(root, {}, {"MLFLOW_TRACKING_URI": "http://a:1"})[0].tracking.uri == "http://a:1"
 
 
 @pytest.mark.parametrize("text", ["novalue", "=3", "a..b=1"])
@@ -122,6 +122,38 @@ def test_assignment_values_are_yaml_typed():
     assert parse_assignment("x=true") == (["x"], True)
     assert parse_assignment("x=[1, 2]") == (["x"], [1, 2])
     assert parse_assignment("x=hello") == (["x"], "hello")
+
+
+def test_set_strings_become_a_mapping_in_command_line_order():
+    assert parse_overrides(["params.seed=7", "tracking.experiment=exp2", "params.estimator={}"]) == {
+        "params.seed": 7, "tracking.experiment": "exp2", "params.estimator": {}}
+    # a repeated key keeps its last value, applied after what came between
+    overrides = parse_overrides(["params.estimator.max_depth=3", "params.estimator={}", "params.estimator.max_depth=5"])
+    assert list(overrides.items()) == [("params.estimator", {}), ("params.estimator.max_depth", 5)]
+
+
+def test_set_params_alone_is_refused():
+    with pytest.raises(ConfigError) as info:
+        parse_overrides(["params=7"])
+    assert info.value.message == "--set 'params=7': name a parameter, e.g. params.seed=7"
+
+
+def test_overrides_are_applied_in_order_and_left_unchanged(tmp_path):
+    root = write(tmp_path, BASE, {"estimator": {"max_depth": 3, "n_estimators": 10}})
+    overrides = {"params.estimator": {}, "params.estimator.max_depth": 5}
+    _, params = load_config(root, overrides, {})
+    assert params.estimator == {"max_depth": 5}
+    assert overrides == {"params.estimator": {}, "params.estimator.max_depth": 5}
+
+
+@pytest.mark.parametrize(("key", "message"), [
+    ("params", "override 'params': name a parameter, e.g. params.seed"),
+    ("a..b", "override 'a..b': must be a dotted key, e.g. params.estimator.max_depth"),
+])
+def test_bad_override_keys(tmp_path, key, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, BASE), {key: 1}, {})
+    assert info.value.message == message
 
 
 def test_flatten():

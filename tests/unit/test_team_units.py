@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mlkit import tracking, tracking_server
+from mlkit import tracking_server
+from mlkit.engines import mlflow
 from mlkit.errors import UsageError
 
 
@@ -84,14 +85,14 @@ def test_start_refuses_a_port_out_of_range(tmp_path: Path) -> None:
      "nothing was registered"),
 ])
 def test_lost_connection_is_named_without_password(error: Exception, uri: str, expected: str) -> None:
-    lost = tracking.lost_connection(error, uri)
+    lost = mlflow.lost_connection(error, uri)
     assert lost is not None
     assert lost.message == expected
 
 
 def test_other_failures_and_local_stores_are_not_a_lost_connection() -> None:
-    assert tracking.lost_connection(ValueError("bad input shape"), "http://127.0.0.1:5000") is None
-    assert tracking.lost_connection(Exception("Connection refused"), "sqlite:///x.db") is None
+    assert mlflow.lost_connection(ValueError("bad input shape"), "http://127.0.0.1:5000") is None
+    assert mlflow.lost_connection(Exception("Connection refused"), "sqlite:///x.db") is None
 
 
 def test_http_probe_sends_credentials_as_basic_auth_not_in_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -104,5 +105,5 @@ def test_http_probe_sends_credentials_as_basic_auth_not_in_the_host(monkeypatch:
         raise OSError("refused")
 
     monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
-    assert tracking.probe_http("https://alice:pw@mlflow.example:8443/base", 1.0) == "refused"
+    assert mlflow.probe_http("https://alice:pw@mlflow.example:8443/base", 1.0) == "refused"
     assert seen == {"url": "https://mlflow.example:8443/base/health", "auth": "Basic YWxpY2U6cHc="}

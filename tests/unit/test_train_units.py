@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pandas as pd
@@ -206,3 +207,89 @@ def test_project_imports_never_change_sys_path_in_place(tmp_path):
         assert sys.path[0] == str((tmp_path / "src").resolve())
         assert before == snapshot
     assert sys.path is before and before == snapshot
+
+
+def test_a_client_leaves_mlflows_process_wide_uris_alone(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    from mlkit.engines import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'state' / 'mlflow.db'}"
+    client = mlflow.client(SimpleNamespace(tracking_uri=uri, state_dir=tmp_path / "state"))
+    assert client.tracking_uri == uri
+    assert tracking_utils._tracking_uri is None
+    assert "MLFLOW_TRACKING_URI" not in os.environ and "MLFLOW_REGISTRY_URI" not in os.environ
+
+
+def test_the_fluent_api_points_at_the_store_for_one_block_only(monkeypatch):
+    from mlflow import get_registry_uri, get_tracking_uri
+
+    from mlkit.engines import mlflow
+
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", "sqlite:///user-registry.db")
+    with mlflow._fluent("sqlite:///inside.db"):
+        assert get_tracking_uri() == "sqlite:///inside.db"
+        assert get_registry_uri() == "sqlite:///inside.db"
+        assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:///inside.db"
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert os.environ["MLFLOW_REGISTRY_URI"] == "sqlite:///user-registry.db"
+    assert get_registry_uri() == "sqlite:///user-registry.db"
+
+
+class _FakeProcess:
+    def __init__(self, outcome):
+        self.outcome, self.terminated = outcome, False
+
+    def wait(self, timeout=None):
+        if isinstance(self.outcome, BaseException) and not self.terminated:
+            raise self.outcome
+        return 0 if self.terminated else self.outcome
+
+    def terminate(self):
+        self.terminated = True
+
+
+@pytest.mark.parametrize("outcome", [0, 1, KeyboardInterrupt()], ids=["stopped", "failed", "interrupted"])
+def test_the_ui_runs_until_it_exits_and_is_stopped_on_ctrl_c(tmp_path, monkeypatch, outcome):
+    import subprocess
+    from types import SimpleNamespace
+
+    from mlkit import runs
+    from mlkit.errors import OperationError
+
+    process = _FakeProcess(outcome)
+    started = {}
+
+    def popen(argv, cwd):
+        started.update(argv=argv, cwd=cwd)
+        return process
+
+    monkeypatch.setattr(runs, "ui_command", lambda project, port: ["mlflow", "ui", "--port", str(port)])
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    said = []
+    project = SimpleNamespace(root=tmp_path)
+    if outcome == 0:
+        runs.open_ui(project, port=5001, progress=said.append)
+    elif outcome == 1:
+        with pytest.raises(OperationError) as raised:
+            runs.open_ui(project, port=5001, progress=said.append)
+        assert raised.value.message == "mlflow ui exited with status 1"
+        assert raised.value.hint == "is port 5001 already in use? try --port 5002"
+    else:
+        with pytest.raises(KeyboardInterrupt):
+            runs.open_ui(project, port=5001, progress=said.append)
+        assert process.terminated
+    assert started == {"argv": ["mlflow", "ui", "--port", "5001"], "cwd": tmp_path}
+    assert said == ["MLflow UI on http://127.0.0.1:5001 (Ctrl-C to stop)"]
+
+
+def test_the_ui_port_must_be_a_port(tmp_path):
+    from types import SimpleNamespace
+
+    from mlkit import runs
+
+    with pytest.raises(UsageError) as raised:
+        runs.open_ui(SimpleNamespace(root=tmp_path), port=70000)
+    assert raised.value.message == "--port 70000: must be between 1 and 65535"

@@ -1,26 +1,36 @@
-"""The MLflow tracking store and registry a project talks to.
+"""The one place mlkit talks to MLflow: the tracking store and registry of a project, and a run's logging.
 
 Embedded default: SQLite at `.mlkit/mlflow.db` inside the project. A fresh SQLite store that several
 processes open at the same time for the first time can be left half-migrated, so the first creation
 happens once, serially, under an inter-process file lock; later opens skip the lock.
+
+Every client is opened with explicit tracking and registry URIs: nothing here sets MLflow's process-wide
+URIs for longer than one call. Where only MLflow's fluent API does the job (logging a model inside an
+active run), :func:`_fluent` points it at the store for that call and restores what was there before.
+This module is also the only place that patches MLflow (see :func:`_skip_requirement_check`).
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mlkit import constants as C
+from mlkit import tags
 from mlkit.errors import OperationError, UsageError, first_line
+from mlkit.project import Project
 from mlkit.uris import redact
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
-
-    from mlkit.project import Project
 
 T = TypeVar("T")
 
@@ -37,9 +47,10 @@ def sqlite_path(uri: str) -> Path:
 
 
 def configure(project: Project) -> str:
-    """Point MLflow at the project's store (creating it once if needed) and return the tracking URI."""
-    import mlflow
+    """Make the project's store ready (created once if needed, reachable) and return its URI.
 
+    MLflow's process-wide tracking and registry URIs are left alone: clients get the URI explicitly.
+    """
     _quiet_mlflow()
     uri = project.tracking_uri
     if is_sqlite(uri):
@@ -48,8 +59,6 @@ def configure(project: Project) -> str:
         ensure_reachable(uri)
         if is_database(uri):
             ensure_database_store(uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
     return uri
 
 
@@ -79,8 +88,6 @@ def ensure_sqlite_store(uri: str, state_dir: Path) -> None:
 
 def _create_store(uri: str) -> None:
     """Open MLflow's tracking and registry stores once: MLflow creates or upgrades its tables then."""
-    import logging
-
     from mlflow import MlflowClient
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -91,9 +98,14 @@ def _create_store(uri: str) -> None:
 
 
 def client(project: Project) -> MlflowClient:
+    """A client on the project's store (made ready first), with both URIs given explicitly."""
+    return client_for(configure(project))
+
+
+def client_for(uri: str) -> MlflowClient:
+    """A client on the store at ``uri``, already made ready by :func:`configure`."""
     from mlflow import MlflowClient
 
-    uri = configure(project)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
@@ -134,6 +146,214 @@ def retry_locked(fn: Callable[[], T], *, attempts: int = 12, base_delay: float =
             time.sleep(base_delay * (2**attempt) * (0.5 + random.random()))
     raise AssertionError("unreachable")
 
+
+
+# --- a training run: logging, the model, registration, the end ------------------------------------------
+
+# MLflow caps one log_batch call at 1000 metrics, 100 params and 100 tags
+_BATCH_METRICS = 1000
+_BATCH_PARAMS = 100
+_PARAM_VALUE_LIMIT = 6000
+
+
+def log_batch(mlflow_client: MlflowClient, run_id: str, *, params: Mapping[str, str],
+              metrics: Mapping[str, float], history: Mapping[str, Sequence[float]],
+              run_tags: Mapping[str, str]) -> None:
+    """Params, metrics (``history``: one value per step) and tags in as few store round trips as possible.
+
+    A NaN metric is not logged.
+    """
+    from mlflow.entities import Metric, Param, RunTag
+
+    now = int(time.time() * 1000)
+    metric_rows = [Metric(k, float(v), now, 0) for k, v in metrics.items() if v == v]
+    for key, values in history.items():
+        metric_rows += [Metric(key, value, now, step) for step, value in enumerate(values)]
+    param_rows = [Param(k, v[:_PARAM_VALUE_LIMIT]) for k, v in params.items()]
+    tag_rows = [RunTag(k, v) for k, v in run_tags.items()]
+    batches: list[tuple[list[Any], list[Any], list[Any]]] = [
+        (metric_rows[i : i + _BATCH_METRICS], [], []) for i in range(0, len(metric_rows), _BATCH_METRICS)
+    ] or [([], [], [])]
+    batches[0] = (batches[0][0], param_rows[:_BATCH_PARAMS], tag_rows)
+    batches += [([], param_rows[i : i + _BATCH_PARAMS], [])
+                for i in range(_BATCH_PARAMS, len(param_rows), _BATCH_PARAMS)]
+    for metric_batch, param_batch, tag_batch in batches:
+        retry_locked(partial(mlflow_client.log_batch, run_id, metrics=metric_batch, params=param_batch,
+                             tags=tag_batch))
+
+
+def log_artifacts(mlflow_client: MlflowClient, run_id: str, folder: Path) -> None:
+    """Every file under ``folder`` as the run's artifacts (nothing when it is empty)."""
+    if any(folder.iterdir()):
+        mlflow_client.log_artifacts(run_id, str(folder))
+
+
+def log_model(tracking_uri: str, run_id: str, pipeline: Any, *, input_example: Any, output_example: Any,
+              requirements: Sequence[str], label_mapping: str = "") -> str:
+    """Log a fitted scikit-learn pipeline to run ``run_id`` with its signature; return the model's URI.
+
+    cloudpickle, not MLflow 3's default skops: skops refuses tree models (RandomForest, XGBoost) unless
+    every type is trusted by hand. Explicit ``requirements`` skip MLflow's requirement inference, which
+    re-imports the model in a child process (about 10 s on two cores). ``label_mapping`` (JSON) goes into
+    the model's metadata.
+    """
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    signature = infer_signature(input_example, output_example)
+    metadata = {tags.LABEL_MAPPING: json.loads(label_mapping)} if label_mapping else None
+    with (
+        _fluent(tracking_uri),
+        mlflow.start_run(run_id=run_id, nested=False),
+        _quiet_loggers("mlflow.sklearn", "mlflow.utils.environment", "mlflow.models.model"),
+        _skip_requirement_check(),
+    ):
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name=tags.MODEL_ARTIFACT,
+            serialization_format="cloudpickle",
+            signature=signature,
+            input_example=input_example,
+            pip_requirements=list(requirements),
+            metadata=metadata,
+        )
+    return str(info.model_uri)
+
+
+def pinned_requirements(distributions: Sequence[str]) -> list[str]:
+    """``name==version`` for each installed distribution (absent ones are left out)."""
+    from importlib import metadata
+
+    out = []
+    for name in distributions:
+        try:
+            out.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def register_version(mlflow_client: MlflowClient, name: str, model_uri: str, run_id: str,
+                     version_tags: Mapping[str, str]) -> str:
+    """Register ``model_uri`` (logged by run ``run_id``) as a new version of ``name``, created on first use;
+    return the version number.
+
+    MLflow's SQL registry looks a ``models:/m-<id>`` source up through the process-wide tracking URI,
+    whatever the client's: the lookup runs under :func:`_fluent` with the client's own URI.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        retry_locked(lambda: mlflow_client.create_registered_model(name))
+    except MlflowException as exc:
+        if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code) and "already exists" not in str(exc):
+            raise
+    # MLflow 3 logs models as `models:/m-<id>`; a tracking server only accepts that source with its model_id
+    model_id = model_uri.split("/", 1)[1] if model_uri.startswith("models:/m-") else None
+    with _fluent(mlflow_client.tracking_uri):
+        version = retry_locked(lambda: mlflow_client.create_model_version(
+            name, model_uri, run_id=run_id, tags=dict(version_tags), model_id=model_id))
+    return str(version.version)
+
+
+def finish_run(mlflow_client: MlflowClient, run_id: str) -> None:
+    retry_locked(lambda: mlflow_client.set_terminated(run_id, "FINISHED"))
+
+
+def end_run(mlflow_client: MlflowClient, tracking_uri: str, run_id: str, status: str, reason: str) -> None:
+    """End a run that did not finish: ``status`` (FAILED, KILLED) with the reason in ``mlkit.failure``.
+
+    Never raises: the store itself may be what failed, and the original error must not be hidden.
+    """
+    import mlflow
+
+    try:
+        mlflow_client.set_tag(run_id, tags.FAILURE, reason[:5000])
+        mlflow_client.set_terminated(run_id, status)
+    except Exception:
+        pass
+    finally:
+        active = mlflow.active_run()  # left active when the model logging was cut short
+        if active is not None and active.info.run_id == run_id:
+            with _fluent(tracking_uri), suppress(Exception):
+                mlflow.end_run(status)
+
+
+def warm_imports() -> None:
+    """Import what logging a model needs ahead of time; failures surface later where it is used."""
+    with suppress(Exception):
+        import mlflow.models.signature
+        import mlflow.sklearn  # noqa: F401
+
+
+@contextmanager
+def _fluent(uri: str) -> Iterator[None]:
+    """MLflow's fluent API (``mlflow.start_run``, ``mlflow.sklearn.log_model``) on the store at ``uri``
+    for the duration of the block; the previous URIs, and their environment variables, are restored."""
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    # set_tracking_uri also writes MLFLOW_TRACKING_URI into os.environ (for subprocesses); so does the registry
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    environment = {name: os.environ.get(name) for name in names}
+    tracking_before, registry_before = tracking_utils._tracking_uri, registry_utils._registry_uri
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(tracking_before)  # type: ignore[arg-type]  # None: back to unset
+        registry_utils._registry_uri = registry_before
+        for name, value in environment.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextmanager
+def _skip_requirement_check() -> Iterator[None]:
+    """Skip MLflow's check that the running environment satisfies the model's requirements.
+
+    mlkit pins every requirement to the version installed right now (:func:`pinned_requirements`), so
+    the check cannot find a mismatch, yet it maps every installed distribution to its modules first:
+    about 3 s of CPU, run twice per logged model (when saving it and when MLflow reloads it to validate
+    the input example). Where MLflow no longer has the hook, nothing is patched and the check simply runs.
+    """
+    import importlib
+
+    patched = []
+    for name in ("mlflow.utils.environment", "mlflow.pyfunc"):
+        module = importlib.import_module(name)
+        original = getattr(module, "warn_dependency_requirement_mismatches", None)
+        if callable(original):
+            patched.append((module, original))
+            module.warn_dependency_requirement_mismatches = _no_check  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        for module, original in patched:
+            module.warn_dependency_requirement_mismatches = original  # type: ignore[attr-defined]
+
+
+def _no_check(_requirements: Any) -> None:
+    return None
+
+
+@contextmanager
+def _quiet_loggers(*names: str) -> Iterator[None]:
+    """MLflow warns on stderr about choices made here on purpose (cloudpickle, no pip version)."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=False):
+            logger.setLevel(level)
 
 # --- team tracking: an MLflow server over http(s), or PostgreSQL directly ------------------------------
 
@@ -209,8 +429,6 @@ def ensure_reachable(uri: str, *, attempts: int = 4, base_delay: float = 0.5, ti
 def _quiet_mlflow() -> None:
     """The library is silent: no progress bars from artifact transfers, no INFO lines while a model
     version is created. MLflow's defaults are changed in this process only (see _HTTP_DEFAULTS)."""
-    import logging
-
     from mlflow import environment_variables
 
     environment_variables.MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.default = False
