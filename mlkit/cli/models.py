@@ -26,12 +26,9 @@ def list_(json_: bool = typer.Option(False, "--json", help="Print JSON instead o
     columns = ("model", "latest", *stages, "last audit event")
     rows = [(m["name"], m["latest_version"], *(m["stages"].get(s, "") for s in stages), m["last_event"] or "")
             for m in models]
-    if json_:
-        _output.print_json(models)
-    else:
-        _output.print_table(columns, rows)
-    _output.github_summary("### Registered models\n\n" + _output.markdown_table(columns, rows))
-    _output.github_outputs({"models": ",".join(m["name"] for m in models)})
+    _output.emit(models, json_output=json_, table=lambda: _output.print_table(columns, rows),
+                 summary_markdown="### Registered models\n\n" + _output.markdown_table(columns, rows),
+                 outputs={"models": ",".join(m["name"] for m in models)})
 
 
 @app.command("show")
@@ -50,18 +47,15 @@ def show(
     from mlkit.project import load_project
 
     info = registry.show_version(load_project(), ref).to_dict()
-    if json_:
-        _output.print_json(info)
     flat = {k: v for k, v in info.items() if k not in ("tags", "metrics", "data_md5s", "params")}
     flat["aliases"] = ", ".join(info["aliases"])
     nested = {"metrics": info["metrics"], "data_md5": info["data_md5s"], "params": info["params"]}
     flat.update(flatten(nested))
     title = f"{info['name']} version {info['version']}"
-    if not json_:
-        _output.print_mapping(flat, title=title)
-    _output.github_summary(f"### {title}\n\n" + _output.markdown_table(("key", "value"), flat.items()))
-    _output.github_outputs({"model": info["name"], "version": info["version"], "stage": info["stage"] or "",
-                            "run_id": info["run_id"] or "", "git_commit": info["git_commit"] or ""})
+    _output.emit(info, json_output=json_, table=lambda: _output.print_mapping(flat, title=title),
+                 summary_markdown=_output.mapping_markdown(title, flat),
+                 outputs={"model": info["name"], "version": info["version"], "stage": info["stage"] or "",
+                          "run_id": info["run_id"] or "", "git_commit": info["git_commit"] or ""})
 
 
 @app.command("history")
@@ -83,12 +77,9 @@ def history(
     rows = [(_when(e.get("time")), e.get("action"), e.get("stage"), e.get("from_version") or "-",
              e.get("to_version"), e.get("state"), _who(e.get("actor")), _gates(e.get("gates") or []),
              e.get("reason")) for e in entries]
-    if json_:
-        _output.print_json(entries)
-    else:
-        _output.print_table(columns, rows)
-    _output.github_summary(f"### Audit trail of {name}\n\n" + _output.markdown_table(columns, rows))
-    _output.github_outputs({"model": name, "entries": len(entries)})
+    _output.emit(entries, json_output=json_, table=lambda: _output.print_table(columns, rows),
+                 summary_markdown=f"### Audit trail of {name}\n\n" + _output.markdown_table(columns, rows),
+                 outputs={"model": name, "entries": len(entries)})
 
 
 def _when(stamp: Any) -> str:

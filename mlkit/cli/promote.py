@@ -61,31 +61,19 @@ def rollback(
     project = load_project()
     result = rollback_stage(project, name, stage or project.config.stages[-1], reason=reason,
                             progress=_output.status)
-    data = result.to_dict()
-    if json_:
-        _output.print_json(data)
-    else:
-        _output.print_mapping(data)
-    _output.status(f"rolled back {name}@{result.stage}: version {result.from_version} -> {result.to_version}")
-    _output.github_outputs({"model": name, "version": result.to_version, "stage": result.stage,
-                            "status": "rolled back"})
-    _output.github_summary(f"### Rollback of {name}@{result.stage}\n\n" + _output.markdown_table(
+    summary = f"### Rollback of {name}@{result.stage}\n\n" + _output.markdown_table(
         ("from version", "to version", "actor", "reason"),
-        [(result.from_version, result.to_version, result.actor, result.reason)]))
+        [(result.from_version, result.to_version, result.actor, result.reason)])
+    _output.emit(result.to_dict(), json_output=json_, summary_markdown=summary,
+                 outputs={"model": name, "version": result.to_version, "stage": result.stage,
+                          "status": "rolled back"})
+    _output.status(f"rolled back {name}@{result.stage}: version {result.from_version} -> {result.to_version}")
 
 
 def _render(result: PromotionResult, json_: bool) -> None:
     from mlkit.cli import _output
 
     rows = [(g.gate, "passed" if g.passed else "FAILED", g.detail) for g in result.gates]
-    if json_:
-        _output.print_json(result.to_dict())
-    elif rows:
-        _output.print_table(("gate", "result", "detail"), rows,
-                            title=f"gates for {result.model} version {result.version} -> {result.stage}")
-    _output.status(_sentence(result))
-    _output.github_outputs({"model": result.model, "version": result.version, "stage": result.stage,
-                            "status": result.status})
     summary = (f"### Promotion of {result.model} version {result.version} to {result.stage}: "
                f"{result.status}\n\n")
     if rows:
@@ -93,7 +81,16 @@ def _render(result: PromotionResult, json_: bool) -> None:
         summary += _output.markdown_table(("gate", "result", "detail"), marks)
     else:
         summary += f"No gates configured for {result.stage}.\n"
-    _output.github_summary(summary)
+
+    def table() -> None:
+        if rows:
+            _output.print_table(("gate", "result", "detail"), rows,
+                                title=f"gates for {result.model} version {result.version} -> {result.stage}")
+
+    _output.emit(result.to_dict(), json_output=json_, table=table, summary_markdown=summary,
+                 outputs={"model": result.model, "version": result.version, "stage": result.stage,
+                          "status": result.status})
+    _output.status(_sentence(result))
 
 
 def _sentence(result: PromotionResult) -> str:

@@ -45,21 +45,21 @@ def _render(result: ReproduceResult, json_: bool) -> None:
     verdict = "matches" if result.matched else "does NOT match"
     headline = (f"{result.target}: run {result.run_id} rebuilt from commit {result.commit[:12]}"
                 f"{' + recorded diff' if result.applied_diff else ''} {verdict}")
-    if json_:
-        _output.print_json(result.to_dict())
-    else:
+    summary = f"### mlkit reproduce {result.target}\n\n{headline}\n\n"
+    summary += _output.markdown_table(("check", "original", "reproduced", "equal"), rows)
+    if result.likely_causes:
+        summary += "\nLikely causes:\n" + "".join(f"- {cause}\n" for cause in result.likely_causes)
+
+    def table() -> None:
         _output.print_table(("check", "original", "reproduced", "equal"), rows, title=headline)
         if result.likely_causes:
             _output.out().print("Likely causes:")
             for cause in result.likely_causes:
                 _output.out().print(f"  - {cause}", markup=False)
-    _output.github_outputs({"run_id": result.run_id, "reproduced_run_id": result.reproduced_run_id or "",
-                            "matched": str(result.matched).lower()})
-    summary = f"### mlkit reproduce {result.target}\n\n{headline}\n\n"
-    summary += _output.markdown_table(("check", "original", "reproduced", "equal"), rows)
-    if result.likely_causes:
-        summary += "\nLikely causes:\n" + "".join(f"- {cause}\n" for cause in result.likely_causes)
-    _output.github_summary(summary)
+
+    _output.emit(result.to_dict(), json_output=json_, table=table, summary_markdown=summary,
+                 outputs={"run_id": result.run_id, "reproduced_run_id": result.reproduced_run_id or "",
+                          "matched": str(result.matched).lower()})
 
 
 def _fmt(value: object) -> str:

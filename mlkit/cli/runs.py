@@ -26,28 +26,20 @@ def list_(
     from mlkit.runs import list_runs
 
     runs = list_runs(load_project(), experiment=experiment, limit=limit)
-    if json_:
-        _output.print_json([run.to_dict() for run in runs])
-        return
-    if not runs:
-        _output.status("no runs yet; run `mlkit train`")
-        return
-    # the project's first three metrics keep the table readable in 80 columns; --json has them all
-    names = list(dict.fromkeys(name for run in runs for name in run.metrics))[:3]
-    _output.print_table(
-        ("run", "status", "started", "seconds", "commit", *names),
-        [
-            (
-                run.run_id,
-                run.status,
-                run.started,
-                run.duration_s,
-                run.commit + ("*" if run.dirty else ""),
-                *(_fmt(run.metrics.get(name)) for name in names),
-            )
-            for run in runs
-        ],
-    )
+
+    def table() -> None:
+        if not runs:
+            _output.status("no runs yet; run `mlkit train`")
+            return
+        # the project's first three metrics keep the table readable in 80 columns; --json has them all
+        names = list(dict.fromkeys(name for run in runs for name in run.metrics))[:3]
+        _output.print_table(
+            ("run", "status", "started", "seconds", "commit", *names),
+            [(run.run_id, run.status, run.started, run.duration_s, run.commit + ("*" if run.dirty else ""),
+              *(_fmt(run.metrics.get(name)) for name in names)) for run in runs],
+        )
+
+    _output.emit([run.to_dict() for run in runs], json_output=json_, table=table)
 
 
 @app.command("show")
@@ -64,26 +56,18 @@ def show(
     from mlkit.runs import show_run
 
     detail = show_run(load_project(), run_id)
-    if json_:
-        _output.print_json(detail.to_dict())
-        return
-    _output.print_mapping(
-        {
-            "run": detail.run_id,
-            "experiment": detail.experiment,
-            "status": detail.status,
-            "started": detail.started,
-            "ended": detail.ended,
-            "model versions": ", ".join(detail.model_versions),
-        },
-        title="Run",
-    )
-    _output.print_mapping(detail.params, title="Params")
-    _output.print_mapping(
-        {k: _fmt(v) for k, v in detail.metrics.items() if not k.startswith("xgb.")}, title="Metrics"
-    )
-    _output.print_mapping(detail.lineage, title="Lineage")
-    _output.print_table(("artifact",), [(name,) for name in detail.artifacts], title="Artifacts")
+
+    def tables() -> None:
+        _output.print_mapping({"run": detail.run_id, "experiment": detail.experiment, "status": detail.status,
+                               "started": detail.started, "ended": detail.ended,
+                               "model versions": ", ".join(detail.model_versions)}, title="Run")
+        _output.print_mapping(detail.params, title="Params")
+        _output.print_mapping({k: _fmt(v) for k, v in detail.metrics.items() if not k.startswith("xgb.")},
+                              title="Metrics")
+        _output.print_mapping(detail.lineage, title="Lineage")
+        _output.print_table(("artifact",), [(name,) for name in detail.artifacts], title="Artifacts")
+
+    _output.emit(detail.to_dict(), json_output=json_, table=tables)
 
 
 @app.command("compare")
@@ -104,20 +88,21 @@ def compare(
     if format_ not in ("table", "markdown"):
         raise UsageError(f"--format {format_!r}: must be table or markdown", hint="e.g. --format markdown")
     comparison = compare_runs(load_project(), run_ids)
-    if json_:
-        _output.print_json(comparison.to_dict())
-        return
     rows = comparison.rows if all_ else comparison.differing()
     columns = ("", "key", *(run_id[:12] for run_id in comparison.run_ids))
     cells = [(row["section"], row["key"], *(_fmt(v) for v in row["values"])) for row in rows]
     markdown = _output.markdown_table(columns, cells)
-    _output.github_summary("### mlkit runs compare\n\n" + markdown)
-    if format_ == "markdown":
-        typer.echo(markdown, nl=False)
-    elif cells:
-        _output.print_table(columns, cells)
-    else:
-        _output.status("the runs have identical params, metrics and lineage")
+
+    def table() -> None:
+        if format_ == "markdown":
+            typer.echo(markdown, nl=False)
+        elif cells:
+            _output.print_table(columns, cells)
+        else:
+            _output.status("the runs have identical params, metrics and lineage")
+
+    _output.emit(comparison.to_dict(), json_output=json_, table=table,
+                 summary_markdown="### mlkit runs compare\n\n" + markdown)
 
 
 def _fmt(value: Any) -> str:

@@ -44,32 +44,20 @@ def train(
     options = TrainOptions(experiment=experiment, register=not no_register, allow_dirty=allow_dirty)
     with interrupts.handle_signals():
         result = run_training(project, options, progress=_output.status)
-    data = result.to_dict()
-    _output.github_summary(_summary_markdown(data))
-    _output.github_outputs(
-        {
-            "run_id": result.run_id,
-            "model_name": result.model_name,
-            "model_version": result.model_version or "",
-            **result.metrics,
-        }
-    )
-    if json_:
-        _output.print_json(data)
-        return
     rows: list[tuple[str, Any]] = [
         ("run", result.run_id),
         ("experiment", result.experiment),
-        (
-            "model",
-            f"{result.model_name} v{result.model_version}" if result.model_version else "not registered",
-        ),
+        ("model", f"{result.model_name} v{result.model_version}" if result.model_version else "not registered"),
         ("commit", (result.lineage.git_commit or "")[:12] + (" (dirty)" if result.lineage.git_dirty else "")),
     ]
     rows += [(f"data {path}", md5) for path, md5 in result.lineage.data_md5s.items()]
     rows += [(name, f"{value:.4f}") for name, value in {**result.metrics, **result.cv_metrics}.items()]
     rows.append(("seconds", f"{result.seconds:.1f}"))
-    _output.print_table(("", ""), rows)
+    data = result.to_dict()
+    _output.emit(data, json_output=json_, table=lambda: _output.print_table(("", ""), rows),
+                 summary_markdown=_summary_markdown(data),
+                 outputs={"run_id": result.run_id, "model_name": result.model_name,
+                          "model_version": result.model_version or "", **result.metrics})
 
 
 def ui(
