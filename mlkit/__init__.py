@@ -31,8 +31,6 @@ See docs/api.md.
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -45,7 +43,7 @@ _API: dict[str, tuple[str, str]] = {
     "TrainOptions": ("mlkit.training.runner", "TrainOptions"),
     "promote": ("mlkit.promotion", "promote"),
     "rollback": ("mlkit.promotion", "rollback"),
-    "reproduce": ("mlkit.reproduce", "reproduce"),
+    "reproduce": ("mlkit.reproduction", "reproduce"),
     "MlkitError": ("mlkit.errors", "MlkitError"),
 }
 
@@ -56,7 +54,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from mlkit.errors import MlkitError
     from mlkit.project import load_project
     from mlkit.promotion import promote, rollback
-    from mlkit.reproduce import reproduce
+    from mlkit.reproduction import reproduce
     from mlkit.scaffold import init_project as init
     from mlkit.training.runner import TrainOptions, train
 
@@ -75,20 +73,3 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     """The documented names, so completion in a shell or an editor offers the API and not its plumbing."""
     return sorted(__all__)
-
-
-class _Package(types.ModuleType):
-    """The ``mlkit`` package object: an API name is never rebound to the submodule of the same name.
-
-    Importing a submodule binds it as an attribute of its package, so loading ``mlkit/reproduce.py``
-    would turn ``mlkit.reproduce`` from the operation into the module. The module stays importable the
-    usual way (``from mlkit.reproduce import ...``).
-    """
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _API and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
-    from mlkit.reproduce import ReproduceResult
+    from mlkit.reproduction import ReproduceResult
 
 
 def reproduce(
@@ -26,8 +26,8 @@ def reproduce(
     """
     from mlkit.cli import _output
     from mlkit.project import load_project
-    from mlkit.reproduce import ReproductionMismatch
-    from mlkit.reproduce import reproduce as run_reproduction
+    from mlkit.reproduction import ReproductionMismatch
+    from mlkit.reproduction import reproduce as run_reproduction
 
     try:
         result = run_reproduction(load_project(), target, tolerance=tolerance,

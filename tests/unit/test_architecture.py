@@ -266,14 +266,13 @@ def test_the_api_resolves_without_a_terminal_library() -> None:
 def test_api_names_are_the_core_functions() -> None:
     import mlkit
     from mlkit import errors, project, promotion, scaffold
-    from mlkit.reproduce import reproduce
+    from mlkit.reproduction import reproduce
     from mlkit.training import runner
 
     assert (mlkit.init, mlkit.load_project, mlkit.train, mlkit.TrainOptions, mlkit.promote, mlkit.MlkitError) == (
         scaffold.init_project, project.load_project, runner.train, runner.TrainOptions, promotion.promote,
         errors.MlkitError)
     assert mlkit.rollback is promotion.rollback
-    # loading mlkit/reproduce.py binds no module over the operation of the same name
     assert mlkit.reproduce is reproduce
     assert sorted(mlkit.__all__) == dir(mlkit)
     for name in mlkit.__all__:

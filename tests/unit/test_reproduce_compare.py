@@ -1,4 +1,4 @@
-"""`mlkit.reproduce._compare`: metrics exactly or within --tolerance; the predictions fingerprint exactly,
+"""`mlkit.reproduction._compare`: metrics exactly or within --tolerance; the predictions fingerprint exactly,
 and under --tolerance reported as not compared when it differs."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from mlkit import tags
-from mlkit.reproduce import FINGERPRINT_NOT_COMPARED, Check, _compare
+from mlkit.reproduction import FINGERPRINT_NOT_COMPARED, Check, _compare
 
 SHA = "a" * 64
 OTHER_SHA = "b" * 64
