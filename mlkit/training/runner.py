@@ -235,6 +235,7 @@ def _train_in_run(
     say(f"loading {config.data.train}")
     read_table = table_reader(config.training.backend)
     frame = read_table(project.path(config.data.train))
+    raw = frame  # the rows as the data file has them: the registered model takes these
     if config.data.hook:
         frame = datasets.apply_hook(frame, config.data.hook, project.root)
     data = datasets.prepare(
@@ -361,7 +362,7 @@ def _train_in_run(
         _log_artifacts(client, run_id, folder)
         artifacts = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
         with mlflow.start_run(run_id=run_id, nested=False):
-            model_info = _log_model(fitted.pipeline, X_train, predicted, labels)
+            model_info = _log_model(project, fitted.pipeline, raw, data.classes)
     artifacts.append(tags.MODEL_ARTIFACT)
     return {
         "metrics": metrics,
@@ -510,33 +511,20 @@ def _log_artifacts(client: Any, run_id: str, folder: Path) -> None:
         client.log_artifacts(run_id, str(folder))
 
 
-def _log_model(pipeline: Any, X_train: Any, predicted: Any, labels: str) -> Any:
-    """Log the fitted Pipeline with signature, input example and explicit requirements.
+def _log_model(project: Project, pipeline: Any, raw: Any, classes: Any) -> Any:
+    """Log the self-contained model (raw rows in, labels out; see :mod:`mlkit.serving.model`).
 
-    cloudpickle, not MLflow 3's default skops: skops refuses tree models (RandomForest, XGBoost) unless
-    every type is trusted by hand. Explicit ``pip_requirements`` skip MLflow's requirement inference,
-    which re-imports the model in a child process (about 10 s on two cores).
+    Explicit ``pip_requirements`` skip MLflow's requirement inference, which re-imports the model in a
+    child process (about 10 s on two cores).
     """
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
+    from mlkit.serving.model import log_model
 
-    # the preprocessor imputes, so integer columns may be missing at serving time: declare them as doubles
-    example = X_train.head(5)
-    example = example.astype({c: "float64" for c in example.columns if example[c].dtype.kind in "iu"})
-    signature = infer_signature(example, predicted[:5])
-    metadata = {tags.LABEL_MAPPING: json.loads(labels)} if labels else None
     with (
         _quiet_loggers("mlflow.sklearn", "mlflow.utils.environment", "mlflow.models.model"),
         _skip_requirement_check(),
     ):
-        return mlflow.sklearn.log_model(
-            pipeline,
-            name=tags.MODEL_ARTIFACT,
-            serialization_format="cloudpickle",
-            signature=signature,
-            input_example=example,
-            pip_requirements=_requirements(pipeline),
-            metadata=metadata,
+        return log_model(
+            pipeline, raw, project=project, classes=classes, pip_requirements=_requirements(pipeline)
         )
 
 
