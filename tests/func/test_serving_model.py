@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from _isolation import isolate
-from _serving import LABELS, make_plans_project, plans_frame, tracking_uri, train
+from _serving import LABELS, make_plans_project, mlkit, plans_frame, tracking_uri, train
 
 pytestmark = pytest.mark.slow
 
@@ -116,3 +116,46 @@ def test_the_sklearn_flavor_is_the_bare_pipeline(plans):
     pipeline = mlflow.sklearn.load_model("models:/plans/1")
     assert type(pipeline).__name__ == "Pipeline"
     assert type(pipeline.steps[-1][1]).__name__ == "XGBClassifier"
+
+
+def test_predict_scores_a_parquet_file_larger_than_its_chunk(plans, tmp_path):
+    import pandas as pd
+
+    from mlkit.project import load_project
+    from mlkit.serving.batch import predict_file
+
+    rows = plans_frame(rows=2500, seed=11).drop(columns=["plan"])
+    rows.insert(0, "customer", [f"c{i}" for i in range(len(rows))])  # a column the model does not take
+    rows.to_parquet(tmp_path / "in.parquet", index=False)
+    lines: list[str] = []
+    result = predict_file(load_project(plans), "plans/1", tmp_path / "in.parquet", tmp_path / "out.parquet",
+                          chunk_rows=1000, progress=lines.append)
+    assert (result.rows, result.chunks, result.version) == (2500, 3, "1")
+    assert lines[-3:] == ["1000 rows scored", "2000 rows scored", "2500 rows scored"]
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert list(out.columns) == ["customer", "usage", "tenure", "year", "region", "prediction"]
+    pd.testing.assert_frame_equal(out.drop(columns=["prediction"]), rows)
+    expected = _load(plans).predict(rows.drop(columns=["customer"]))
+    assert out["prediction"].tolist() == list(expected)
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_mlkit_predict_on_csv_with_gaps(plans, tmp_path):
+    import pandas as pd
+
+    rows = plans_frame(rows=1500, seed=5).drop(columns=["plan"])
+    rows.loc[::7, "year"] = None  # an integer column with gaps: pandas writes it as floats
+    rows.to_csv(tmp_path / "in.csv", index=False)
+    done = mlkit("predict", "plans/1", str(tmp_path / "in.csv"), "-o", str(tmp_path / "out.csv"),
+                 "--chunk-rows", "400", "--json", cwd=plans)
+    report = json.loads(done.stdout)
+    assert (report["rows"], report["model"], report["version"]) == (1500, "plans", "1")
+    assert report["chunks"] >= 2
+    assert "1500 rows scored" in done.stderr
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert len(out) == 1500 and set(out["prediction"]) <= LABELS
+    assert out["usage"].isna().sum() == rows["usage"].isna().sum()
+    again = mlkit("predict", "plans/1", str(tmp_path / "in.csv"), "-o", str(tmp_path / "in.csv"), cwd=plans,
+                  check=False)
+    assert again.returncode == 2
+    assert f"error: {tmp_path / 'in.csv'}: the output would overwrite the input" in again.stderr

@@ -1,0 +1,223 @@
+"""The prediction log: what the server answered, appended off the request path to local Parquet files.
+
+Layout (read by monitoring; keep it stable)::
+
+    <project>/.mlkit/predictions/date=YYYY-MM-DD/part-<uuid>.parquet
+
+One row per predicted row, with ``_request_id`` (str), ``_time`` (UTC timestamp), ``_model`` (str),
+``_version`` (str), ``_latency_ms`` (float), ``_prediction`` (the label, as a string), then the raw input
+columns under their own names and with the model's input types. Files appear whole (written under a
+dot-prefixed temporary name, then renamed); readers such as ``pyarrow.dataset`` skip the temporary
+ones. Disk use is bounded: past the limit the oldest files go first, and only ``part-*.parquet`` files
+of this layout are ever deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mlkit import constants as C
+
+FOLDER = "predictions"
+PARTITION_PREFIX = "date="
+FILE_PREFIX = "part-"
+META_COLUMNS = ("_request_id", "_time", "_model", "_version", "_latency_ms", "_prediction")
+
+
+def log_folder(root: Path) -> Path:
+    """Where the prediction log of the project at ``root`` lives."""
+    return root / C.STATE_DIR / FOLDER
+
+
+@dataclass
+class Entry:
+    """One answered request."""
+
+    request_id: str
+    time: datetime
+    model: str
+    version: str
+    latency_ms: float
+    predictions: list[str]
+    columns: Mapping[str, Sequence[Any]]
+    types: Mapping[str, str]  # column -> long / double / string / boolean
+
+
+class PredictionLog:
+    """Collects entries on the serving thread (a list append) and writes them from its own thread."""
+
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        sample: float = 1.0,
+        max_bytes: int = 1024 * 1024 * 1024,
+        flush_seconds: float = 1.0,
+        flush_rows: int = 20_000,
+        max_pending_rows: int = 200_000,
+        on_written: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.folder = folder
+        self.sample = sample
+        self.max_bytes = max_bytes
+        self.flush_seconds = flush_seconds
+        self.flush_rows = flush_rows
+        self.max_pending_rows = max_pending_rows
+        self._on_written = on_written or (lambda _written, _dropped: None)
+        self._pending: list[Entry] = []
+        self._pending_rows = 0
+        self._dropped = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="mlkit-prediction-log", daemon=True)
+
+    def start(self) -> PredictionLog:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._thread.start()
+        return self
+
+    def wants(self) -> bool:
+        """Whether the next request is in the sample."""
+        return self.sample >= 1.0 or random.random() < self.sample
+
+    def append(self, entry: Entry) -> None:
+        rows = len(entry.predictions)
+        with self._lock:
+            if self._pending_rows + rows > self.max_pending_rows:
+                self._dropped += rows  # the disk is slower than the traffic: shed, never block a request
+                return
+            self._pending.append(entry)
+            self._pending_rows += rows
+            if self._pending_rows >= self.flush_rows:
+                self._wake.set()
+
+    def close(self) -> None:
+        """Write what is pending and stop the writer thread."""
+        self._stop = True
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            stopping = self._stop
+            self.flush()
+            if stopping:
+                return
+
+    def flush(self) -> None:
+        with self._lock:
+            entries, self._pending, self._pending_rows = self._pending, [], 0
+            dropped, self._dropped = self._dropped, 0
+        written = 0
+        if entries:
+            groups: dict[tuple[str, str, str, tuple[tuple[str, str], ...]], list[Entry]] = {}
+            for entry in entries:
+                key = (entry.time.strftime("%Y-%m-%d"), entry.model, entry.version, tuple(entry.types.items()))
+                groups.setdefault(key, []).append(entry)
+            for (day, _model, _version, types), group in groups.items():
+                written += self._write(day, dict(types), group)
+            self._bound_disk()
+        if written or dropped:
+            self._on_written(written, dropped)
+
+    def _write(self, day: str, types: Mapping[str, str], entries: list[Entry]) -> int:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        meta: dict[str, list[Any]] = {name: [] for name in META_COLUMNS}
+        features: dict[str, list[Any]] = {name: [] for name in types}
+        for entry in entries:
+            n = len(entry.predictions)
+            meta["_request_id"] += [entry.request_id] * n
+            meta["_time"] += [entry.time] * n
+            meta["_model"] += [entry.model] * n
+            meta["_version"] += [entry.version] * n
+            meta["_latency_ms"] += [entry.latency_ms] * n
+            meta["_prediction"] += entry.predictions
+            for name in types:
+                features[name] += list(entry.columns.get(name, [None] * n))
+        arrays = [
+            pa.array(meta["_request_id"], pa.string()),
+            pa.array(meta["_time"], pa.timestamp("us", tz="UTC")),
+            pa.array(meta["_model"], pa.string()),
+            pa.array(meta["_version"], pa.string()),
+            pa.array(meta["_latency_ms"], pa.float64()),
+            pa.array(meta["_prediction"], pa.string()),
+        ]
+        names = list(META_COLUMNS)
+        for name, kind in types.items():
+            arrays.append(_arrow_column(features[name], kind))
+            names.append(name)
+        table = pa.Table.from_arrays(arrays, names=names)
+        partition = self.folder / f"{PARTITION_PREFIX}{day}"
+        partition.mkdir(parents=True, exist_ok=True)
+        name = f"{FILE_PREFIX}{uuid.uuid4().hex}.parquet"
+        temporary = partition / f".{name}.tmp"
+        pq.write_table(table, temporary)
+        os.replace(temporary, partition / name)
+        return table.num_rows
+
+    def _bound_disk(self) -> None:
+        files = log_files(self.folder)
+        total = sum(size for _, _, size in files)
+        for path, _, size in files:
+            if total <= self.max_bytes:
+                break
+            try:
+                path.unlink()
+                total -= size
+            except OSError:
+                continue
+        for partition in self.folder.glob(f"{PARTITION_PREFIX}*"):
+            with contextlib.suppress(OSError):
+                partition.rmdir()  # only when empty
+
+
+def log_files(folder: Path) -> list[tuple[Path, float, int]]:
+    """The log's files, oldest partition (then oldest file) first: (path, mtime, size)."""
+    out = []
+    for path in folder.glob(f"{PARTITION_PREFIX}*/{FILE_PREFIX}*.parquet"):
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        out.append((path, stat.st_mtime, stat.st_size))
+    out.sort(key=lambda item: (item[0].parent.name, item[1]))
+    return out
+
+
+def _arrow_column(values: list[Any], kind: str) -> Any:
+    import pyarrow as pa
+
+    def missing(v: Any) -> bool:
+        return v is None or (isinstance(v, float) and v != v)
+
+    if kind == "long":
+        return pa.array([None if missing(v) else int(v) for v in values], pa.int64())
+    if kind == "double":
+        return pa.array([None if missing(v) else float(v) for v in values], pa.float64())
+    if kind == "boolean":
+        return pa.array([None if missing(v) else bool(v) for v in values], pa.bool_())
+    return pa.array([None if missing(v) else str(v) for v in values], pa.string())
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def monotonic_ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0
