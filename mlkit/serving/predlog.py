@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,8 @@ class PredictionLog:
             self._thread.join()
 
     def _run(self) -> None:
+        import pyarrow.parquet  # noqa: F401  # now, while the model loads, not on the first flush under load
+
         while True:
             self._wake.wait(self.flush_seconds)
             self._wake.clear()
@@ -124,12 +127,13 @@ class PredictionLog:
             dropped, self._dropped = self._dropped, 0
         written = 0
         if entries:
-            groups: dict[tuple[str, str, str, tuple[tuple[str, str], ...]], list[Entry]] = {}
+            # one file per day and version; a version's entries share its types mapping (the same object)
+            groups: dict[tuple[Any, str, str, int], list[Entry]] = {}
             for entry in entries:
-                key = (entry.time.strftime("%Y-%m-%d"), entry.model, entry.version, tuple(entry.types.items()))
+                key = (entry.time.date(), entry.model, entry.version, id(entry.types))
                 groups.setdefault(key, []).append(entry)
-            for (day, _model, _version, types), group in groups.items():
-                written += self._write(day, dict(types), group)
+            for (day, _model, _version, _types), group in groups.items():
+                written += self._write(day.isoformat(), group[0].types, group)
             self._bound_disk()
         if written or dropped:
             self._on_written(written, dropped)
@@ -138,29 +142,25 @@ class PredictionLog:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        meta: dict[str, list[Any]] = {name: [] for name in META_COLUMNS}
-        features: dict[str, list[Any]] = {name: [] for name in types}
-        for entry in entries:
-            n = len(entry.predictions)
-            meta["_request_id"] += [entry.request_id] * n
-            meta["_time"] += [entry.time] * n
-            meta["_model"] += [entry.model] * n
-            meta["_version"] += [entry.version] * n
-            meta["_latency_ms"] += [entry.latency_ms] * n
-            meta["_prediction"] += entry.predictions
-            for name in types:
-                features[name] += list(entry.columns.get(name, [None] * n))
+        counts = [len(entry.predictions) for entry in entries]
+
+        def repeated(values: list[Any]) -> list[Any]:
+            return list(chain.from_iterable(repeat(v, n) for v, n in zip(values, counts, strict=True)))
+
         arrays = [
-            pa.array(meta["_request_id"], pa.string()),
-            pa.array(meta["_time"], pa.timestamp("us", tz="UTC")),
-            pa.array(meta["_model"], pa.string()),
-            pa.array(meta["_version"], pa.string()),
-            pa.array(meta["_latency_ms"], pa.float64()),
-            pa.array(meta["_prediction"], pa.string()),
+            pa.array(repeated([e.request_id for e in entries]), pa.string()),
+            pa.array(repeated([e.time for e in entries]), pa.timestamp("us", tz="UTC")),
+            pa.array(repeated([e.model for e in entries]), pa.string()),
+            pa.array(repeated([e.version for e in entries]), pa.string()),
+            pa.array(repeated([e.latency_ms for e in entries]), pa.float64()),
+            pa.array(list(chain.from_iterable(e.predictions for e in entries)), pa.string()),
         ]
         names = list(META_COLUMNS)
         for name, kind in types.items():
-            arrays.append(_arrow_column(features[name], kind))
+            values = list(chain.from_iterable(
+                e.columns.get(name) or repeat(None, n) for e, n in zip(entries, counts, strict=True)
+            ))
+            arrays.append(_arrow_column(values, kind))
             names.append(name)
         table = pa.Table.from_arrays(arrays, names=names)
         partition = self.folder / f"{PARTITION_PREFIX}{day}"
@@ -201,18 +201,22 @@ def log_files(folder: Path) -> list[tuple[Path, float, int]]:
 
 
 def _arrow_column(values: list[Any], kind: str) -> Any:
+    """One input column with the model's type; NaN is a null (pyarrow's pandas rules)."""
     import pyarrow as pa
 
-    def missing(v: Any) -> bool:
-        return v is None or (isinstance(v, float) and v != v)
-
+    arrow_type = {"long": pa.int64(), "double": pa.float64(), "boolean": pa.bool_()}.get(kind, pa.string())
+    try:
+        return pa.array(values, arrow_type, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass  # integral floats in a long column (JSON's 2024.0), or what a CSV request carried
     if kind == "long":
-        return pa.array([None if missing(v) else int(v) for v in values], pa.int64())
+        return pa.array([None if v is None or v != v else int(v) for v in values], pa.int64())
     if kind == "double":
-        return pa.array([None if missing(v) else float(v) for v in values], pa.float64())
+        return pa.array([None if v is None else float(v) for v in values], pa.float64(), from_pandas=True)
     if kind == "boolean":
-        return pa.array([None if missing(v) else bool(v) for v in values], pa.bool_())
-    return pa.array([None if missing(v) else str(v) for v in values], pa.string())
+        return pa.array([None if v is None else bool(v) for v in values], pa.bool_())
+    return pa.array([None if v is None or (isinstance(v, float) and v != v) else str(v) for v in values],
+                    pa.string())
 
 
 def now_utc() -> datetime:
