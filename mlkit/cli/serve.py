@@ -29,6 +29,8 @@ def serve(
                                      help="Share of requests written to the prediction log."),
     log_max_mb: float = typer.Option(1024.0, "--log-max-mb", help="Disk budget of the prediction log; the "
                                      "oldest files go first."),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Server processes sharing the port, each with "
+                                "the model loaded (Linux and macOS)."),
     dockerfile: Path = typer.Option(None, "--dockerfile", help="Write a Dockerfile that runs this server to "
                                     "PATH and exit (nothing is built)."),
 ) -> None:
@@ -70,6 +72,7 @@ def serve(
         log=not no_log,
         log_sample=log_sample,
         log_max_bytes=int(log_max_mb * 1024 * 1024),
+        workers=workers,
     )
 
     def listening(url: str) -> None:

@@ -23,11 +23,12 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlkit.errors import OperationError, UsageError
 from mlkit.progress import Progress, or_silent
 from mlkit.serving import DEFAULT_HOST, DEFAULT_PORT, ENV_TOKEN, predlog
 from mlkit.serving.batching import BatchError, MicroBatcher
@@ -62,6 +63,8 @@ class ServeOptions:
     log_sample: float = 1.0
     log_max_bytes: int = 1024 * 1024 * 1024
     log_folder: Path | None = None  # default: <project>/.mlkit/predictions
+    workers: int = 1  # server processes sharing the port (SO_REUSEPORT); each loads the model
+    reuse_port: bool = False  # set for each worker of a multi-process server
 
 
 @dataclass
@@ -99,8 +102,64 @@ def serve(
     source = ModelSource(project, ref)
     options = options or ServeOptions()
     log_folder = options.log_folder or predlog.log_folder(project.root)
-    app = _Server(source, options, or_silent(progress), log_folder)
-    return asyncio.run(app.main(on_listening or (lambda _url: None)))
+    if options.workers <= 1:
+        app = _Server(source, options, or_silent(progress), log_folder)
+        return asyncio.run(app.main(on_listening or (lambda _url: None)))
+    return _serve_workers(project, source, options, or_silent(progress), on_listening, log_folder)
+
+
+def _serve_workers(
+    project: Project,
+    source: ModelSource,
+    options: ServeOptions,
+    say: Progress,
+    on_listening: Callable[[str], None] | None,
+    log_folder: Path,
+) -> ServeResult:
+    """``options.workers`` processes on one port: the kernel spreads connections over them (SO_REUSEPORT).
+
+    This process is worker 0 and the others' parent: it binds first (so port 0 resolves once), starts
+    the others, and on SIGTERM passes the signal on and waits for each to drain.
+    """
+    import multiprocessing
+
+    if not hasattr(socket, "SO_REUSEPORT"):
+        raise UsageError("--workers needs SO_REUSEPORT, which this platform lacks", hint="use --workers 1")
+    family = socket.AF_INET6 if ":" in options.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((options.host, options.port))
+    except OSError as exc:
+        sock.close()
+        raise OperationError(f"cannot bind {options.host}:{options.port}: {exc.strerror}",
+                             hint="choose another --port") from None
+    worker_options = replace(options, port=int(sock.getsockname()[1]), workers=1, reuse_port=True,
+                             log_folder=log_folder)
+    context = multiprocessing.get_context("spawn")
+    children = [
+        context.Process(target=_worker, args=(project.root, source.label, worker_options), name=f"mlkit-serve-{i}")
+        for i in range(1, options.workers)
+    ]
+    for child in children:
+        child.start()
+    say(f"started {len(children)} more worker processes on port {worker_options.port}")
+    app = _Server(source, worker_options, say, log_folder)
+    return asyncio.run(app.main(on_listening or (lambda _url: None), sock=sock, children=children))
+
+
+def _worker(root: Path, ref: str, options: ServeOptions) -> None:
+    """One more worker process (spawned): the same server on the same port, silent."""
+    import sys
+
+    from mlkit.errors import MlkitError
+    from mlkit.project import load_project
+
+    try:
+        serve(load_project(root), ref, options)
+    except MlkitError:
+        sys.exit(1)
 
 
 class _Server:
@@ -127,18 +186,34 @@ class _Server:
         self._failure: BaseException | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------------------
-    async def main(self, on_listening: Callable[[str], None]) -> ServeResult:
+    async def main(
+        self, on_listening: Callable[[str], None], sock: socket.socket | None = None, children: Sequence[Any] = ()
+    ) -> ServeResult:
         loop = asyncio.get_running_loop()
         stop = self._stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread, or Windows
                 loop.add_signal_handler(sig, self._on_signal)
-        server = await asyncio.start_server(
-            self._connection, self.options.host, self.options.port, limit=HEADER_LIMIT, reuse_address=True
-        )
-        sock = server.sockets[0]
-        host, port = sock.getsockname()[:2]
-        shown = f"[{host}]" if sock.family == socket.AF_INET6 else host
+        preloaded = self.options.reuse_port and sock is None
+        if preloaded and not await self._load_current():
+            # a worker process listens only once its model is loaded: the kernel sends it no connection
+            # before, so no client of a multi-process server ever meets one that is still loading
+            assert self._failure is not None
+            raise self._failure
+        if sock is not None:
+            server = await asyncio.start_server(self._connection, sock=sock, limit=HEADER_LIMIT)
+        else:
+            server = await asyncio.start_server(
+                self._connection,
+                self.options.host,
+                self.options.port,
+                limit=HEADER_LIMIT,
+                reuse_address=True,
+                reuse_port=self.options.reuse_port or None,
+            )
+        bound = server.sockets[0]
+        host, port = bound.getsockname()[:2]
+        shown = f"[{host}]" if bound.family == socket.AF_INET6 else host
         url = f"http://{shown}:{port}"
         on_listening(url)
         self.batcher = MicroBatcher(
@@ -149,7 +224,7 @@ class _Server:
         ).start()
         if self.log is not None:
             self.log.start()
-        loader = loop.create_task(self._first_load())
+        loader = loop.create_task(self._follow() if preloaded else self._first_load())
         drained = True
         try:
             await stop.wait()
@@ -157,6 +232,8 @@ class _Server:
             server.close()
             self.say("draining: answering the requests already received")
             drained = await self._drain()
+            if children:
+                drained = await asyncio.to_thread(self._stop_children, children) and drained
         finally:
             loader.cancel()
             for task in list(self.connections):
@@ -176,6 +253,22 @@ class _Server:
         if self._signals > 1:
             self._force = True
 
+    def _stop_children(self, children: Sequence[Any]) -> bool:
+        """SIGTERM to each worker this process started, then wait for its drain; True if all drained."""
+        for child in children:
+            if child.is_alive():
+                child.terminate()
+        clean = True
+        for child in children:
+            child.join(self.options.drain_seconds + 10)
+            if child.is_alive():
+                child.kill()
+                child.join()
+            if child.exitcode != 0:
+                self.say(f"worker {child.name} exited with {child.exitcode}")
+                clean = False
+        return clean
+
     async def _drain(self) -> bool:
         deadline = time.monotonic() + self.options.drain_seconds
         while self.inflight and time.monotonic() < deadline and not self._force:
@@ -183,6 +276,11 @@ class _Server:
         return self.inflight == 0
 
     async def _first_load(self) -> None:
+        if await self._load_current():
+            await self._follow()
+
+    async def _load_current(self) -> bool:
+        """Load the version the stage points at now; on failure, record it and stop the server."""
         try:
             version = await asyncio.to_thread(self.source.current_version)
             self.say(f"loading {self.source.label} (version {version})")
@@ -192,14 +290,15 @@ class _Server:
             self._failure = exc
             assert self._stop is not None
             self._stop.set()
-            return
+            return False
         self._swap(loaded)
         self.say(f"ready: {loaded.name} version {loaded.version} (loaded in {loaded.load_seconds:.1f}s)")
-        if self.options.poll_seconds > 0 and self.source.ref.stage is not None:
-            await self._follow()
+        return True
 
     async def _follow(self) -> None:
         """Poll the alias; load a new version in the background, then swap (a rollback is a swap too)."""
+        if self.options.poll_seconds <= 0 or self.source.ref.stage is None:
+            return
         while not self.draining:
             await asyncio.sleep(self.options.poll_seconds)
             try:

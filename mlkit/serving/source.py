@@ -89,7 +89,9 @@ class ModelSource:
         info = self.client().get_model_version(self.ref.name, version)
         logging.getLogger("mlflow").setLevel(logging.ERROR)
         try:
-            pyfunc = mlflow.pyfunc.load_model(f"models:/{self.ref.name}/{version}")
+            # suppress_warnings skips MLflow's check of the installed packages against the model's pinned
+            # requirements: it maps every installed distribution to its modules (seconds of CPU) only to warn
+            pyfunc = mlflow.pyfunc.load_model(f"models:/{self.ref.name}/{version}", suppress_warnings=True)
         except Exception as exc:
             raise OperationError(
                 f"{self.ref.name} version {version}: cannot load the model: {first_line(exc)}",

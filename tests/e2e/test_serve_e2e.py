@@ -295,3 +295,33 @@ def test_sigterm_answers_requests_in_flight_then_exits_0(project):
     assert err.strip().splitlines()[-1] == "stopped after 1 /invocations requests"
     with pytest.raises(ConnectionRefusedError):
         server.request("GET", "/health")
+
+
+def _listeners(port: int) -> int:
+    """Sockets listening on ``port`` (IPv4) on this machine, from /proc/net/tcp."""
+    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for line in lines if line.split()[1].endswith(f":{port:04X}") and line.split()[3] == "0A")
+
+
+def _children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads the listening sockets from Linux's /proc")
+def test_workers_share_the_port_and_stop_with_the_parent(project):
+    server = start(project, "plans/1", "--no-log", "--workers", "2")
+    workers = _children(server.process.pid)
+    assert workers
+    deadline = time.monotonic() + START_TIMEOUT
+    while _listeners(server.port) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)  # the second worker listens once its model is loaded
+    assert _listeners(server.port) == 2
+    statuses = [server.invoke({"dataframe_records": ROWS})[0] for _ in range(40)]  # a new connection each
+    assert statuses == [200] * 40
+    code, err = stop(server)
+    assert code == 0, err
+    assert f"started 1 more worker processes on port {server.port}" in err
+    deadline = time.monotonic() + 10  # the parent joined its workers; the kernel may take a moment to reap
+    while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [pid for pid in workers if Path(f"/proc/{pid}").exists()] == []
