@@ -333,8 +333,8 @@ class _Server:
                 keep = await self._one_request(reader, writer)
                 if not keep:
                     break
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
-            pass
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.CancelledError):
+            pass  # the client went away or broke the framing: nothing left to answer
         finally:
             self.connections.discard(task)
             with contextlib.suppress(Exception):
@@ -369,17 +369,31 @@ class _Server:
                 headers[name.strip().lower()] = value.strip()
         connection = headers.get("connection", "").lower()
         keep = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
-        body, problem = await self._read_body(reader, headers)
         path = target.split("?", 1)[0]
+        if headers.get("expect", "").lower() == "100-continue" and self._fits(headers):
+            # curl asks before sending a body over 1 KiB; without this answer it waits a second
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        body, problem = await self._read_body(reader, headers)
         if problem is not None:
             status, message = problem
             self.metrics.request(path, status, None)
             await self._respond(writer, status, _error(message), keep=False)
             return False
-        status, payload, content_type, extra = await self._route(method, path, headers, body, started)
+        try:
+            status, payload, content_type, extra = await self._route(method, path, headers, body, started)
+        except Exception as exc:  # a defect, not the request: still one JSON answer, and the server goes on
+            self.metrics.request(path, 500, time.perf_counter() - started)
+            status, content_type, extra = 500, "application/json", {}
+            payload = _error(f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
         keep = keep and not self.draining
         await self._respond(writer, status, payload, keep=keep, content_type=content_type, extra=extra)
         return keep
+
+    def _fits(self, headers: dict[str, str]) -> bool:
+        try:
+            return int(headers.get("content-length", "0") or "0") <= self.options.max_body_bytes
+        except ValueError:
+            return False
 
     async def _read_body(self, reader: asyncio.StreamReader, headers: dict[str, str]) -> tuple[bytes, Any]:
         limit = self.options.max_body_bytes

@@ -325,3 +325,24 @@ def test_workers_share_the_port_and_stop_with_the_parent(project):
     while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert [pid for pid in workers if Path(f"/proc/{pid}").exists()] == []
+
+
+def test_expect_100_continue_is_answered_before_the_body(served):
+    """curl sends `Expect: 100-continue` for bodies over 1 KiB and waits for the interim answer."""
+    import socket
+
+    body = json.dumps({"dataframe_records": ROWS * 20}).encode()
+    head = (f"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {TOKEN}\r\nContent-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n")
+    with socket.create_connection((served.host, served.port), timeout=5) as sock:
+        sock.sendall(head.encode())
+        assert sock.recv(64) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.endswith(b"]}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert len(json.loads(answer.split(b"\r\n\r\n", 1)[1])["predictions"]) == 60
