@@ -91,7 +91,9 @@ class ModelSource:
         try:
             # suppress_warnings skips MLflow's check of the installed packages against the model's pinned
             # requirements: it maps every installed distribution to its modules (seconds of CPU) only to warn
-            pyfunc = mlflow.pyfunc.load_model(f"models:/{self.ref.name}/{version}", suppress_warnings=True)
+            # the version's own artifact location: the registry was asked once already, no second lookup
+            where = self.client().get_model_version_download_uri(self.ref.name, version)
+            pyfunc = mlflow.pyfunc.load_model(where, suppress_warnings=True)
         except Exception as exc:
             raise OperationError(
                 f"{self.ref.name} version {version}: cannot load the model: {first_line(exc)}",
