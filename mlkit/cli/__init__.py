@@ -23,6 +23,7 @@ from mlkit.cli import models as models_cli
 from mlkit.cli import promote as promote_cli
 from mlkit.cli import reproduce as reproduce_cli
 from mlkit.cli import runs as runs_cli
+from mlkit.cli import serve as serve_cli
 from mlkit.cli import server as server_cli
 from mlkit.cli import train as train_cli
 from mlkit.errors import ExitCode, MlkitError
@@ -108,6 +109,8 @@ app.add_typer(models_cli.app, name="models")
 app.command("reproduce")(reproduce_cli.reproduce)
 app.add_typer(ci_cli.app, name="ci")
 app.add_typer(server_cli.app, name="server")
+app.command("serve")(serve_cli.serve)
+app.command("predict")(serve_cli.predict)
 
 # A command such as `mlkit train` imports MLflow, DVC, SQLAlchemy, pandas and scikit-learn: close to half
 # a million long-lived objects. With CPython's default first threshold (700 allocations) the cycle

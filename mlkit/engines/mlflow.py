@@ -6,13 +6,12 @@ happens once, serially, under an inter-process file lock; later opens skip the l
 
 Every client is opened with explicit tracking and registry URIs: nothing here sets MLflow's process-wide
 URIs for longer than one call. Where only MLflow's fluent API does the job (logging a model inside an
-active run), :func:`_fluent` points it at the store for that call and restores what was there before.
+active run), :func:`fluent_store` points it at the store for that call and restores what was there before.
 This module is also the only place that patches MLflow (see :func:`_skip_requirement_check`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -188,37 +187,24 @@ def log_artifacts(mlflow_client: MlflowClient, run_id: str, folder: Path) -> Non
         mlflow_client.log_artifacts(run_id, str(folder))
 
 
-def log_model(tracking_uri: str, run_id: str, pipeline: Any, *, input_example: Any, output_example: Any,
-              requirements: Sequence[str], label_mapping: str = "") -> str:
-    """Log a fitted scikit-learn pipeline to run ``run_id`` with its signature; return the model's URI.
+@contextmanager
+def logging_model(tracking_uri: str, run_id: str) -> Iterator[None]:
+    """The context a model is logged in to run ``run_id``: MLflow's fluent API pointed at the project's
+    store for the block only, the run active, MLflow's warnings about choices made on purpose (cloudpickle,
+    pinned requirements) quiet, and its requirement check skipped (see :func:`_skip_requirement_check`).
 
-    cloudpickle, not MLflow 3's default skops: skops refuses tree models (RandomForest, XGBoost) unless
-    every type is trusted by hand. Explicit ``requirements`` skip MLflow's requirement inference, which
-    re-imports the model in a child process (about 10 s on two cores). ``label_mapping`` (JSON) goes into
-    the model's metadata.
+    Explicit requirements (:func:`pinned_requirements`) also skip MLflow's requirement inference, which
+    re-imports the model in a child process (about 10 s on two cores).
     """
     import mlflow
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
 
-    signature = infer_signature(input_example, output_example)
-    metadata = {tags.LABEL_MAPPING: json.loads(label_mapping)} if label_mapping else None
     with (
-        _fluent(tracking_uri),
+        fluent_store(tracking_uri),
         mlflow.start_run(run_id=run_id, nested=False),
         _quiet_loggers("mlflow.sklearn", "mlflow.utils.environment", "mlflow.models.model"),
         _skip_requirement_check(),
     ):
-        info = mlflow.sklearn.log_model(
-            pipeline,
-            name=tags.MODEL_ARTIFACT,
-            serialization_format="cloudpickle",
-            signature=signature,
-            input_example=input_example,
-            pip_requirements=list(requirements),
-            metadata=metadata,
-        )
-    return str(info.model_uri)
+        yield
 
 
 def pinned_requirements(distributions: Sequence[str]) -> list[str]:
@@ -240,7 +226,7 @@ def register_version(mlflow_client: MlflowClient, name: str, model_uri: str, run
     return the version number.
 
     MLflow's SQL registry looks a ``models:/m-<id>`` source up through the process-wide tracking URI,
-    whatever the client's: the lookup runs under :func:`_fluent` with the client's own URI.
+    whatever the client's: the lookup runs under :func:`fluent_store` with the client's own URI.
     """
     from mlflow.exceptions import MlflowException
 
@@ -251,7 +237,7 @@ def register_version(mlflow_client: MlflowClient, name: str, model_uri: str, run
             raise
     # MLflow 3 logs models as `models:/m-<id>`; a tracking server only accepts that source with its model_id
     model_id = model_uri.split("/", 1)[1] if model_uri.startswith("models:/m-") else None
-    with _fluent(mlflow_client.tracking_uri):
+    with fluent_store(mlflow_client.tracking_uri):
         version = retry_locked(lambda: mlflow_client.create_model_version(
             name, model_uri, run_id=run_id, tags=dict(version_tags), model_id=model_id))
     return str(version.version)
@@ -276,7 +262,7 @@ def end_run(mlflow_client: MlflowClient, tracking_uri: str, run_id: str, status:
     finally:
         active = mlflow.active_run()  # left active when the model logging was cut short
         if active is not None and active.info.run_id == run_id:
-            with _fluent(tracking_uri), suppress(Exception):
+            with fluent_store(tracking_uri), suppress(Exception):
                 mlflow.end_run(status)
 
 
@@ -288,7 +274,7 @@ def warm_imports() -> None:
 
 
 @contextmanager
-def _fluent(uri: str) -> Iterator[None]:
+def fluent_store(uri: str) -> Iterator[None]:
     """MLflow's fluent API (``mlflow.start_run``, ``mlflow.sklearn.log_model``) on the store at ``uri``
     for the duration of the block; the previous URIs, and their environment variables, are restored."""
     import mlflow

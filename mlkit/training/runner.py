@@ -24,6 +24,7 @@ from mlkit.engines import mlflow
 from mlkit.errors import MlkitError, OperationError, first_line
 from mlkit.progress import Progress
 from mlkit.project import Project, load_project
+from mlkit.serving import model as serving_model
 from mlkit.training import datasets, evaluation, interrupts, outputs, plots
 from mlkit.training.estimators import build_estimator, call_entrypoint, fits_on_one_core, is_xgboost
 from mlkit.training.evaluation import ModelFactory
@@ -107,6 +108,7 @@ class _Data:
     y_test: Any
     classes: Any
     label_mapping: str
+    raw: Any  # the training file's rows before the hook, target included
 
 
 @dataclass(frozen=True)
@@ -284,16 +286,16 @@ def _load_data(project: Project, say: Progress) -> _Data:
     say(f"loading {config.data.train}")
     read_table = table_reader(config.training.backend)
 
-    def prepared(source: str, classes: list[Any] | None = None) -> datasets.Dataset:
-        frame = read_table(project.path(source))
+    def prepared(frame: Any, source: str, classes: list[Any] | None = None) -> datasets.Dataset:
         if config.data.hook:
             frame = datasets.apply_hook(frame, config.data.hook, project.root)
         return datasets.prepare(frame, target=config.data.target, drop=config.data.drop, task=task,
                                 source=source, classes=classes)
 
-    data = prepared(config.data.train)
+    raw = read_table(project.path(config.data.train))  # rows as in the file: what the registered model takes
+    data = prepared(raw, config.data.train)
     if config.data.test:
-        test = prepared(config.data.test, data.classes)
+        test = prepared(read_table(project.path(config.data.test)), config.data.test, data.classes)
         X_train, y_train, X_test, y_test = data.features, data.target, test.features, test.target
     else:
         X_train, X_test, y_train, y_test = evaluation.split(
@@ -301,7 +303,7 @@ def _load_data(project: Project, say: Progress) -> _Data:
             stratify=task == "classification",
         )
     labels = json.dumps(data.label_mapping, sort_keys=True) if data.label_mapping else ""
-    return _Data(X_train, y_train, X_test, y_test, data.classes, labels)
+    return _Data(X_train, y_train, X_test, y_test, data.classes, labels, raw)
 
 
 def _model_factory(project: Project, estimator: Any, entrypoint: Callable[..., Any] | None,
@@ -389,16 +391,12 @@ def _log_run(project: Project, opened: OpenedRun, lineage: L.RunLineage, data: _
         )
         mlflow.log_artifacts(opened.client, opened.run_id, folder)
         artifacts = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
-    model_uri = mlflow.log_model(
-        project.tracking_uri,
-        opened.run_id,
-        fitted.pipeline,
-        input_example=_input_example(data.X_train),
-        output_example=evaluated.predicted[:5],
-        requirements=mlflow.pinned_requirements(_model_distributions(fitted.pipeline)),
-        label_mapping=data.label_mapping,
-    )
-    return model_uri, sorted([*artifacts, tags.MODEL_ARTIFACT])
+    with mlflow.logging_model(project.tracking_uri, opened.run_id):
+        info = serving_model.log_model(
+            fitted.pipeline, data.raw, project=project, classes=data.classes,
+            pip_requirements=mlflow.pinned_requirements(_model_distributions(fitted.pipeline)),
+        )
+    return str(info.model_uri), sorted([*artifacts, tags.MODEL_ARTIFACT])
 
 
 def _write_artifacts(folder: Path, project: Project, lineage: L.RunLineage, data: _Data,
@@ -420,13 +418,6 @@ def _write_artifacts(folder: Path, project: Project, lineage: L.RunLineage, data
         (lineage_dir / Path(tags.DIFF_ARTIFACT).name).write_text(lineage.diff)
     if data.label_mapping:
         (folder / tags.LABELS_ARTIFACT).write_text(data.label_mapping + "\n")
-
-
-def _input_example(X_train: Any) -> Any:
-    """Five training rows for the model's signature and input example; the preprocessor imputes, so
-    integer columns may be missing at serving time: they are declared as doubles."""
-    example = X_train.head(5)
-    return example.astype({c: "float64" for c in example.columns if example[c].dtype.kind in "iu"})
 
 
 def _model_distributions(pipeline: Any) -> list[str]:

@@ -229,7 +229,7 @@ def test_the_fluent_api_points_at_the_store_for_one_block_only(monkeypatch):
     from mlkit.engines import mlflow
 
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", "sqlite:///user-registry.db")
-    with mlflow._fluent("sqlite:///inside.db"):
+    with mlflow.fluent_store("sqlite:///inside.db"):
         assert get_tracking_uri() == "sqlite:///inside.db"
         assert get_registry_uri() == "sqlite:///inside.db"
         assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:///inside.db"

@@ -1,0 +1,118 @@
+"""Which version a stage points at, and that version loaded as the self-contained model."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mlkit import tags
+from mlkit.engines import mlflow
+from mlkit.errors import OperationError, UsageError, first_line
+from mlkit.registry import ModelRef
+
+if TYPE_CHECKING:
+    from mlkit.project import Project
+    from mlkit.serving.mlkit_model import RawInputModel
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One registered version, ready to predict."""
+
+    name: str
+    version: str
+    stage: str | None
+    run_id: str
+    commit: str
+    model: RawInputModel
+    load_seconds: float
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "model": self.name,
+            "version": self.version,
+            "stage": self.stage,
+            "run_id": self.run_id,
+            "commit": self.commit,
+            "load_seconds": round(self.load_seconds, 3),
+        }
+
+
+class ModelSource:
+    """``NAME@STAGE`` (or ``NAME/VERSION``, which never moves) in one project's registry."""
+
+    def __init__(self, project: Project, ref: str) -> None:
+        parsed = ModelRef.parse(ref)
+        if parsed.stage is None and parsed.version is None:
+            parsed = ModelRef(parsed.name, stage=project.config.stages[-1])
+        if parsed.stage is not None and parsed.stage not in project.config.stages:
+            raise UsageError(
+                f"{ref!r}: stage {parsed.stage!r} is not one of {', '.join(project.config.stages)}",
+                hint="use NAME@STAGE with a stage from `stages` in mlkit.yaml, or NAME/VERSION",
+            )
+        self.project = project
+        self.ref = parsed
+        self._client: Any = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.ref.name}@{self.ref.stage}" if self.ref.stage else f"{self.ref.name}/{self.ref.version}"
+
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = mlflow.client(self.project)
+        return self._client
+
+    def current_version(self) -> str:
+        """The version the stage points at now (for NAME/VERSION: that version)."""
+        if self.ref.version is not None:
+            return self.ref.version
+        from mlflow.exceptions import MlflowException
+
+        try:
+            version = self.client().get_model_version_by_alias(self.ref.name, self.ref.stage)
+        except MlflowException as exc:
+            raise OperationError(
+                f"{self.label}: no version holds this stage ({first_line(exc)})",
+                hint=f"promote one first: `mlkit promote {self.ref.name} VERSION --to {self.ref.stage}`",
+            ) from None
+        return str(version.version)
+
+    def load(self, version: str) -> LoadedModel:
+        """Load ``version`` through MLflow's pyfunc loader, exactly as any MLflow user would."""
+        from mlflow import pyfunc as mlflow_pyfunc
+
+        started = time.perf_counter()
+        info = self.client().get_model_version(self.ref.name, version)
+        logging.getLogger("mlflow").setLevel(logging.ERROR)
+        try:
+            # suppress_warnings skips MLflow's check of the installed packages against the model's pinned
+            # requirements: it maps every installed distribution to its modules (seconds of CPU) only to warn
+            # the version's own artifact location: the registry was asked once already, no second lookup
+            where = self.client().get_model_version_download_uri(self.ref.name, version)
+            with mlflow.fluent_store(self.project.tracking_uri):  # artifacts proxied by a server need its URI
+                pyfunc = mlflow_pyfunc.load_model(where, suppress_warnings=True)
+        except Exception as exc:
+            raise OperationError(
+                f"{self.ref.name} version {version}: cannot load the model: {first_line(exc)}",
+                hint="run again with --debug for the traceback",
+            ) from exc
+        # the class comes from the model's own copy of mlkit_model (its code/ folder), so it is checked by
+        # what it can do, not by identity with mlkit's copy
+        impl = getattr(pyfunc, "_model_impl", None)
+        if not all(hasattr(impl, name) for name in ("check_columns", "frame_from_columns", "predict_frame")):
+            raise OperationError(
+                f"{self.ref.name} version {version} was logged before models took raw rows",
+                hint="train again (`mlkit train`) and promote the new version",
+            )
+        return LoadedModel(
+            name=self.ref.name,
+            version=version,
+            stage=self.ref.stage,
+            run_id=str(info.run_id or ""),
+            commit=str((info.tags or {}).get(tags.GIT_COMMIT, "")),
+            model=impl,  # type: ignore[arg-type]  # duck-typed above
+            load_seconds=time.perf_counter() - started,
+        )

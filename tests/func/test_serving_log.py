@@ -1,0 +1,81 @@
+"""The prediction log's layout, written from its own thread, and its disk budget."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+
+import pyarrow.dataset as ds
+
+from mlkit.serving.predlog import META_COLUMNS, Entry, PredictionLog, log_files
+
+TYPES = {"usage": "double", "tenure": "long", "region": "string", "member": "boolean"}
+
+
+def _entry(request_id: str, when: datetime, rows: int = 2, version: str = "1") -> Entry:
+    return Entry(
+        request_id=request_id,
+        time=when,
+        model="plans",
+        version=version,
+        latency_ms=1.5,
+        predictions=["basic"] * rows,
+        columns={
+            "usage": [1.0, None] + [2.0] * (rows - 2),
+            "tenure": [3, 4.0] + [5] * (rows - 2),  # an integral float from JSON is still a long
+            "region": ["east", None] + ["west"] * (rows - 2),
+            "member": [True, None] + [False] * (rows - 2),
+        },
+        types=TYPES,
+    )
+
+
+def test_rows_land_in_day_partitions_with_the_fixed_columns(tmp_path):
+    day1 = datetime(2026, 3, 1, 23, 59, tzinfo=timezone.utc)
+    log = PredictionLog(tmp_path / "predictions", flush_seconds=60).start()
+    log.append(_entry("a", day1))
+    log.append(_entry("b", day1 + timedelta(minutes=2), version="2"))
+    log.close()
+    names = sorted(path.parent.name for path, _, _ in log_files(tmp_path / "predictions"))
+    assert names == ["date=2026-03-01", "date=2026-03-02"]
+    table = ds.dataset(tmp_path / "predictions", format="parquet", partitioning="hive").to_table()
+    assert table.column_names == [*META_COLUMNS, "usage", "tenure", "region", "member", "date"]
+    rows = sorted(table.to_pylist(), key=lambda r: (r["_request_id"], r["usage"] is None))
+    assert [(r["_request_id"], r["_version"], r["usage"], r["tenure"], r["region"], r["member"]) for r in rows] == [
+        ("a", "1", 1.0, 3, "east", True), ("a", "1", None, 4, None, None),
+        ("b", "2", 1.0, 3, "east", True), ("b", "2", None, 4, None, None)]
+    assert str(table.schema.field("tenure").type) == "int64"
+    assert str(table.schema.field("_time").type) == "timestamp[us, tz=UTC]"
+
+
+def test_the_oldest_files_go_when_the_budget_is_spent(tmp_path):
+    folder = tmp_path / "predictions"
+    log = PredictionLog(folder, flush_seconds=60, max_bytes=1).start()
+    log.close()
+    start = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    one = PredictionLog(folder, flush_seconds=60)
+    for day in range(3):
+        one.append(_entry(f"r{day}", start + timedelta(days=day), rows=50))
+        one.flush()
+        time.sleep(0.01)
+    assert len(log_files(folder)) == 3
+    size = log_files(folder)[0][2]
+    (folder / "notes.txt").write_text("not ours")
+    budget = PredictionLog(folder, flush_seconds=60, max_bytes=size * 2 + size // 2)
+    budget.append(_entry("r3", start + timedelta(days=3), rows=50))
+    budget.flush()
+    kept = [p.parent.name for p, _, _ in log_files(folder)]
+    assert kept == ["date=2026-03-03", "date=2026-03-04"]
+    assert not (folder / "date=2026-03-01").exists()
+    assert (folder / "notes.txt").read_text() == "not ours"
+
+
+def test_a_full_queue_sheds_rows_instead_of_blocking(tmp_path):
+    counted: list[tuple[int, int]] = []
+    log = PredictionLog(tmp_path / "p", flush_seconds=60, max_pending_rows=3,
+                        on_written=lambda written, dropped: counted.append((written, dropped)))
+    now = datetime.now(timezone.utc)
+    log.append(_entry("kept", now))
+    log.append(_entry("shed", now))
+    log.flush()
+    assert counted == [(2, 2)]
