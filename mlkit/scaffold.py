@@ -43,6 +43,7 @@ class InitResult:
     data_files: list[str] = field(default_factory=list)
     data_remote: str | None = None
     commit: str | None = None
+    overwritten: list[str] = field(default_factory=list)  # the user's files --force replaced
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -156,7 +157,7 @@ def init_project(
         if init_git:
             say("committing")
             commit = git.commit_all(project, f"Create project {name} from mlkit template {template} {__version__}")
-        _move_into_place(project, target)
+        overwritten = _move_into_place(project, target)
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
         if remote_created is not None:
@@ -173,7 +174,7 @@ def init_project(
     return InitResult(
         root=str(target), name=name, package=context.get("package_name", package), template=template,
         data_files=data_files,
-        data_remote=str(remote) if remote else None, commit=commit,
+        data_remote=str(remote) if remote else None, commit=commit, overwritten=overwritten,
         seconds=round(time.perf_counter() - started, 3),
     )
 
@@ -314,18 +315,74 @@ def _dvc_init(project: Path, remote: Path, data_files: list[str], *, scm: bool) 
     dvc.track_and_commit_stage(project, [project / f for f in data_files], stage)
 
 
-def _move_into_place(project: Path, target: Path) -> None:
+def _move_into_place(project: Path, target: Path) -> list[str]:
+    """Put the staged project at ``target``; returns the user's files the template's replaced (posix)."""
     if not target.exists():
         os.rename(project, target)
-        return
+        return []
     if not any(target.iterdir()):
         target.rmdir()
         os.rename(project, target)
-        return
-    for entry in project.iterdir():  # --force into a non-empty folder: template files replace
-        destination = target / entry.name
-        if destination.is_dir() and not destination.is_symlink():
-            shutil.rmtree(destination)
-        elif destination.exists() or destination.is_symlink():
-            destination.unlink()
-        os.rename(entry, destination)
+        return []
+    return _merge_into(project, target)
+
+
+def _merge_into(project: Path, target: Path) -> list[str]:
+    """``--force`` into a non-empty folder: the template's files go in, the user's stay.
+
+    Nothing is deleted: a folder the template shares with the user is merged entry by entry, and a user's
+    file at the path of a template file is moved aside (into the staging folder) before the template's takes
+    its place. Every move is recorded and undone in reverse order if anything fails or the user interrupts,
+    so the folder is either fully merged or exactly as it was.
+    """
+    plan, replaced = _merge_plan(project, target)
+    aside = project.parent.parent / "replaced"
+    done: list[tuple[Path, Path]] = []  # (from, to), undone in reverse
+    try:
+        for source, destination, replaces in plan:
+            if replaces:
+                kept = aside / destination.relative_to(target)
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                _move(destination, kept)
+                done.append((destination, kept))
+            _move(source, destination)
+            done.append((source, destination))
+    except BaseException:
+        for origin, moved in reversed(done):
+            os.rename(moved, origin)
+        raise
+    return replaced
+
+
+def _merge_plan(project: Path, target: Path) -> tuple[list[tuple[Path, Path, bool]], list[str]]:
+    """(source, destination, replaces a user's file) moves; UsageError before anything moves when the
+    template needs a folder where the user has a file or a link, or a file where the user has a folder."""
+    plan: list[tuple[Path, Path, bool]] = []
+    replaced: list[str] = []
+    pending = [(project, target)]
+    while pending:
+        source_dir, destination_dir = pending.pop()
+        for source in sorted(source_dir.iterdir()):
+            destination = destination_dir / source.name
+            template_dir = source.is_dir() and not source.is_symlink()
+            if not destination.exists() and not destination.is_symlink():
+                plan.append((source, destination, False))  # all of it is new: moved whole
+            elif template_dir and destination.is_symlink():
+                raise UsageError(f"{destination} is a symbolic link where the template has a folder; "
+                                 "nothing was changed", hint="move it away, or choose another --dir")
+            elif template_dir and destination.is_dir():
+                pending.append((source, destination))
+            elif template_dir:
+                raise UsageError(f"{destination} is a file of yours where the template has a folder; "
+                                 "nothing was changed", hint="move it away, or choose another --dir")
+            elif destination.is_dir() and not destination.is_symlink():
+                raise UsageError(f"{destination} is a folder of yours where the template has a file; "
+                                 "nothing was changed", hint="move it away, or choose another --dir")
+            else:
+                plan.append((source, destination, True))
+                replaced.append(destination.relative_to(target).as_posix())
+    return plan, sorted(replaced)
+
+
+def _move(source: Path, destination: Path) -> None:
+    os.rename(source, destination)
