@@ -229,6 +229,52 @@ def _clone_template(url: str, staging: Path) -> Path:
     return Path(folder)
 
 
+# What the bundled template's name-like answers may hold; every other answer is free text, written by the
+# template through a YAML emitter or as a Python string literal.
+_ANSWER_RULES: dict[str, tuple[re.Pattern[str], str]] = {
+    "project_slug": (_NAME, "must start with a letter and contain only letters, digits, '-' and '_'"),
+    "model_name": (re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$"),
+                   "must start with a letter or digit and contain only letters, digits, '.', '-' and '_'"),
+    "estimator": (re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$"),
+                  "must be an import path like sklearn.ensemble.RandomForestClassifier"),
+    "python_version": (re.compile(r"^3\.\d+$"), "must be a Python version like 3.12"),
+    "default_branch": (re.compile(r"^(?!.*\.\.)(?!.*(\.|/|\.lock)$)[A-Za-z0-9][A-Za-z0-9._/-]*$"),
+                       "must be a branch name like main or release/v1"),
+}
+_JINJA_MARKERS = ("{{", "{%", "{#")
+
+
+def check_answer(key: str, value: str, *, bundled: bool = True, markers: tuple[str, ...] = _JINJA_MARKERS) -> None:
+    """Refuse an answer that could be more than data: control characters (a newline would start a new
+    YAML key), template markup (cookiecutter renders answers with Jinja), a malformed name."""
+    import unicodedata
+
+    if any(unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") for ch in value):
+        raise UsageError(f"--set {key}: control characters (newlines, tabs, ...) are not allowed in answers",
+                         hint="give the answer on one line of printable text")
+    rule = _ANSWER_RULES.get(key) if bundled else None
+    if rule is not None and not rule[0].match(value):
+        raise UsageError(f"--set {key}: {rule[1]}", hint=f"for example --set {key}={_ANSWER_EXAMPLES[key]}")
+    if any(marker in value for marker in markers):
+        shown = ", ".join(f"{m!r}" for m in markers[:-1]) + f" and {markers[-1]!r}"
+        raise UsageError(f"--set {key}: {shown} are not allowed: answers are data, not templates",
+                         hint="give the literal value the project should hold")
+
+
+_ANSWER_EXAMPLES = {"project_slug": "churn-model", "model_name": "churn", "python_version": "3.12",
+                    "estimator": "sklearn.ensemble.RandomForestClassifier", "default_branch": "main"}
+
+
+def _template_markers(template_dir: Path) -> tuple[str, ...]:
+    """Jinja's markers plus any a template configures (``_jinja2_env_vars``): none may appear in an answer."""
+    data = json.loads((template_dir / "cookiecutter.json").read_text())
+    env = data.get("_jinja2_env_vars") if isinstance(data, dict) else None
+    extra = [str(env[k]) for k in ("block_start_string", "variable_start_string", "comment_start_string",
+                                   "line_statement_prefix", "line_comment_prefix")
+             if isinstance(env, dict) and env.get(k)]
+    return tuple(dict.fromkeys([*_JINJA_MARKERS, *extra]))
+
+
 def _answers(name: str, template: str, answers: Mapping[str, str], template_dir: Path, bundled: bool,
              use_dvc: bool) -> dict[str, Any]:
     questions = template_questions(template_dir)
@@ -236,6 +282,9 @@ def _answers(name: str, template: str, answers: Mapping[str, str], template_dir:
     if unknown:
         raise UsageError(f"--set {unknown[0]}: not a question of this template; allowed: "
                          + ", ".join(sorted(questions)))
+    markers = _template_markers(template_dir)
+    for key, value in answers.items():
+        check_answer(key, value, bundled=bundled, markers=markers)
     context: dict[str, Any] = {"project_name": name}
     if bundled:
         for fixed in ("project_name", "task", "dataset", "data_file", "mlkit_version", "use_dvc"):
@@ -257,13 +306,13 @@ def _render_context(questions: Mapping[str, Any], given: Mapping[str, Any]) -> d
     resolved: dict[str, Any] = {}
     for key, default in questions.items():
         if key in given:
-            value = given[key]
+            value = given[key]  # an answer is data: checked by check_answer, never rendered
         elif isinstance(default, list):
             value = default[0]
+        elif isinstance(default, str) and "{{" in default:
+            value = env.from_string(default).render(cookiecutter=resolved)
         else:
             value = default
-        if isinstance(value, str) and "{{" in value:
-            value = env.from_string(value).render(cookiecutter=resolved)
         resolved[key] = value
     return resolved
 
