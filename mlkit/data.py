@@ -362,6 +362,13 @@ def _addable(root: Path, path: str, base: Path | None) -> str:
     if not target.exists():
         raise UsageError(f"{relative} does not exist",
                          hint="check the path; `mlkit data ls` lists tracked data")
+    escape = _link_out(root, relative)
+    if escape is not None:
+        # DVC would follow the link: hard-link the outside file into the cache, make it read-only, push it
+        link, destination = escape
+        raise UsageError(f"{link} is a symbolic link to {destination}, outside the project; nothing was added",
+                         hint="copy the data into the project instead of linking to it, then run "
+                              "`mlkit data add` again")
     first = relative.split("/", 1)[0]
     if first in (".git", ".dvc", C.STATE_DIR) or target.name.endswith(DVC_SUFFIX):
         raise UsageError(f"{relative} belongs to git, DVC or mlkit and cannot be a data set",
@@ -374,6 +381,29 @@ def _addable(root: Path, path: str, base: Path | None) -> str:
         raise UsageError(f"{relative} is already tracked by git; DVC cannot track what git tracks",
                          hint=f"run `git rm -r --cached {relative}` first, then `mlkit data add {relative}`")
     return relative
+
+
+def _link_out(root: Path, relative: str) -> tuple[str, Path] | None:
+    """The first symbolic link on the way to ``relative`` (or inside it, for a folder) that leads out of the
+    project: (the link relative to ``root``, where it leads); None when every link stays inside."""
+    real_root = root.resolve()
+
+    def outside(path: Path) -> Path | None:
+        destination = path.resolve()
+        return None if destination == real_root or real_root in destination.parents else destination
+
+    current = root
+    for part in Path(relative).parts:
+        current = current / part
+        if current.is_symlink() and (destination := outside(current)) is not None:
+            return current.relative_to(root).as_posix(), destination
+    if current.is_dir():
+        for folder, dirs, files in os.walk(current):
+            for name in sorted(dirs + files):
+                entry = Path(folder) / name
+                if entry.is_symlink() and (destination := outside(entry)) is not None:
+                    return entry.relative_to(root).as_posix(), destination
+    return None
 
 
 def _data_set(record: Recorded) -> DataSet:

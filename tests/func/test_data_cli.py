@@ -262,6 +262,48 @@ def test_add_path_outside_project(project: Path, cli, tmp_path: Path) -> None:
     assert _untouched(project) == before
 
 
+def _cache_objects(project: Path) -> list[str]:
+    return sorted(p.relative_to(project).as_posix() for p in (project / ".dvc" / "cache").rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize(
+    ("make", "argument", "link"),
+    [
+        (lambda d, o: (d / "victim.csv").symlink_to(o / "victim.csv"), "data/victim.csv", "data/victim.csv"),
+        (lambda d, o: (d / "linked").symlink_to(o), "data/linked", "data/linked"),
+        (lambda d, o: (d / "linked").symlink_to(o), "data/linked/victim.csv", "data/linked"),
+        (lambda d, o: ((d / "mixed").mkdir(), (d / "mixed" / "ok.csv").write_text("a\n1\n"),
+                       (d / "mixed" / "victim.csv").symlink_to(o / "victim.csv")),
+         "data/mixed", "data/mixed/victim.csv"),
+    ],
+)
+def test_add_refuses_a_symbolic_link_out_of_the_project(project: Path, cli, tmp_path: Path, make, argument,
+                                                         link) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "victim.csv"
+    victim.write_text("secret,1\n")
+    victim.chmod(0o640)
+    make(project / "data", outside)
+    destination = victim if link.endswith("victim.csv") else outside
+    before, cache = _untouched(project), _cache_objects(project)
+    result = cli("data", "add", argument, cwd=project)
+    assert result.exit_code == 2, result.output
+    assert _errors(result) == [
+        f"error: {link} is a symbolic link to {destination}, outside the project; nothing was added",
+        "hint: copy the data into the project instead of linking to it, then run `mlkit data add` again",
+    ]
+    assert _untouched(project) == before and _cache_objects(project) == cache
+    assert victim.read_text() == "secret,1\n" and (victim.stat().st_mode & 0o777) == 0o640
+    assert victim.stat().st_nlink == 1
+
+
+def test_add_accepts_a_symbolic_link_inside_the_project(project: Path, cli) -> None:
+    (project / "data/raw/current.csv").symlink_to(project / "data/raw/customers.csv")
+    result = cli("data", "add", "data/raw/current.csv", cwd=project)
+    assert result.exit_code == 0, result.output
+
+
 def test_add_path_tracked_by_git(project: Path, cli) -> None:
     _git(project, "add", "data/raw/customers.csv")
     before = _untouched(project)
