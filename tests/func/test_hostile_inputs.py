@@ -69,3 +69,17 @@ def test_plain_answers_stay_plain_in_mlkit_yaml(cli, tmp_path):
     assert result.exit_code == 0, result.output
     text = (tmp_path / "churn" / "mlkit.yaml").read_text()
     assert "  name: churn.v2\n" in text and "  target: diagnosis\n" in text and '  python: "3.11"\n' in text
+
+
+# --- credentials are never shown -----------------------------------------------------------------
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_config_show_redacts_every_uri(cli, make_project, json_flag):
+    root = make_project()
+    result = cli("config", "show", "--set", "tracking.uri=https://TOKEN123@host/x?token=TOKVAL7&sig=SIGVAL9",
+                 "--set", "training.scheduler=tcp://u:hunter2@h:8786", *json_flag, cwd=root)
+    assert result.exit_code == 0, result.output
+    for secret in ("TOKEN123", "TOKVAL7", "SIGVAL9", "hunter2"):
+        assert secret not in result.stdout
+    assert "https://***@host/x?token=***&sig=***" in result.stdout
+    assert "tcp://u:***@h:8786" in result.stdout

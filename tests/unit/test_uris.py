@@ -64,3 +64,14 @@ def test_the_recorded_command_line_holds_no_password():
             "--set", "params.seed=7"]
     assert command_line(argv) == "mlkit train --set 'tracking.uri=http://alice:***@host:5000?token=***' " \
                                  "--set params.seed=7"
+
+
+def test_errors_from_dvc_name_remotes_without_credentials():
+    from dvc.exceptions import DvcException
+
+    from mlkit.engines.dvc.repo import translate
+
+    for exc in (DvcException("unable to reach 's3://AK:SECRET@bucket/p?token=TOK'"),
+                ValueError("bad URL https://TOKEN@host/x")):
+        message = translate(exc, "pushing to the DVC remote 'team'").message
+        assert "SECRET" not in message and "TOK" not in message and "***" in message, message

@@ -15,6 +15,7 @@ from typing import Any
 
 from mlkit import constants as C
 from mlkit.errors import MlkitError, OperationError, UsageError, first_line
+from mlkit.uris import redact_text
 
 
 def quiet_dvc_logger() -> None:
@@ -150,13 +151,20 @@ def _relative_to(root: Path, path: str) -> str:
         return path
 
 
-def translate(exc: BaseException, doing: str, root: Path | None = None) -> Exception:
+def translate(exc: BaseException, doing: str, root: Path | None = None) -> MlkitError:
     """A DVC exception as an mlkit error with a hint; mlkit's own errors pass through."""
+    if isinstance(exc, MlkitError):
+        return exc
+    translated = _translate(exc, doing, root)
+    # DVC names remotes by URL in its messages: never with their credentials
+    translated.message = redact_text(translated.message)
+    return translated
+
+
+def _translate(exc: BaseException, doing: str, root: Path | None) -> MlkitError:
     from dvc.exceptions import CheckoutError, ConfirmRemoveError, DvcException, OutputDuplicationError
     from dvc.output import OutputAlreadyTrackedError
 
-    if isinstance(exc, MlkitError):
-        return exc
     if isinstance(exc, OutputAlreadyTrackedError):
         return UsageError(f"{first_line(exc)}; DVC cannot track what git tracks",
                           hint="run `git rm -r --cached PATH` first, then `mlkit data add PATH`")
