@@ -311,6 +311,10 @@ def add_remote(project: Project, name: str, url: str, *, default: bool = False, 
                force: bool = False, base: Path | None = None) -> dict[str, Any]:
     """Add (or with ``force`` replace) a remote in `.dvc/config` and stage that file in git.
 
+    Credentials in the URL (``s3://KEY:SECRET@bucket``, ``https://user:password@host``, S3 keys as query
+    parameters) are written to `.dvc/config.local` instead, which DVC keeps out of git; credentials DVC
+    has no option for are refused.
+
     A local directory URL is stored as an absolute path; ``endpoint_url`` is for S3-compatible
     storage (MinIO, Ceph, ...) and is passed to DVC as ``endpointurl``.
     """
@@ -331,11 +335,15 @@ def add_remote(project: Project, name: str, url: str, *, default: bool = False, 
         if not re.match(r"^https?://[^\s/]+", endpoint_url):
             raise UsageError(f"--endpoint-url {endpoint_url!r} must be an http(s):// URL",
                              hint="for example --endpoint-url http://127.0.0.1:9000")
-    config_file = dvc.add_remote(root, name, url, default=default, endpoint_url=endpoint_url, force=force)
+    # credentials never go into .dvc/config, which git shares: DVC's config.local holds them
+    url, credentials = dvc.split_credentials(name, url)
+    config_file, local_file = dvc.add_remote(root, name, url, default=default, endpoint_url=endpoint_url,
+                                             force=force, credentials=credentials)
     if _is_git_repo(root):
         git.run(root, "add", "--", config_file.relative_to(root).as_posix())
     return {"name": name, "url": url, "default": default, "endpoint_url": endpoint_url,
-            "config": config_file.relative_to(root).as_posix()}
+            "config": config_file.relative_to(root).as_posix(),
+            "credentials": local_file.relative_to(root).as_posix() if local_file else None}
 
 
 def gc(project: Project, *, dry_run: bool = False, yes: bool = False) -> GcResult:

@@ -166,7 +166,7 @@ def test_remote_add_and_list(project: Path, cli, tmp_path: Path) -> None:
     result = cli("data", "remote", "add", "second", str(target), "--default", "--json", cwd=project)
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == {"name": "second", "url": str(target), "default": True,
-                                         "endpoint_url": None, "config": ".dvc/config"}
+                                         "endpoint_url": None, "config": ".dvc/config", "credentials": None}
     assert ".dvc/config" in _git(project, "diff", "--cached", "--name-only").split()
     result = cli("data", "remote", "add", "minio", "s3://bucket/churn", "--endpoint-url",
                  "http://127.0.0.1:9000", cwd=project)
@@ -181,6 +181,60 @@ def test_remote_add_and_list(project: Path, cli, tmp_path: Path) -> None:
     # pushes go to the new default
     assert cli("data", "push", cwd=project).exit_code == 0
     assert any(target.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    ("url", "clean", "local"),
+    [
+        ("s3://AKIAEXAMPLE:wJalrXUtnSECRET@bucket/path", "s3://bucket/path",
+         {"access_key_id": "AKIAEXAMPLE", "secret_access_key": "wJalrXUtnSECRET"}),
+        ("s3://bucket/path?access_key=AKIAEXAMPLE&secret_key=wJalrXUtnSECRET&region=eu-west-1",
+         "s3://bucket/path?region=eu-west-1",
+         {"access_key_id": "AKIAEXAMPLE", "secret_access_key": "wJalrXUtnSECRET"}),
+        ("https://alice:wJalrXUtnSECRET@dvc.example.com/store", "https://dvc.example.com/store",
+         {"auth": "basic", "user": "alice", "password": "wJalrXUtnSECRET"}),
+        ("https://alice:p%40ss%3AwJalrXUtnSECRET@dvc.example.com/store", "https://dvc.example.com/store",
+         {"auth": "basic", "user": "alice", "password": "p@ss:wJalrXUtnSECRET"}),
+    ],
+)
+def test_remote_credentials_go_to_config_local_never_to_git(project: Path, cli, url, clean, local) -> None:
+    result = cli("data", "remote", "add", "team", url, "--json", cwd=project)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"name": "team", "url": clean, "default": False, "endpoint_url": None,
+                                         "config": ".dvc/config", "credentials": ".dvc/config.local"}
+    secret = local.get("secret_access_key") or local["password"]
+    shared = (project / ".dvc" / "config").read_text()
+    assert secret not in shared and "AKIAEXAMPLE" not in shared and f"url = {clean}" in shared
+    assert secret not in _git(project, "diff", "--cached") and secret not in result.output
+    assert _git(project, "check-ignore", ".dvc/config.local").strip() == ".dvc/config.local"
+    from configobj import ConfigObj  # DVC's own config reader
+
+    assert dict(ConfigObj(str(project / ".dvc" / "config.local"))['remote "team"']) == local
+    listed = cli("data", "remote", "list", "--json", cwd=project)
+    assert secret not in listed.stdout and clean in listed.stdout
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://ghp_wJalrXUtnSECRET@dvc.example.com/store", "https://***@dvc.example.com/store"),
+        ("azure://acct:wJalrXUtnSECRET@container/path", "azure://acct:***@container/path"),
+        ("https://dvc.example.com/store?token=wJalrXUtnSECRET", "https://dvc.example.com/store?token=***"),
+    ],
+)
+def test_remote_credentials_mlkit_cannot_place_are_refused(project: Path, cli, url, shown) -> None:
+    before = (project / ".dvc" / "config").read_text()
+    result = cli("data", "remote", "add", "team", url, cwd=project)
+    assert result.exit_code == 2, result.output
+    assert _errors(result) == [
+        f"error: the URL of remote 'team' carries credentials ({shown}), which .dvc/config would share "
+        "through git; nothing was written",
+        "hint: add the URL without them, then keep them out of git: `dvc remote modify --local team OPTION "
+        "VALUE` (.dvc/config.local), or the storage's environment variables",
+    ]
+    assert (project / ".dvc" / "config").read_text() == before
+    assert not (project / ".dvc" / "config.local").exists()
+    assert "wJalrXUtnSECRET" not in result.output
 
 
 def test_remote_add_bad_input(project: Path, cli) -> None:
