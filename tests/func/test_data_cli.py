@@ -413,6 +413,20 @@ def test_push_to_missing_remote_directory(project: Path, cli, tmp_path: Path) ->
     assert not remote.exists()
 
 
+def test_push_to_a_remote_that_is_a_file(project: Path, cli, tmp_path: Path) -> None:
+    remote = Path(data.remotes(load_project(project))[0]["url"])
+    shutil.rmtree(remote)
+    remote.write_text("not a folder")
+    for args in (("data", "push"), ("data", "pull")):
+        result = cli(*args, cwd=project)
+        assert result.exit_code == 2
+        assert _errors(result) == [
+            f"error: the DVC remote 'local' points to {remote}, which is a file, not a folder",
+            "hint: point the remote at a folder: `mlkit data remote add local URL --default --force`",
+        ]
+    assert remote.read_text() == "not a folder"
+
+
 def test_the_remote_in_mlkit_data_remote_is_the_default(project: Path, cli, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     configured = Path(data.remotes(load_project(project))[0]["url"])

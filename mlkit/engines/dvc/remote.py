@@ -222,6 +222,11 @@ def _usable_remote(repo: Any, remote: str | None, *, write: bool = True) -> tupl
     path = Path(found.path)
     other = (f"or set {C.ENV_DATA_REMOTE} to another one" if found.name == ENV_REMOTE_NAME
              else f"or `mlkit data remote add {found.name} URL --default --force`")
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"the DVC remote {found.name!r} points to {path}, which is a file, not a folder",
+                         hint="point the remote at a folder: " + (
+                             f"set {C.ENV_DATA_REMOTE} to another one" if found.name == ENV_REMOTE_NAME
+                             else f"`mlkit data remote add {found.name} URL --default --force`"))
     if not path.is_dir():
         raise UsageError(f"the DVC remote {found.name!r} points to {path}, which does not exist",
                          hint=f"create it (`mkdir -p {path}`) {other}")
