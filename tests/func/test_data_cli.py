@@ -427,6 +427,15 @@ def test_push_to_a_remote_that_is_a_file(project: Path, cli, tmp_path: Path) -> 
     assert remote.read_text() == "not a folder"
 
 
+def test_dvc_loggers_stay_silent(project: Path, cli) -> None:
+    import logging
+
+    assert cli("data", "status", cwd=project).exit_code == 0
+    # importing dvc gives these loggers handlers that print raw `ERROR: ...` lines to stderr
+    for name in ("dvc", "dvc_data", "dvc_objects"):
+        assert not logging.getLogger(name).isEnabledFor(logging.ERROR), name
+
+
 def test_the_remote_in_mlkit_data_remote_is_the_default(project: Path, cli, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     configured = Path(data.remotes(load_project(project))[0]["url"])

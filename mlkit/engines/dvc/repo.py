@@ -17,14 +17,18 @@ from mlkit import constants as C
 from mlkit.errors import MlkitError, OperationError, UsageError, first_line
 from mlkit.uris import redact_text
 
+# importing dvc gives each of these loggers handlers that print raw `ERROR: ...` lines to stderr
+_DVC_LOGGERS = ("dvc", "dvc_data", "dvc_objects")
+
 
 def quiet_dvc_logger() -> None:
     """DVC logs to the root handlers even when a call fails; keep it out of mlkit's output."""
-    logger = logging.getLogger("dvc")
-    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
-        logger.addHandler(logging.NullHandler())
-    logger.propagate = False
-    logger.setLevel(logging.CRITICAL)
+    for name in _DVC_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+            logger.addHandler(logging.NullHandler())
+        logger.propagate = False
+        logger.setLevel(logging.CRITICAL)
 
 
 @contextmanager
