@@ -51,6 +51,8 @@ class InitResult:
 
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+# a folder, a package and a registered model are named after it; file systems allow 255 bytes a name
+MAX_NAME_LENGTH = 100
 
 
 def package_name(name: str) -> str:
@@ -62,6 +64,9 @@ def validate_name(name: str) -> str:
     """Check that ``name`` can be a folder and a Python package; return the package name."""
     if not name or not name.strip():
         raise UsageError("project name is empty", hint="give a name like `mlkit init churn`")
+    if len(name) > MAX_NAME_LENGTH:
+        raise UsageError(f"project name is {len(name)} characters long; at most {MAX_NAME_LENGTH} are allowed",
+                         hint="choose a shorter name")
     if "/" in name or "\\" in name or ".." in name or name in (".", "~"):
         raise UsageError(f"project name {name!r} must not contain path separators or '..'",
                          hint="use --dir PATH to choose where the project goes")
@@ -253,6 +258,9 @@ def check_answer(key: str, value: str, *, bundled: bool = True, markers: tuple[s
         raise UsageError(f"--set {key}: control characters (newlines, tabs, ...) are not allowed in answers",
                          hint="give the answer on one line of printable text")
     rule = _ANSWER_RULES.get(key) if bundled else None
+    if rule is not None and len(value) > MAX_NAME_LENGTH:
+        raise UsageError(f"--set {key}: is {len(value)} characters long; at most {MAX_NAME_LENGTH} are allowed",
+                         hint="give a shorter value")
     if rule is not None and not rule[0].match(value):
         raise UsageError(f"--set {key}: {rule[1]}", hint=f"for example --set {key}={_ANSWER_EXAMPLES[key]}")
     if any(marker in value for marker in markers):
