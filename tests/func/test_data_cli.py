@@ -427,6 +427,17 @@ def test_push_to_a_remote_that_is_a_file(project: Path, cli, tmp_path: Path) -> 
     assert remote.read_text() == "not a folder"
 
 
+def test_data_commands_without_dvc_set_up(project: Path, cli) -> None:
+    shutil.rmtree(project / ".dvc")
+    for args in (("data", "status"), ("data", "ls"), ("data", "push"), ("data", "add", "data/raw/customers.csv")):
+        result = cli(*args, cwd=project)
+        assert result.exit_code == 2, args
+        assert _errors(result) == [
+            f"error: DVC is not set up in {project} (no .dvc folder)",
+            "hint: run `dvc init` there, then `mlkit data remote add NAME URL --default`",
+        ]
+
+
 def test_dvc_loggers_stay_silent(project: Path, cli) -> None:
     import logging
 

@@ -64,13 +64,18 @@ def environment_remote(environ: Mapping[str, str] | None = None) -> dict[str, An
 def open_repo(root: Path, config: dict[str, Any] | None = None) -> Iterator[Any]:
     """A fresh DVC ``Repo`` for one operation, closed afterwards (``config`` overrides settings, and so
     does ``$MLKIT_DATA_REMOTE``)."""
+    from dvc.exceptions import NotDvcRepoError
     from dvc.repo import Repo
 
     quiet_dvc_logger()
     from_environment = environment_remote()
     if from_environment is not None:
         config = {**from_environment, **(config or {})}
-    repo = Repo(str(root), config=config)
+    try:
+        repo = Repo(str(root), config=config)
+    except NotDvcRepoError:
+        raise UsageError(f"DVC is not set up in {root} (no .dvc folder)",
+                         hint="run `dvc init` there, then `mlkit data remote add NAME URL --default`") from None
     try:
         yield repo
     finally:
