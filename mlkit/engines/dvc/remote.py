@@ -129,10 +129,13 @@ def split_credentials(name: str, url: str) -> tuple[str, dict[str, str]]:
     """
     try:
         parts = urlsplit(url)
-        scheme = parts.scheme.lower()
         parts.port  # noqa: B018 - raises ValueError on a malformed port
     except ValueError:
-        return url, {}  # not a URL DVC can use either: DVC's own validation answers
+        # nothing can be taken out of it safely: refused if it shows credentials, else DVC judges it
+        if redact(url) != url:
+            raise _credentials_refused(name, url) from None
+        return url, {}
+    scheme = parts.scheme.lower()
     options: dict[str, str] = {}
     netloc = parts.netloc
     unplaced = False
@@ -158,14 +161,18 @@ def split_credentials(name: str, url: str) -> tuple[str, dict[str, str]]:
         else:
             kept.append((key, value))
     if unplaced:
-        raise UsageError(f"the URL of remote {name!r} carries credentials ({redact(url)}), which .dvc/config "
-                         "would share through git; nothing was written",
-                         hint=f"add the URL without them, then keep them out of git: `dvc remote modify --local "
-                              f"{name} OPTION VALUE` (.dvc/config.local), or the storage's environment variables")
+        raise _credentials_refused(name, url)
     if not options and netloc == parts.netloc:
         return url, {}
     query = urlencode(kept) if len(kept) != len(parse_qsl(parts.query, keep_blank_values=True)) else parts.query
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)), options
+
+
+def _credentials_refused(name: str, url: str) -> UsageError:
+    return UsageError(f"the URL of remote {name!r} carries credentials ({redact(url)}), which .dvc/config "
+                      "would share through git; nothing was written",
+                      hint=f"add the URL without them, then keep them out of git: `dvc remote modify --local "
+                           f"{name} OPTION VALUE` (.dvc/config.local), or the storage's environment variables")
 
 
 def add_remote(root: Path, name: str, url: str, *, default: bool = False, endpoint_url: str | None = None,
