@@ -8,6 +8,8 @@ import ast
 import pytest
 import yaml
 
+from mlkit.errors import OperationError
+
 NAME_RULE = "must start with a letter or digit and contain only letters, digits, '.', '-' and '_'"
 CONTROL = "control characters (newlines, tabs, ...) are not allowed in answers"
 MARKUP = "'{{', '{%' and '{#' are not allowed: answers are data, not templates"
@@ -83,3 +85,24 @@ def test_config_show_redacts_every_uri(cli, make_project, json_flag):
         assert secret not in result.stdout
     assert "https://***@host/x?token=***&sig=***" in result.stdout
     assert "tcp://u:***@h:8786" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("error", "exit_code", "shown"),
+    [
+        (RuntimeError("cannot reach postgresql://alice:hunter2@db/x?token=TOKVAL7"), 1,
+         "error: unexpected RuntimeError: cannot reach postgresql://alice:***@db/x?token=***"),
+        (OperationError("tracking server https://TOKVAL7@host/x failed"), 1,
+         "error: tracking server https://***@host/x failed"),
+    ],
+)
+def test_errors_show_uris_redacted(cli, tmp_path, monkeypatch, error, exit_code, shown):
+    from mlkit.cli import config as config_cli
+
+    def fail(**_kwargs):
+        raise error
+
+    monkeypatch.setattr(config_cli, "load_project", fail)
+    result = cli("config", "show", cwd=tmp_path)
+    assert result.exit_code == exit_code
+    assert error_lines(result.stderr) == [shown]
