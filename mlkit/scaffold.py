@@ -125,8 +125,7 @@ def init_project(
     if template_dir is not None:  # a URL's answers are checked once it is cloned
         context = _answers(name, template, answers or {}, template_dir, bundled, init_dvc)
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".mlkit-init-", dir=target.parent))
+    staging = _make_staging(target)
     remote_created: Path | None = None
     try:
         if template_dir is None:
@@ -194,6 +193,23 @@ def _check_target(target: Path, force: bool) -> None:
         if (target / ".git").exists():
             raise UsageError(f"{target} is already a git repository; mlkit init creates a new one",
                              hint="choose an empty directory")
+
+
+def _make_staging(target: Path) -> Path:
+    """The staging folder next to ``target``, after checking ``target`` can be written at all."""
+    try:
+        if target.is_dir():  # --force: the files are moved into it
+            with tempfile.TemporaryFile(dir=target, prefix=".mlkit-probe-"):
+                pass
+    except OSError as exc:
+        raise UsageError(f"cannot write into {target}: {exc.strerror or first_line(exc)}",
+                         hint="choose another --dir") from None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".mlkit-init-", dir=target.parent))
+    except OSError as exc:
+        raise UsageError(f"cannot create {target}: {exc.strerror or first_line(exc)}",
+                         hint="choose another --dir") from None
 
 
 def _is_url(template: str) -> bool:

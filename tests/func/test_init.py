@@ -355,3 +355,17 @@ def test_template_url_that_cannot_be_cloned_leaves_nothing(cli, tmp_path):
         f"error: mlkit init failed, nothing was created: could not clone template {url}: ")
     assert result.stderr.splitlines()[-1] == "hint: check the URL and your network, or clone it and pass the folder"
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+@pytest.mark.parametrize(("args", "start"), [
+    (["--dir", "/proc/churn"], "error: cannot create /proc/churn: "),
+    (["--dir", "/proc", "--force"], "error: cannot write into /proc: "),
+])
+def test_init_where_nothing_can_be_written_exits_2_before_any_work(cli, tmp_path, args, start):
+    before = sorted(Path("/").iterdir())
+    result = cli("init", "churn", *args, "--data-remote", str(tmp_path / "r"), cwd=tmp_path)
+    assert result.exit_code == 2, result.output
+    assert error_line(result.stderr).startswith(start)
+    assert "initialising" not in result.stderr
+    assert sorted(Path("/").iterdir()) == before and list(tmp_path.iterdir()) == []
