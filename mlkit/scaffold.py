@@ -15,7 +15,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,53 +128,57 @@ def init_project(
 
     staging = _make_staging(target)
     remote_created: Path | None = None
+    restore_sigterm = _sigterm_as_interrupt()  # SIGTERM, like Ctrl-C, undoes everything
     try:
-        if template_dir is None:
-            say(f"cloning template {template}")
-            template_dir = _clone_template(template, staging)
-            context = _answers(name, template, answers or {}, template_dir, bundled, init_dvc)
-        say(f"rendering template {template}")
-        project = _render(template_dir, context, staging)
-        data_files: list[str] = []
-        if bundled:
-            data_path = write_dataset(context["dataset"], project)
-            data_files.append(data_path.relative_to(project).as_posix())
-        else:
-            data_files = sorted(p.relative_to(project).as_posix() for p in (project / "data").glob("*")
-                                if p.is_file() and not p.name.startswith("."))
-        _write_template_record(project, template, context)
-        ci.generate_for_new_project(project)  # new projects get their CI files at creation
-        if init_git:
-            say("initialising git")
-            try:
-                git.init(project, context.get("default_branch", "main"))
-            except OperationError as exc:
-                raise OperationError(exc.message, hint="install git, or pass --no-git") from exc
-        remote = None
-        if init_dvc:
-            remote = (data_remote or _default_remote(context["project_slug"])).expanduser().resolve()
-            if not remote.exists():
-                remote.mkdir(parents=True)
-                remote_created = remote
-            say(f"initialising DVC (remote {remote})")
-            _dvc_init(project, remote, data_files, scm=init_git)
-        commit = None
-        if init_git:
-            say("committing")
-            commit = git.commit_all(project, f"Create project {name} from mlkit template {template} {__version__}")
-        overwritten = _move_into_place(project, target)
-    except BaseException as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        if remote_created is not None:
-            shutil.rmtree(remote_created, ignore_errors=True)
-        if isinstance(exc, OperationError):
-            raise OperationError(f"mlkit init failed, nothing was created: {exc.message}", hint=exc.hint) from exc
-        if isinstance(exc, (UsageError, KeyboardInterrupt)):
+        try:
+            if template_dir is None:
+                say(f"cloning template {template}")
+                template_dir = _clone_template(template, staging)
+                context = _answers(name, template, answers or {}, template_dir, bundled, init_dvc)
+            say(f"rendering template {template}")
+            project = _render(template_dir, context, staging)
+            data_files: list[str] = []
+            if bundled:
+                data_path = write_dataset(context["dataset"], project)
+                data_files.append(data_path.relative_to(project).as_posix())
+            else:
+                data_files = sorted(p.relative_to(project).as_posix() for p in (project / "data").glob("*")
+                                    if p.is_file() and not p.name.startswith("."))
+            _write_template_record(project, template, context)
+            ci.generate_for_new_project(project)  # new projects get their CI files at creation
+            if init_git:
+                say("initialising git")
+                try:
+                    git.init(project, context.get("default_branch", "main"))
+                except OperationError as exc:
+                    raise OperationError(exc.message, hint="install git, or pass --no-git") from exc
+            remote = None
+            if init_dvc:
+                remote = (data_remote or _default_remote(context["project_slug"])).expanduser().resolve()
+                if not remote.exists():
+                    remote.mkdir(parents=True)
+                    remote_created = remote
+                say(f"initialising DVC (remote {remote})")
+                _dvc_init(project, remote, data_files, scm=init_git)
+            commit = None
+            if init_git:
+                say("committing")
+                commit = git.commit_all(project, f"Create project {name} from mlkit template {template} {__version__}")
+            overwritten = _move_into_place(project, target)
+        except BaseException as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            if remote_created is not None:
+                shutil.rmtree(remote_created, ignore_errors=True)
+            if isinstance(exc, OperationError):
+                raise OperationError(f"mlkit init failed, nothing was created: {exc.message}", hint=exc.hint) from exc
+            if isinstance(exc, (UsageError, KeyboardInterrupt)):
+                raise
+            if isinstance(exc, Exception):
+                raise OperationError(f"mlkit init failed, nothing was created: {first_line(exc, with_type=True)}",
+                                     hint="fix the cause above and run `mlkit init` again") from exc
             raise
-        if isinstance(exc, Exception):
-            raise OperationError(f"mlkit init failed, nothing was created: {first_line(exc, with_type=True)}",
-                                 hint="fix the cause above and run `mlkit init` again") from exc
-        raise
+    finally:
+        restore_sigterm()
     shutil.rmtree(staging, ignore_errors=True)
     return InitResult(
         root=str(target), name=name, package=context.get("package_name", package), template=template,
@@ -193,6 +198,26 @@ def _check_target(target: Path, force: bool) -> None:
         if (target / ".git").exists():
             raise UsageError(f"{target} is already a git repository; mlkit init creates a new one",
                              hint="choose an empty directory")
+
+
+def _sigterm_as_interrupt() -> Callable[[], None]:
+    """Make SIGTERM raise KeyboardInterrupt until the returned function is called, so a terminated init
+    is cleaned up like an interrupted one (only the main thread can handle signals)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    return restore
 
 
 def _make_staging(target: Path) -> Path:
@@ -421,10 +446,25 @@ def _merge_into(project: Path, target: Path) -> list[str]:
             _move(source, destination)
             done.append((source, destination))
     except BaseException:
-        for origin, moved in reversed(done):
-            os.rename(moved, origin)
+        with _signals_held():
+            for origin, moved in reversed(done):
+                os.rename(moved, origin)
         raise
     return replaced
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back (they arrive afterwards) so an undo is never itself cut short."""
+    import signal
+
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held) if hasattr(signal, "pthread_sigmask") else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _merge_plan(project: Path, target: Path) -> tuple[list[tuple[Path, Path, bool]], list[str]]:

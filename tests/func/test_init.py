@@ -369,3 +369,30 @@ def test_init_where_nothing_can_be_written_exits_2_before_any_work(cli, tmp_path
     assert error_line(result.stderr).startswith(start)
     assert "initialising" not in result.stderr
     assert sorted(Path("/").iterdir()) == before and list(tmp_path.iterdir()) == []
+
+
+def test_sigterm_during_a_force_merge_undoes_it(tmp_path):
+    target = tmp_path / "churn"
+    _write_user_files(target)
+    before = _files(target)
+    script = f"""
+import os, signal, sys
+from pathlib import Path
+from mlkit import scaffold
+real, calls = scaffold._move, []
+def move(source, destination):
+    calls.append(destination)
+    if len(calls) == 4:
+        os.kill(os.getpid(), signal.SIGTERM)
+    real(source, destination)
+scaffold._move = move
+try:
+    scaffold.init_project("churn", directory=Path({str(target)!r}), force=True,
+                          data_remote=Path({str(tmp_path / 'r')!r}))
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 130, done.stderr
+    assert _files(target) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["churn"]
