@@ -25,8 +25,10 @@ def yaml_value(value: Any) -> str:
 
 
 def py_string(value: Any) -> str:
-    """``value`` as a Python string literal."""
-    return repr(str(value))
+    """``value`` as a double-quoted Python string literal (JSON's string escapes are Python's too)."""
+    import json
+
+    return json.dumps(str(value), ensure_ascii=False)
 
 
 class AnswerFilters(Extension):
