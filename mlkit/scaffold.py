@@ -122,6 +122,9 @@ def init_project(
     package = validate_name(name)
     target = (directory or Path.cwd() / name).expanduser().resolve()
     _check_target(target, force)
+    if init_dvc and data_remote is not None and data_remote.expanduser().is_file():
+        raise UsageError(f"--data-remote {data_remote} is a file, not a folder",
+                         hint="give a folder (it is created if missing)")
     template_dir, bundled = _resolve_template(template, trust_template)
     if template_dir is not None:  # a URL's answers are checked once it is cloned
         context = _answers(name, template, answers or {}, template_dir, bundled, init_dvc)

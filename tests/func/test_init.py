@@ -396,3 +396,12 @@ except KeyboardInterrupt:
     assert done.returncode == 130, done.stderr
     assert _files(target) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["churn"]
+
+
+def test_data_remote_that_is_a_file_exits_2_before_any_work(cli, tmp_path):
+    remote = tmp_path / "remote-file"
+    remote.write_text("x")
+    result = cli("init", "churn", "--data-remote", str(remote), cwd=tmp_path)
+    assert result.exit_code == 2, result.output
+    assert error_line(result.stderr) == f"error: --data-remote {remote} is a file, not a folder"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["remote-file"]
