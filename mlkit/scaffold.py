@@ -298,14 +298,15 @@ def check_answer(key: str, value: str, *, bundled: bool = True, markers: tuple[s
     YAML key), template markup (cookiecutter renders answers with Jinja), a malformed name."""
     import unicodedata
 
-    if any(unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") for ch in value):
+    # Cc: C0/C1 controls; Cf: invisible format characters (bidi overrides); Zl, Zp: line separators
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") for ch in value):
         raise UsageError(f"--set {key}: control characters (newlines, tabs, ...) are not allowed in answers",
                          hint="give the answer on one line of printable text")
     rule = _ANSWER_RULES.get(key) if bundled else None
     if rule is not None and len(value) > MAX_NAME_LENGTH:
         raise UsageError(f"--set {key}: is {len(value)} characters long; at most {MAX_NAME_LENGTH} are allowed",
                          hint="give a shorter value")
-    if rule is not None and not rule[0].match(value):
+    if rule is not None and not rule[0].fullmatch(value):
         raise UsageError(f"--set {key}: {rule[1]}", hint=f"for example --set {key}={_ANSWER_EXAMPLES[key]}")
     if any(marker in value for marker in markers):
         shown = ", ".join(f"{m!r}" for m in markers[:-1]) + f" and {markers[-1]!r}"

@@ -95,6 +95,7 @@ def test_a_package_name_answer_is_the_package_init_reports(cli, tmp_path):
         ("model_name", "churn\nentrypoint: x", "--set model_name: control characters (newlines, tabs, ...) are not "
                                                 "allowed in answers"),
         ("target", "a\u2028b", "--set target: control characters (newlines, tabs, ...) are not allowed in answers"),
+        ("target", "label\u202e", "--set target: control characters (newlines, tabs, ...) are not allowed in answers"),
         ("model_name", "{{ 7 * 7 }}", "--set model_name: must start with a letter or digit and contain only "
                                       "letters, digits, '.', '-' and '_'"),
         ("target", "{% if 1 %}x{% endif %}", "--set target: '{{', '{%' and '{#' are not allowed: answers are data, "
