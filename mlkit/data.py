@@ -335,6 +335,11 @@ def add_remote(project: Project, name: str, url: str, *, default: bool = False, 
         if not re.match(r"^https?://[^\s/]+", endpoint_url):
             raise UsageError(f"--endpoint-url {endpoint_url!r} must be an http(s):// URL",
                              hint="for example --endpoint-url http://127.0.0.1:9000")
+        if redact(endpoint_url) != endpoint_url:
+            raise UsageError(f"the endpoint URL of remote {name!r} carries credentials ({redact(endpoint_url)}), "
+                             "which .dvc/config would share through git; nothing was written",
+                             hint="give the endpoint without them; S3 keys go in the remote's URL "
+                                  "(s3://KEY:SECRET@bucket/path, kept in .dvc/config.local) or AWS_* variables")
     # credentials never go into .dvc/config, which git shares: DVC's config.local holds them
     url, credentials = dvc.split_credentials(name, url)
     config_file, local_file = dvc.add_remote(root, name, url, default=default, endpoint_url=endpoint_url,
@@ -360,7 +365,8 @@ def _root(project: Project) -> Path:
 
 
 def _remotes(root: Path) -> list[dict[str, Any]]:
-    return [{"name": r.name, "url": redact(r.url), "default": r.default, "endpoint_url": r.endpoint_url}
+    return [{"name": r.name, "url": redact(r.url), "default": r.default,
+             "endpoint_url": redact(r.endpoint_url) if r.endpoint_url else None}
             for r in dvc.remotes(root)]
 
 

@@ -238,6 +238,23 @@ def test_remote_credentials_mlkit_cannot_place_are_refused(project: Path, cli, u
     assert "wJalrXUtnSECRET" not in result.output
 
 
+def test_remote_endpoint_with_credentials_is_refused_and_listed_redacted(project: Path, cli) -> None:
+    result = cli("data", "remote", "add", "minio", "s3://bucket/p", "--endpoint-url",
+                 "http://admin:wJalrXUtnSECRET@127.0.0.1:9000", cwd=project)
+    assert result.exit_code == 2, result.output
+    assert _errors(result)[0] == (
+        "error: the endpoint URL of remote 'minio' carries credentials (http://admin:***@127.0.0.1:9000), "
+        "which .dvc/config would share through git; nothing was written")
+    # one written by hand (or by DVC) is listed redacted
+    subprocess.run([str(Path(sys.executable).with_name("dvc")), "remote", "add", "hand", "s3://b/p"], cwd=project,
+                   check=True, capture_output=True)
+    subprocess.run([str(Path(sys.executable).with_name("dvc")), "remote", "modify", "hand", "endpointurl",
+                    "http://admin:wJalrXUtnSECRET@127.0.0.1:9000"], cwd=project, check=True, capture_output=True)
+    listed = cli("data", "remote", "list", "--json", cwd=project)
+    assert "wJalrXUtnSECRET" not in listed.stdout
+    assert "http://admin:***@127.0.0.1:9000" in listed.stdout
+
+
 def test_remote_add_bad_input(project: Path, cli) -> None:
     result = cli("data", "remote", "add", "local", "/tmp/elsewhere", cwd=project)
     assert result.exit_code == 2
