@@ -221,6 +221,7 @@ def test_remote_credentials_go_to_config_local_never_to_git(project: Path, cli, 
         ("azure://acct:wJalrXUtnSECRET@container/path", "azure://acct:***@container/path"),
         ("https://dvc.example.com/store?token=wJalrXUtnSECRET", "https://dvc.example.com/store?token=***"),
         ("s3://AKIA:wJalrXUtnSECRET@bucket:port/path", "s3://AKIA:***@bucket:port/path"),
+        ("s3://bucket/path#access_token=wJalrXUtnSECRET", "s3://bucket/path#access_token=***"),
     ],
 )
 def test_remote_credentials_mlkit_cannot_place_are_refused(project: Path, cli, url, shown) -> None:

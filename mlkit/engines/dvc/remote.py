@@ -147,10 +147,10 @@ def split_credentials(name: str, url: str) -> tuple[str, dict[str, str]]:
             options[names[0]], options[names[1]] = unquote(user), unquote(password)
             if scheme in ("http", "https"):
                 options["auth"] = "basic"
-        elif scheme == "ssh" and not colon:
+        elif not colon and scheme not in ("http", "https"):
             netloc = parts.netloc  # ssh://user@host: an account name, not a credential
         else:
-            unplaced = True
+            unplaced = True  # https://TOKEN@host, or a password DVC has no option for here
     kept = []
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         option = _QUERY_OPTIONS.get(scheme, {}).get(key.lower())
@@ -160,12 +160,14 @@ def split_credentials(name: str, url: str) -> tuple[str, dict[str, str]]:
             unplaced = True
         else:
             kept.append((key, value))
-    if unplaced:
-        raise _credentials_refused(name, url)
     if not options and netloc == parts.netloc:
-        return url, {}
-    query = urlencode(kept) if len(kept) != len(parse_qsl(parts.query, keep_blank_values=True)) else parts.query
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)), options
+        clean = url
+    else:
+        query = urlencode(kept) if len(kept) != len(parse_qsl(parts.query, keep_blank_values=True)) else parts.query
+        clean = urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    if unplaced or redact(clean) != clean:  # whatever redaction would hide must not reach .dvc/config
+        raise _credentials_refused(name, url)
+    return clean, options
 
 
 def _credentials_refused(name: str, url: str) -> UsageError:
