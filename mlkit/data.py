@@ -311,6 +311,10 @@ def add_remote(project: Project, name: str, url: str, *, default: bool = False, 
                force: bool = False, base: Path | None = None) -> dict[str, Any]:
     """Add (or with ``force`` replace) a remote in `.dvc/config` and stage that file in git.
 
+    Credentials in the URL (``s3://KEY:SECRET@bucket``, ``https://user:password@host``, S3 keys as query
+    parameters) are written to `.dvc/config.local` instead, which DVC keeps out of git; credentials DVC
+    has no option for are refused.
+
     A local directory URL is stored as an absolute path; ``endpoint_url`` is for S3-compatible
     storage (MinIO, Ceph, ...) and is passed to DVC as ``endpointurl``.
     """
@@ -331,11 +335,20 @@ def add_remote(project: Project, name: str, url: str, *, default: bool = False, 
         if not re.match(r"^https?://[^\s/]+", endpoint_url):
             raise UsageError(f"--endpoint-url {endpoint_url!r} must be an http(s):// URL",
                              hint="for example --endpoint-url http://127.0.0.1:9000")
-    config_file = dvc.add_remote(root, name, url, default=default, endpoint_url=endpoint_url, force=force)
+        if redact(endpoint_url) != endpoint_url:
+            raise UsageError(f"the endpoint URL of remote {name!r} carries credentials ({redact(endpoint_url)}), "
+                             "which .dvc/config would share through git; nothing was written",
+                             hint="give the endpoint without them; S3 keys go in the remote's URL "
+                                  "(s3://KEY:SECRET@bucket/path, kept in .dvc/config.local) or AWS_* variables")
+    # credentials never go into .dvc/config, which git shares: DVC's config.local holds them
+    url, credentials = dvc.split_credentials(name, url)
+    config_file, local_file = dvc.add_remote(root, name, url, default=default, endpoint_url=endpoint_url,
+                                             force=force, credentials=credentials)
     if _is_git_repo(root):
         git.run(root, "add", "--", config_file.relative_to(root).as_posix())
     return {"name": name, "url": url, "default": default, "endpoint_url": endpoint_url,
-            "config": config_file.relative_to(root).as_posix()}
+            "config": config_file.relative_to(root).as_posix(),
+            "credentials": local_file.relative_to(root).as_posix() if local_file else None}
 
 
 def gc(project: Project, *, dry_run: bool = False, yes: bool = False) -> GcResult:
@@ -352,7 +365,8 @@ def _root(project: Project) -> Path:
 
 
 def _remotes(root: Path) -> list[dict[str, Any]]:
-    return [{"name": r.name, "url": redact(r.url), "default": r.default, "endpoint_url": r.endpoint_url}
+    return [{"name": r.name, "url": redact(r.url), "default": r.default,
+             "endpoint_url": redact(r.endpoint_url) if r.endpoint_url else None}
             for r in dvc.remotes(root)]
 
 
@@ -362,6 +376,13 @@ def _addable(root: Path, path: str, base: Path | None) -> str:
     if not target.exists():
         raise UsageError(f"{relative} does not exist",
                          hint="check the path; `mlkit data ls` lists tracked data")
+    escape = _link_out(root, relative)
+    if escape is not None:
+        # DVC would follow the link: hard-link the outside file into the cache, make it read-only, push it
+        link, destination = escape
+        raise UsageError(f"{link} is a symbolic link to {destination}, outside the project; nothing was added",
+                         hint="copy the data into the project instead of linking to it, then run "
+                              "`mlkit data add` again")
     first = relative.split("/", 1)[0]
     if first in (".git", ".dvc", C.STATE_DIR) or target.name.endswith(DVC_SUFFIX):
         raise UsageError(f"{relative} belongs to git, DVC or mlkit and cannot be a data set",
@@ -374,6 +395,29 @@ def _addable(root: Path, path: str, base: Path | None) -> str:
         raise UsageError(f"{relative} is already tracked by git; DVC cannot track what git tracks",
                          hint=f"run `git rm -r --cached {relative}` first, then `mlkit data add {relative}`")
     return relative
+
+
+def _link_out(root: Path, relative: str) -> tuple[str, Path] | None:
+    """The first symbolic link on the way to ``relative`` (or inside it, for a folder) that leads out of the
+    project: (the link relative to ``root``, where it leads); None when every link stays inside."""
+    real_root = root.resolve()
+
+    def outside(path: Path) -> Path | None:
+        destination = path.resolve()
+        return None if destination == real_root or real_root in destination.parents else destination
+
+    current = root
+    for part in Path(relative).parts:
+        current = current / part
+        if current.is_symlink() and (destination := outside(current)) is not None:
+            return current.relative_to(root).as_posix(), destination
+    if current.is_dir():
+        for folder, dirs, files in os.walk(current):
+            for name in sorted(dirs + files):
+                entry = Path(folder) / name
+                if entry.is_symlink() and (destination := outside(entry)) is not None:
+                    return entry.relative_to(root).as_posix(), destination
+    return None
 
 
 def _data_set(record: Recorded) -> DataSet:

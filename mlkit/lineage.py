@@ -27,6 +27,7 @@ from mlkit import __version__, tags
 from mlkit import constants as C
 from mlkit.engines import git
 from mlkit.errors import UsageError
+from mlkit.uris import redact_text
 
 # Files `mlkit train` itself rewrites: changing them does not make the code that trains dirty.
 _OWN_OUTPUTS = (C.METRICS_FILE, "dvc.lock")
@@ -128,11 +129,13 @@ def collect_lineage(
 
 
 def command_line(argv: Sequence[str] | None = None) -> str:
-    """The command as the user typed it: `mlkit train --set ...` rather than the script's full path."""
+    """The command as the user typed it: `mlkit train --set ...` rather than the script's full path, with
+    the credentials of any URI in it redacted."""
     args = list(sys.argv if argv is None else argv)
     if args and Path(args[0]).name in ("mlkit", "__main__.py"):
         args[0] = "mlkit"
-    return shlex.join(args)
+    # recorded in tags on the run and the model version: no password may go with it
+    return shlex.join(redact_text(arg) for arg in args)
 
 
 def git_state(root: Path) -> tuple[str | None, str | None, bool, str]:

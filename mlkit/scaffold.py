@@ -15,7 +15,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ class InitResult:
     data_files: list[str] = field(default_factory=list)
     data_remote: str | None = None
     commit: str | None = None
+    overwritten: list[str] = field(default_factory=list)  # the user's files --force replaced
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -50,6 +52,8 @@ class InitResult:
 
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+# a folder, a package and a registered model are named after it; file systems allow 255 bytes a name
+MAX_NAME_LENGTH = 100
 
 
 def package_name(name: str) -> str:
@@ -61,6 +65,9 @@ def validate_name(name: str) -> str:
     """Check that ``name`` can be a folder and a Python package; return the package name."""
     if not name or not name.strip():
         raise UsageError("project name is empty", hint="give a name like `mlkit init churn`")
+    if len(name) > MAX_NAME_LENGTH:
+        raise UsageError(f"project name is {len(name)} characters long; at most {MAX_NAME_LENGTH} are allowed",
+                         hint="choose a shorter name")
     if "/" in name or "\\" in name or ".." in name or name in (".", "~"):
         raise UsageError(f"project name {name!r} must not contain path separators or '..'",
                          hint="use --dir PATH to choose where the project goes")
@@ -115,65 +122,71 @@ def init_project(
     package = validate_name(name)
     target = (directory or Path.cwd() / name).expanduser().resolve()
     _check_target(target, force)
+    if init_dvc and data_remote is not None and data_remote.expanduser().is_file():
+        raise UsageError(f"--data-remote {data_remote} is a file, not a folder",
+                         hint="give a folder (it is created if missing)")
     template_dir, bundled = _resolve_template(template, trust_template)
     if template_dir is not None:  # a URL's answers are checked once it is cloned
         context = _answers(name, template, answers or {}, template_dir, bundled, init_dvc)
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".mlkit-init-", dir=target.parent))
+    staging = _make_staging(target)
     remote_created: Path | None = None
+    restore_sigterm = _sigterm_as_interrupt()  # SIGTERM, like Ctrl-C, undoes everything
     try:
-        if template_dir is None:
-            say(f"cloning template {template}")
-            template_dir = _clone_template(template, staging)
-            context = _answers(name, template, answers or {}, template_dir, bundled, init_dvc)
-        say(f"rendering template {template}")
-        project = _render(template_dir, context, staging)
-        data_files: list[str] = []
-        if bundled:
-            data_path = write_dataset(context["dataset"], project)
-            data_files.append(data_path.relative_to(project).as_posix())
-        else:
-            data_files = sorted(p.relative_to(project).as_posix() for p in (project / "data").glob("*")
-                                if p.is_file() and not p.name.startswith("."))
-        _write_template_record(project, template, context)
-        ci.generate_for_new_project(project)  # new projects get their CI files at creation
-        if init_git:
-            say("initialising git")
-            try:
-                git.init(project, context.get("default_branch", "main"))
-            except OperationError as exc:
-                raise OperationError(exc.message, hint="install git, or pass --no-git") from exc
-        remote = None
-        if init_dvc:
-            remote = (data_remote or _default_remote(context["project_slug"])).expanduser().resolve()
-            if not remote.exists():
-                remote.mkdir(parents=True)
-                remote_created = remote
-            say(f"initialising DVC (remote {remote})")
-            _dvc_init(project, remote, data_files, scm=init_git)
-        commit = None
-        if init_git:
-            say("committing")
-            commit = git.commit_all(project, f"Create project {name} from mlkit template {template} {__version__}")
-        _move_into_place(project, target)
-    except BaseException as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        if remote_created is not None:
-            shutil.rmtree(remote_created, ignore_errors=True)
-        if isinstance(exc, OperationError):
-            raise OperationError(f"mlkit init failed, nothing was created: {exc.message}", hint=exc.hint) from exc
-        if isinstance(exc, (UsageError, KeyboardInterrupt)):
+        try:
+            if template_dir is None:
+                say(f"cloning template {template}")
+                template_dir = _clone_template(template, staging)
+                context = _answers(name, template, answers or {}, template_dir, bundled, init_dvc)
+            say(f"rendering template {template}")
+            project = _render(template_dir, context, staging)
+            data_files: list[str] = []
+            if bundled:
+                data_path = write_dataset(context["dataset"], project)
+                data_files.append(data_path.relative_to(project).as_posix())
+            else:
+                data_files = sorted(p.relative_to(project).as_posix() for p in (project / "data").glob("*")
+                                    if p.is_file() and not p.name.startswith("."))
+            _write_template_record(project, template, context)
+            ci.generate_for_new_project(project)  # new projects get their CI files at creation
+            if init_git:
+                say("initialising git")
+                try:
+                    git.init(project, context.get("default_branch", "main"))
+                except OperationError as exc:
+                    raise OperationError(exc.message, hint="install git, or pass --no-git") from exc
+            remote = None
+            if init_dvc:
+                remote = (data_remote or _default_remote(context["project_slug"])).expanduser().resolve()
+                if not remote.exists():
+                    remote.mkdir(parents=True)
+                    remote_created = remote
+                say(f"initialising DVC (remote {remote})")
+                _dvc_init(project, remote, data_files, scm=init_git)
+            commit = None
+            if init_git:
+                say("committing")
+                commit = git.commit_all(project, f"Create project {name} from mlkit template {template} {__version__}")
+            overwritten = _move_into_place(project, target)
+        except BaseException as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            if remote_created is not None:
+                shutil.rmtree(remote_created, ignore_errors=True)
+            if isinstance(exc, OperationError):
+                raise OperationError(f"mlkit init failed, nothing was created: {exc.message}", hint=exc.hint) from exc
+            if isinstance(exc, (UsageError, KeyboardInterrupt)):
+                raise
+            if isinstance(exc, Exception):
+                raise OperationError(f"mlkit init failed, nothing was created: {first_line(exc, with_type=True)}",
+                                     hint="fix the cause above and run `mlkit init` again") from exc
             raise
-        if isinstance(exc, Exception):
-            raise OperationError(f"mlkit init failed, nothing was created: {first_line(exc, with_type=True)}",
-                                 hint="fix the cause above and run `mlkit init` again") from exc
-        raise
+    finally:
+        restore_sigterm()
     shutil.rmtree(staging, ignore_errors=True)
     return InitResult(
         root=str(target), name=name, package=context.get("package_name", package), template=template,
         data_files=data_files,
-        data_remote=str(remote) if remote else None, commit=commit,
+        data_remote=str(remote) if remote else None, commit=commit, overwritten=overwritten,
         seconds=round(time.perf_counter() - started, 3),
     )
 
@@ -188,6 +201,43 @@ def _check_target(target: Path, force: bool) -> None:
         if (target / ".git").exists():
             raise UsageError(f"{target} is already a git repository; mlkit init creates a new one",
                              hint="choose an empty directory")
+
+
+def _sigterm_as_interrupt() -> Callable[[], None]:
+    """Make SIGTERM raise KeyboardInterrupt until the returned function is called, so a terminated init
+    is cleaned up like an interrupted one (only the main thread can handle signals)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    return restore
+
+
+def _make_staging(target: Path) -> Path:
+    """The staging folder next to ``target``, after checking ``target`` can be written at all."""
+    try:
+        if target.is_dir():  # --force: the files are moved into it
+            with tempfile.TemporaryFile(dir=target, prefix=".mlkit-probe-"):
+                pass
+    except OSError as exc:
+        raise UsageError(f"cannot write into {target}: {exc.strerror or first_line(exc)}",
+                         hint="choose another --dir") from None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".mlkit-init-", dir=target.parent))
+    except OSError as exc:
+        raise UsageError(f"cannot create {target}: {exc.strerror or first_line(exc)}",
+                         hint="choose another --dir") from None
 
 
 def _is_url(template: str) -> bool:
@@ -228,6 +278,56 @@ def _clone_template(url: str, staging: Path) -> Path:
     return Path(folder)
 
 
+# What the bundled template's name-like answers may hold; every other answer is free text, written by the
+# template through a YAML emitter or as a Python string literal.
+_ANSWER_RULES: dict[str, tuple[re.Pattern[str], str]] = {
+    "project_slug": (_NAME, "must start with a letter and contain only letters, digits, '-' and '_'"),
+    "model_name": (re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$"),
+                   "must start with a letter or digit and contain only letters, digits, '.', '-' and '_'"),
+    "estimator": (re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$"),
+                  "must be an import path like sklearn.ensemble.RandomForestClassifier"),
+    "python_version": (re.compile(r"^3\.\d+$"), "must be a Python version like 3.12"),
+    "default_branch": (re.compile(r"^(?!.*\.\.)(?!.*(\.|/|\.lock)$)[A-Za-z0-9][A-Za-z0-9._/-]*$"),
+                       "must be a branch name like main or release/v1"),
+}
+_JINJA_MARKERS = ("{{", "{%", "{#")
+
+
+def check_answer(key: str, value: str, *, bundled: bool = True, markers: tuple[str, ...] = _JINJA_MARKERS) -> None:
+    """Refuse an answer that could be more than data: control characters (a newline would start a new
+    YAML key), template markup (cookiecutter renders answers with Jinja), a malformed name."""
+    import unicodedata
+
+    # Cc: C0/C1 controls; Cf: invisible format characters (bidi overrides); Zl, Zp: line separators
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") for ch in value):
+        raise UsageError(f"--set {key}: control characters (newlines, tabs, ...) are not allowed in answers",
+                         hint="give the answer on one line of printable text")
+    rule = _ANSWER_RULES.get(key) if bundled else None
+    if rule is not None and len(value) > MAX_NAME_LENGTH:
+        raise UsageError(f"--set {key}: is {len(value)} characters long; at most {MAX_NAME_LENGTH} are allowed",
+                         hint="give a shorter value")
+    if rule is not None and not rule[0].fullmatch(value):
+        raise UsageError(f"--set {key}: {rule[1]}", hint=f"for example --set {key}={_ANSWER_EXAMPLES[key]}")
+    if any(marker in value for marker in markers):
+        shown = ", ".join(f"{m!r}" for m in markers[:-1]) + f" and {markers[-1]!r}"
+        raise UsageError(f"--set {key}: {shown} are not allowed: answers are data, not templates",
+                         hint="give the literal value the project should hold")
+
+
+_ANSWER_EXAMPLES = {"project_slug": "churn-model", "model_name": "churn", "python_version": "3.12",
+                    "estimator": "sklearn.ensemble.RandomForestClassifier", "default_branch": "main"}
+
+
+def _template_markers(template_dir: Path) -> tuple[str, ...]:
+    """Jinja's markers plus any a template configures (``_jinja2_env_vars``): none may appear in an answer."""
+    data = json.loads((template_dir / "cookiecutter.json").read_text())
+    env = data.get("_jinja2_env_vars") if isinstance(data, dict) else None
+    extra = [str(env[k]) for k in ("block_start_string", "variable_start_string", "comment_start_string",
+                                   "line_statement_prefix", "line_comment_prefix")
+             if isinstance(env, dict) and env.get(k)]
+    return tuple(dict.fromkeys([*_JINJA_MARKERS, *extra]))
+
+
 def _answers(name: str, template: str, answers: Mapping[str, str], template_dir: Path, bundled: bool,
              use_dvc: bool) -> dict[str, Any]:
     questions = template_questions(template_dir)
@@ -235,6 +335,9 @@ def _answers(name: str, template: str, answers: Mapping[str, str], template_dir:
     if unknown:
         raise UsageError(f"--set {unknown[0]}: not a question of this template; allowed: "
                          + ", ".join(sorted(questions)))
+    markers = _template_markers(template_dir)
+    for key, value in answers.items():
+        check_answer(key, value, bundled=bundled, markers=markers)
     context: dict[str, Any] = {"project_name": name}
     if bundled:
         for fixed in ("project_name", "task", "dataset", "data_file", "mlkit_version", "use_dvc"):
@@ -256,13 +359,13 @@ def _render_context(questions: Mapping[str, Any], given: Mapping[str, Any]) -> d
     resolved: dict[str, Any] = {}
     for key, default in questions.items():
         if key in given:
-            value = given[key]
+            value = given[key]  # an answer is data: checked by check_answer, never rendered
         elif isinstance(default, list):
             value = default[0]
+        elif isinstance(default, str) and "{{" in default:
+            value = env.from_string(default).render(cookiecutter=resolved)
         else:
             value = default
-        if isinstance(value, str) and "{{" in value:
-            value = env.from_string(value).render(cookiecutter=resolved)
         resolved[key] = value
     return resolved
 
@@ -314,18 +417,89 @@ def _dvc_init(project: Path, remote: Path, data_files: list[str], *, scm: bool) 
     dvc.track_and_commit_stage(project, [project / f for f in data_files], stage)
 
 
-def _move_into_place(project: Path, target: Path) -> None:
+def _move_into_place(project: Path, target: Path) -> list[str]:
+    """Put the staged project at ``target``; returns the user's files the template's replaced (posix)."""
     if not target.exists():
         os.rename(project, target)
-        return
+        return []
     if not any(target.iterdir()):
         target.rmdir()
         os.rename(project, target)
-        return
-    for entry in project.iterdir():  # --force into a non-empty folder: template files replace
-        destination = target / entry.name
-        if destination.is_dir() and not destination.is_symlink():
-            shutil.rmtree(destination)
-        elif destination.exists() or destination.is_symlink():
-            destination.unlink()
-        os.rename(entry, destination)
+        return []
+    return _merge_into(project, target)
+
+
+def _merge_into(project: Path, target: Path) -> list[str]:
+    """``--force`` into a non-empty folder: the template's files go in, the user's stay.
+
+    Nothing is deleted: a folder the template shares with the user is merged entry by entry, and a user's
+    file at the path of a template file is moved aside (into the staging folder) before the template's takes
+    its place. Every move is recorded and undone in reverse order if anything fails or the user interrupts,
+    so the folder is either fully merged or exactly as it was.
+    """
+    plan, replaced = _merge_plan(project, target)
+    aside = project.parent.parent / "replaced"
+    done: list[tuple[Path, Path]] = []  # (from, to), undone in reverse
+    try:
+        for source, destination, replaces in plan:
+            if replaces:
+                kept = aside / destination.relative_to(target)
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                _move(destination, kept)
+                done.append((destination, kept))
+            _move(source, destination)
+            done.append((source, destination))
+    except BaseException:
+        with _signals_held():
+            for origin, moved in reversed(done):
+                os.rename(moved, origin)
+        raise
+    return replaced
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back (they arrive afterwards) so an undo is never itself cut short."""
+    import signal
+
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held) if hasattr(signal, "pthread_sigmask") else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _merge_plan(project: Path, target: Path) -> tuple[list[tuple[Path, Path, bool]], list[str]]:
+    """(source, destination, replaces a user's file) moves; UsageError before anything moves when the
+    template needs a folder where the user has a file or a link, or a file where the user has a folder."""
+    plan: list[tuple[Path, Path, bool]] = []
+    replaced: list[str] = []
+    pending = [(project, target)]
+    while pending:
+        source_dir, destination_dir = pending.pop()
+        for source in sorted(source_dir.iterdir()):
+            destination = destination_dir / source.name
+            template_dir = source.is_dir() and not source.is_symlink()
+            if not destination.exists() and not destination.is_symlink():
+                plan.append((source, destination, False))  # all of it is new: moved whole
+            elif template_dir and destination.is_symlink():
+                raise UsageError(f"{destination} is a symbolic link where the template has a folder; "
+                                 "nothing was changed", hint="move it away, or choose another --dir")
+            elif template_dir and destination.is_dir():
+                pending.append((source, destination))
+            elif template_dir:
+                raise UsageError(f"{destination} is a file of yours where the template has a folder; "
+                                 "nothing was changed", hint="move it away, or choose another --dir")
+            elif destination.is_dir() and not destination.is_symlink():
+                raise UsageError(f"{destination} is a folder of yours where the template has a file; "
+                                 "nothing was changed", hint="move it away, or choose another --dir")
+            else:
+                plan.append((source, destination, True))
+                replaced.append(destination.relative_to(target).as_posix())
+    return plan, sorted(replaced)
+
+
+def _move(source: Path, destination: Path) -> None:
+    os.rename(source, destination)

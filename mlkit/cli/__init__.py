@@ -27,6 +27,7 @@ from mlkit.cli import serve as serve_cli
 from mlkit.cli import server as server_cli
 from mlkit.cli import train as train_cli
 from mlkit.errors import ExitCode, MlkitError
+from mlkit.uris import redact_text
 
 _state = {"debug": False}
 
@@ -48,7 +49,7 @@ class _RootGroup(TyperGroup):
         except MlkitError as exc:
             if debug_enabled():
                 _print_traceback()
-            _output.report_error(exc.message, exc.hint)
+            _output.report_error(redact_text(exc.message), redact_text(exc.hint) if exc.hint else None)
             raise typer.Exit(int(exc.exit_code)) from None
         except KeyboardInterrupt:
             _output.report_error("interrupted", None)
@@ -56,7 +57,7 @@ class _RootGroup(TyperGroup):
         except Exception as exc:
             if debug_enabled():
                 _print_traceback()
-            message = f"unexpected {type(exc).__name__}: {exc}".splitlines()[0]
+            message = redact_text(f"unexpected {type(exc).__name__}: {exc}".splitlines()[0])
             _output.report_error(message, f"run again with --debug (or {C.ENV_DEBUG}=1) for the traceback")
             raise typer.Exit(int(ExitCode.FAILED)) from None
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from mlkit.cli import _output
 from mlkit.project import load_project
+from mlkit.uris import redact_text
 
 app = typer.Typer(help="Inspect the project's resolved settings.", no_args_is_help=True)
 
@@ -24,7 +27,7 @@ def show(
     from mlkit.config import flatten, parse_overrides
 
     project = load_project(overrides=parse_overrides(set_))
-    resolved = project.resolved()
+    resolved = _redacted(project.resolved())
     flat = flatten({"config": resolved["config"], "params": resolved["params"]})
     flat = {"root": resolved["root"], "tracking_uri": resolved["tracking_uri"],
             "experiment": resolved["experiment"], **flat}
@@ -32,3 +35,14 @@ def show(
                  summary_markdown=_output.mapping_markdown("mlkit config show", flat),
                  outputs={"root": resolved["root"], "tracking_uri": resolved["tracking_uri"],
                           "experiment": resolved["experiment"], "model_name": project.model_name})
+
+
+def _redacted(value: Any) -> Any:
+    """Every URI in the settings with its credentials masked, wherever it is (tracking, scheduler, ...)."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redacted(item) for item in value]
+    return value

@@ -194,6 +194,9 @@ def remote_add(
 ) -> None:
     """Add a DVC remote to `.dvc/config` (shared through git) and stage that file.
 
+    Credentials in the URL (s3://KEY:SECRET@bucket/path, https://user:password@host/path) go to
+    `.dvc/config.local`, which git ignores; the URL is stored without them.
+
     Example: mlkit data remote add storage s3://ml-data/churn --default --endpoint-url http://127.0.0.1:9000
     """
     from mlkit import data

@@ -27,7 +27,9 @@ def init(
                                    help="Template answer, e.g. estimator=sklearn.ensemble.RandomForestClassifier."),
     no_git: bool = typer.Option(False, "--no-git", help="Do not create a git repository."),
     no_dvc: bool = typer.Option(False, "--no-dvc", help="Do not set up DVC."),
-    force: bool = typer.Option(False, "--force", help="Write into a non-empty folder, replacing template files."),
+    force: bool = typer.Option(False, "--force",
+                               help="Write into a non-empty folder: a file at a template file's path is replaced "
+                               "(and listed), nothing else is touched."),
     data_remote: Path = typer.Option(None, "--data-remote",
                                      help="Folder for the DVC remote (default: under the user's cache dir)."),
     trust_template: bool = typer.Option(False, "--trust-template",
@@ -57,6 +59,10 @@ def init(
         force=force, data_remote=data_remote, trust_template=trust_template,
         progress=None if json_ else _output.status,
     )
+    if result.overwritten:
+        count = len(result.overwritten)
+        _output.warn(f"--force replaced {count} file{'s' if count != 1 else ''} of yours with the template's: "
+                     + ", ".join(result.overwritten))
     if json_:
         _output.print_json(result.to_dict())
         return

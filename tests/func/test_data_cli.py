@@ -166,7 +166,7 @@ def test_remote_add_and_list(project: Path, cli, tmp_path: Path) -> None:
     result = cli("data", "remote", "add", "second", str(target), "--default", "--json", cwd=project)
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == {"name": "second", "url": str(target), "default": True,
-                                         "endpoint_url": None, "config": ".dvc/config"}
+                                         "endpoint_url": None, "config": ".dvc/config", "credentials": None}
     assert ".dvc/config" in _git(project, "diff", "--cached", "--name-only").split()
     result = cli("data", "remote", "add", "minio", "s3://bucket/churn", "--endpoint-url",
                  "http://127.0.0.1:9000", cwd=project)
@@ -181,6 +181,79 @@ def test_remote_add_and_list(project: Path, cli, tmp_path: Path) -> None:
     # pushes go to the new default
     assert cli("data", "push", cwd=project).exit_code == 0
     assert any(target.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    ("url", "clean", "local"),
+    [
+        ("s3://AKIAEXAMPLE:wJalrXUtnSECRET@bucket/path", "s3://bucket/path",
+         {"access_key_id": "AKIAEXAMPLE", "secret_access_key": "wJalrXUtnSECRET"}),
+        ("s3://bucket/path?access_key=AKIAEXAMPLE&secret_key=wJalrXUtnSECRET&region=eu-west-1",
+         "s3://bucket/path?region=eu-west-1",
+         {"access_key_id": "AKIAEXAMPLE", "secret_access_key": "wJalrXUtnSECRET"}),
+        ("https://alice:wJalrXUtnSECRET@dvc.example.com/store", "https://dvc.example.com/store",
+         {"auth": "basic", "user": "alice", "password": "wJalrXUtnSECRET"}),
+        ("https://alice:p%40ss%3AwJalrXUtnSECRET@dvc.example.com/store", "https://dvc.example.com/store",
+         {"auth": "basic", "user": "alice", "password": "p@ss:wJalrXUtnSECRET"}),
+    ],
+)
+def test_remote_credentials_go_to_config_local_never_to_git(project: Path, cli, url, clean, local) -> None:
+    result = cli("data", "remote", "add", "team", url, "--json", cwd=project)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"name": "team", "url": clean, "default": False, "endpoint_url": None,
+                                         "config": ".dvc/config", "credentials": ".dvc/config.local"}
+    secret = local.get("secret_access_key") or local["password"]
+    shared = (project / ".dvc" / "config").read_text()
+    assert secret not in shared and "AKIAEXAMPLE" not in shared and f"url = {clean}" in shared
+    assert secret not in _git(project, "diff", "--cached") and secret not in result.output
+    assert _git(project, "check-ignore", ".dvc/config.local").strip() == ".dvc/config.local"
+    from configobj import ConfigObj  # DVC's own config reader
+
+    assert dict(ConfigObj(str(project / ".dvc" / "config.local"))['remote "team"']) == local
+    listed = cli("data", "remote", "list", "--json", cwd=project)
+    assert secret not in listed.stdout and clean in listed.stdout
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://ghp_wJalrXUtnSECRET@dvc.example.com/store", "https://***@dvc.example.com/store"),
+        ("azure://acct:wJalrXUtnSECRET@container/path", "azure://acct:***@container/path"),
+        ("https://dvc.example.com/store?token=wJalrXUtnSECRET", "https://dvc.example.com/store?token=***"),
+        ("s3://AKIA:wJalrXUtnSECRET@bucket:port/path", "s3://AKIA:***@bucket:port/path"),
+        ("s3://bucket/path#access_token=wJalrXUtnSECRET", "s3://bucket/path#access_token=***"),
+    ],
+)
+def test_remote_credentials_mlkit_cannot_place_are_refused(project: Path, cli, url, shown) -> None:
+    before = (project / ".dvc" / "config").read_text()
+    result = cli("data", "remote", "add", "team", url, cwd=project)
+    assert result.exit_code == 2, result.output
+    assert _errors(result) == [
+        f"error: the URL of remote 'team' carries credentials ({shown}), which .dvc/config would share "
+        "through git; nothing was written",
+        "hint: add the URL without them, then keep them out of git: `dvc remote modify --local team OPTION "
+        "VALUE` (.dvc/config.local), or the storage's environment variables",
+    ]
+    assert (project / ".dvc" / "config").read_text() == before
+    assert not (project / ".dvc" / "config.local").exists()
+    assert "wJalrXUtnSECRET" not in result.output
+
+
+def test_remote_endpoint_with_credentials_is_refused_and_listed_redacted(project: Path, cli) -> None:
+    result = cli("data", "remote", "add", "minio", "s3://bucket/p", "--endpoint-url",
+                 "http://admin:wJalrXUtnSECRET@127.0.0.1:9000", cwd=project)
+    assert result.exit_code == 2, result.output
+    assert _errors(result)[0] == (
+        "error: the endpoint URL of remote 'minio' carries credentials (http://admin:***@127.0.0.1:9000), "
+        "which .dvc/config would share through git; nothing was written")
+    # one written by hand (or by DVC) is listed redacted
+    subprocess.run([str(Path(sys.executable).with_name("dvc")), "remote", "add", "hand", "s3://b/p"], cwd=project,
+                   check=True, capture_output=True)
+    subprocess.run([str(Path(sys.executable).with_name("dvc")), "remote", "modify", "hand", "endpointurl",
+                    "http://admin:wJalrXUtnSECRET@127.0.0.1:9000"], cwd=project, check=True, capture_output=True)
+    listed = cli("data", "remote", "list", "--json", cwd=project)
+    assert "wJalrXUtnSECRET" not in listed.stdout
+    assert "http://admin:***@127.0.0.1:9000" in listed.stdout
 
 
 def test_remote_add_bad_input(project: Path, cli) -> None:
@@ -262,6 +335,48 @@ def test_add_path_outside_project(project: Path, cli, tmp_path: Path) -> None:
     assert _untouched(project) == before
 
 
+def _cache_objects(project: Path) -> list[str]:
+    return sorted(p.relative_to(project).as_posix() for p in (project / ".dvc" / "cache").rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize(
+    ("make", "argument", "link"),
+    [
+        (lambda d, o: (d / "victim.csv").symlink_to(o / "victim.csv"), "data/victim.csv", "data/victim.csv"),
+        (lambda d, o: (d / "linked").symlink_to(o), "data/linked", "data/linked"),
+        (lambda d, o: (d / "linked").symlink_to(o), "data/linked/victim.csv", "data/linked"),
+        (lambda d, o: ((d / "mixed").mkdir(), (d / "mixed" / "ok.csv").write_text("a\n1\n"),
+                       (d / "mixed" / "victim.csv").symlink_to(o / "victim.csv")),
+         "data/mixed", "data/mixed/victim.csv"),
+    ],
+)
+def test_add_refuses_a_symbolic_link_out_of_the_project(project: Path, cli, tmp_path: Path, make, argument,
+                                                         link) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "victim.csv"
+    victim.write_text("secret,1\n")
+    victim.chmod(0o640)
+    make(project / "data", outside)
+    destination = victim if link.endswith("victim.csv") else outside
+    before, cache = _untouched(project), _cache_objects(project)
+    result = cli("data", "add", argument, cwd=project)
+    assert result.exit_code == 2, result.output
+    assert _errors(result) == [
+        f"error: {link} is a symbolic link to {destination}, outside the project; nothing was added",
+        "hint: copy the data into the project instead of linking to it, then run `mlkit data add` again",
+    ]
+    assert _untouched(project) == before and _cache_objects(project) == cache
+    assert victim.read_text() == "secret,1\n" and (victim.stat().st_mode & 0o777) == 0o640
+    assert victim.stat().st_nlink == 1
+
+
+def test_add_accepts_a_symbolic_link_inside_the_project(project: Path, cli) -> None:
+    (project / "data/raw/current.csv").symlink_to(project / "data/raw/customers.csv")
+    result = cli("data", "add", "data/raw/current.csv", cwd=project)
+    assert result.exit_code == 0, result.output
+
+
 def test_add_path_tracked_by_git(project: Path, cli) -> None:
     _git(project, "add", "data/raw/customers.csv")
     before = _untouched(project)
@@ -315,6 +430,40 @@ def test_push_to_missing_remote_directory(project: Path, cli, tmp_path: Path) ->
         f"hint: create it (`mkdir -p {remote}`) or `mlkit data remote add local URL --default --force`",
     ]
     assert not remote.exists()
+
+
+def test_push_to_a_remote_that_is_a_file(project: Path, cli, tmp_path: Path) -> None:
+    remote = Path(data.remotes(load_project(project))[0]["url"])
+    shutil.rmtree(remote)
+    remote.write_text("not a folder")
+    for args in (("data", "push"), ("data", "pull")):
+        result = cli(*args, cwd=project)
+        assert result.exit_code == 2
+        assert _errors(result) == [
+            f"error: the DVC remote 'local' points to {remote}, which is a file, not a folder",
+            "hint: point the remote at a folder: `mlkit data remote add local URL --default --force`",
+        ]
+    assert remote.read_text() == "not a folder"
+
+
+def test_data_commands_without_dvc_set_up(project: Path, cli) -> None:
+    shutil.rmtree(project / ".dvc")
+    for args in (("data", "status"), ("data", "ls"), ("data", "push"), ("data", "add", "data/raw/customers.csv")):
+        result = cli(*args, cwd=project)
+        assert result.exit_code == 2, args
+        assert _errors(result) == [
+            f"error: DVC is not set up in {project} (no .dvc folder)",
+            "hint: run `dvc init` there, then `mlkit data remote add NAME URL --default`",
+        ]
+
+
+def test_dvc_loggers_stay_silent(project: Path, cli) -> None:
+    import logging
+
+    assert cli("data", "status", cwd=project).exit_code == 0
+    # importing dvc gives these loggers handlers that print raw `ERROR: ...` lines to stderr
+    for name in ("dvc", "dvc_data", "dvc_objects"):
+        assert not logging.getLogger(name).isEnabledFor(logging.ERROR), name
 
 
 def test_the_remote_in_mlkit_data_remote_is_the_default(project: Path, cli, tmp_path: Path,

@@ -147,6 +147,96 @@ def test_force_writes_into_a_non_empty_folder(cli, tmp_path):
     assert (target / ".git").is_dir()
 
 
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+USER_FILES = {
+    "src/mycode/main.py": b"print('mine')\n",
+    "data/my_raw_data.csv": b"a,b\n1,2\n",
+    "tests/test_mine.py": b"def test_mine():\n    assert True\n",
+    "notes.txt": b"mine",
+    "README.md": b"old readme",
+}
+
+
+def _write_user_files(target: Path) -> None:
+    for relative, content in USER_FILES.items():
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        (target / relative).write_bytes(content)
+
+
+def test_force_keeps_every_user_file_and_names_the_overwritten_ones(cli, tmp_path):
+    target = tmp_path / "churn"
+    _write_user_files(target)
+    result = cli("init", "churn", "--force", "--data-remote", str(tmp_path / "r"), "--json", cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    after = _files(target)
+    for relative, content in USER_FILES.items():
+        if relative != "README.md":
+            assert after[relative] == content, relative
+    assert after["README.md"] != USER_FILES["README.md"]
+    assert json.loads(result.stdout)["overwritten"] == ["README.md"]
+    assert (target / "src/churn/features.py").is_file() and (target / "tests/test_features.py").is_file()
+    assert (target / "data/breast_cancer.csv.dvc").is_file()
+
+
+def test_force_warns_about_overwritten_files(cli, tmp_path):
+    target = tmp_path / "churn"
+    _write_user_files(target)
+    result = cli("init", "churn", "--force", "--data-remote", str(tmp_path / "r"), cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "warning: --force replaced 1 file of yours with the template's: README.md" in result.stderr
+
+
+def test_interrupted_force_init_leaves_the_folder_as_it_was(tmp_path, monkeypatch):
+    from mlkit import scaffold
+
+    target = tmp_path / "churn"
+    _write_user_files(target)
+    before = _files(target)
+    real_move = scaffold._move
+    calls = []
+
+    def move(source, destination):
+        calls.append(destination)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        real_move(source, destination)
+
+    monkeypatch.setattr(scaffold, "_move", move, raising=False)
+    with pytest.raises(KeyboardInterrupt):
+        scaffold.init_project("churn", directory=target, force=True, data_remote=tmp_path / "r")
+    assert len(calls) == 4
+    assert _files(target) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["churn"]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda t: (t / "src").write_text("a file"),
+         "{t}/src is a file of yours where the template has a folder; nothing was changed"),
+        (lambda t: ((t / "elsewhere").mkdir(), (t / "data").symlink_to(t / "elsewhere")),
+         "{t}/data is a symbolic link where the template has a folder; nothing was changed"),
+        (lambda t: (t / "README.md").mkdir(),
+         "{t}/README.md is a folder of yours where the template has a file; nothing was changed"),
+    ],
+)
+def test_force_refuses_to_replace_a_folder_or_write_through_a_link(cli, tmp_path, make, message):
+    target = tmp_path / "churn"
+    target.mkdir()
+    (target / "notes.txt").write_text("mine")
+    make(target)
+    before = _files(target)
+    result = cli("init", "churn", "--force", "--data-remote", str(tmp_path / "r"), cwd=tmp_path)
+    assert result.exit_code == 2, result.output
+    assert error_line(result.stderr) == "error: " + message.format(t=target)
+    assert _files(target) == before
+    assert not (target / ".git").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["churn"]
+
+
 def test_force_refuses_an_existing_git_repository(cli, tmp_path):
     target = tmp_path / "churn"
     git.Repo.init(target)
@@ -265,3 +355,53 @@ def test_template_url_that_cannot_be_cloned_leaves_nothing(cli, tmp_path):
         f"error: mlkit init failed, nothing was created: could not clone template {url}: ")
     assert result.stderr.splitlines()[-1] == "hint: check the URL and your network, or clone it and pass the folder"
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+@pytest.mark.parametrize(("args", "start"), [
+    (["--dir", "/proc/churn"], "error: cannot create /proc/churn: "),
+    (["--dir", "/proc", "--force"], "error: cannot write into /proc: "),
+])
+def test_init_where_nothing_can_be_written_exits_2_before_any_work(cli, tmp_path, args, start):
+    before = sorted(Path("/").iterdir())
+    result = cli("init", "churn", *args, "--data-remote", str(tmp_path / "r"), cwd=tmp_path)
+    assert result.exit_code == 2, result.output
+    assert error_line(result.stderr).startswith(start)
+    assert "initialising" not in result.stderr
+    assert sorted(Path("/").iterdir()) == before and list(tmp_path.iterdir()) == []
+
+
+def test_sigterm_during_a_force_merge_undoes_it(tmp_path):
+    target = tmp_path / "churn"
+    _write_user_files(target)
+    before = _files(target)
+    script = f"""
+import os, signal, sys
+from pathlib import Path
+from mlkit import scaffold
+real, calls = scaffold._move, []
+def move(source, destination):
+    calls.append(destination)
+    if len(calls) == 4:
+        os.kill(os.getpid(), signal.SIGTERM)
+    real(source, destination)
+scaffold._move = move
+try:
+    scaffold.init_project("churn", directory=Path({str(target)!r}), force=True,
+                          data_remote=Path({str(tmp_path / 'r')!r}))
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 130, done.stderr
+    assert _files(target) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["churn"]
+
+
+def test_data_remote_that_is_a_file_exits_2_before_any_work(cli, tmp_path):
+    remote = tmp_path / "remote-file"
+    remote.write_text("x")
+    result = cli("init", "churn", "--data-remote", str(remote), cwd=tmp_path)
+    assert result.exit_code == 2, result.output
+    assert error_line(result.stderr) == f"error: --data-remote {remote} is a file, not a folder"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["remote-file"]

@@ -32,6 +32,7 @@ def test_valid_names_become_packages(name, package):
                         "'-' and '_'"),
         ("class", "project name 'class' cannot become a Python package ('class' is a keyword)"),
         ("json", "project name 'json' would make a package 'json' that shadows Python's standard library"),
+        ("a" * 300, "project name is 300 characters long; at most 100 are allowed"),
     ],
 )
 def test_invalid_names_are_refused_with_the_rule(name, message):
@@ -86,3 +87,34 @@ def test_a_package_name_answer_is_the_package_init_reports(cli, tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["package"] == "churn_core"
     assert (tmp_path / "churn" / "src" / "churn_core" / "features.py").is_file()
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("model_name", "churn\nentrypoint: x", "--set model_name: control characters (newlines, tabs, ...) are not "
+                                                "allowed in answers"),
+        ("target", "a\u2028b", "--set target: control characters (newlines, tabs, ...) are not allowed in answers"),
+        ("target", "label\u202e", "--set target: control characters (newlines, tabs, ...) are not allowed in answers"),
+        ("model_name", "{{ 7 * 7 }}", "--set model_name: must start with a letter or digit and contain only "
+                                      "letters, digits, '.', '-' and '_'"),
+        ("target", "{% if 1 %}x{% endif %}", "--set target: '{{', '{%' and '{#' are not allowed: answers are data, "
+                                             "not templates"),
+        ("model_name", "m" * 101, "--set model_name: is 101 characters long; at most 100 are allowed"),
+    ],
+)
+def test_hostile_answers_are_refused(key, value, message):
+    from mlkit.scaffold import check_answer
+
+    with pytest.raises(UsageError) as info:
+        check_answer(key, value)
+    assert info.value.message == message
+    assert info.value.exit_code == ExitCode.USAGE
+
+
+@pytest.mark.parametrize(("key", "value"), [("target", 'label: "yes" # x'), ("model_name", "churn.v2"),
+                                            ("target", "ünïcode 😀")])
+def test_plain_answers_pass(key, value):
+    from mlkit.scaffold import check_answer
+
+    check_answer(key, value)

@@ -26,7 +26,16 @@ from __future__ import annotations
 
 from mlkit.engines.dvc.cache import gc, in_cache, share_cache
 from mlkit.engines.dvc.progress import ProgressCallback, ProgressEvent
-from mlkit.engines.dvc.remote import RemoteInfo, add_remote, fetch, fetch_raw, pull, push, remotes
+from mlkit.engines.dvc.remote import (
+    RemoteInfo,
+    add_remote,
+    fetch,
+    fetch_raw,
+    pull,
+    push,
+    remotes,
+    split_credentials,
+)
 from mlkit.engines.dvc.repo import (
     DEFAULT_LOCK_TIMEOUT_S,
     ENV_REMOTE_NAME,
@@ -52,5 +61,6 @@ __all__ = [
     "DEFAULT_LOCK_TIMEOUT_S", "ENV_REMOTE_NAME", "Output", "ProgressCallback", "ProgressEvent", "RemoteInfo",
     "add", "add_remote", "checkout_workspace", "commit_stage", "describe", "environment_remote", "fetch",
     "fetch_raw", "gc", "in_cache", "init_repo", "open_repo", "outputs", "pull", "push", "quiet_dvc_logger",
-    "remotes", "share_cache", "track", "track_and_commit_stage", "working_directory", "workspace_hashes",
+    "remotes", "share_cache", "split_credentials", "track", "track_and_commit_stage", "working_directory",
+    "workspace_hashes",
 ]

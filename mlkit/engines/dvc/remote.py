@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from mlkit import constants as C
 from mlkit.engines.dvc.cache import cache_for, complete
@@ -14,6 +15,7 @@ from mlkit.engines.dvc.links import no_reflink_unless, reflink_works, skip_unsup
 from mlkit.engines.dvc.progress import ProgressCallback, forward_progress
 from mlkit.engines.dvc.repo import DEFAULT_LOCK_TIMEOUT_S, ENV_REMOTE_NAME, locked, open_repo, transfer_stats, translate
 from mlkit.errors import OperationError, UsageError, first_line
+from mlkit.uris import is_secret_param, redact
 
 
 @dataclass(frozen=True)
@@ -109,15 +111,87 @@ def remotes(root: Path) -> list[RemoteInfo]:
     return sorted(found, key=lambda r: (not r.default, r.name))
 
 
+# Credentials a remote URL may carry, as the options of DVC's remotes that hold them in config.local.
+_USERINFO_OPTIONS = {"s3": ("access_key_id", "secret_access_key"), "http": ("user", "password"),
+                     "https": ("user", "password"), "webdav": ("user", "password"),
+                     "webdavs": ("user", "password"), "ssh": ("user", "password")}
+_QUERY_OPTIONS = {"s3": {"access_key": "access_key_id", "access_key_id": "access_key_id",
+                         "aws_access_key_id": "access_key_id", "secret_key": "secret_access_key",
+                         "secret_access_key": "secret_access_key", "aws_secret_access_key": "secret_access_key",
+                         "session_token": "session_token", "aws_session_token": "session_token"}}
+
+
+def split_credentials(name: str, url: str) -> tuple[str, dict[str, str]]:
+    """(the URL without credentials, DVC options holding them) for a remote's URL.
+
+    The options go to `.dvc/config.local`, which DVC keeps out of git. Credentials DVC has no option for
+    here (a token as the user name, a secret query parameter of another storage) are refused.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        # nothing can be taken out of it safely: refused if it shows credentials, else DVC judges it
+        if redact(url) != url:
+            raise _credentials_refused(name, url) from None
+        return url, {}
+    scheme = parts.scheme.lower()
+    options: dict[str, str] = {}
+    netloc = parts.netloc
+    unplaced = False
+    if "@" in netloc:
+        userinfo, _, netloc = netloc.rpartition("@")
+        user, colon, password = userinfo.partition(":")
+        names = _USERINFO_OPTIONS.get(scheme)
+        if names and colon and user:
+            options[names[0]], options[names[1]] = unquote(user), unquote(password)
+            if scheme in ("http", "https"):
+                options["auth"] = "basic"
+        elif not colon and scheme not in ("http", "https"):
+            netloc = parts.netloc  # ssh://user@host: an account name, not a credential
+        else:
+            unplaced = True  # https://TOKEN@host, or a password DVC has no option for here
+    kept = []
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        option = _QUERY_OPTIONS.get(scheme, {}).get(key.lower())
+        if option:
+            options[option] = value
+        elif is_secret_param(key):
+            unplaced = True
+        else:
+            kept.append((key, value))
+    if not options and netloc == parts.netloc:
+        clean = url
+    else:
+        query = urlencode(kept) if len(kept) != len(parse_qsl(parts.query, keep_blank_values=True)) else parts.query
+        clean = urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    if unplaced or redact(clean) != clean:  # whatever redaction would hide must not reach .dvc/config
+        raise _credentials_refused(name, url)
+    return clean, options
+
+
+def _credentials_refused(name: str, url: str) -> UsageError:
+    return UsageError(f"the URL of remote {name!r} carries credentials ({redact(url)}), which .dvc/config "
+                      "would share through git; nothing was written",
+                      hint=f"add the URL without them, then keep them out of git: `dvc remote modify --local "
+                           f"{name} OPTION VALUE` (.dvc/config.local), or the storage's environment variables")
+
+
 def add_remote(root: Path, name: str, url: str, *, default: bool = False, endpoint_url: str | None = None,
-               force: bool = False) -> Path:
-    """Write a remote to the project's `.dvc/config` (the file git shares); returns that file."""
+               force: bool = False, credentials: dict[str, str] | None = None) -> tuple[Path, Path | None]:
+    """Write a remote to the project's `.dvc/config` (the file git shares) and its ``credentials`` (DVC
+    option -> value, see :func:`split_credentials`) to `.dvc/config.local` (git-ignored by DVC).
+
+    Returns the two files; the second is None when there were no credentials.
+    """
     from dvc.config import ConfigError as DvcConfigError
 
     with open_repo(root) as repo:
         if name in repo.config["remote"] and not force:
             raise UsageError(f"a DVC remote named {name!r} already exists",
                              hint="pass --force to replace it, or list them with `mlkit data remote list`")
+        shared = Path(repo.config.files["repo"])
+        before = shared.read_bytes() if shared.exists() else None
         try:
             with repo.config.edit("repo") as conf:
                 entry: dict[str, Any] = {"url": url}
@@ -126,10 +200,16 @@ def add_remote(root: Path, name: str, url: str, *, default: bool = False, endpoi
                 conf["remote"][name] = entry
                 if default:
                     conf["core"]["remote"] = name
+            if credentials:
+                # validated against the merged settings, so after the URL is in .dvc/config
+                with repo.config.edit("local") as conf:
+                    conf["remote"][name] = dict(credentials)
         except DvcConfigError as exc:
+            if before is not None and credentials:
+                shared.write_bytes(before)
             raise UsageError(f"DVC rejected remote {name!r}: {first_line(exc)}",
                              hint="check the URL, e.g. /mnt/storage/dvc or s3://bucket/path") from exc
-        return Path(repo.config.files["repo"])
+        return shared, Path(repo.config.files["local"]) if credentials else None
 
 
 def _usable_remote(repo: Any, remote: str | None, *, write: bool = True) -> tuple[str, Path | None]:
@@ -151,6 +231,11 @@ def _usable_remote(repo: Any, remote: str | None, *, write: bool = True) -> tupl
     path = Path(found.path)
     other = (f"or set {C.ENV_DATA_REMOTE} to another one" if found.name == ENV_REMOTE_NAME
              else f"or `mlkit data remote add {found.name} URL --default --force`")
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"the DVC remote {found.name!r} points to {path}, which is a file, not a folder",
+                         hint="point the remote at a folder: " + (
+                             f"set {C.ENV_DATA_REMOTE} to another one" if found.name == ENV_REMOTE_NAME
+                             else f"`mlkit data remote add {found.name} URL --default --force`"))
     if not path.is_dir():
         raise UsageError(f"the DVC remote {found.name!r} points to {path}, which does not exist",
                          hint=f"create it (`mkdir -p {path}`) {other}")

@@ -15,15 +15,20 @@ from typing import Any
 
 from mlkit import constants as C
 from mlkit.errors import MlkitError, OperationError, UsageError, first_line
+from mlkit.uris import redact_text
+
+# importing dvc gives each of these loggers handlers that print raw `ERROR: ...` lines to stderr
+_DVC_LOGGERS = ("dvc", "dvc_data", "dvc_objects")
 
 
 def quiet_dvc_logger() -> None:
     """DVC logs to the root handlers even when a call fails; keep it out of mlkit's output."""
-    logger = logging.getLogger("dvc")
-    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
-        logger.addHandler(logging.NullHandler())
-    logger.propagate = False
-    logger.setLevel(logging.CRITICAL)
+    for name in _DVC_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+            logger.addHandler(logging.NullHandler())
+        logger.propagate = False
+        logger.setLevel(logging.CRITICAL)
 
 
 @contextmanager
@@ -59,13 +64,18 @@ def environment_remote(environ: Mapping[str, str] | None = None) -> dict[str, An
 def open_repo(root: Path, config: dict[str, Any] | None = None) -> Iterator[Any]:
     """A fresh DVC ``Repo`` for one operation, closed afterwards (``config`` overrides settings, and so
     does ``$MLKIT_DATA_REMOTE``)."""
+    from dvc.exceptions import NotDvcRepoError
     from dvc.repo import Repo
 
     quiet_dvc_logger()
     from_environment = environment_remote()
     if from_environment is not None:
         config = {**from_environment, **(config or {})}
-    repo = Repo(str(root), config=config)
+    try:
+        repo = Repo(str(root), config=config)
+    except NotDvcRepoError:
+        raise UsageError(f"DVC is not set up in {root} (no .dvc folder)",
+                         hint="run `dvc init` there, then `mlkit data remote add NAME URL --default`") from None
     try:
         yield repo
     finally:
@@ -150,13 +160,20 @@ def _relative_to(root: Path, path: str) -> str:
         return path
 
 
-def translate(exc: BaseException, doing: str, root: Path | None = None) -> Exception:
+def translate(exc: BaseException, doing: str, root: Path | None = None) -> MlkitError:
     """A DVC exception as an mlkit error with a hint; mlkit's own errors pass through."""
+    if isinstance(exc, MlkitError):
+        return exc
+    translated = _translate(exc, doing, root)
+    # DVC names remotes by URL in its messages: never with their credentials
+    translated.message = redact_text(translated.message)
+    return translated
+
+
+def _translate(exc: BaseException, doing: str, root: Path | None) -> MlkitError:
     from dvc.exceptions import CheckoutError, ConfirmRemoveError, DvcException, OutputDuplicationError
     from dvc.output import OutputAlreadyTrackedError
 
-    if isinstance(exc, MlkitError):
-        return exc
     if isinstance(exc, OutputAlreadyTrackedError):
         return UsageError(f"{first_line(exc)}; DVC cannot track what git tracks",
                           hint="run `git rm -r --cached PATH` first, then `mlkit data add PATH`")
