@@ -68,7 +68,7 @@ def wheel(session: nox.Session) -> None:
     tmp = Path(session.create_tmp()).resolve()
     dist = tmp / "dist"
     session.run("python", "-m", "build", "--wheel", "--installer", "uv", "--outdir", str(dist), str(ROOT))
-    wheels = sorted(dist.glob("mlkit-*.whl"))
+    wheels = sorted(dist.glob("mlkit_ops-*.whl"))
     session.run("python", "scripts/check_wheel.py", str(wheels[-1]))
     venv = tmp / "fresh-venv"
     session.run("uv", "venv", "--quiet", "--clear", "--python", sys.executable, str(venv))
