@@ -34,6 +34,7 @@ FILES: dict[str, tuple[tuple[str, str], ...]] = {
         (".github/workflows/mlkit.yml", "github/mlkit.yml.j2"),
         (".github/workflows/mlkit-promote.yml", "github/mlkit-promote.yml.j2"),
         (".github/workflows/mlkit-retrain.yml", "github/mlkit-retrain.yml.j2"),
+        (".github/dependabot.yml", "github/dependabot.yml.j2"),
     ),
     "gitlab": ((".gitlab-ci.yml", "gitlab/gitlab-ci.yml.j2"),),
 }
@@ -56,6 +57,12 @@ ACTIONS = {
     "setup_python": PinnedAction("actions/setup-python", "a309ff8b426b58ec0e2a45f0f869d46889d02405",
                                  "v6.2.0"),
 }
+
+# The distribution mlkit is published as (the import and the command stay `mlkit`): the pin written into
+# a new project's requirements.txt and the line `ci.install` replaces there.
+DISTRIBUTION = "mlkit-ops"
+# the page of mlkit's documentation the generated notices point to
+DOCS_PAGE = "mlkit docs, ci.md: Secrets and environments"
 
 # ci.secrets field -> the environment variable the generated jobs set from that secret
 SECRET_VARIABLES = {
@@ -88,6 +95,9 @@ class CISettings:
     oidc_aws_role: str | None = None  # assumed with the CI's OIDC token instead of stored keys
     oidc_aws_region: str | None = None
     oidc_audience: str = "sts.amazonaws.com"
+    install: str | None = None  # pip requirement replacing requirements.txt's mlkit line
+    index_url_secret: str | None = None  # secret holding PIP_EXTRA_INDEX_URL for the install step
+    pull_request_environment: str = "pull-request"
 
     @classmethod
     def from_config(cls, config: MlkitConfig) -> CISettings:
@@ -96,7 +106,9 @@ class CISettings:
             model=config.model.name, provider=ci.provider, python=ci.python,
             default_branch=ci.default_branch, schedule=ci.schedule,
             production_environment=ci.production_environment, stages=tuple(config.stages),
-            secrets=_secret_pairs(ci.secrets.model_dump()),
+            secrets=_secret_pairs(ci.secrets.model_dump()) + tuple(ci.secrets.env.items()),
+            install=ci.install, index_url_secret=ci.secrets.index_url,
+            pull_request_environment=ci.pull_request_environment,
             **({"oidc_aws_role": ci.oidc.aws_role, "oidc_aws_region": ci.oidc.aws_region,
                 "oidc_audience": ci.oidc.audience} if ci.oidc else {}),
         )
@@ -109,6 +121,9 @@ class CISettings:
             "first_stage": self.stages[0], "production_stage": self.stages[-1],
             "previous_stage": self.stages[-2] if len(self.stages) > 1 else None,
             "secrets": [list(pair) for pair in self.secrets], "actions": ACTIONS,
+            "install": self.install, "index_url_secret": self.index_url_secret, "distribution": DISTRIBUTION,
+            "pull_request_environment": self.pull_request_environment, "docs_page": DOCS_PAGE,
+            "secret_names": dict((variable, secret) for variable, secret in self.secrets),
             "data_remote_from_secret": any(variable == C.ENV_DATA_REMOTE for variable, _ in self.secrets),
             "oidc": {"aws_role": self.oidc_aws_role, "aws_region": self.oidc_aws_region,
                      "audience": self.oidc_audience} if self.oidc_aws_role else None,
@@ -380,6 +395,6 @@ def _scalar(value: Any) -> str:
 
 
 __all__: Sequence[str] = (
-    "ACTIONS", "FILES", "PROVIDERS", "CIFile", "CIOutOfDateError", "CIResult", "CISettings", "check_provider",
-    "export_result", "generate", "generate_for_new_project", "is_generated", "render",
+    "ACTIONS", "DISTRIBUTION", "FILES", "PROVIDERS", "CIFile", "CIOutOfDateError", "CIResult", "CISettings",
+    "check_provider", "export_result", "generate", "generate_for_new_project", "is_generated", "render",
 )

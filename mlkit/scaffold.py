@@ -315,6 +315,17 @@ def _write_ci_files(project: Path) -> None:
     ci.generate_for_new_project(project)
 
 
+# --- CI reachability of the data remote ---
+def local_remote_notice(data_remote: str | None) -> str | None:
+    """One line telling that the DVC remote is a folder on this machine, which CI runners cannot reach."""
+    if not data_remote or "://" in data_remote:
+        return None
+    return (f"the DVC remote {data_remote} is a folder on this machine: CI runners cannot reach it. Before "
+            "the first push, add a shared one and send the data: `mlkit data remote add storage "
+            "s3://BUCKET/PATH --default && mlkit data push` (docs: ci.md)")
+# --- end ---
+
+
 def _default_remote(slug: str) -> Path:
     from platformdirs import user_cache_dir
 

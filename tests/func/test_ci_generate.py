@@ -18,6 +18,7 @@ from mlkit import ci
 
 BIN = Path(sys.executable).parent
 GITHUB_FILES = [path for path, _ in ci.FILES["github"]]
+WORKFLOW_FILES = [path for path in GITHUB_FILES if path.startswith(".github/workflows/")]
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +67,7 @@ def test_init_commits_the_ci_files_and_they_match_mlkit_yaml(cli, base_projects)
         assert sorted(repo.git.ls_files(".github").splitlines()) == sorted(GITHUB_FILES)
         result = cli("ci", "generate", "--check", cwd=root)
         assert result.exit_code == 0, result.output
-        assert result.stdout.count("up to date") == 3
+        assert result.stdout.count("up to date") == 4
         assert repo.git.status("--porcelain") == ""
 
 
@@ -98,7 +99,7 @@ def test_check_shows_a_diff_and_exits_1_when_mlkit_yaml_changed(cli, project):
     result = cli("ci", "generate", cwd=project)
     assert result.exit_code == 0, result.output
     assert result.stdout.count("regenerated") == 3
-    assert all('python-version: "3.12"' in text for text in read(project, GITHUB_FILES).values())
+    assert all('python-version: "3.12"' in text for text in read(project, WORKFLOW_FILES).values())
     assert cli("ci", "generate", "--check", cwd=project).exit_code == 0
 
 
@@ -121,9 +122,9 @@ def test_hand_edited_files_are_kept_without_force(cli, project):
     statuses = {f["path"]: f["status"] for f in json.loads(result.stdout)["files"]}
     assert statuses == {".github/workflows/mlkit.yml": "replaced",
                         ".github/workflows/mlkit-promote.yml": "updated",
-                        ".github/workflows/mlkit-retrain.yml": "updated"}
+                        ".github/workflows/mlkit-retrain.yml": "updated", ".github/dependabot.yml": "unchanged"}
     assert "-q -x" not in workflow.read_text()
-    assert all('python-version: "3.12"' in text for text in read(project, GITHUB_FILES).values())
+    assert all('python-version: "3.12"' in text for text in read(project, WORKFLOW_FILES).values())
 
 
 def test_a_file_without_the_header_counts_as_hand_written(cli, project):
@@ -172,7 +173,7 @@ def test_unknown_provider_exits_2(cli, project):
      "arn:aws:iam::123456789012:role/mlkit-ci"),
     ("production_environment: production", "production_environment: production\n  runner: big",
      "mlkit.yaml: ci.runner: unknown field; allowed: provider, python, default_branch, schedule, "
-     "production_environment, secrets, oidc"),
+     "production_environment, install, pull_request_environment, secrets, oidc"),
 ])
 def test_bad_ci_settings_exit_2_and_write_nothing(cli, project, old, new, message):
     before = read(project, GITHUB_FILES)
@@ -213,7 +214,10 @@ def test_export_writes_gitlab_reports(cli, tmp_path):
 
 def _validate(root: Path, provider: str) -> None:
     if provider == "github":
-        files = [str(root / p) for p in GITHUB_FILES]
+        files = [str(root / p) for p in WORKFLOW_FILES]
+        dependabot = subprocess.run([str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.dependabot",
+                                     str(root / ".github/dependabot.yml")], capture_output=True, text=True)
+        assert dependabot.returncode == 0, dependabot.stdout + dependabot.stderr
         schema = subprocess.run([str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows",
                                  *files], capture_output=True, text=True)
         assert schema.returncode == 0, schema.stdout + schema.stderr
