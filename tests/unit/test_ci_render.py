@@ -391,4 +391,17 @@ def test_one_rule_for_a_refused_gate():
 def test_dependabot_keeps_the_action_pins_current():
     data = yaml.safe_load(ci.render(settings(), "github")[".github/dependabot.yml"])
     assert data["updates"] == [{"package-ecosystem": "github-actions", "directory": "/",
-                                "schedule": {"interval": "weekly"}}]
+                                "schedule": {"interval": "weekly"}, "cooldown": {"default-days": 7}}]
+
+
+def test_the_digest_leaves_the_action_pins_out():
+    text = ci.render(settings(), "github")[".github/workflows/mlkit.yml"]
+    checkout = ci.ACTIONS["checkout"]
+    moved = text.replace(checkout.uses, f"{checkout.repository}@{'f' * 40}").replace(checkout.version, "v7.0.0")
+    assert moved != text and ci.is_generated(moved)
+    assert ci._keep_newer_pins(text, moved) == moved
+    assert ci._keep_newer_pins(moved, text) == moved  # the newer release wins either way
+    # a file written before the pins left the digest (digest of the whole body) is still recognised
+    body = text.split("\n", 3)[3]
+    old_header = [*text.split("\n", 3)[:2], f"# mlkit-digest: sha256:{ci._digest(body, raw=True)}"]
+    assert ci.is_generated("\n".join(old_header) + "\n" + body)
