@@ -1,6 +1,10 @@
 """The generated GitHub workflows played job by job from fresh clones of a pushed repository, as a runner
 would run them, with mlkit installed through the generated install step from the wheel of this checkout
-and PyPI out of reach (tests/_ciplay.py says how)."""
+and PyPI out of reach (tests/_ciplay.py says how).
+
+The scenarios follow one project's life and run in the order of this file: the first push, a pull
+request, the push once the secrets are set (staging), the data out of reach, a retraining with nothing
+new, the approval to production, then new data (a new version) and a pull request compared with it."""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ pytestmark = pytest.mark.slow
 MLKIT = str(Path(sys.executable).with_name("mlkit"))
 MAIN = ".github/workflows/mlkit.yml"
 RETRAIN = ".github/workflows/mlkit-retrain.yml"
+PROMOTE = ".github/workflows/mlkit-promote.yml"
 
 
 @dataclass
@@ -110,6 +115,12 @@ def test_the_first_push_is_green_without_secrets(lab):
     assert release.environment == "staging"
     assert [u.split("@")[0] for u in jobs["test"].uses] == ["actions/checkout", "actions/setup-python"]
     assert "1 passed" in jobs["test"].step("Test").output  # the template's tests need no data
+
+    # the scheduled retraining is green too: trained and reported, promotion skipped with the same notice
+    retrain = lab.runner("first-retrain").play(lab.workflow(RETRAIN), Event("schedule", "refs/heads/main", sha))
+    assert statuses(retrain) == {"retrain": "success"}
+    assert retrain["retrain"].step("Train").status == "success"
+    assert annotations(retrain) == annotations(jobs)
 
 
 def test_a_pull_request_gets_one_comment_updated_in_place(lab):
@@ -218,3 +229,56 @@ def test_a_scheduled_retrain_with_unchanged_inputs_adds_no_version(lab, staged):
     shown = lab.mlkit("models", "show", "churn", "--json",
                       env={"MLKIT_TRACKING_URI": secrets["staging"]["MLFLOW_TRACKING_URI"]})
     assert json.loads(shown.stdout)["version"] == "1"
+
+
+def test_approval_new_data_and_a_pull_request_against_production(lab, staged):
+    _, secrets, _ = staged
+    tracking = {"MLKIT_TRACKING_URI": secrets["staging"]["MLFLOW_TRACKING_URI"]}
+    # a person runs the promotion workflow; the production environment's reviewers approve the job
+    production = {"production": {"MLFLOW_TRACKING_URI": tracking["MLKIT_TRACKING_URI"]}}
+    inputs = {"model": "churn", "version": "", "stage": "production"}
+    jobs = lab.runner("approval", production).play(
+        lab.workflow(PROMOTE), Event("workflow_dispatch", "refs/heads/main", lab.git("rev-parse", "HEAD"), inputs))
+    assert statuses(jobs) == {"promote": "skipped", "promote-production": "success"}
+    assert jobs["promote-production"].environment == "production"
+    assert "### Promotion of churn version 1 to production: promoted" in jobs["promote-production"].summary
+    assert json.loads(lab.mlkit("models", "show", "churn@production", "--json", env=tracking).stdout)["version"] == "1"
+
+    # new rows in the data: versioned, pushed to the shared remote, committed
+    data = lab.project / "data" / "breast_cancer.csv"
+    lines = data.read_text().splitlines(keepends=True)
+    data.write_text("".join(lines + lines[1:41]))
+    shared = {"MLKIT_DATA_REMOTE": secrets["staging"]["DVC_REMOTE_URL"]}
+    added = lab.mlkit("data", "add", "data/breast_cancer.csv", "--commit", "-m", "40 more rows", env=shared)
+    assert added.returncode == 0, added.stderr
+    pushed = lab.mlkit("data", "push", env=shared)
+    assert pushed.returncode == 0, pushed.stderr
+    lab.git("push", "-q", "origin", "main")
+    # the push itself trains too; here the schedule comes first and sees the new data
+    jobs = lab.runner("retrain-new-data", secrets).play(
+        lab.workflow(RETRAIN), Event("schedule", "refs/heads/main", lab.git("rev-parse", "HEAD")))
+    retrain = jobs["retrain"]
+    assert retrain.status == "success" and retrain.step("Train").status == "success"
+    assert "### Promotion of churn version 2 to staging: promoted" in retrain.summary
+    assert json.loads(lab.mlkit("models", "show", "churn@staging", "--json", env=tracking).stdout)["version"] == "2"
+
+    # a pull request is now compared with the production model: every metric with its change
+    lab.git("checkout", "-q", "-b", "deeper")
+    params = lab.project / "params.yaml"
+    params.write_text(params.read_text().replace("max_depth: 4", "max_depth: 6"))
+    lab.git("commit", "-qam", "deeper trees")
+    lab.git("push", "-q", "-f", "origin", "HEAD:refs/pull/8/merge")
+    read_only = {"pull-request": {"MLFLOW_TRACKING_URI": tracking["MLKIT_TRACKING_URI"],
+                                  "DVC_REMOTE_URL": secrets["staging"]["DVC_REMOTE_URL"]}}
+    event = Event("pull_request", "refs/pull/8/merge", lab.git("rev-parse", "HEAD"), pull_request=8)
+    jobs = lab.runner("pull-request-against-production", read_only).play(lab.workflow(MAIN), event)
+    lab.git("checkout", "-q", "main")
+    assert statuses(jobs) == {"test": "success", "review": "success", "comment": "success", "release": "skipped"}
+    comparison = jobs["review"].outputs["comparison"]
+    assert comparison.startswith("### churn: this run against production\n\n| metric | production (")
+    rows = [line.split(" | ") for line in comparison.splitlines() if line.startswith("| f1 | ")]
+    assert len(rows) == 1 and rows[0][3].startswith(("+", "-"))  # the change of f1
+    assert "\n| param | estimator.max_depth | 4 | 6 |\n" in comparison
+    assert "\nTiming (not compared): fit_seconds " in comparison
+    # the pull request registered nothing
+    assert json.loads(lab.mlkit("models", "show", "churn", "--json", env=tracking).stdout)["version"] == "2"
