@@ -459,3 +459,162 @@ class _Context:
         if whole:
             return evaluate(whole.group(1), self.lookup)
         return _EXPR.sub(lambda m: render(evaluate(m.group(1), self.lookup)), value)
+
+
+# --- GitLab ----------------------------------------------------------------------------------------
+
+CURL_STUB = r'''#!PYTHON
+"""A stand-in for curl against GitLab's merge request notes API: records calls, keeps the notes."""
+import json, os, sys
+from pathlib import Path
+
+state = Path(os.environ["CURL_STUB_STATE"])
+data = json.loads(state.read_text()) if state.exists() else {"calls": [], "notes": [], "next_id": 500}
+args = sys.argv[1:]
+method = args[args.index("-X") + 1] if "-X" in args else "GET"
+url = next(a for a in args if a.startswith("http"))
+body = json.loads(args[args.index("--data") + 1]) if "--data" in args else None
+headers = [args[i + 1] for i, a in enumerate(args) if a == "--header"]
+data["calls"].append({"method": method, "url": url, "headers": headers})
+path = url.split("/api/v4/", 1)[1].split("?", 1)[0]
+parts = path.split("/")
+out = ""
+if parts[-1] == "notes" and method == "GET":
+    out = json.dumps([n for n in data["notes"] if n["mr"] == parts[-2]])
+elif parts[-1] == "notes" and method == "POST":
+    data["notes"].append({"id": data["next_id"], "mr": parts[-2], "body": body["body"]})
+    data["next_id"] += 1
+    out = "{}"
+elif parts[-2] == "notes" and method == "PUT":
+    (note,) = [n for n in data["notes"] if str(n["id"]) == parts[-1]]
+    note["body"] = body["body"]
+    out = "{}"
+else:
+    raise SystemExit(f"curl stub: unexpected call {args}")
+state.write_text(json.dumps(data))
+sys.stdout.write(out)
+'''
+
+
+def install_curl_stub(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    stub = folder / "curl"
+    stub.write_text(CURL_STUB.replace("#!PYTHON", f"#!{sys.executable}", 1))
+    stub.chmod(0o755)
+    return folder
+
+
+_VARIABLE = re.compile(r"\$(\w+)")
+
+
+def gitlab_rule(expression: str, variables: Mapping[str, str]) -> bool:
+    """A GitLab `rules: if:` of the simple forms: $VAR, "string", ==, !=, &&, ||."""
+    translated = _VARIABLE.sub(r"var.\1", expression).replace('"', "'")
+    return truthy(evaluate(translated, lambda ref: variables.get(ref.removeprefix("var."))))
+
+
+@dataclass
+class GitLabJob:
+    name: str
+    status: str  # success, failed, warning (an allowed exit code), skipped, manual (not started)
+    output: str = ""
+    dotenv: dict[str, str] = field(default_factory=dict)
+    environment: str | None = None
+    artifacts: dict[str, str] = field(default_factory=dict)  # artifacts:paths files (text) by path
+
+
+@dataclass
+class GitLabRunner:
+    """Plays a `.gitlab-ci.yml` pipeline; ``variables`` are the project's CI/CD variables."""
+
+    repository: Path
+    work: Path
+    wheelhouse: Path
+    dependencies: Path
+    stubs: Path
+    variables: Mapping[str, str] = field(default_factory=dict)
+
+    def play(self, pipeline_file: Path, source: str, sha: str, *, branch: str = "", merge_request: str = "",
+             manual: tuple[str, ...] = ()) -> dict[str, GitLabJob]:
+        pipeline = yaml.safe_load(pipeline_file.read_text())
+        predefined = {"CI": "true", "GITLAB_CI": "true", "CI_PIPELINE_SOURCE": source, "CI_COMMIT_SHA": sha,
+                      "CI_COMMIT_BRANCH": branch, "CI_MERGE_REQUEST_IID": merge_request,
+                      "CI_API_V4_URL": "https://gitlab.example/api/v4", "CI_PROJECT_ID": "42",
+                      "CI_DEFAULT_BRANCH": "main"}
+        context = {**self.variables, **{k: v for k, v in predefined.items() if v}}
+        assert self._admitted(pipeline["workflow"]["rules"], context) == "always", "no pipeline"
+        jobs = {name: self._resolve(pipeline, job) for name, job in pipeline.items()
+                if isinstance(job, dict) and "script" in job and not name.startswith(".")}
+        results: dict[str, GitLabJob] = {}
+        for stage in pipeline["stages"]:
+            for name, job in jobs.items():
+                if job.get("stage", "test") != stage:
+                    continue
+                when = self._admitted(job["rules"], context) if "rules" in job else "always"
+                needs = job.get("needs") or []
+                if when == "never" or any(results.get(n) is None or results[n].status in ("failed", "skipped")
+                                          for n in needs):
+                    results[name] = GitLabJob(name, "skipped")
+                elif when == "manual" and name not in manual:
+                    results[name] = GitLabJob(name, "manual")
+                else:
+                    dotenv = {k: v for n in needs for k, v in results[n].dotenv.items()}
+                    results[name] = self._job(name, job, pipeline, {**context, **dotenv}, sha,
+                                              [results[n].artifacts for n in needs])
+        return results
+
+    @staticmethod
+    def _admitted(rules: list[dict[str, Any]], variables: Mapping[str, str]) -> str:
+        for rule in rules:
+            if "if" not in rule or gitlab_rule(rule["if"], variables):
+                return rule.get("when", "always")
+        return "never"
+
+    @staticmethod
+    def _resolve(pipeline: Mapping[str, Any], job: dict[str, Any]) -> dict[str, Any]:
+        if "extends" in job:
+            return {**pipeline[job["extends"]], **job}
+        return job
+
+    def _job(self, name: str, job: dict[str, Any], pipeline: dict[str, Any], variables: dict[str, str],
+             sha: str, artifacts: list[dict[str, str]]) -> GitLabJob:
+        folder = self.work / name
+        folder.mkdir(parents=True)
+        project = folder / "project"
+        subprocess.run(["git", "clone", "-q", "--no-checkout", f"file://{self.repository}", str(project)],
+                       check=True)
+        # GitLab's runner fetches merge request heads too
+        subprocess.run(["git", "fetch", "-q", "origin", "+refs/merge-requests/*:refs/remotes/origin/merge-requests/*"],
+                       cwd=project, check=True)
+        subprocess.run(["git", "checkout", "-q", "--detach", sha], cwd=project, check=True)
+        for files in artifacts:  # `needs` downloads the artifacts of those jobs
+            for relative, text in files.items():
+                (project / relative).write_text(text)
+        bin_dir = make_job_python(folder / "python", self.dependencies)
+        env = {
+            "PATH": os.pathsep.join([str(self.stubs), str(bin_dir), "/usr/local/bin", "/usr/bin", "/bin"]),
+            "HOME": str(folder / "home"), "LANG": "C.UTF-8", "CI_PROJECT_DIR": str(project), "TMPDIR": str(folder),
+            "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(self.wheelhouse), "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            "CURL_STUB_STATE": str(self.work.parent / "curl-state.json"),
+            **{k: str(v) for k, v in (pipeline.get("variables") or {}).items()},
+            **{k: str(v) for k, v in (job.get("variables") or {}).items()},
+            **variables,
+        }
+        before = job.get("before_script", pipeline["default"]["before_script"])
+        script = "\n".join([*before, *job["script"]]) + "\n"
+        # the pip cache path is made relative to the clone, as GitLab expands $CI_PROJECT_DIR
+        env["PIP_CACHE_DIR"] = str(project / ".cache" / "pip")
+        (folder / "script.sh").write_text(script)
+        ran = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(folder / "script.sh")],
+                             cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        allowed = (job.get("allow_failure") or {}).get("exit_codes", []) \
+            if isinstance(job.get("allow_failure"), dict) else []
+        status = "success" if ran.returncode == 0 else "warning" if ran.returncode in allowed else "failed"
+        dotenv: dict[str, str] = {}
+        report = ((job.get("artifacts") or {}).get("reports") or {}).get("dotenv")
+        if report and (project / report).is_file():
+            dotenv = parse_outputs((project / report).read_text())
+        environment = (job.get("environment") or {}).get("name")
+        kept = {relative: (project / relative).read_text()
+                for relative in (job.get("artifacts") or {}).get("paths", []) if (project / relative).is_file()}
+        return GitLabJob(name, status, ran.stdout, dotenv, environment, kept)
