@@ -123,6 +123,8 @@ class CISettings:
             "secrets": [list(pair) for pair in self.secrets], "actions": ACTIONS,
             "install": self.install, "index_url_secret": self.index_url_secret, "distribution": DISTRIBUTION,
             "pull_request_environment": self.pull_request_environment, "docs_page": DOCS_PAGE,
+            # the environment of the first stage: the approval environment when it is the only stage
+            "first_environment": self.production_environment if len(self.stages) == 1 else self.stages[0],
             "secret_names": dict((variable, secret) for variable, secret in self.secrets),
             "data_remote_from_secret": any(variable == C.ENV_DATA_REMOTE for variable, _ in self.secrets),
             "oidc": {"aws_role": self.oidc_aws_role, "aws_region": self.oidc_aws_region,

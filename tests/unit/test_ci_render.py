@@ -405,3 +405,17 @@ def test_the_digest_leaves_the_action_pins_out():
     body = text.split("\n", 3)[3]
     old_header = [*text.split("\n", 3)[:2], f"# mlkit-digest: sha256:{ci._digest(body, raw=True)}"]
     assert ci.is_generated("\n".join(old_header) + "\n" + body)
+
+
+def test_a_single_stage_is_promoted_in_the_approval_environment():
+    files = ci.render(settings(stages=["production"], production_environment="prod-approval"), "github")
+    release = yaml.safe_load(files[".github/workflows/mlkit.yml"])["jobs"]["release"]
+    assert release["environment"] == "prod-approval"
+    assert _steps(release)["Check the tracking server"]["env"]["ENVIRONMENT"] == "prod-approval"
+    assert yaml.safe_load(files[".github/workflows/mlkit-retrain.yml"])["jobs"]["retrain"]["environment"] == \
+        "prod-approval"
+    gitlab = yaml.safe_load(ci.render(settings(stages=["production"], production_environment="prod-approval"),
+                                      "gitlab")[".gitlab-ci.yml"])
+    assert gitlab["promote-production"]["environment"] == {"name": "prod-approval", "deployment_tier": "production"}
+    two = yaml.safe_load(ci.render(settings(), "github")[".github/workflows/mlkit.yml"])["jobs"]["release"]
+    assert two["environment"] == "staging"
