@@ -125,7 +125,7 @@ class CISettings:
             "pull_request_environment": self.pull_request_environment, "docs_page": DOCS_PAGE,
             # the environment of the first stage: the approval environment when it is the only stage
             "first_environment": self.production_environment if len(self.stages) == 1 else self.stages[0],
-            "secret_names": dict((variable, secret) for variable, secret in self.secrets),
+            "secret_names": dict(self.secrets),
             "data_remote_from_secret": any(variable == C.ENV_DATA_REMOTE for variable, _ in self.secrets),
             "oidc": {"aws_role": self.oidc_aws_role, "aws_region": self.oidc_aws_region,
                      "audience": self.oidc_audience} if self.oidc_aws_role else None,

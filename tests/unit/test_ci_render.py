@@ -318,13 +318,14 @@ def test_extra_secret_variables_reach_the_jobs_that_hold_credentials():
         gitlab["default"]["before_script"]
 
 
-@pytest.mark.parametrize(("variable", "message"), [
-    ("GITHUB_TOKEN", "'GITHUB_TOKEN' is not an environment variable a job may set"),
-    ("lower", "'lower' is not an environment variable a job may set"),
+@pytest.mark.parametrize(("variable", "secret", "message"), [
+    ("GITHUB_TOKEN", "S", "'GITHUB_TOKEN' is not an environment variable a job may set"),
+    ("lower", "S", "'lower' is not an environment variable a job may set"),
+    ("MLFLOW_TRACKING_USERNAME", "1bad", "'1bad' is not a secret name"),
 ])
-def test_extra_variables_are_checked(variable, message):
+def test_extra_variables_are_checked(variable, secret, message):
     with pytest.raises(Exception) as info:
-        config(secrets={"env": {variable: "S"}})
+        config(secrets={"env": {variable: secret}})
     assert message in str(info.value)
 
 
