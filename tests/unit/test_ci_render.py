@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from mlkit import ci
 from mlkit.config import CISection, MlkitConfig
@@ -300,7 +301,7 @@ def test_ci_install_replaces_the_pinned_requirement_in_every_job():
     ("mlkit-ops\nrm", "'mlkit-ops\\nrm' is not one pip requirement"),
 ])
 def test_a_bad_install_is_refused(install, message):
-    with pytest.raises(Exception) as info:
+    with pytest.raises(ValidationError) as info:
         config(install=install)
     assert message in str(info.value)
 
@@ -324,7 +325,7 @@ def test_extra_secret_variables_reach_the_jobs_that_hold_credentials():
     ("MLFLOW_TRACKING_USERNAME", "1bad", "'1bad' is not a secret name"),
 ])
 def test_extra_variables_are_checked(variable, secret, message):
-    with pytest.raises(Exception) as info:
+    with pytest.raises(ValidationError) as info:
         config(secrets={"env": {variable: secret}})
     assert message in str(info.value)
 
