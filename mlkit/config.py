@@ -32,6 +32,8 @@ _ENVIRONMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _AWS_ROLE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]+$")
 _AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 _AUDIENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:/_-]*$")
+_ENV_VARIABLE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+_RESERVED_PREFIXES = ("GITHUB_", "RUNNER_", "CI_", "ACTIONS_")
 
 
 class _Strict(BaseModel):
@@ -143,8 +145,24 @@ class CISecrets(_Strict):
     data_remote: str | None = Field(default=None, description="secret holding the DVC remote URL")
     data_remote_access_key_id: str | None = None
     data_remote_secret_access_key: str | None = None
+    # --- ci.install / extra variables ---
+    index_url: str | None = Field(default=None, description="secret holding an extra package index URL for pip")
+    env: dict[str, str] = Field(default_factory=dict,
+                                description="any other variable the jobs set: ENVIRONMENT_VARIABLE: SECRET_NAME")
 
-    @field_validator("*")
+    @field_validator("env")
+    @classmethod
+    def _variables(cls, value: dict[str, str]) -> dict[str, str]:
+        for variable, secret in value.items():
+            if not _ENV_VARIABLE.match(variable) or variable.startswith(_RESERVED_PREFIXES):
+                raise ValueError(f"{variable!r} is not an environment variable a job may set (A-Z, 0-9 and _; "
+                                 "not GITHUB_*, RUNNER_*, CI_* or ACTIONS_*)")
+            cls._secret_name(secret)
+        return value
+    # --- end ---
+
+    @field_validator("tracking_uri", "tracking_token", "data_remote", "data_remote_access_key_id",
+                     "data_remote_secret_access_key", "index_url")
     @classmethod
     def _secret_name(cls, value: str | None) -> str | None:
         if value is not None and not _SECRET_NAME.match(value):
@@ -187,6 +205,11 @@ class CISection(_Strict):
     default_branch: str = "main"
     schedule: str = "0 4 * * 1"
     production_environment: str = "production"
+    # --- ci.install / pull requests ---
+    install: str | None = Field(default=None, description="pip requirement for mlkit in CI (default: "
+                                "requirements.txt's pin): mlkit-ops==X.Y.Z, a VCS URL or a wheel path")
+    pull_request_environment: str = "pull-request"
+    # --- end ---
     secrets: CISecrets = Field(default_factory=CISecrets)
     oidc: CIOidc | None = None
 
@@ -212,7 +235,16 @@ class CISection(_Strict):
             raise ValueError(f"{value!r} must be a cron expression of 5 fields, e.g. '0 4 * * 1'")
         return value
 
-    @field_validator("production_environment")
+    @field_validator("install")
+    @classmethod
+    def _install(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or value != value.strip() or any(c in value for c in "\n\r")
+                                  or value.startswith("-")):
+            raise ValueError(f"{value!r} is not one pip requirement like mlkit-ops==0.2.0, "
+                             "git+https://github.com/ORG/mlkit@TAG or a wheel path")
+        return value
+
+    @field_validator("production_environment", "pull_request_environment")
     @classmethod
     def _environment(cls, value: str) -> str:
         if not _ENVIRONMENT.match(value):

@@ -40,7 +40,7 @@ def init(
 
     Example: mlkit init churn --template classification && cd churn && mlkit train
     """
-    from mlkit.scaffold import BUNDLED_TEMPLATES, init_project
+    from mlkit.scaffold import BUNDLED_TEMPLATES, init_project, local_remote_notice
 
     if name is None:
         if not _interactive():
@@ -72,6 +72,9 @@ def init(
             ("commit", (result.commit or "-")[:12])]
     _output.print_table(("", ""), rows)
     _output.out().print(f"Next: cd {result.root} && mlkit train")
+    notice = local_remote_notice(result.data_remote)
+    if notice:
+        _output.status(notice)
     _output.github_outputs({"project": result.root, "commit": result.commit or ""})
     _output.github_summary(
         f"### mlkit init {result.name}\n\n"

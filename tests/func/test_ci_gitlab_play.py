@@ -4,6 +4,7 @@ the train job's dotenv report, as a GitLab runner would run them on a push to th
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -59,7 +60,9 @@ def test_a_push_pipeline_trains_reports_and_promotes(base_project, tmp_path):
     pipeline = yaml.safe_load((project / ".gitlab-ci.yml").read_text())
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "MLKIT_", "MLFLOW_", "CI"))}
     env = {**keep, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "CI": "true", "GITLAB_CI": "true",
-           "CI_PIPELINE_SOURCE": "push", "CI_COMMIT_BRANCH": "main", "CI_PROJECT_DIR": str(project)}
+           "CI_PIPELINE_SOURCE": "push", "CI_COMMIT_BRANCH": "main", "CI_PROJECT_DIR": str(project),
+           # the tracking server every job of the pipeline reaches (a CI/CD variable)
+           "MLKIT_TRACKING_URI": f"sqlite:///{tmp_path / 'tracking.db'}"}
 
     play(pipeline["test"], pipeline, project, env)
     play(pipeline["train"], pipeline, project, env)
@@ -69,8 +72,14 @@ def test_a_push_pipeline_trains_reports_and_promotes(base_project, tmp_path):
     assert len(dotenv["MLKIT_RUN_ID"]) == 32
     metrics = dict(line.split(" ") for line in (project / reports["metrics"]).read_text().splitlines())
     assert set(metrics) == {"accuracy", "f1", "roc_auc", "precision", "recall", "log_loss"}
-    assert (project / "comparison.md").read_text() == (
-        "### churn: this run against production\n\nNo production model of churn to compare with yet.\n")
+    comparison = (project / "comparison.md").read_text()
+    assert comparison.startswith("### churn: this run against production\n\n"
+                                 "No production model of churn to compare with yet.\n\n"
+                                 "| metric | production | this run (")
+    listed = re.findall(r"^\| ([a-z0-9_]+) \|", comparison, flags=re.MULTILINE)
+    assert listed[0] == "metric" and "fit_seconds" not in listed  # every metric of the run, timing apart
+    assert {"accuracy", "f1", "roc_auc", "precision", "recall", "log_loss"} <= set(listed)
+    assert "\nTiming (not compared): fit_seconds " in comparison
 
     # the promotion job gets the train job's dotenv variables, as `needs: [train]` passes them
     promote = pipeline["promote-staging"]
@@ -81,7 +90,7 @@ def test_a_push_pipeline_trains_reports_and_promotes(base_project, tmp_path):
     # a person starts the manual production job of the same pipeline
     production = pipeline["promote-production"]
     assert production["rules"][0]["when"] == "manual" and production["environment"]["name"] == "production"
-    out = play(production, pipeline, project, env)
+    out = play(production, pipeline, project, {**env, **dotenv})
     assert '"stage": "production"' in out and '"status": "promoted"' in out
 
     # a merge request, from a fresh checkout, is trained without registering and compared with production
@@ -94,5 +103,6 @@ def test_a_push_pipeline_trains_reports_and_promotes(base_project, tmp_path):
     play(pipeline["train"], pipeline, project, merge_request)
     assert "MLKIT_MODEL_VERSION" not in read_dotenv(project / reports["dotenv"])  # null: not registered
     comparison = (project / "comparison.md").read_text()
-    assert comparison.startswith("### churn: this run against production\n\n|  | key | ")
+    assert comparison.startswith("### churn: this run against production\n\n| metric | production (")
     assert "\n| param | estimator.max_depth | 4 | 2 |\n" in comparison
+    assert "\n| f1 | " in comparison and "\nTiming (not compared): fit_seconds " in comparison

@@ -52,7 +52,7 @@ def test_init_creates_a_committed_versioned_project(cli, tmp_path, template, dat
     for name in ("README.md", "mlkit.yaml", "params.yaml", "dvc.yaml", "dvc.lock", ".gitignore", ".dvcignore",
                  "requirements.txt", "src/churn_model/features.py", "tests/test_features.py", f"{data_file}.dvc"):
         assert (root / name).is_file(), name
-    assert "mlkit==" + __version__ in (root / "requirements.txt").read_text()
+    assert "\nmlkit-ops==" + __version__ + "\n" in (root / "requirements.txt").read_text()
 
     config, _ = load_config(root)
     assert (config.model.task, config.model.estimator, config.data.target) == (template, estimator, target)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from mlkit import ci
 from mlkit.config import CISection, MlkitConfig
@@ -45,7 +46,8 @@ def test_settings_defaults_match_the_config_schema():
 
 def test_every_secret_field_has_an_environment_variable():
     fields = set(CISection.model_fields["secrets"].annotation.model_fields)
-    assert fields == set(ci.SECRET_VARIABLES)
+    # index_url reaches the install step only; env maps any other variable itself
+    assert fields == set(ci.SECRET_VARIABLES) | {"index_url", "env"}
 
 
 @pytest.mark.parametrize("provider", ci.PROVIDERS)
@@ -80,8 +82,10 @@ def test_github_workflows_follow_mlkit_yaml():
     assert main[True]["push"]["branches"] == ["trunk"]
     assert main[True]["pull_request"]["branches"] == ["trunk"]
     assert main["permissions"] == {"contents": "read"}
-    assert main["jobs"]["promote"]["if"] == "github.event_name == 'push' && github.ref == 'refs/heads/trunk'"
-    assert main["jobs"]["train"]["env"] == {"MLKIT_TRACKING_URI": "${{ secrets.TRACKING }}",
+    assert main[True]["push"]["paths-ignore"] == ["**.md", "docs/**"]  # documentation alone trains nothing
+    assert main["jobs"]["release"]["if"] == "github.event_name == 'push' && github.ref == 'refs/heads/trunk'"
+    for job in ("review", "release"):
+        assert main["jobs"][job]["env"] == {"MLKIT_TRACKING_URI": "${{ secrets.TRACKING }}",
                                             "MLFLOW_TRACKING_TOKEN": "${{ secrets.TOKEN }}"}
     setup = main["jobs"]["test"]["steps"][1]
     assert setup["with"]["python-version"] == "3.12"
@@ -92,8 +96,12 @@ def test_github_workflows_follow_mlkit_yaml():
     assert retrain[True]["schedule"] == [{"cron": "30 2 * * *"}]
 
 
+def workflows(files: dict[str, str]) -> dict[str, str]:
+    return {path: text for path, text in files.items() if path.startswith(".github/workflows/")}
+
+
 def test_every_action_is_pinned_to_a_full_commit_with_its_version():
-    for text in ci.render(settings(), "github").values():
+    for text in workflows(ci.render(settings(), "github")).values():
         uses = re.findall(r"uses: (\S+)(.*)", text)
         assert uses
         for ref, comment in uses:
@@ -102,7 +110,7 @@ def test_every_action_is_pinned_to_a_full_commit_with_its_version():
 
 
 def test_no_expression_inside_run_scripts():
-    for text in ci.render(settings(secrets={"tracking_uri": "T"}), "github").values():
+    for text in workflows(ci.render(settings(secrets={"tracking_uri": "T"}), "github")).values():
         for job in yaml.safe_load(text)["jobs"].values():
             for step in job["steps"]:
                 assert "${{" not in step.get("run", ""), step
@@ -111,10 +119,11 @@ def test_no_expression_inside_run_scripts():
 def test_values_are_quoted_so_yaml_and_shell_stay_intact():
     nasty = dataclasses.replace(settings(), model='we"ird: $(rm -rf /) #x')
     for provider in ci.PROVIDERS:
-        for text in ci.render(nasty, provider).values():
+        for text in workflows(ci.render(nasty, provider)).values() if provider == "github" else \
+                ci.render(nasty, provider).values():
             data = yaml.safe_load(text)
             dispatch = data.get(True, {}).get("workflow_dispatch") or {}
-            if "inputs" in dispatch:
+            if "model" in dispatch.get("inputs", {}):
                 assert dispatch["inputs"]["model"]["default"] == nasty.model
             else:
                 assert (data.get("env") or data.get("variables"))["MODEL_NAME"] == nasty.model
@@ -143,7 +152,12 @@ def test_gitlab_pipeline_maps_secrets_and_reports():
     assert data["train"]["artifacts"]["reports"] == {"dotenv": "train.env", "metrics": "metrics.txt"}
     assert data["promote-production"]["rules"][0]["when"] == "manual"
     assert data["promote-staging"]["resource_group"] == "mlkit-promote-staging"
-    assert data["promote-staging"]["interruptible"] is False
+    assert data[".promote"]["interruptible"] is False and data["promote-staging"]["extends"] == ".promote"
+    # the manual job promotes this pipeline's version (the train job's dotenv), not what staging holds now
+    assert data["promote-production"]["needs"] == ["train", "promote-staging"]
+    assert data["promote-production"]["script"][-1] == \
+        'mlkit promote "$MODEL_NAME" "$MLKIT_MODEL_VERSION" --to production --json'
+    assert data[".promote"]["allow_failure"] == {"exit_codes": [3]}
 
 
 def test_hand_edits_break_the_digest():
@@ -212,44 +226,207 @@ def test_templates_ship_in_the_template_root():
 
 def test_a_data_remote_secret_reaches_mlkit_data_pull_as_mlkit_data_remote():
     plain = yaml.safe_load(ci.render(settings(), "github")[".github/workflows/mlkit.yml"])
-    assert "MLKIT_DATA_REMOTE" not in plain["jobs"]["train"].get("env", {})
-    pull = [s for s in plain["jobs"]["train"]["steps"] if s["name"] == "Pull the versioned data"]
+    assert "MLKIT_DATA_REMOTE" not in plain["jobs"]["review"].get("env", {})
+    pull = [s for s in plain["jobs"]["review"]["steps"] if s["name"] == "Pull the versioned data"]
     assert pull == [{"name": "Pull the versioned data", "run": "mlkit data pull"}]
 
     files = ci.render(settings(secrets={"data_remote": "DVC_REMOTE_URL"}), "github")
     for path in (".github/workflows/mlkit.yml", ".github/workflows/mlkit-retrain.yml"):
         jobs = yaml.safe_load(files[path])["jobs"]
-        job = jobs.get("train") or jobs["retrain"]
-        assert job["env"]["MLKIT_DATA_REMOTE"] == "${{ secrets.DVC_REMOTE_URL }}"
-        (step,) = [s for s in job["steps"] if s["name"] == "Pull the versioned data"]
-        assert step["run"] == "mlkit data pull"
+        for job in [jobs[name] for name in ("review", "release", "retrain") if name in jobs]:
+            assert job["env"]["MLKIT_DATA_REMOTE"] == "${{ secrets.DVC_REMOTE_URL }}"
+            (step,) = [s for s in job["steps"] if s["name"] == "Pull the versioned data"]
+            assert step["run"] == "mlkit data pull"
+            (check,) = [s for s in job["steps"] if s["name"] == "Check that the data remote is reachable"]
+            assert "or set the secret DVC_REMOTE_URL;" in check["run"]
     rendered = ci.render(settings(secrets={"data_remote": "DVC_REMOTE_URL"}), "gitlab")
     gitlab = yaml.safe_load(rendered[".gitlab-ci.yml"])
-    assert gitlab["train"]["script"][0] == "mlkit data pull"
+    assert gitlab["train"]["script"][2] == "mlkit data pull"
+    assert "or set the variable DVC_REMOTE_URL;" in gitlab["train"]["script"][1]
     assert '[ -z "${DVC_REMOTE_URL:-}" ] || export MLKIT_DATA_REMOTE="$DVC_REMOTE_URL"' in \
         gitlab["default"]["before_script"]
 
 
 def test_oidc_replaces_stored_keys():
     oidc = {"aws_role": "arn:aws:iam::123456789012:role/mlkit-ci", "aws_region": "eu-central-1"}
-    files = ci.render(settings(oidc=oidc), "github")
+    files = workflows(ci.render(settings(oidc=oidc), "github"))
     for path, text in files.items():
         jobs = yaml.safe_load(text)["jobs"]
         for name, job in jobs.items():
             if name == "test":
                 assert "permissions" not in job
                 continue
+            if name == "comment":  # the pull request comment: no credential at all
+                assert job["permissions"] == {"pull-requests": "write"} and "env" not in job
+                continue
             assert job["permissions"]["id-token"] == "write", (path, name)
             assert job["env"]["AWS_ROLE_ARN"] == oidc["aws_role"]
             assert job["env"]["AWS_REGION"] == "eu-central-1"
             names = [step["name"] for step in job["steps"]]
-            install = names.index("Install the project's dependencies")
+            install = names.index("Install mlkit and the project's dependencies")
             assert names.index("AWS credentials through OIDC") == install + 1
     gitlab = yaml.safe_load(ci.render(settings(oidc=oidc), "gitlab")[".gitlab-ci.yml"])
     assert gitlab["variables"]["AWS_ROLE_ARN"] == oidc["aws_role"]
-    for job in ("train", "promote-staging", "promote-production"):
+    for job in ("train", ".promote"):
         assert gitlab[job]["id_tokens"] == {"MLKIT_AWS_OIDC_TOKEN": {"aud": "sts.amazonaws.com"}}
     assert "id_tokens" not in gitlab["test"]
     # without oidc nothing of it appears
     assert "id-token" not in "".join(ci.render(settings(), "github").values())
+    (step,) = [s for s in yaml.safe_load(files[".github/workflows/mlkit.yml"])["jobs"]["release"]["steps"]
+               if s["name"] == "AWS credentials through OIDC"]
+    assert "(while sleep 240; do fetch || true; done)" in step["run"]  # refreshed: a token lives 5 minutes
     assert "id_tokens" not in ci.render(settings(), "gitlab")[".gitlab-ci.yml"]
+
+
+# --- install, trust, retraining ---------------------------------------------------------------------
+
+def _steps(job: dict) -> dict[str, dict]:
+    return {step["name"]: step for step in job["steps"]}
+
+
+def test_ci_install_replaces_the_pinned_requirement_in_every_job():
+    plain = yaml.safe_load(ci.render(settings(), "github")[".github/workflows/mlkit.yml"])
+    install = _steps(plain["jobs"]["test"])["Install mlkit and the project's dependencies"]
+    assert install == {"name": "Install mlkit and the project's dependencies",
+                       "run": "python -m pip install -r requirements.txt"}
+    wheel = "git+https://example.org/acme/mlkit@v0.2.0"
+    files = ci.render(settings(install=wheel, secrets={"index_url": "PRIVATE_INDEX"}), "github")
+    for path, text in workflows(files).items():
+        for job in yaml.safe_load(text)["jobs"].values():
+            if job.get("permissions") == {"pull-requests": "write"}:
+                continue
+            step = _steps(job)["Install mlkit and the project's dependencies"]
+            assert step["env"] == {"MLKIT_REQUIREMENT": wheel,
+                                   "PIP_EXTRA_INDEX_URL": "${{ secrets.PRIVATE_INDEX }}"}, path
+            assert step["run"].splitlines()[-1] == \
+                'python -m pip install "$MLKIT_REQUIREMENT" -r "$RUNNER_TEMP/requirements.txt"'
+    gitlab = yaml.safe_load(ci.render(settings(install=wheel), "gitlab")[".gitlab-ci.yml"])
+    assert gitlab["default"]["before_script"][-1] == f"python -m pip install {wheel} -r /tmp/requirements.txt"
+
+
+@pytest.mark.parametrize(("install", "message"), [
+    ("", "'' is not one pip requirement"),
+    ("--index-url http://evil mlkit-ops", "'--index-url http://evil mlkit-ops' is not one pip requirement"),
+    ("mlkit-ops\nrm", "'mlkit-ops\\nrm' is not one pip requirement"),
+])
+def test_a_bad_install_is_refused(install, message):
+    with pytest.raises(ValidationError) as info:
+        config(install=install)
+    assert message in str(info.value)
+
+
+def test_extra_secret_variables_reach_the_jobs_that_hold_credentials():
+    extra = {"MLFLOW_TRACKING_USERNAME": "MLFLOW_USER", "MLFLOW_TRACKING_PASSWORD": "MLFLOW_PASSWORD"}
+    files = ci.render(settings(secrets={"tracking_uri": "T", "env": extra}), "github")
+    main = yaml.safe_load(files[".github/workflows/mlkit.yml"])
+    assert main["jobs"]["release"]["env"] == {"MLKIT_TRACKING_URI": "${{ secrets.T }}",
+                                              "MLFLOW_TRACKING_USERNAME": "${{ secrets.MLFLOW_USER }}",
+                                              "MLFLOW_TRACKING_PASSWORD": "${{ secrets.MLFLOW_PASSWORD }}"}
+    assert "env" not in main["jobs"]["test"] and "env" not in main["jobs"]["comment"]
+    gitlab = yaml.safe_load(ci.render(settings(secrets={"env": extra}), "gitlab")[".gitlab-ci.yml"])
+    assert '[ -z "${MLFLOW_USER:-}" ] || export MLFLOW_TRACKING_USERNAME="$MLFLOW_USER"' in \
+        gitlab["default"]["before_script"]
+
+
+@pytest.mark.parametrize(("variable", "secret", "message"), [
+    ("GITHUB_TOKEN", "S", "'GITHUB_TOKEN' is not an environment variable a job may set"),
+    ("lower", "S", "'lower' is not an environment variable a job may set"),
+    ("MLFLOW_TRACKING_USERNAME", "1bad", "'1bad' is not a secret name"),
+])
+def test_extra_variables_are_checked(variable, secret, message):
+    with pytest.raises(ValidationError) as info:
+        config(secrets={"env": {variable: secret}})
+    assert message in str(info.value)
+
+
+def test_pull_request_jobs_hold_no_credential_that_can_move_a_stage():
+    files = ci.render(settings(secrets={"tracking_uri": "T"}), "github")
+    main = yaml.safe_load(files[".github/workflows/mlkit.yml"])
+    jobs = main["jobs"]
+    assert jobs["review"]["if"] == "github.event_name == 'pull_request'"
+    assert jobs["review"]["environment"] == "pull-request"
+    assert jobs["release"]["environment"] == "staging"
+    assert jobs["comment"]["permissions"] == {"pull-requests": "write"}
+    assert jobs["comment"]["needs"] == "review" and "steps" in jobs["comment"]
+    assert [step.get("uses") for step in jobs["comment"]["steps"]] == [None]  # no checkout: no PR code runs
+    for name, job in jobs.items():  # pull-requests: write nowhere else, so never on a push
+        assert name == "comment" or "pull-requests" not in job.get("permissions", {}), name
+    # promotions happen only in jobs bound to an environment
+    for path, text in workflows(files).items():
+        for name, job in yaml.safe_load(text)["jobs"].items():
+            if any("mlkit promote" in step.get("run", "") for step in job["steps"]):
+                assert "environment" in job, (path, name)
+    custom = yaml.safe_load(ci.render(settings(pull_request_environment="ci-read"), "github")[
+        ".github/workflows/mlkit.yml"])
+    assert custom["jobs"]["review"]["environment"] == "ci-read"
+
+
+def test_the_comment_is_sticky():
+    main = yaml.safe_load(ci.render(settings(), "github")[".github/workflows/mlkit.yml"])
+    (step,) = main["jobs"]["comment"]["steps"]
+    assert step["env"]["MARKER"] == "<!-- mlkit-comparison: churn -->"
+    assert step["env"]["COMPARISON"] == "${{ needs.review.outputs.comparison }}"
+    assert 'gh api --method PATCH "repos/$GH_REPO/issues/comments/$comment"' in step["run"]
+
+
+def test_retraining_shares_the_promotion_rules():
+    files = ci.render(settings(), "github")
+    main = yaml.safe_load(files[".github/workflows/mlkit.yml"])["jobs"]["release"]
+    retrain = yaml.safe_load(files[".github/workflows/mlkit-retrain.yml"])
+    job = retrain["jobs"]["retrain"]
+    assert job["concurrency"] == main["concurrency"] == {"group": "mlkit-promote-staging",
+                                                         "cancel-in-progress": False}
+    assert job["environment"] == main["environment"] == "staging"
+    assert "concurrency" not in retrain  # no group of its own that would let it run beside a push
+    assert retrain[True]["workflow_dispatch"]["inputs"]["force"]["type"] == "boolean"
+    steps = _steps(job)
+    assert steps["Train"]["if"] == "steps.inputs.outputs.changed != 'false'"
+    assert _steps(main)["Promote to staging if the gates pass"] == steps["Promote to staging if the gates pass"]
+
+
+def test_one_rule_for_a_refused_gate():
+    files = ci.render(settings(), "github")
+    rule = ('          if [ "$status" -eq 3 ]; then\n            echo "::warning::')
+    for path in (".github/workflows/mlkit.yml", ".github/workflows/mlkit-retrain.yml",
+                 ".github/workflows/mlkit-promote.yml"):
+        for name, job in yaml.safe_load(files[path])["jobs"].items():
+            for step in job["steps"]:
+                if "mlkit promote" in step.get("run", ""):
+                    assert "|| status=$?" in step["run"] and '[ "$status" -eq 3 ]' in step["run"], (path, name)
+    assert rule in files[".github/workflows/mlkit.yml"]
+    gitlab = yaml.safe_load(ci.render(settings(), "gitlab")[".gitlab-ci.yml"])
+    assert gitlab[".promote"]["allow_failure"] == {"exit_codes": [3]}
+    assert all(gitlab[name]["extends"] == ".promote" for name in gitlab if name.startswith("promote-"))
+
+
+def test_dependabot_keeps_the_action_pins_current():
+    data = yaml.safe_load(ci.render(settings(), "github")[".github/dependabot.yml"])
+    assert data["updates"] == [{"package-ecosystem": "github-actions", "directory": "/",
+                                "schedule": {"interval": "weekly"}, "cooldown": {"default-days": 7}}]
+
+
+def test_the_digest_leaves_the_action_pins_out():
+    text = ci.render(settings(), "github")[".github/workflows/mlkit.yml"]
+    checkout = ci.ACTIONS["checkout"]
+    moved = text.replace(checkout.uses, f"{checkout.repository}@{'f' * 40}").replace(checkout.version, "v7.0.0")
+    assert moved != text and ci.is_generated(moved)
+    assert ci._keep_newer_pins(text, moved) == moved
+    assert ci._keep_newer_pins(moved, text) == moved  # the newer release wins either way
+    # a file written before the pins left the digest (digest of the whole body) is still recognised
+    body = text.split("\n", 3)[3]
+    old_header = [*text.split("\n", 3)[:2], f"# mlkit-digest: sha256:{ci._digest(body, raw=True)}"]
+    assert ci.is_generated("\n".join(old_header) + "\n" + body)
+
+
+def test_a_single_stage_is_promoted_in_the_approval_environment():
+    files = ci.render(settings(stages=["production"], production_environment="prod-approval"), "github")
+    release = yaml.safe_load(files[".github/workflows/mlkit.yml"])["jobs"]["release"]
+    assert release["environment"] == "prod-approval"
+    assert _steps(release)["Check the tracking server"]["env"]["ENVIRONMENT"] == "prod-approval"
+    assert yaml.safe_load(files[".github/workflows/mlkit-retrain.yml"])["jobs"]["retrain"]["environment"] == \
+        "prod-approval"
+    gitlab = yaml.safe_load(ci.render(settings(stages=["production"], production_environment="prod-approval"),
+                                      "gitlab")[".gitlab-ci.yml"])
+    assert gitlab["promote-production"]["environment"] == {"name": "prod-approval", "deployment_tier": "production"}
+    two = yaml.safe_load(ci.render(settings(), "github")[".github/workflows/mlkit.yml"])["jobs"]["release"]
+    assert two["environment"] == "staging"
