@@ -71,6 +71,16 @@ def dask_cluster() -> Iterator[S.DaskCluster]:
     S.stop_dask(cluster)
 
 
+@pytest.fixture(autouse=True)
+def signed_in(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Every services test signs in as the admin every helper-started tracking server shares, as a user
+    would export it (the isolation fixture clears MLFLOW_* first)."""
+    env = {"MLFLOW_TRACKING_USERNAME": S.ADMIN_USER, "MLFLOW_TRACKING_PASSWORD": S.ADMIN_PASSWORD}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
 @pytest.fixture
 def s3_env(s3: S.S3Server, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The object-storage keys and endpoint in this test's environment, as a user would export them."""
