@@ -24,6 +24,7 @@ from pathlib import Path
 
 BIN = Path(sys.executable).parent
 STARTUP_SECONDS: dict[str, float] = {}  # component -> seconds its last start took
+FIGURES: dict[str, str] = {}  # load figures the services tests measured, printed at the end of the run
 
 PG_USER = "mlkit"
 PG_PASSWORD = "s3cret-pg-pass"

@@ -30,6 +30,10 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.section("service start-up times")
         for name, seconds in S.STARTUP_SECONDS.items():
             terminalreporter.write_line(f"{name:<32} {seconds:6.2f} s")
+    if S.FIGURES:
+        terminalreporter.section("load figures")
+        for name, figure in S.FIGURES.items():
+            terminalreporter.write_line(f"{name}: {figure}")
 
 
 def _start(starter: Callable[[], Any]) -> Any:
