@@ -53,6 +53,7 @@ AUTH_CONFIG_FILE = "basic_auth.ini"
 AUTH_DB_FILE = "auth.db"
 DEFAULT_ADMIN = "admin"
 PERMISSIONS = ("READ", "USE", "EDIT", "MANAGE", "NO_PERMISSIONS")
+AUTH_CACHE_TTL_S = 30
 # MLflow's own variables: the admin account the auth app creates on first start, its session secret
 ENV_ADMIN_USERNAME = "MLFLOW_AUTH_ADMIN_USERNAME"
 ENV_ADMIN_PASSWORD = "MLFLOW_AUTH_ADMIN_PASSWORD"
@@ -491,6 +492,10 @@ def _prepare_auth(state_dir: Path, env: Mapping[str, str], default_permission: s
         f"database_uri = sqlite:///{(folder / AUTH_DB_FILE).resolve()}",
         f"admin_username = {admin.username}",
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth",
+        "# each password check is a deliberately slow hash: remember a good one for a while (per worker),",
+        "# so a promotion's dozens of requests do not each pay it; a changed password or deleted user",
+        "# may keep working on other workers for at most this long",
+        f"auth_cache_ttl_seconds = {AUTH_CACHE_TTL_S}",
         "",
     ]))
     return {ENV_AUTH_CONFIG: str(config.resolve()), ENV_ADMIN_USERNAME: admin.username,
