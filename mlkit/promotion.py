@@ -216,7 +216,10 @@ def promote(project: Project, name: str, version: str | int | None = None, *, to
 
 def rollback(project: Project, name: str, stage: str, *, reason: str = "",
              progress: Progress | None = None) -> RollbackResult:
-    """Put ``stage``'s alias back on the version that held it before the current one; audited, no gates."""
+    """Put ``stage``'s alias back on the version that held it before the current one; audited, no gates.
+
+    Raises :class:`SupersededError` (exit code 1) when, on a server, another move overwrote it at once.
+    """
     registry.require_stage(project, stage)
     stages = project.config.stages
     client = tracking.client(project)
@@ -236,6 +239,11 @@ def rollback(project: Project, name: str, stage: str, *, reason: str = "",
         _require_manage(project, name, stage, target_stage)
         entry = move.commit(AuditEntry.new("rollback", name, stage, target, actor=who, reason=reason,
                                     from_version=holder, from_stage=target_stage))
+    if entry.state == audit.SUPERSEDED:
+        raise SupersededError(
+            f"rollback of {name}@{stage} to version {target} was superseded: version "
+            f"{entry.superseded_by or 'none'} holds {stage} now (another move happened at the same time)",
+            hint=f"`mlkit models history {name} --stage {stage}` shows both moves")
     return RollbackResult(model=name, stage=stage, from_version=holder, to_version=target,
                           actor=entry.actor, reason=reason, audit_id=entry.id, state=entry.state)
 
