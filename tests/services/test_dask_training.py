@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -107,8 +108,6 @@ def test_scikit_learn_estimator_fits_under_joblibs_dask_backend(dask_cluster: S.
 def test_the_cluster_listens_on_loopback_only(dask_cluster: S.DaskCluster) -> None:
     # `--host` binds the Dask protocol only; each process's HTTP server (health, metrics) runs even with
     # `--no-dashboard`, on every interface unless `--dashboard-address` binds it
-    import subprocess
-
     pids: set[str] = set()
     for pid in dask_cluster.pids:
         pids |= set(subprocess.run(["pgrep", "-g", str(pid)], capture_output=True, text=True).stdout.split())
