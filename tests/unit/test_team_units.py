@@ -218,3 +218,30 @@ def test_the_auth_files_are_private_and_hold_no_password_in_the_config(tmp_path)
     chosen = tracking_server._prepare_auth(tmp_path / "other", {"MLFLOW_AUTH_ADMIN_PASSWORD": "from-env-pw"}, "READ")
     assert chosen["MLFLOW_AUTH_ADMIN_PASSWORD"] == "from-env-pw"
     assert "from-env-pw" not in (tmp_path / "other" / "server-auth" / "admin.json").read_text()
+
+
+def test_the_servers_refusals_are_recognised_in_both_forms_mlflow_raises() -> None:
+    from mlflow.exceptions import MlflowException, RestException
+
+    from mlkit.promotion import _denied_status
+
+    assert _denied_status(RestException({"error_code": "PERMISSION_DENIED", "message": "no"})) == 403
+    assert _denied_status(RestException({"error_code": "UNAUTHENTICATED", "message": "no"})) == 401
+    # the auth app answers some refusals with a plain-text body, which MLflow's client reports by status
+    assert _denied_status(MlflowException("API request to endpoint /x failed with error code 401 != 200")) == 401
+    assert _denied_status(MlflowException("API request to endpoint /x failed with error code 403 != 200")) == 403
+    assert _denied_status(RestException({"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "gone"})) is None
+    assert _denied_status(ValueError("error code 500")) is None
+
+
+def test_a_superseded_promotion_is_a_failed_operation_naming_the_holder() -> None:
+    from mlkit.errors import ExitCode
+    from mlkit.promotion import PromotionResult, PromotionSuperseded
+
+    result = PromotionResult(model="churn", version="7", stage="staging", status="superseded", from_version="6",
+                             from_stage=None, gates=[], actor="alice (signed in)", reason="", dry_run=False)
+    error = PromotionSuperseded(result, "9")
+    assert error.exit_code == ExitCode.FAILED
+    assert error.message == ("promotion of churn version 7 to staging was superseded: version 9 holds staging now "
+                             "(another promotion moved it at the same time)")
+    assert error.result is result
