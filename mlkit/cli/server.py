@@ -193,7 +193,8 @@ def _state_dir(given: Path | None) -> Path:
 
 def _render(state: tracking_server.ServerState, json_: bool) -> None:
     data = state.as_dict()
-    readable = {**data, "started_at": _utc(state.started_at)}  # --json keeps seconds since the epoch
+    readable = {**data, "started_at": _utc(state.started_at),  # --json keeps seconds since the epoch
+                "health": "; ".join(f"{part}: {result}" for part, result in state.health.items())}
     _output.emit(data, json_output=json_, table=readable,
                  summary_markdown=_output.mapping_markdown("mlkit server", readable),
                  outputs={"server_running": str(state.running).lower(), "server_url": state.url or ""})
