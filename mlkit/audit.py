@@ -34,9 +34,11 @@ Concurrency
     another writer got there first, so the trail says so. A first-time alias write that loses an insert
     race on PostgreSQL (a unique-key violation) is retried and becomes an update. Pending entries on a
     server are settled only when older than :data:`_SETTLE_AFTER_S`, so a move still in flight elsewhere is
-    not mistaken for a crash. The ``mlkit.stage`` tags of racing versions may disagree with the alias until
-    the next move; the alias is the truth. The CI workflows mlkit generates put promotions to one stage in
-    a concurrency group, which removes the race.
+    not mistaken for a crash. Every unlocked move ends by putting each stage's ``mlkit.stage`` tag back on
+    the alias holder alone (:func:`clean_stage_tags`), so the losers of a race do not keep a stage tag;
+    the alias stays the truth. A superseded move makes `mlkit promote` fail (exit code 1,
+    :class:`mlkit.errors.SupersededError`) so CI does not report it as promoted. The CI workflows mlkit
+    generates put promotions to one stage in a concurrency group, which removes the race.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from filelock import FileLock, Timeout
 
-from mlkit import tags
+from mlkit import credentials, tags
 from mlkit.engines import git, mlflow
 from mlkit.errors import OperationError
 from mlkit.progress import Progress
@@ -193,10 +195,21 @@ def model_aliases(model: RegisteredModel) -> dict[str, str]:
     return {str(a.alias): str(a.version) for a in raw}
 
 
-def actor(root: os.PathLike[str] | str | None = None, environ: Mapping[str, str] | None = None) -> str:
-    """Who is acting: ``GITHUB_ACTOR`` inside GitHub Actions, else the git user, else the login name."""
+def actor(root: os.PathLike[str] | str | None = None, environ: Mapping[str, str] | None = None, *,
+          tracking_uri: str | None = None) -> str:
+    """Who is acting: the user signed in to the tracking server, else ``GITHUB_ACTOR`` inside GitHub
+    Actions, else the git user, else the login name.
+
+    Signed in means ``tracking_uri`` is http(s) and credentials are set (``MLFLOW_TRACKING_USERNAME``
+    and ``MLFLOW_TRACKING_PASSWORD``, or a token the server names): the server authenticated that user
+    for every write of the move, so it is the one name in the entry that nobody can make up.
+    """
     env = os.environ if environ is None else environ
-    if env.get("GITHUB_ACTIONS") == "true" and env.get("GITHUB_ACTOR"):
+    in_actions = env.get("GITHUB_ACTIONS") == "true" and env.get("GITHUB_ACTOR")
+    user = credentials.signed_in_user(tracking_uri, env)
+    if user:
+        return f"{user} (signed in, github actions: {env['GITHUB_ACTOR']})" if in_actions else f"{user} (signed in)"
+    if in_actions:
         return f"{env['GITHUB_ACTOR']} (github actions)"
     name, email = git.config_value(root, "user.name"), git.config_value(root, "user.email")
     if name:
@@ -256,11 +269,40 @@ def move_stage(client: MlflowClient, entry: AuditEntry, stages: Sequence[str], *
         raise
     entry = _finish_move(client, entry, stages, aliases if locked else None)
     if not locked:
-        current = _holders(client, name).get(stage)
+        current = clean_stage_tags(client, name, stages)[stage]
         if current != version:
             entry = replace(entry, state=SUPERSEDED, superseded_by=current)
     write_entry(client, entry)
     return entry
+
+
+def clean_stage_tags(client: MlflowClient, name: str, stages: Sequence[str],
+                     attempts: int = 3) -> dict[str, str | None]:
+    """Leave each stage's ``mlkit.stage`` tag on the version holding its alias and on no other version.
+
+    Racing writers on a server each tag their own version after their alias write, so the losers' tags
+    outlive their aliases. Every unlocked move ends here: a stale tag of the last stage becomes
+    ``archived`` (the version did hold it), any other stale stage tag is removed, and a holder missing its
+    tag gets it. Repeated while the aliases move underneath (bounded by ``attempts``); returns the
+    holders it settled on, ``{stage: version or None}``.
+    """
+    holders: dict[str, str | None] = {}
+    for _ in range(attempts):
+        aliases = _holders(client, name)
+        holders = {stage: aliases.get(stage) for stage in stages}
+        for stage, holder in holders.items():
+            tagged = _versions_tagged(client, name, stage)
+            for version in tagged - {holder}:
+                if stage == stages[-1]:
+                    _call(client.set_model_version_tag, name, version, tags.STAGE, ARCHIVED)
+                else:
+                    _call(client.delete_model_version_tag, name, version, tags.STAGE)
+            if holder is not None and holder not in tagged:
+                _call(client.set_model_version_tag, name, holder, tags.STAGE, stage)
+        if {s: v for s, v in _holders(client, name).items() if s in stages} == {
+                s: v for s, v in holders.items() if v is not None}:
+            break
+    return holders
 
 
 def settle_pending(client: MlflowClient, model: RegisteredModel, stages: Sequence[str], *, locked: bool,
@@ -343,6 +385,20 @@ def _call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 def _holders(client: MlflowClient, name: str) -> dict[str, str]:
     """The aliases of ``name`` as the registry has them now."""
     return model_aliases(_call(client.get_registered_model, name))
+
+
+def _versions_tagged(client: MlflowClient, name: str, stage: str) -> set[str]:
+    """The versions of ``name`` whose ``mlkit.stage`` tag is ``stage``."""
+    quoted_name, quoted_stage = name.replace("'", "\\'"), stage.replace("'", "\\'")
+    query = f"name = '{quoted_name}' and tags.`{tags.STAGE}` = '{quoted_stage}'"
+    found: set[str] = set()
+    token = None
+    while True:
+        page = _call(client.search_model_versions, query, max_results=1000, page_token=token)
+        found.update(str(mv.version) for mv in page)
+        token = page.token
+        if not token:
+            return found
 
 
 def _version_or_none(client: MlflowClient, name: str, version: str) -> ModelVersion | None:

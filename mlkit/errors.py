@@ -56,6 +56,22 @@ class OperationError(MlkitError):
     """An operation that was asked for correctly failed (git, DVC, MLflow, the disk)."""
 
 
+class PermissionDeniedError(OperationError):
+    """The tracking server refused the signed-in user (HTTP 401/403): a failed operation, exit code 1.
+
+    Not bad usage: the same command succeeds for a user with the permission, so the fix is a grant
+    (`mlkit server user grant ...`), not a different command line.
+    """
+
+
+class SupersededError(OperationError):
+    """A stage move that was overwritten by a concurrent writer before it returned: exit code 1.
+
+    The move happened and is in the audit trail (state ``superseded``), but another version holds the
+    stage now, so a CI job must not report it as promoted.
+    """
+
+
 class GateRefusedError(MlkitError):
     """A promotion was refused by one of the policy gates."""
 

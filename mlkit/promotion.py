@@ -26,10 +26,10 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mlkit import audit, registry, tags
+from mlkit import audit, credentials, registry, tags
 from mlkit.audit import AuditEntry
 from mlkit.engines import mlflow
-from mlkit.errors import GateRefusedError, UsageError
+from mlkit.errors import GateRefusedError, PermissionDeniedError, SupersededError, UsageError
 from mlkit.progress import Progress
 
 if TYPE_CHECKING:
@@ -124,6 +124,20 @@ class PromotionRefused(GateRefusedError):
         self.result = result
 
 
+class PromotionSuperseded(SupersededError):
+    """The move happened, but a concurrent writer moved the stage again before it returned (exit code 1)."""
+
+    def __init__(self, result: PromotionResult, holder: str | None) -> None:
+        super().__init__(
+            f"promotion of {result.model} version {result.version} to {result.stage} was superseded: "
+            f"version {holder or 'none'} holds {result.stage} now (another promotion moved it at the same time)",
+            hint=f"`mlkit models history {result.model} --stage {result.stage}` shows both moves; "
+            "promote again if this version should win",
+        )
+        self.result = result
+        self.holder = holder
+
+
 def evaluate_gates(gates: StageGates | None, *, stages: Sequence[str], target: str, candidate: Candidate,
                    holder: Candidate | None) -> list[GateResult]:
     """Every gate of ``target``'s policy applied to ``candidate`` (``holder``: the version holding it now)."""
@@ -159,8 +173,9 @@ def promote(project: Project, name: str, version: str | int | None = None, *, to
     wanted = registry.normalize_version(version) if version is not None else None
     stages = project.config.stages
     client = mlflow.client(project)
-    who = audit.actor(project.root)  # runs git: kept out of the locked section
-    with _stage_move(project, client, name, dry_run=dry_run, progress=progress) as move:
+    who = audit.actor(project.root, tracking_uri=project.tracking_uri)  # may run git: kept out of the locked section
+    with _server_refusals(project, name, to, "promote"), \
+            _stage_move(project, client, name, dry_run=dry_run, progress=progress) as move:
         holders = move.holders
         chosen = _choose_version(name, wanted, from_stage, holders)
         mv = registry.get_version(client, name, chosen)
@@ -190,21 +205,28 @@ def promote(project: Project, name: str, version: str | int | None = None, *, to
         if dry_run:
             result.status = "would promote"
             return result
+        _require_manage(project, name, to, current_stage)
         entry = move.commit(AuditEntry.new("promote", name, to, chosen, actor=who, reason=reason,
                                     from_version=current, from_stage=current_stage, gates=gate_dicts))
         result.status = "promoted" if entry.state == audit.DONE else entry.state
         result.audit_id = entry.id
-        return result
+    if entry.state == audit.SUPERSEDED:
+        raise PromotionSuperseded(result, entry.superseded_by)
+    return result
 
 
 def rollback(project: Project, name: str, stage: str, *, reason: str = "",
              progress: Progress | None = None) -> RollbackResult:
-    """Put ``stage``'s alias back on the version that held it before the current one; audited, no gates."""
+    """Put ``stage``'s alias back on the version that held it before the current one; audited, no gates.
+
+    Raises :class:`SupersededError` (exit code 1) when, on a server, another move overwrote it at once.
+    """
     registry.require_stage(project, stage)
     stages = project.config.stages
     client = mlflow.client(project)
-    who = audit.actor(project.root)  # runs git: kept out of the locked section
-    with _stage_move(project, client, name, progress=progress) as move:
+    who = audit.actor(project.root, tracking_uri=project.tracking_uri)  # may run git: kept out of the locked section
+    with _server_refusals(project, name, stage, "roll back"), \
+            _stage_move(project, client, name, progress=progress) as move:
         holder = move.holders.get(stage)
         if holder is None:
             raise UsageError(f"no version of {name!r} holds {stage}; nothing to roll back",
@@ -215,8 +237,14 @@ def rollback(project: Project, name: str, stage: str, *, reason: str = "",
                              hint=f"`mlkit models history {name}` shows what happened")
         registry.get_version(client, name, target)  # it may have been deleted since
         target_stage = next((s for s in stages if move.holders.get(s) == target), None)
+        _require_manage(project, name, stage, target_stage)
         entry = move.commit(AuditEntry.new("rollback", name, stage, target, actor=who, reason=reason,
                                     from_version=holder, from_stage=target_stage))
+    if entry.state == audit.SUPERSEDED:
+        raise SupersededError(
+            f"rollback of {name}@{stage} to version {target} was superseded: version "
+            f"{entry.superseded_by or 'none'} holds {stage} now (another move happened at the same time)",
+            hint=f"`mlkit models history {name} --stage {stage}` shows both moves")
     return RollbackResult(model=name, stage=stage, from_version=holder, to_version=target,
                           actor=entry.actor, reason=reason, audit_id=entry.id, state=entry.state)
 
@@ -227,13 +255,18 @@ def rollback_target(entries: Sequence[AuditEntry], stage: str, holder: str) -> s
     A promotion pushes its version (and, first, the version it displaced when the trail did not know it,
     e.g. an alias set outside mlkit); a rollback pops. Pure: unit-tested on hand-made entries.
     """
+    # a superseded move lost a race: its version held the stage for an instant at most, never for users,
+    # so it is neither pushed nor, when a racing move recorded it as displaced, returned to
+    moved = [e for e in entries if e.stage == stage and e.action in ("promote", "rollback")]
+    done = {e.to_version for e in moved if e.state == audit.DONE}
+    lost = {e.to_version for e in moved if e.state == audit.SUPERSEDED} - done
     stack: list[str] = []
-    for entry in entries:
-        if entry.stage != stage or entry.state not in (audit.DONE, audit.SUPERSEDED):
+    for entry in moved:
+        if entry.state != audit.DONE:
             continue
         to, displaced = entry.to_version, entry.from_version
         if entry.action == "promote":
-            if displaced and (not stack or stack[-1] != displaced):
+            if displaced and displaced not in lost and (not stack or stack[-1] != displaced):
                 stack.append(displaced)
             if to and (not stack or stack[-1] != to):
                 stack.append(to)
@@ -344,6 +377,68 @@ def _stage_move(project: Project, client: MlflowClient, name: str, *, dry_run: b
         if not dry_run and audit.settle_pending(client, model, stages, locked=locked, progress=progress):
             model = registry.get_model(client, name)
         yield _StageMove(client, model, stages, locked, progress)
+
+
+def _require_manage(project: Project, name: str, stage: str, leaving: str | None) -> None:
+    """On a server with authentication, only a user who may manage ``name`` moves the last stage
+    (production) or takes a version out of it (``leaving``).
+
+    MLflow itself lets EDIT set any alias; this is mlkit's rule on top, checked against the permission
+    the server resolves for the signed-in user (MLflow enforces its own part, EDIT to set an alias and
+    MANAGE to delete one, on every request).
+    """
+    last = project.config.stages[-1]
+    if last not in (stage, leaving):
+        return
+    access = credentials.model_access(project.tracking_uri, name)
+    if access is None or access.can_manage:
+        return
+    raise PermissionDeniedError(
+        f"{access.username} may not move {name}@{last}: that needs MANAGE on registered model {name!r}, "
+        f"{access.username} has {access.permission}",
+        hint=f"an admin grants it: `mlkit server user grant {access.username} --model {name} "
+        "--permission MANAGE`",
+    )
+
+
+@contextmanager
+def _server_refusals(project: Project, name: str, stage: str, action: str) -> Iterator[None]:
+    """Turn the tracking server's 401/403 answers into one line naming the user and their permission."""
+    try:
+        yield
+    except Exception as exc:
+        status = _denied_status(exc)
+        if status is None:
+            raise
+        uri = project.tracking_uri
+        user = credentials.signed_in_user(uri)
+        if status == 401 or user is None:
+            raise PermissionDeniedError(
+                f"the tracking server did not accept the credentials to {action} {name}@{stage}",
+                hint=f"set {credentials.ENV_USERNAME} and {credentials.ENV_PASSWORD} "
+                f"(or {credentials.ENV_TOKEN}) to an account on the server",
+            ) from None
+        access = credentials.model_access(uri, name)
+        has = access.permission if access is not None else "unknown"
+        raise PermissionDeniedError(
+            f"{user} may not {action} {name}@{stage}: the tracking server refused it ({user} has {has} on "
+            f"registered model {name!r}; moving a stage needs EDIT, dropping one MANAGE)",
+            hint=f"an admin grants it: `mlkit server user grant {user} --model {name} --permission EDIT`",
+        ) from None
+
+
+def _denied_status(exc: BaseException) -> int | None:
+    """401 or 403 when ``exc`` is MLflow's client reporting the server refused the request."""
+    code = getattr(exc, "error_code", None)
+    if code == "PERMISSION_DENIED":
+        return 403
+    if code == "UNAUTHENTICATED":
+        return 401
+    text = str(exc)
+    for status in (403, 401):
+        if f"error code {status}" in text or f"status code {status}" in text:
+            return status
+    return None
 
 
 def _choose_version(name: str, wanted: str | None, from_stage: str | None, holders: Mapping[str, str]) -> str:

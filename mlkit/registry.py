@@ -178,7 +178,7 @@ def describe_version(client: MlflowClient, mv: ModelVersion, stages: Sequence[st
     moved = [e for e in trail if e.to_version == str(mv.version)
              and e.state in (audit.DONE, audit.SUPERSEDED) and e.action in ("promote", "rollback")]
     return VersionInfo(
-        name=mv.name, version=str(mv.version), stage=stage or version_tags.get(tags.STAGE), aliases=aliases,
+        name=mv.name, version=str(mv.version), stage=stage or _tag_stage(version_tags, stages), aliases=aliases,
         run_id=mv.run_id or None, source=mv.source or "", created_at=utc_iso(mv.creation_timestamp),
         metrics=metrics, git_commit=commit, git_branch=branch,
         git_dirty=None if dirty_tag is None else dirty_tag == "true", data_md5s=md5s, params=params,
@@ -268,6 +268,13 @@ def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 # --- private ------------------------------------------------------------------------------------------
+
+def _tag_stage(version_tags: dict[str, str], stages: Sequence[str]) -> str | None:
+    """The ``mlkit.stage`` tag of a version holding no stage alias: ``archived`` is shown, a stage name is
+    not (a stale tag a concurrent move left behind; the alias is the truth)."""
+    value = version_tags.get(tags.STAGE)
+    return None if value in stages else value
+
 
 def _not_found(exc: Exception) -> bool:
     return getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST"

@@ -34,14 +34,17 @@ def team_and_scale(run: Callable[..., subprocess.CompletedProcess], base: Path, 
             print(f"\n(team and scale part skipped: {exc})", flush=True)
             return
         backend = postgres.create_database("demo")
-        # credentials only in the environment, as a team member would export them
-        os.environ.update({**s3.env(), "PGPASSWORD": postgres.password})
+        # credentials only in the environment, as a team member would export them; the server takes the
+        # admin account from MLFLOW_AUTH_ADMIN_* and the client signs in with MLFLOW_TRACKING_USERNAME/PASSWORD
+        os.environ.update({**s3.env(), "PGPASSWORD": postgres.password, **S.admin_env()})
         port = S.free_port()
-        run("a team tracking server over PostgreSQL, artifacts proxied to object storage", "server", "start",
+        run("a team tracking server over PostgreSQL, artifacts proxied to object storage, users sign in",
+            "server", "start",
             "--backend-store-uri", backend, "--artifacts-destination", f"s3://{s3.bucket('mlflow')}/artifacts",
             "--port", str(port), "--workers", "1", cwd=project)
         started.append(lambda: run("stop the server by its pid", "server", "stop", cwd=project, check=False))
-        run("its state: pid, URL, store (the password is never shown or written)", "server", "status",
+        run("its state: pid, URL, store (no password shown) and the health of database and artifact store",
+            "server", "status",
             cwd=project)
         run("data in S3-compatible storage through DVC", "data", "remote", "add", "storage",
             f"s3://{s3.bucket('data')}/churn", "--default", "--endpoint-url", s3.endpoint, cwd=project)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 BIN = Path(sys.executable).parent
 STARTUP_SECONDS: dict[str, float] = {}  # component -> seconds its last start took
+FIGURES: dict[str, str] = {}  # load figures the services tests measured, printed at the end of the run
 
 PG_USER = "mlkit"
 PG_PASSWORD = "s3cret-pg-pass"
@@ -31,6 +32,10 @@ PG_DATABASE = "mlflow"
 MIGRATED_TEMPLATE = "mlflow_migrated"
 S3_ACCESS_KEY = "mlkit-access"
 S3_SECRET_KEY = "mlkit-secret-key-123"
+# the admin account of every tracking server the helpers start (given through MLflow's variables, so it
+# is the same for all of them); tests sign in with it through MLFLOW_TRACKING_USERNAME/PASSWORD
+ADMIN_USER = "admin"
+ADMIN_PASSWORD = "s3cret-admin-pass-123"
 
 
 class ServiceUnavailable(RuntimeError):
@@ -179,8 +184,31 @@ def _psql(server: Postgres, sql: str) -> None:
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=30)
 
 
+def pause_postgres(server: Postgres, timeout: float = 30.0) -> None:
+    """Stop the postmaster (fast shutdown by its PID) and keep its data, for :func:`resume_postgres`."""
+    _stop_postmaster(server, timeout)
+    server.pid = None
+
+
+def resume_postgres(server: Postgres, timeout: float = 60.0) -> None:
+    """Start a paused PostgreSQL again on the same port and data."""
+    bindir = _pg_bindir()
+    pgdata = server.datadir / "data"
+    options = (f"-p {server.port} -k {server.datadir} -c listen_addresses=127.0.0.1 -c fsync=off "
+               "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+    subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(pgdata), "-o", options, "-l",
+                                 str(server.datadir / "postgres.log"), "-w", "-t", str(int(timeout)), "start"]),
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout + 5)
+    server.pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
+
+
 def stop_postgres(server: Postgres, timeout: float = 30.0) -> None:
     """Fast shutdown by the postmaster's PID (SIGINT), then remove its folder."""
+    _stop_postmaster(server, timeout)
+    shutil.rmtree(server.datadir, ignore_errors=True)
+
+
+def _stop_postmaster(server: Postgres, timeout: float) -> None:
     if server.pid is not None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(server.pid, signal.SIGINT)
@@ -194,7 +222,6 @@ def stop_postgres(server: Postgres, timeout: float = 30.0) -> None:
         else:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(server.pid, signal.SIGKILL)
-    shutil.rmtree(server.datadir, ignore_errors=True)
 
 
 # --- S3-compatible object storage: rclone serve s3 ---------------------------------------------------
@@ -247,14 +274,34 @@ def _rclone() -> str:
 
 def start_s3(timeout: float = 20.0) -> S3Server:
     started = time.perf_counter()
-    rclone = _rclone()
     root = Path(tempfile.mkdtemp(prefix="mlkit-s3-"))
     port = free_port()
     log = root.parent / f"{root.name}.log"
+    try:
+        pid = _serve_s3(root, port, log, timeout)
+    except Exception:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+    _timed("s3 (rclone serve s3)", started)
+    return S3Server(port=port, root=root, pid=pid, log=log)
+
+
+def pause_s3(server: S3Server) -> None:
+    """Stop the S3 server by its PID and keep its folder, for :func:`resume_s3`."""
+    stop_group(server.pid)
+
+
+def resume_s3(server: S3Server, timeout: float = 20.0) -> None:
+    assert server.log is not None
+    server.pid = _serve_s3(server.root, server.port, server.log, timeout)
+
+
+def _serve_s3(root: Path, port: int, log: Path, timeout: float) -> int:
+    rclone = _rclone()
     # keys through the environment, not argv (rclone reads every flag as RCLONE_<FLAG>)
     env = {**os.environ, "RCLONE_AUTH_KEY": f'"{S3_ACCESS_KEY},{S3_SECRET_KEY}"',
            "RCLONE_CONFIG": "/dev/null"}
-    with log.open("wb") as handle:
+    with log.open("ab") as handle:
         process = subprocess.Popen([rclone, "serve", "s3", "--addr", f"127.0.0.1:{port}", str(root)],
                                    stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT, env=env,
                                    start_new_session=True)
@@ -262,10 +309,8 @@ def start_s3(timeout: float = 20.0) -> S3Server:
         wait_until(lambda: port_open(port), timeout=timeout, what="rclone serve s3", process=process, log=log)
     except Exception:
         stop_group(process.pid)
-        shutil.rmtree(root, ignore_errors=True)
         raise
-    _timed("s3 (rclone serve s3)", started)
-    return S3Server(port=port, root=root, pid=process.pid, log=log)
+    return process.pid
 
 
 def stop_s3(server: S3Server) -> None:
@@ -283,22 +328,36 @@ class TrackingServer:
     state_dir: Path
     pid: int
     backend_uri: str
+    auth: bool = True
+
+    def client_env(self, user: str = ADMIN_USER, password: str = ADMIN_PASSWORD) -> dict[str, str]:
+        """What a client exports to use this server, signed in as ``user``."""
+        env = {"MLKIT_TRACKING_URI": self.url}
+        if self.auth:
+            env |= {"MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": password}
+        return env
+
+
+def admin_env() -> dict[str, str]:
+    """The admin account a server takes on its first start, and the same account signed in as a client."""
+    return {"MLFLOW_AUTH_ADMIN_USERNAME": ADMIN_USER, "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "MLFLOW_TRACKING_USERNAME": ADMIN_USER, "MLFLOW_TRACKING_PASSWORD": ADMIN_PASSWORD}
 
 
 def start_tracking_server(postgres: Postgres, *, database: str | None = None, backend_uri: str | None = None,
                           artifacts_destination: str | None = None, extra_env: dict[str, str] | None = None,
-                          timeout: float = 90.0) -> TrackingServer:
+                          timeout: float = 90.0, auth: bool = True, **options: object) -> TrackingServer:
     from mlkit import tracking_server
 
     started = time.perf_counter()
     backend = backend_uri or (postgres.create_database(database) if database else postgres.uri)
     state_dir = Path(tempfile.mkdtemp(prefix="mlkit-server-"))
-    env = {**os.environ, "PGPASSWORD": postgres.password, **(extra_env or {})}
+    env = {**os.environ, "PGPASSWORD": postgres.password, **admin_env(), **(extra_env or {})}
     state = tracking_server.start(state_dir, backend, port=free_port(), artifacts_destination=artifacts_destination,
-                                  workers=1, timeout=timeout, environ=env)
-    _timed("mlflow server (postgresql)", started)
+                                  workers=1, timeout=timeout, environ=env, auth=auth, **options)  # type: ignore[arg-type]
+    _timed("mlflow server (postgresql" + (", authentication)" if auth else ")"), started)
     assert state.pid is not None and state.url is not None
-    return TrackingServer(url=state.url, state_dir=state_dir, pid=state.pid, backend_uri=backend)
+    return TrackingServer(url=state.url, state_dir=state_dir, pid=state.pid, backend_uri=backend, auth=auth)
 
 
 def stop_tracking_server(tracking: TrackingServer) -> None:
@@ -333,7 +392,8 @@ def start_dask(workers: int = 2, timeout: float = 60.0) -> DaskCluster:
         with log.open("wb") as handle:
             scheduler = subprocess.Popen(
                 [str(dask), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard",
-                 "--no-show"], stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT, env=env,
+                 "--dashboard-address", "127.0.0.1:0", "--no-show"],
+                stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT, env=env,
                 start_new_session=True)
         cluster.pids.append(scheduler.pid)
         wait_until(lambda: port_open(port), timeout=timeout, what="dask scheduler", process=scheduler,
@@ -342,7 +402,9 @@ def start_dask(workers: int = 2, timeout: float = 60.0) -> DaskCluster:
             with (logdir / f"worker-{index}.log").open("wb") as handle:
                 worker = subprocess.Popen(
                     [str(dask), "worker", address, "--host", "127.0.0.1", "--nthreads", "1", "--no-dashboard",
-                     "--name", f"worker-{index}", "--local-directory", str(logdir / f"w{index}")],
+                     # the worker's HTTP server (health, metrics) runs even without the dashboard
+                     "--dashboard-address", "127.0.0.1:0", "--name", f"worker-{index}",
+                     "--local-directory", str(logdir / f"w{index}")],
                     stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT, env=env,
                     start_new_session=True)
             cluster.pids.append(worker.pid)

@@ -21,6 +21,9 @@ def promote(
 ) -> None:
     """Move a model version to a stage if the gates in mlkit.yaml allow it; exit code 3 when refused.
 
+    Exit code 1 when a concurrent promotion on a tracking server superseded this one, or when the
+    server refused the signed-in user.
+
     The stage is an MLflow alias (models:/NAME@STAGE) plus an mlkit.stage tag on the version; every
     promotion and refusal is recorded in the audit trail (`mlkit models history NAME`).
 
@@ -30,14 +33,14 @@ def promote(
     """
     from mlkit.cli import _output
     from mlkit.project import load_project
-    from mlkit.promotion import PromotionRefused
+    from mlkit.promotion import PromotionRefused, PromotionSuperseded
     from mlkit.promotion import promote as promote_version
 
     project = load_project()
     try:
         result = promote_version(project, name, version, to=to, from_stage=from_stage, reason=reason,
                                  dry_run=dry_run, progress=_output.status)
-    except PromotionRefused as exc:
+    except (PromotionRefused, PromotionSuperseded) as exc:
         _render(exc.result, json_)
         raise
     _render(result, json_)

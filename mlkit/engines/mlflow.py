@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mlkit import constants as C
-from mlkit import tags
+from mlkit import credentials, tags
 from mlkit.errors import OperationError, UsageError, first_line
 from mlkit.project import Project
 from mlkit.uris import redact
@@ -462,8 +462,13 @@ def probe_http(uri: str, timeout: float) -> str:
     if parts.username:  # urllib does not take user:password@ from the URL; requests (MLflow) does
         token = base64.b64encode(f"{parts.username}:{parts.password or ''}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
+    # --- server authentication and TLS (mlkit.credentials): what MLflow's client sends and trusts ---
+    elif header := credentials.from_environment().header():
+        request.add_header("Authorization", header)
+    context = credentials.ssl_context(uri)
+    # --- end of server authentication and TLS ---
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             return "" if response.status == 200 else f"HTTP {response.status}"
     except urllib.error.HTTPError as exc:
         return f"HTTP {exc.code}"

@@ -30,6 +30,10 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.section("service start-up times")
         for name, seconds in S.STARTUP_SECONDS.items():
             terminalreporter.write_line(f"{name:<32} {seconds:6.2f} s")
+    if S.FIGURES:
+        terminalreporter.section("load figures")
+        for name, figure in S.FIGURES.items():
+            terminalreporter.write_line(f"{name}: {figure}")
 
 
 def _start(starter: Callable[[], Any]) -> Any:
@@ -69,6 +73,16 @@ def dask_cluster() -> Iterator[S.DaskCluster]:
     cluster = _start(S.start_dask)
     yield cluster
     S.stop_dask(cluster)
+
+
+@pytest.fixture(autouse=True)
+def signed_in(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Every services test signs in as the admin every helper-started tracking server shares, as a user
+    would export it (the isolation fixture clears MLFLOW_* first)."""
+    env = {"MLFLOW_TRACKING_USERNAME": S.ADMIN_USER, "MLFLOW_TRACKING_PASSWORD": S.ADMIN_PASSWORD}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
 
 
 @pytest.fixture

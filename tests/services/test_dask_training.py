@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -102,3 +103,15 @@ def test_scikit_learn_estimator_fits_under_joblibs_dask_backend(dask_cluster: S.
     assert trained["metrics"]["r2"] > 0.2
     client = MlflowClient(tracking_uri=f"sqlite:///{root / '.mlkit' / 'mlflow.db'}")
     assert client.get_run(trained["run_id"]).data.params["training.backend"] == "dask"
+
+
+def test_the_cluster_listens_on_loopback_only(dask_cluster: S.DaskCluster) -> None:
+    # `--host` binds the Dask protocol only; each process's HTTP server (health, metrics) runs even with
+    # `--no-dashboard`, on every interface unless `--dashboard-address` binds it
+    pids: set[str] = set()
+    for pid in dask_cluster.pids:
+        pids |= set(subprocess.run(["pgrep", "-g", str(pid)], capture_output=True, text=True).stdout.split())
+    listening = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    addresses = [line.split()[3] for line in listening.splitlines() if any(f"pid={p}," in line for p in pids)]
+    assert len(addresses) >= 3  # the scheduler and two workers at least
+    assert [a for a in addresses if not a.startswith("127.0.0.1:")] == []

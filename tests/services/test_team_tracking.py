@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -132,16 +133,20 @@ def test_eight_concurrent_trains_against_the_server_are_all_registered(
         clone = tmp_path / f"member-{index}"
         shutil.copytree(root, clone, symlinks=True)
         clones.append(clone)
-    env = {**os.environ, **s3.env(), "MLKIT_TRACKING_URI": tracking_server.url}
+    env = {**os.environ, **s3.env(), "MLKIT_TRACKING_URI": tracking_server.url}  # signed in as the admin
+    started = time.perf_counter()
     processes = [subprocess.Popen([MLKIT, "train", "--json", *FAST, "--set", "model.name=concurrent"],
                                   cwd=clone, env=env, text=True, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE)
                  for clone in clones]
     outputs = [process.communicate(timeout=900) for process in processes]
+    elapsed = time.perf_counter() - started
     for process, (_, stderr) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, stderr
     results = [json.loads(stdout) for stdout, _ in outputs]
     assert sorted(int(r["model_version"]) for r in results) == list(range(1, 9))
+    S.FIGURES["8 concurrent trains (authenticated)" if tracking_server.auth else "8 concurrent trains"] = (
+        f"{elapsed:.1f} s wall, 8 of 8 registered, 0 errors")
 
     registry = _registry(tracking_server.url)
     versions = registry.search_model_versions("name='concurrent'")

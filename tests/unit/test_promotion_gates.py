@@ -151,6 +151,14 @@ def test_rollback_ignores_refusals_aborted_moves_and_other_stages() -> None:
     assert rollback_target(trail, "production", "2") == "1"
 
 
+def test_rollback_skips_versions_whose_moves_were_superseded() -> None:
+    # versions 2 and 3 raced on a server: 2 lost (superseded), 3 recorded either 1 or 2 as displaced
+    for displaced in ("1", "2"):
+        trail = [entry("promote", "1", None), entry("promote", "2", "1", state="superseded"),
+                 entry("promote", "3", displaced)]
+        assert rollback_target(trail, "production", "3") == "1", displaced
+
+
 def test_rollback_knows_a_holder_set_outside_mlkit() -> None:
     assert rollback_target([entry("promote", "2", "7")], "production", "2") == "7"
 

@@ -100,10 +100,149 @@ def test_http_probe_sends_credentials_as_basic_auth_not_in_the_host(monkeypatch:
 
     seen = {}
 
-    def fake_urlopen(request, timeout):
+    def fake_urlopen(request, timeout, context=None):
         seen["url"], seen["auth"] = request.full_url, request.get_header("Authorization")
         raise OSError("refused")
 
     monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
     assert mlflow.probe_http("https://alice:pw@mlflow.example:8443/base", 1.0) == "refused"
     assert seen == {"url": "https://mlflow.example:8443/base/health", "auth": "Basic YWxpY2U6cHc="}
+
+
+@pytest.mark.parametrize(("env", "header"), [
+    ({"MLFLOW_TRACKING_USERNAME": "alice", "MLFLOW_TRACKING_PASSWORD": "pw"}, "Basic YWxpY2U6cHc="),
+    ({"MLFLOW_TRACKING_TOKEN": "t0ken"}, "Bearer t0ken"),
+    ({"MLFLOW_TRACKING_USERNAME": "alice", "MLFLOW_TRACKING_PASSWORD": "pw", "MLFLOW_TRACKING_TOKEN": "t"},
+     "Basic YWxpY2U6cHc="),
+    ({"MLFLOW_TRACKING_USERNAME": "alice"}, None),
+    ({}, None),
+], ids=["basic", "token", "basic-wins", "username-alone", "nothing"])
+def test_http_probe_sends_the_credentials_mlflow_reads_from_the_environment(
+        monkeypatch: pytest.MonkeyPatch, env: dict[str, str], header: str | None) -> None:
+    import urllib.request
+
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    seen = {}
+
+    def fake_urlopen(request, timeout, context=None):
+        seen["auth"] = request.get_header("Authorization")
+        raise OSError("refused")
+
+    monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
+    assert mlflow.probe_http("http://127.0.0.1:5000", 1.0) == "refused"
+    assert seen == {"auth": header}
+
+
+def test_credentials_never_show_the_secret_in_their_repr() -> None:
+    from mlkit import credentials
+
+    creds = credentials.from_environment({"MLFLOW_TRACKING_USERNAME": "alice", "MLFLOW_TRACKING_PASSWORD": "s3cr3t"})
+    admin = tracking_server.AdminAccount("admin", "s3cr3t", "environment")
+    assert "s3cr3t" not in repr(creds) + repr(admin) + str(creds) + str(admin)
+
+
+@pytest.mark.parametrize(("uri", "env", "expected"), [
+    ("http://127.0.0.1:5000", {"MLFLOW_TRACKING_USERNAME": "alice", "MLFLOW_TRACKING_PASSWORD": "pw"},
+     "alice (signed in)"),
+    ("https://mlflow.example", {"MLFLOW_TRACKING_USERNAME": "ci-bot", "MLFLOW_TRACKING_PASSWORD": "pw",
+                                "GITHUB_ACTIONS": "true", "GITHUB_ACTOR": "octocat"},
+     "ci-bot (signed in, github actions: octocat)"),
+    # credentials for another store mean nothing to a local one: git's user acts
+    ("sqlite:///x.db", {"MLFLOW_TRACKING_USERNAME": "alice", "MLFLOW_TRACKING_PASSWORD": "pw"},
+     "Test User <test@example.com>"),
+    ("http://127.0.0.1:5000", {}, "Test User <test@example.com>"),
+    ("http://127.0.0.1:5000", {"GITHUB_ACTIONS": "true", "GITHUB_ACTOR": "octocat"}, "octocat (github actions)"),
+], ids=["signed-in", "signed-in-in-actions", "local-store", "no-credentials", "actions-only"])
+def test_the_audit_actor_is_the_signed_in_user_on_a_server(tmp_path, uri: str, env: dict[str, str],
+                                                           expected: str) -> None:
+    import subprocess
+
+    from mlkit.audit import actor
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "config", "user.name", "Test User"], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "config", "user.email", "test@example.com"], check=True)
+    assert actor(tmp_path, env, tracking_uri=uri) == expected
+
+
+def test_server_state_names_the_first_failing_part() -> None:
+    from mlkit.tracking_server import ServerState
+
+    healthy = ServerState(running=True, url="http://127.0.0.1:5000",
+                          health={"server": "ok", "database": "ok", "artifacts": "ok"})
+    assert healthy.problem is None
+    broken = ServerState(running=True, url="http://127.0.0.1:5000",
+                         health={"server": "ok", "database": "HTTP 500: connection refused", "artifacts": "ok"})
+    assert broken.problem == ("the tracking server at http://127.0.0.1:5000 is running but its database check "
+                              "failed: HTTP 500: connection refused")
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"auth": False, "host": "0.0.0.0"}, "--no-auth is only allowed on loopback, not on --host 0.0.0.0"),
+    ({"default_permission": "ALL"}, "--default-permission ALL: must be one of READ, USE, EDIT, MANAGE, NO_PERMISSIONS"),
+    ({"tls_cert": "cert.pem"}, "--tls-cert and --tls-key go together"),
+], ids=["no-auth-off-loopback", "bad-permission", "cert-without-key"])
+def test_server_start_refuses_unsafe_or_bad_options_before_starting_anything(tmp_path, kwargs, message) -> None:
+    if "tls_cert" in kwargs:
+        kwargs["tls_cert"] = Path(kwargs["tls_cert"])
+    with pytest.raises(UsageError) as raised:
+        tracking_server.start(tmp_path / "state", "sqlite:///x.db", **kwargs)
+    assert raised.value.message == message
+    assert not (tmp_path / "state").exists()
+
+
+def test_the_auth_files_are_private_and_hold_no_password_in_the_config(tmp_path) -> None:
+    import stat
+
+    env = tracking_server._prepare_auth(tmp_path, {}, "READ")
+    folder = tmp_path / "server-auth"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    for name in ("admin.json", "basic_auth.ini"):
+        assert stat.S_IMODE((folder / name).stat().st_mode) == 0o600, name
+    password = env["MLFLOW_AUTH_ADMIN_PASSWORD"]
+    assert len(password) >= 24
+    config = (folder / "basic_auth.ini").read_text()
+    assert password not in config
+    assert "admin_username = admin" in config and "default_permission = READ" in config
+    assert f"database_uri = sqlite:///{(folder / 'auth.db').resolve()}" in config
+    assert env["MLFLOW_AUTH_CONFIG_PATH"] == str((folder / "basic_auth.ini").resolve())
+    # generated once: a restart reuses the account and the session secret
+    again = tracking_server._prepare_auth(tmp_path, {}, "EDIT")
+    assert again["MLFLOW_AUTH_ADMIN_PASSWORD"] == password
+    assert again["MLFLOW_FLASK_SERVER_SECRET_KEY"] == env["MLFLOW_FLASK_SERVER_SECRET_KEY"]
+    assert tracking_server.admin_account(tmp_path, {}).password == password
+    # the environment wins, and its password is never stored
+    (tmp_path / "other").mkdir()
+    chosen = tracking_server._prepare_auth(tmp_path / "other", {"MLFLOW_AUTH_ADMIN_PASSWORD": "from-env-pw"}, "READ")
+    assert chosen["MLFLOW_AUTH_ADMIN_PASSWORD"] == "from-env-pw"
+    assert "from-env-pw" not in (tmp_path / "other" / "server-auth" / "admin.json").read_text()
+
+
+def test_the_servers_refusals_are_recognised_in_both_forms_mlflow_raises() -> None:
+    from mlflow.exceptions import MlflowException, RestException
+
+    from mlkit.promotion import _denied_status
+
+    assert _denied_status(RestException({"error_code": "PERMISSION_DENIED", "message": "no"})) == 403
+    assert _denied_status(RestException({"error_code": "UNAUTHENTICATED", "message": "no"})) == 401
+    # the auth app answers some refusals with a plain-text body, which MLflow's client reports by status
+    assert _denied_status(MlflowException("API request to endpoint /x failed with error code 401 != 200")) == 401
+    assert _denied_status(MlflowException("API request to endpoint /x failed with error code 403 != 200")) == 403
+    assert _denied_status(RestException({"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "gone"})) is None
+    assert _denied_status(ValueError("error code 500")) is None
+
+
+def test_a_superseded_promotion_is_a_failed_operation_naming_the_holder() -> None:
+    from mlkit.errors import ExitCode
+    from mlkit.promotion import PromotionResult, PromotionSuperseded
+
+    result = PromotionResult(model="churn", version="7", stage="staging", status="superseded", from_version="6",
+                             from_stage=None, gates=[], actor="alice (signed in)", reason="", dry_run=False)
+    error = PromotionSuperseded(result, "9")
+    assert error.exit_code == ExitCode.FAILED
+    assert error.message == ("promotion of churn version 7 to staging was superseded: version 9 holds staging now "
+                             "(another promotion moved it at the same time)")
+    assert error.result is result
