@@ -102,11 +102,14 @@ def test_expected_error_is_one_line_with_hint_and_exit_2(cli, tmp_path):
     ]
 
 
-@pytest.mark.parametrize("switch", ["flag", "env"], ids=["--debug", "MLKIT_DEBUG=1"])
+@pytest.mark.parametrize("switch", ["flag", "flag-after", "env"],
+                         ids=["--debug", "--debug after the command", "MLKIT_DEBUG=1"])
 def test_debug_shows_the_traceback_before_the_error(cli, tmp_path, monkeypatch, switch):
-    args = ("config", "show")
+    args: tuple[str, ...] = ("config", "show")
     if switch == "flag":
         args = ("--debug", *args)
+    elif switch == "flag-after":
+        args = (*args, "--debug")
     else:
         monkeypatch.setenv("MLKIT_DEBUG", "1")
     result = cli(*args, cwd=tmp_path)
@@ -135,6 +138,18 @@ def test_unexpected_error_is_one_line_exit_1(cli, tmp_path, monkeypatch):
         "error: unexpected RuntimeError: disk on fire",
         "hint: run again with --debug (or MLKIT_DEBUG=1) for the traceback",
     ]
+
+
+def test_debug_is_accepted_after_any_command_and_before_a_double_dash(cli, tmp_path):
+    from mlkit.cli import _lift_global_options
+
+    assert _lift_global_options(["train", "--debug", "--set", "a=1"]) == ["--debug", "train", "--set", "a=1"]
+    assert _lift_global_options(["--debug", "runs", "show", "X"]) == ["--debug", "runs", "show", "X"]
+    assert _lift_global_options(["runs", "show", "--", "--debug"]) == ["runs", "show", "--", "--debug"]
+    result = cli("runs", "list", "--debug", "--limit", "0", cwd=tmp_path)
+    assert result.exit_code == 2
+    assert "No such option" not in result.stderr
+    assert result.stderr.splitlines()[0] == "Traceback (most recent call last):"
 
 
 def test_keyboard_interrupt_exits_130(cli, tmp_path, monkeypatch):
