@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mlkit import constants as C
-from mlkit.errors import UsageError, first_line
+from mlkit.errors import MlkitError, OperationError, UsageError, first_line
 
 
 @dataclass
@@ -57,13 +57,35 @@ def apply_hook(frame: Any, hook: str, root: Path) -> Any:
     import pandas as pd
 
     with _project_imports(root, hook.partition(":")[0].split(".")[0]):
-        result = _import_callable(hook, "data.hook")(frame)
+        function = _import_callable(hook, "data.hook")
+        try:
+            result = function(frame)
+        except MlkitError:
+            raise
+        except Exception as exc:
+            raise OperationError(
+                f"{C.CONFIG_FILE}: data.hook: {hook} failed{_where_in_project(exc, root)}: "
+                + first_line(exc, with_type=True),
+                hint="fix the hook or the data it expects; run again with --debug for the traceback",
+            ) from exc
     if not isinstance(result, pd.DataFrame):
         raise UsageError(
             f"{C.CONFIG_FILE}: data.hook: {hook} returned {type(result).__name__}, not a DataFrame",
             hint="make the hook return the DataFrame to train on",
         )
     return result
+
+
+def _where_in_project(exc: BaseException, root: Path) -> str:
+    """`` at src/pkg/module.py:LINE``: the innermost frame of the traceback in the project's own code."""
+    import traceback
+
+    src = (root / "src").resolve()
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        path = Path(frame.filename)
+        if path.is_absolute() and path.resolve().is_relative_to(src):
+            return f" at {path.resolve().relative_to(root.resolve()).as_posix()}:{frame.lineno}"
+    return ""
 
 
 def load_callable(spec: str, root: Path, field: str) -> Any:

@@ -293,3 +293,24 @@ def test_the_ui_port_must_be_a_port(tmp_path):
     with pytest.raises(UsageError) as raised:
         runs.open_ui(SimpleNamespace(root=tmp_path), port=70000)
     assert raised.value.message == "--port 70000: must be between 1 and 65535"
+
+
+def test_a_failing_hook_is_named_with_its_file_line_and_exception(tmp_path):
+    from mlkit.errors import OperationError
+
+    package = tmp_path / "src" / "hookpkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "features.py").write_text(
+        "def build(frame):\n"
+        "    frame = frame.copy()\n"
+        "    frame['ratio'] = frame['mean_area'] / 2\n"
+        "    return frame\n"
+    )
+    with pytest.raises(OperationError) as caught:
+        datasets.apply_hook(pd.DataFrame({"x": [1.0]}), "hookpkg.features:build", tmp_path)
+    assert caught.value.exit_code == ExitCode.FAILED
+    assert caught.value.message == (
+        "mlkit.yaml: data.hook: hookpkg.features:build failed at src/hookpkg/features.py:3: KeyError: 'mean_area'"
+    )
+    assert caught.value.hint == "fix the hook or the data it expects; run again with --debug for the traceback"
