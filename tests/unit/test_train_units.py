@@ -50,6 +50,30 @@ def test_unknown_param_names_the_file_and_suggests():
                                     "did you mean 'max_depth'?")
 
 
+def test_every_unknown_param_is_reported_at_once():
+    # switching the estimator with --set keeps the old estimator's params: all of them must be named
+    params = {"n_estimators": 10, "learning_rate": 0.1, "subsample": 0.9, "colsample_bytree": 0.9, "max_dept": 3}
+    with pytest.raises(UsageError) as caught:
+        build_estimator("sklearn.ensemble.RandomForestClassifier", params, seed=1, task="classification")
+    assert caught.value.exit_code == ExitCode.USAGE
+    assert caught.value.message == (
+        "params.yaml: 4 params are not parameters of sklearn.ensemble.RandomForestClassifier: "
+        "estimator.learning_rate, estimator.subsample (did you mean 'max_samples'?), estimator.colsample_bytree, "
+        "estimator.max_dept (did you mean 'max_depth'?)"
+    )
+    assert caught.value.hint == "fix params.yaml or the --set override (params.estimator.* must fit model.estimator)"
+
+
+def test_every_mistyped_xgboost_value_is_reported_at_once():
+    with pytest.raises(UsageError) as caught:
+        build_estimator("xgboost.XGBClassifier", {"max_depth": "deep", "subsample": "most"}, seed=1,
+                        task="classification")
+    assert caught.value.message == (
+        "params.yaml: estimator.max_depth: must be an integer for xgboost.XGBClassifier, got 'deep'; "
+        "estimator.subsample: must be a number for xgboost.XGBClassifier, got 'most'"
+    )
+
+
 @pytest.mark.parametrize(
     ("path", "params", "message"),
     [
