@@ -143,6 +143,7 @@ def train(
 
     say(f"checking {config.model.entrypoint or config.model.estimator}")
     estimator, entrypoint = _resolve_model(project)
+    check_columns(project)
     say("recording lineage (git, data versions, environment)")
     lineage = _collect_lineage(project, options.command)
     L.require_clean(lineage.git_dirty, options.allow_dirty)
@@ -203,6 +204,18 @@ def _resolve_model(project: Project) -> tuple[Any, Callable[..., Any] | None]:
     return build_estimator(
         config.model.estimator, params.estimator, seed=params.seed, task=config.model.task
     ), None
+
+
+def check_columns(project: Project) -> None:
+    """The target and dropped columns against the data files' headers, before any data is read and before
+    the tracking store opens. With a feature hook the columns are known only after it ran: not checked."""
+    config = project.config
+    if config.data.hook:
+        return
+    for source in [config.data.train] + ([config.data.test] if config.data.test else []):
+        columns = datasets.read_columns(project.path(source))
+        if columns is not None:
+            datasets.check_columns(columns, target=config.data.target, drop=config.data.drop, source=source)
 
 
 def _collect_lineage(project: Project, command: Sequence[str] | None) -> L.RunLineage:

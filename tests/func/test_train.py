@@ -318,14 +318,18 @@ def failing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
          "params.yaml: estimator.max_depth: The 'max_depth' parameter of RandomForestRegressor must be an int "
          "in the range [1, inf) or None. Got 'deep' instead.", False),
         (["data.target=outcome"],
-         "mlkit.yaml: data.target: column 'outcome' is not in data/diabetes.csv; columns: age, sex, bmi, bp, "
+         "mlkit.yaml: data.target: column 'outcome' is not in data/diabetes.csv; columns (12): age, sex, bmi, bp, "
          "s1, s2, s3, s4, s5, s6, progression, bmi_x_bp", True),
+        (["data.hook=null", "data.target=progresion"],
+         "mlkit.yaml: data.target: column 'progresion' is not in data/diabetes.csv (did you mean 'progression'?); "
+         "columns (11): progression, age, sex, bmi, bp, s1, s2, s3, s4, s5, s6", False),
         (["data.train=data/empty.csv"], "data/empty.csv: the data has no rows", True),
         (["data.train=data/nan_target.csv"], "data/nan_target.csv: target column 'progression' has 1 missing "
          "value(s)", True),
         (["data.train=data/gone.csv"], "data/gone.csv is tracked by DVC but missing from the workspace", False),
     ],
-    ids=["unknown-estimator", "unknown-param", "mistyped-param", "missing-target", "empty-data", "nan-target",
+    ids=["unknown-estimator", "unknown-param", "mistyped-param", "missing-target", "misspelled-target-no-hook",
+         "empty-data", "nan-target",
          "not-pulled"],
 )
 def test_failures_leave_no_model_version(failing, cli, overrides, message, run_started):

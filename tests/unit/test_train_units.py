@@ -114,7 +114,7 @@ def test_prepare_encodes_string_labels_sorted():
     [
         (pd.DataFrame({"x": [1.0], "y": ["a"]}).iloc[:0], "y", "d.csv: the data has no rows"),
         (pd.DataFrame({"x": [1.0, 2.0], "y": ["a", "b"]}), "label",
-         "mlkit.yaml: data.target: column 'label' is not in d.csv; columns: x, y"),
+         "mlkit.yaml: data.target: column 'label' is not in d.csv; columns (2): x, y"),
         (pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": ["a", None, "b"]}), "y",
          "d.csv: target column 'y' has 1 missing value(s)"),
         (pd.DataFrame({"x": [1.0, 2.0], "y": ["a", "a"]}), "y",
@@ -338,3 +338,60 @@ def test_a_failing_hook_is_named_with_its_file_line_and_exception(tmp_path):
         "mlkit.yaml: data.hook: hookpkg.features:build failed at src/hookpkg/features.py:3: KeyError: 'mean_area'"
     )
     assert caught.value.hint == "fix the hook or the data it expects; run again with --debug for the traceback"
+
+
+def _project_files(root, *, target, drop=(), hook=None):
+    import yaml
+
+    (root / "data").mkdir()
+    columns = [f"feature_{i}" for i in range(29)] + ["diagnosis_code", "label"]
+    (root / "data" / "train.csv").write_text(",".join(columns) + "\n" + ",".join("1" for _ in columns) + "\n")
+    config = {
+        "version": 1,
+        "project": {"name": "wrong", "package": "wrong"},
+        "data": {"train": "data/train.csv", "target": target, "drop": list(drop), "hook": hook},
+        "model": {"name": "wrong", "task": "classification", "estimator": "sklearn.linear_model.LogisticRegression"},
+    }
+    (root / "mlkit.yaml").write_text(yaml.safe_dump(config))
+    return columns
+
+
+def test_a_wrong_target_lists_every_column_closest_first_before_mlflow_is_imported(tmp_path):
+    import subprocess
+    import sys
+
+    columns = _project_files(tmp_path, target="diagnosis")
+    code = (
+        "import sys, time\nfrom mlkit.errors import UsageError\nfrom mlkit.project import load_project\n"
+        "from mlkit.training import train\nstarted = time.perf_counter()\n"
+        "try:\n    train(load_project())\nexcept UsageError as exc:\n    print(exc.exit_code.value)\n"
+        "    print(exc.message)\n    print(exc.hint)\n"
+        "print(','.join(m for m in ('mlflow', 'dvc') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                            check=True, timeout=300)
+    others = [c for c in columns if c != "diagnosis_code"]
+    assert result.stdout.splitlines() == [
+        "2",
+        "mlkit.yaml: data.target: column 'diagnosis' is not in data/train.csv (did you mean 'diagnosis_code'?); "
+        "columns (31): diagnosis_code, " + ", ".join(others),
+        "fix data.target in mlkit.yaml",
+        "",
+    ]
+
+
+def test_unknown_drop_columns_are_all_refused_from_the_header(tmp_path):
+    from mlkit.project import load_project
+    from mlkit.training.runner import check_columns
+
+    _project_files(tmp_path, target="label", drop=["feature_1", "labl", "nope"])
+    with pytest.raises(UsageError) as caught:
+        check_columns(load_project(tmp_path))
+    assert caught.value.message.startswith(
+        "mlkit.yaml: data.drop: columns 'labl', 'nope' are not in data/train.csv (did you mean 'label'?); "
+        "columns (31): label, feature_0,"
+    )
+    assert caught.value.hint == "fix data.drop in mlkit.yaml"
+    # with a feature hook the columns are only known after it ran: nothing is refused here
+    (tmp_path / "mlkit.yaml").write_text((tmp_path / "mlkit.yaml").read_text().replace("hook: null", "hook: p.m:f"))
+    check_columns(load_project(tmp_path))
