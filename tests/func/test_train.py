@@ -154,6 +154,15 @@ def test_regression_template_trains_a_random_forest(regression):
     assert [str(v.version) for v in _versions(root, "diabetes")] == ["1"]
 
 
+def test_regression_params_describe_the_split_the_run_records(regression):
+    root, result = regression
+    split = json.loads(_client(root).get_run(result.run_id).data.tags[tags.SPLIT])
+    assert split["stratify"] is False
+    comment = next(line for line in (root / "params.yaml").read_text().splitlines() if "split" in line)
+    assert comment == "# 0: one train/test split (stratified by class for classification); k >= 2: k-fold " \
+                      "cross-validation as well"
+
+
 def test_a_registered_tree_model_loads_back_through_mlflow(regression):
     # MLflow 3's default scikit-learn format (skops) refuses tree models unless their types are trusted
     import mlflow.sklearn
