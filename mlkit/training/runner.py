@@ -66,6 +66,7 @@ class TrainResult:
     artifacts: list[str]
     seconds: float
     stage_recorded: bool = False
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +83,7 @@ class TrainResult:
             "artifacts": self.artifacts,
             "seconds": self.seconds,
             "stage_recorded": self.stage_recorded,
+            "warnings": self.warnings,
         }
 
 
@@ -95,6 +97,7 @@ class TrainOutcome:
     model_uri: str
     label_mapping: str  # JSON of the original labels by encoded class; "" when the labels were kept
     artifacts: list[str]
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,7 @@ class _Data:
     y_test: Any
     classes: Any
     label_mapping: str
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -184,6 +188,7 @@ def train(
         artifacts=outcome.artifacts,
         seconds=round(time.perf_counter() - started, 3),
         stage_recorded=stage_recorded,
+        warnings=outcome.warnings,
     )
 
 
@@ -287,6 +292,7 @@ def _train_in_run(
         model_uri=model_uri,
         label_mapping=data.label_mapping,
         artifacts=artifacts,
+        warnings=data.warnings,
     )
 
 
@@ -314,7 +320,10 @@ def _load_data(project: Project, say: Progress) -> _Data:
             stratify=task == "classification",
         )
     labels = json.dumps(data.label_mapping, sort_keys=True) if data.label_mapping else ""
-    return _Data(X_train, y_train, X_test, y_test, data.classes, labels)
+    warnings = evaluation.split_warnings(y_test, task, data.classes)
+    for warning in warnings:
+        say(f"warning: {warning}")
+    return _Data(X_train, y_train, X_test, y_test, data.classes, labels, warnings)
 
 
 def _model_factory(project: Project, estimator: Any, entrypoint: Callable[..., Any] | None,

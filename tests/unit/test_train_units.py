@@ -395,3 +395,15 @@ def test_unknown_drop_columns_are_all_refused_from_the_header(tmp_path):
     # with a feature hook the columns are only known after it ran: nothing is refused here
     (tmp_path / "mlkit.yaml").write_text((tmp_path / "mlkit.yaml").read_text().replace("hook: null", "hook: p.m:f"))
     check_columns(load_project(tmp_path))
+
+
+def test_a_small_test_split_is_warned_about():
+    assert evaluation.split_warnings(np.zeros(30), "regression") == []
+    assert evaluation.split_warnings(np.zeros(4), "regression") == [
+        "the test split has only 4 rows (fewer than 30): its metrics are unreliable; "
+        "use more data or a larger test_size"
+    ]
+    labels = np.array([0] * 40 + [1] * 3)
+    assert evaluation.split_warnings(labels, "classification", ["benign", "malignant"]) == [
+        "class 'malignant' has only 3 rows in the test split (fewer than 5): its metrics are unreliable"
+    ]
