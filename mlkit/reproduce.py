@@ -32,6 +32,7 @@ from mlkit.errors import MismatchError, OperationError, UsageError, first_line
 from mlkit.progress import Progress
 from mlkit.project import Project, load_project
 from mlkit.registry import ModelRef
+from mlkit.runs import is_timing
 from mlkit.training.runner import TrainOptions, TrainResult, train
 
 WORKTREES_DIR = "worktrees"
@@ -321,7 +322,7 @@ def _compare(client: Any, run: Any, outcome: Any, run_tags: Mapping[str, str], t
     reproduced = client.get_run(outcome.run_id).data.metrics
     checks = []
     for name in sorted(run.data.metrics):
-        if _is_timing(name):
+        if is_timing(name):
             continue
         then, now = run.data.metrics[name], reproduced.get(name)
         equal = now is not None and (then == now if tolerance == 0 else abs(then - now) <= tolerance)
@@ -334,11 +335,6 @@ def _compare(client: Any, run: Any, outcome: Any, run_tags: Mapping[str, str], t
         name = "predictions sha256" if same or tolerance == 0 else FINGERPRINT_NOT_COMPARED
         checks.append(Check(name, recorded, outcome.predictions_sha256, same or tolerance > 0, kind="fingerprint"))
     return checks
-
-
-def _is_timing(metric: str) -> bool:
-    """Wall-clock measurements are logged as metrics too; they never reproduce and say nothing of the model."""
-    return metric == "seconds" or metric.endswith(("_seconds", ".seconds"))
 
 
 def _record(client: Any, run_id: str, matched: bool, by_run: str | None) -> None:

@@ -19,18 +19,29 @@ from mlkit.progress import Progress
 from mlkit.project import Project
 
 DEFAULT_LIMIT = 20
+FIT_SECONDS = "fit_seconds"  # the metric training logs: seconds spent fitting the model
+
+
+def is_timing(metric: str) -> bool:
+    """Wall-clock measurements are logged as metrics too; they never reproduce and say nothing of the model."""
+    return metric == "seconds" or metric.endswith(("_seconds", ".seconds"))
 
 
 @dataclass
 class RunSummary:
+    """One run in a listing. ``fit_seconds``: fitting the model (the metric of that name); ``run_seconds``:
+    the tracked run from start to end; neither is the whole `mlkit train` command (its ``total_seconds``)."""
+
     run_id: str
     status: str
     started: str
-    duration_s: float | None
+    fit_seconds: float | None
+    run_seconds: float | None
     commit: str
     dirty: bool
     metrics: dict[str, float]
-    failure: str = ""
+    failure: str = ""  # why it ended FAILED or KILLED
+    reproduces: str = ""  # the run a reproduction rebuilt
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,13 +67,15 @@ class RunDetail:
 
 @dataclass
 class RunComparison:
-    """One row per param, metric and lineage key: the values of each run, and whether they differ."""
+    """One row per param, metric, lineage key and timing metric: the values of each run, and whether they
+    differ. Timings (section ``timing``) always differ and say nothing of the model: never in
+    :meth:`differing`."""
 
     run_ids: list[str]
     rows: list[dict[str, Any]]
 
     def differing(self) -> list[dict[str, Any]]:
-        return [row for row in self.rows if row["differs"]]
+        return [row for row in self.rows if row["differs"] and row["section"] != "timing"]
 
     def to_dict(self) -> dict[str, Any]:
         return {"run_ids": self.run_ids, "rows": self.rows}
@@ -93,11 +106,13 @@ def list_runs(
             run_id=run.info.run_id,
             status=run.info.status,
             started=utc_iso(run.info.start_time),
-            duration_s=_duration(run.info.start_time, run.info.end_time),
+            fit_seconds=run.data.metrics.get(FIT_SECONDS),
+            run_seconds=_duration(run.info.start_time, run.info.end_time),
             commit=(run.data.tags.get(tags.GIT_COMMIT) or "")[:12],
             dirty=run.data.tags.get(tags.GIT_DIRTY) == "true",
             metrics={k: run.data.metrics[k] for k in metric_names if k in run.data.metrics},
             failure=run.data.tags.get(tags.FAILURE, ""),
+            reproduces=run.data.tags.get(tags.REPRODUCES, ""),
         )
         for run in runs
     ]
@@ -157,12 +172,14 @@ def compare_runs(project: Project, run_ids: Sequence[str]) -> RunComparison:
             cells = [v.get(key) for v in values]
             rows.append(
                 {
-                    "section": section,
+                    "section": "timing" if section == "metric" and is_timing(key) else section,
                     "key": key,
                     "values": cells,
                     "differs": len({repr(c) for c in cells}) > 1,
                 }
             )
+    order = {"param": 0, "metric": 1, "lineage": 2, "timing": 3}
+    rows.sort(key=lambda row: order[row["section"]])
     return RunComparison(run_ids=[r.info.run_id for r in runs], rows=rows)
 
 
