@@ -52,7 +52,7 @@ def train(
     ]
     rows += [(f"data {path}", md5) for path, md5 in result.lineage.data_md5s.items()]
     rows += [(name, f"{value:.4f}") for name, value in {**result.metrics, **result.cv_metrics}.items()]
-    rows.append(("seconds", f"{result.seconds:.1f}"))
+    rows += [("fit_seconds", f"{result.fit_seconds:.1f}"), ("total_seconds", f"{result.total_seconds:.1f}")]
     rows += [("warning", warning) for warning in result.warnings]
     data = result.to_dict()
     _output.emit(data, json_output=json_, table=lambda: _output.print_table(("", ""), rows),

@@ -187,6 +187,9 @@ def test_cross_validation_logs_mean_and_std(regression, cli):
     assert set(data["cv_metrics"]) == {f"cv_{m}_{s}" for m in ("rmse", "mae", "r2") for s in ("mean", "std")}
     assert data["model_version"] is None
     run = _client(root).get_run(data["run_id"])
+    # the fit alone, and the whole command: two names, never a bare "seconds"
+    assert data["fit_seconds"] == run.data.metrics["fit_seconds"]
+    assert data["total_seconds"] > data["fit_seconds"] and "seconds" not in data
     assert run.data.metrics["cv_r2_mean"] == data["cv_metrics"]["cv_r2_mean"]
     assert run.data.params["cv_folds"] == "3"
     assert [str(v.version) for v in _versions(root, "diabetes")] == ["1"]
