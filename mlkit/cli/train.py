@@ -59,6 +59,10 @@ def train(
                  summary_markdown=_summary_markdown(data),
                  outputs={"run_id": result.run_id, "model_name": result.model_name,
                           "model_version": result.model_version or "", **result.metrics})
+    if result.uncommitted:
+        files = " ".join(result.uncommitted)
+        _output.status(f"{' and '.join(result.uncommitted)} changed: commit them with your code "
+                       f"(git add {files} && git commit)")
 
 
 def ui(

@@ -69,6 +69,7 @@ class TrainResult:
     fit_seconds: float  # fitting the model alone (also the run's metric of that name)
     stage_recorded: bool = False
     warnings: list[str] = field(default_factory=list)
+    uncommitted: list[str] = field(default_factory=list)  # dvc.lock, metrics.json when they now differ
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -87,6 +88,7 @@ class TrainResult:
             "fit_seconds": self.fit_seconds,
             "stage_recorded": self.stage_recorded,
             "warnings": self.warnings,
+            "uncommitted": self.uncommitted,
         }
 
 
@@ -175,9 +177,11 @@ def train(
         raise replacement from exc
 
     stage_recorded = False
+    uncommitted: list[str] = []
     if options.write_metrics:
         outputs.write_metrics(project.root, outcome.metrics, outcome.cv_metrics)
         stage_recorded = outputs.record_stage(project.root, say)
+        uncommitted = outputs.uncommitted(project.root)
     return TrainResult(
         run_id=opened.run_id,
         experiment_id=opened.experiment_id,
@@ -194,6 +198,7 @@ def train(
         fit_seconds=outcome.fit_seconds,
         stage_recorded=stage_recorded,
         warnings=outcome.warnings,
+        uncommitted=uncommitted,
     )
 
 

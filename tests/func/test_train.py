@@ -190,6 +190,14 @@ def test_cross_validation_logs_mean_and_std(regression, cli):
     # the fit alone, and the whole command: two names, never a bare "seconds"
     assert data["fit_seconds"] == run.data.metrics["fit_seconds"]
     assert data["total_seconds"] > data["fit_seconds"] and "seconds" not in data
+    # the run rewrote the DVC outputs: the summary says to commit them
+    status = subprocess.run(["git", "status", "--porcelain", "--", "dvc.lock", "metrics.json"], cwd=root,
+                            capture_output=True, text=True, check=True).stdout
+    assert data["uncommitted"] == [name for name in ("dvc.lock", "metrics.json") if name in status]
+    assert "metrics.json" in data["uncommitted"]
+    files = data["uncommitted"]
+    assert (f"{' and '.join(files)} changed: commit them with your code "
+            f"(git add {' '.join(files)} && git commit)\n") in result.stderr
     assert run.data.metrics["cv_r2_mean"] == data["cv_metrics"]["cv_r2_mean"]
     assert run.data.params["cv_folds"] == "3"
     assert [str(v.version) for v in _versions(root, "diabetes")] == ["1"]
