@@ -50,6 +50,8 @@ def train(
         ("model", f"{result.model_name} v{result.model_version}" if result.model_version else "not registered"),
         ("commit", (result.lineage.git_commit or "")[:12] + (" (dirty)" if result.lineage.git_dirty else "")),
     ]
+    if result.scheduler:
+        rows.append(("backend", f"{result.backend} (scheduler {result.scheduler})"))
     rows += [(f"data {path}", md5) for path, md5 in result.lineage.data_md5s.items()]
     rows += [(name, f"{value:.4f}") for name, value in {**result.metrics, **result.cv_metrics}.items()]
     rows += [("fit_seconds", f"{result.fit_seconds:.1f}"), ("total_seconds", f"{result.total_seconds:.1f}")]

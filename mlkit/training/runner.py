@@ -32,6 +32,7 @@ from mlkit.training.fitted import FittedModel
 from mlkit.training.fitting import check_backend, fit_model, table_reader
 from mlkit.training.preprocessing import build_preprocessor, infer_columns
 from mlkit.training.session import OpenedRun, TrackingSession, preimport_training
+from mlkit.uris import redact
 
 _INTERRUPTED = "interrupted (Ctrl-C or SIGTERM)"
 # what a logged model needs to load: pinned to the versions installed now
@@ -70,6 +71,8 @@ class TrainResult:
     stage_recorded: bool = False
     warnings: list[str] = field(default_factory=list)
     uncommitted: list[str] = field(default_factory=list)  # dvc.lock, metrics.json when they now differ
+    backend: str = "local"  # where the model was fitted: local, or dask
+    scheduler: str | None = None  # the Dask scheduler's address, redacted
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -89,6 +92,8 @@ class TrainResult:
             "stage_recorded": self.stage_recorded,
             "warnings": self.warnings,
             "uncommitted": self.uncommitted,
+            "backend": self.backend,
+            "scheduler": self.scheduler,
         }
 
 
@@ -150,6 +155,7 @@ def train(
     project = _with_overrides(project, options.overrides)
     config = project.config
     check_backend(config.training.backend, config.training.scheduler)
+    backend, scheduler = describe_backend(config.training.backend, config.training.scheduler)
 
     say(f"checking {config.model.entrypoint or config.model.estimator}")
     estimator, entrypoint = _resolve_model(project)
@@ -199,6 +205,8 @@ def train(
         stage_recorded=stage_recorded,
         warnings=outcome.warnings,
         uncommitted=uncommitted,
+        backend=backend,
+        scheduler=scheduler,
     )
 
 
@@ -231,6 +239,11 @@ def check_columns(project: Project) -> None:
         columns = datasets.read_columns(project.path(source))
         if columns is not None:
             datasets.check_columns(columns, target=config.data.target, drop=config.data.drop, source=source)
+
+
+def describe_backend(backend: str, scheduler: str | None) -> tuple[str, str | None]:
+    """(backend, its scheduler's address with any password hidden), as the result reports them."""
+    return backend, redact(scheduler) if backend == "dask" and scheduler else None
 
 
 def _collect_lineage(project: Project, command: Sequence[str] | None) -> L.RunLineage:
@@ -372,7 +385,9 @@ def _fit(project: Project, session: TrackingSession, make_model: ModelFactory, d
         # a multi-threaded fit (XGBoost's OpenMP threads spin at barriers) slows down badly when the
         # tracking thread takes a core away from it: open the store first, then fit
         session.result()
-    say(f"fitting {type(model).__name__} on {len(fit_X)} rows")
+    _, scheduler = describe_backend(config.training.backend, config.training.scheduler)
+    where = f" on the Dask cluster at {scheduler}" if scheduler else ""
+    say(f"fitting {type(model).__name__} on {len(fit_X)} rows{where}")
     started = time.perf_counter()
     fitted = fit_model(
         model,

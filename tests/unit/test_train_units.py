@@ -407,3 +407,10 @@ def test_a_small_test_split_is_warned_about():
     assert evaluation.split_warnings(labels, "classification", ["benign", "malignant"]) == [
         "class 'malignant' has only 3 rows in the test split (fewer than 5): its metrics are unreliable"
     ]
+
+
+def test_the_result_names_the_dask_backend_and_its_scheduler_redacted():
+    from mlkit.training.runner import describe_backend
+
+    assert describe_backend("local", None) == ("local", None)
+    assert describe_backend("dask", "tcp://ops:s3cret@10.0.0.5:8786") == ("dask", "tcp://ops:***@10.0.0.5:8786")
