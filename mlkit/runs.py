@@ -17,8 +17,11 @@ from mlkit.engines import mlflow
 from mlkit.errors import OperationError, UsageError
 from mlkit.progress import Progress
 from mlkit.project import Project
+from mlkit.registry import ModelRef
 
 DEFAULT_LIMIT = 20
+MIN_PREFIX = 6  # as with git, a run id may be shortened to any unique prefix this long or longer
+_RUN_ID_LENGTH = 32
 FIT_SECONDS = "fit_seconds"  # the metric training logs: seconds spent fitting the model
 
 
@@ -119,9 +122,10 @@ def list_runs(
 
 
 def show_run(project: Project, run_id: str) -> RunDetail:
-    """Params, metrics, lineage, artifacts and registered versions of one run."""
+    """Params, metrics, lineage, artifacts and registered versions of one run (``run_id``: anything
+    :func:`resolve_run` takes)."""
     client = mlflow.client(project)
-    run = _get_run(client, run_id)
+    run = resolve_run(client, run_id)
     experiment = client.get_experiment(run.info.experiment_id)
     run_tags = dict(run.data.tags)
     versions = [
@@ -143,11 +147,11 @@ def show_run(project: Project, run_id: str) -> RunDetail:
 
 
 def compare_runs(project: Project, run_ids: Sequence[str]) -> RunComparison:
-    """Params, metrics and lineage of two or more runs side by side."""
+    """Params, metrics and lineage of two or more runs side by side (each named as :func:`resolve_run` takes)."""
     if len(run_ids) < 2:
         raise UsageError("compare needs at least two run ids", hint="run `mlkit runs list` to see run ids")
     client = mlflow.client(project)
-    runs = [_get_run(client, run_id) for run_id in run_ids]
+    runs = [resolve_run(client, run_id) for run_id in run_ids]
     rows: list[dict[str, Any]] = []
     sections = (
         ("param", [r.data.params for r in runs]),
@@ -229,6 +233,51 @@ def ui_command(project: Project, *, port: int = 5000) -> list[str]:
     if artifacts:
         argv += ["--default-artifact-root", artifacts]
     return argv
+
+
+def resolve_run(client: Any, text: str) -> Any:
+    """The run ``text`` names: a run id, a unique prefix of one (6 characters or more), ``NAME@ALIAS`` or
+    ``NAME/VERSION`` (the run that made that model version)."""
+    from mlflow.exceptions import MlflowException
+
+    text = text.strip()
+    ref = ModelRef.parse(text) if text else ModelRef(text)
+    if ref.stage is not None or ref.version is not None:
+        try:
+            version = (client.get_model_version_by_alias(ref.name, ref.stage) if ref.stage
+                       else client.get_model_version(ref.name, ref.version))
+        except MlflowException:
+            which = f"alias {ref.stage!r}" if ref.stage else f"version {ref.version}"
+            raise UsageError(f"{text!r}: model {ref.name!r} has no {which}",
+                             hint=f"see `mlkit models show {ref.name}` or `mlkit models list`") from None
+        return _get_run(client, version.run_id)
+    lowered = text.lower()
+    if len(lowered) < _RUN_ID_LENGTH and lowered and all(c in "0123456789abcdef" for c in lowered):
+        if len(lowered) < MIN_PREFIX:
+            raise UsageError(f"run id prefix {text!r} is too short: give at least {MIN_PREFIX} characters",
+                             hint="run `mlkit runs list` to see run ids")
+        matches = sorted(run.info.run_id for run in _all_runs(client) if run.info.run_id.startswith(lowered))
+        if len(matches) > 1:
+            raise UsageError(f"run id prefix {text!r} is ambiguous: it matches " + ", ".join(matches),
+                             hint="give more characters of the run id")
+        if matches:
+            return _get_run(client, matches[0])
+    return _get_run(client, text)
+
+
+def _all_runs(client: Any) -> list[Any]:
+    """Every active run of every experiment in the store (a project's store: thousands at most)."""
+    experiment_ids = [e.experiment_id for e in client.search_experiments()]
+    if not experiment_ids:
+        return []
+    runs: list[Any] = []
+    token = None
+    while True:
+        page = client.search_runs(experiment_ids, max_results=10_000, page_token=token)
+        runs += list(page)
+        token = getattr(page, "token", None)
+        if not token:
+            return runs
 
 
 def _get_run(client: Any, run_id: str) -> Any:

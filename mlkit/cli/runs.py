@@ -47,12 +47,13 @@ def list_(
 
 @app.command("show")
 def show(
-    run_id: str = typer.Argument(..., help="Run id (see `mlkit runs list`)."),
+    run_id: str = typer.Argument(..., help="Run id or a unique prefix of it (6+ characters), NAME@ALIAS or "
+                                           "NAME/VERSION (see `mlkit runs list`)."),
     json_: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Show one run: params, metrics, lineage, artifacts and registered model versions.
 
-    Example: mlkit runs show 3f2c9a1b0d4e4f6a8b7c6d5e4f3a2b1c
+    Example: mlkit runs show 3f2c9a1b (or churn@production, churn/3)
     """
     from mlkit.cli import _output
     from mlkit.project import load_project
@@ -75,7 +76,8 @@ def show(
 
 @app.command("compare")
 def compare(
-    run_ids: list[str] = typer.Argument(..., help="Two or more run ids."),
+    run_ids: list[str] = typer.Argument(..., help="Two or more runs: run ids or unique prefixes (6+ "
+                                                  "characters), NAME@ALIAS or NAME/VERSION."),
     format_: str = typer.Option("table", "--format", "-f", help="table or markdown (for PR comments)."),
     all_: bool = typer.Option(False, "--all", help="Also show rows where every run has the same value."),
     json_: bool = typer.Option(False, "--json", help="Print JSON (every row, with a `differs` flag)."),
@@ -83,7 +85,7 @@ def compare(
     """Compare runs side by side: params, metrics and lineage, differing rows only unless --all (which adds
     the timing metrics, in their own section). Hashes are shortened to 12 characters; --json has them whole.
 
-    Example: mlkit runs compare RUN_A RUN_B --format markdown
+    Example: mlkit runs compare churn@production 3f2c9a1b --format markdown
     """
     from mlkit.cli import _output
     from mlkit.project import load_project

@@ -101,6 +101,23 @@ def test_show_has_params_metrics_lineage_and_artifacts(two_runs, cli):
     assert "mlkit.git.commit" in table.stdout and "plots/residuals.png" in table.stdout
 
 
+def test_runs_are_found_by_prefix_and_by_model_reference(two_runs, cli):
+    from mlflow import MlflowClient
+
+    root, first, second = two_runs
+    uri = f"sqlite:///{root / '.mlkit' / 'mlflow.db'}"
+    MlflowClient(tracking_uri=uri, registry_uri=uri).set_registered_model_alias("runsdemo", "staging", "1")
+    assert json.loads(cli("runs", "show", first[:8], "--json", cwd=root).stdout)["run_id"] == first
+    assert json.loads(cli("runs", "show", "runsdemo/1", "--json", cwd=root).stdout)["run_id"] == first
+    result = cli("runs", "compare", "runsdemo@staging", second[:12], "--json", cwd=root)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["run_ids"] == [first, second]
+    result = cli("runs", "show", "runsdemo@production", cwd=root)
+    assert result.exit_code == ExitCode.USAGE
+    assert result.stderr.splitlines() == ["error: 'runsdemo@production': model 'runsdemo' has no alias 'production'",
+                                          "hint: see `mlkit models show runsdemo` or `mlkit models list`"]
+
+
 def test_show_unknown_run(two_runs, cli):
     root, _, _ = two_runs
     result = cli("runs", "show", "0123456789abcdef", cwd=root)

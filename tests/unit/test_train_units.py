@@ -414,3 +414,61 @@ def test_the_result_names_the_dask_backend_and_its_scheduler_redacted():
 
     assert describe_backend("local", None) == ("local", None)
     assert describe_backend("dask", "tcp://ops:s3cret@10.0.0.5:8786") == ("dask", "tcp://ops:***@10.0.0.5:8786")
+
+
+class _Runs:
+    """A tracking client holding runs with the given ids, for run id resolution."""
+
+    def __init__(self, *run_ids):
+        from types import SimpleNamespace
+
+        self.runs = [SimpleNamespace(info=SimpleNamespace(run_id=r)) for r in run_ids]
+
+    def search_experiments(self, **kwargs):
+        from types import SimpleNamespace
+
+        return [SimpleNamespace(experiment_id="1")]
+
+    def search_runs(self, experiment_ids, **kwargs):
+        return list(self.runs)
+
+    def search_model_versions(self, query):
+        return []
+
+    def get_run(self, run_id):
+        from mlflow.exceptions import MlflowException
+
+        for run in self.runs:
+            if run.info.run_id == run_id:
+                return run
+        raise MlflowException(f"Run '{run_id}' not found")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("2d661", "run id prefix '2d661' is too short: give at least 6 characters"),
+        ("2d661e", "run id prefix '2d661e' is ambiguous: it matches 2d661e3fce22aaaa0000000000000001, "
+                   "2d661e3fce22bbbb0000000000000002"),
+        ("ffffff", "run 'ffffff' not found in the tracking store"),
+    ],
+)
+def test_run_ids_by_unique_prefix_as_git_does(text, message):
+    from mlkit.runs import resolve_run
+
+    client = _Runs("2d661e3fce22aaaa0000000000000001", "2d661e3fce22bbbb0000000000000002",
+                   "9a0b1c2d3e4f00000000000000000003")
+    assert resolve_run(client, "9a0b1c").info.run_id == "9a0b1c2d3e4f00000000000000000003"
+    assert resolve_run(client, "2d661e3fce22bbbb").info.run_id == "2d661e3fce22bbbb0000000000000002"
+    with pytest.raises(UsageError) as caught:
+        resolve_run(client, text)
+    assert caught.value.exit_code == ExitCode.USAGE
+    assert caught.value.message == message
+
+
+def test_reproduce_takes_a_run_id_prefix_too():
+    from mlkit.reproduce import resolve_target
+
+    client = _Runs("9a0b1c2d3e4f00000000000000000003")
+    run, name, versions = resolve_target(client, "9a0b1c2d")
+    assert (run.info.run_id, name, versions) == ("9a0b1c2d3e4f00000000000000000003", None, [])
