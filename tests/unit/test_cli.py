@@ -12,6 +12,7 @@ import typer
 
 from mlkit import __version__
 from mlkit.cli import app
+from mlkit.errors import ExitCode
 
 HEAVY = ("mlflow", "dvc", "git", "sklearn", "xgboost", "pandas", "numpy", "cookiecutter")
 # typer itself uses pydantic to convert a command's parameters, so only the top level can avoid it
@@ -255,3 +256,30 @@ def test_emit_calls_a_table_renderer_or_shows_the_result(capsys):
     assert capsys.readouterr().out == "custom table\n"
     _output.emit({"a": 1}, json_output=False)
     assert [line.split() for line in capsys.readouterr().out.splitlines()[-1:]] == [["a", "│", "1"]]
+
+
+@pytest.mark.parametrize(
+    ("args", "message", "hint"),
+    [
+        (("pandas",),
+         "error: project name 'pandas' would make a package 'pandas' that shadows the installed package pandas: "
+         "training would import the project instead (ModuleNotFoundError)",
+         "hint: choose another name, e.g. `mlkit init my-pandas`, or keep the name with "
+         "`--set package_name=pandas_project`"),
+        (("mlflow",),
+         "error: project name 'mlflow' would make a package 'mlflow' that shadows the installed package mlflow: "
+         "training would import the project instead (ModuleNotFoundError)",
+         "hint: choose another name, e.g. `mlkit init my-mlflow`, or keep the name with "
+         "`--set package_name=mlflow_project`"),
+        (("churn", "--set", "package_name=sklearn"),
+         "error: --set package_name=sklearn would make a package 'sklearn' that shadows the installed package "
+         "scikit-learn: training would import the project instead (ModuleNotFoundError)",
+         "hint: choose another name, e.g. `mlkit init churn --set package_name=my_sklearn`, or keep the name "
+         "with `--set package_name=sklearn_project`"),
+    ],
+)
+def test_init_refuses_a_package_that_shadows_an_installed_one(cli, tmp_path, args, message, hint):
+    result = cli("init", *args, cwd=tmp_path)
+    assert result.exit_code == ExitCode.USAGE
+    assert result.stderr.splitlines() == [message, hint]
+    assert list(tmp_path.iterdir()) == []
