@@ -5,6 +5,9 @@ Everything here reads through MLflow's client against the project's store; nothi
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -190,24 +193,69 @@ def compare_runs(project: Project, run_ids: Sequence[str]) -> RunComparison:
 def open_ui(project: Project, *, port: int = 5000, progress: Progress | None = None) -> None:
     """Run MLflow's UI on the project's store, bound to 127.0.0.1, until it exits.
 
-    Ctrl-C stops the UI (waiting for it to exit) and is raised again; a UI that exits with an error (its
-    port taken, say) raises :class:`OperationError`. ``progress`` is told where the UI listens.
+    A project tracking to a server (``http(s)://`` URI) already has its UI there: ``progress`` is told its
+    address (without credentials) and nothing starts. A port already in use is refused before anything
+    starts. The UI runs in its own process group; Ctrl-C (or SIGTERM, turned into KeyboardInterrupt by the
+    caller) stops the whole group, waits for it, and is raised again. A UI that exits with an error raises
+    :class:`OperationError`. ``progress`` is told where the UI listens.
     """
+    say = progress or (lambda _message: None)
+    if mlflow.is_http(project.tracking_uri):
+        say(f"the project tracks to a server: its UI is {_without_credentials(project.tracking_uri)} "
+            "(mlkit ui starts nothing)")
+        return
     if not 1 <= port <= 65535:
         raise UsageError(f"--port {port}: must be between 1 and 65535", hint="e.g. --port 5001")
+    if _port_in_use(port):
+        raise UsageError(f"port {port} on 127.0.0.1 is already in use (another server?)",
+                         hint=f"choose another port, e.g. `mlkit ui --port {port + 1}`")
     argv = ui_command(project, port=port)
-    if progress is not None:
-        progress(f"MLflow UI on http://127.0.0.1:{port} (Ctrl-C to stop)")
-    process = subprocess.Popen(argv, cwd=project.root)
+    say(f"MLflow UI on http://127.0.0.1:{port} (Ctrl-C to stop)")
+    process = subprocess.Popen(argv, cwd=project.root, start_new_session=True)
     try:
         code = process.wait()
     except KeyboardInterrupt:
-        process.terminate()
-        process.wait(timeout=30)
+        _stop_group(process)
         raise
     if code != 0:
         raise OperationError(f"mlflow ui exited with status {code}",
-                             hint=f"is port {port} already in use? try --port {port + 1}")
+                             hint="run again with --debug, or see MLflow's messages above")
+
+
+def _port_in_use(port: int) -> bool:
+    """Whether something already listens on 127.0.0.1:``port`` (a bind test, as the UI would do)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # as servers do: a closed connection lingering in TIME_WAIT does not make the port busy
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def _stop_group(process: Any, timeout: float = 30.0) -> None:
+    """SIGTERM the UI's process group (mlflow and its server workers), SIGKILL it if it lingers."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=timeout)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _without_credentials(uri: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 def ui_command(project: Project, *, port: int = 5000) -> list[str]:

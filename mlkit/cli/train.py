@@ -70,15 +70,19 @@ def train(
 def ui(
     port: int = typer.Option(5000, "--port", "-p", help="Port on 127.0.0.1."),
 ) -> None:
-    """Open MLflow's UI on the project's tracking store, bound to 127.0.0.1 (Ctrl-C stops it).
+    """Open MLflow's UI on the project's tracking store, bound to 127.0.0.1 (Ctrl-C or SIGTERM stops it).
+
+    A busy port is refused (exit 2). A project tracking to a server gets that server's URL instead.
 
     Example: mlkit ui --port 5001
     """
     from mlkit.cli import _output
     from mlkit.project import load_project
     from mlkit.runs import open_ui
+    from mlkit.training import interrupts
 
-    open_ui(load_project(), port=port, progress=_output.status)
+    with interrupts.handle_signals():  # SIGTERM stops the UI's whole process group, as Ctrl-C does
+        open_ui(load_project(), port=port, progress=_output.status)
 
 
 def _summary_markdown(data: dict[str, Any]) -> str:

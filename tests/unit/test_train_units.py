@@ -263,6 +263,8 @@ def test_the_fluent_api_points_at_the_store_for_one_block_only(monkeypatch):
 
 
 class _FakeProcess:
+    pid = 4242
+
     def __init__(self, outcome):
         self.outcome, self.terminated = outcome, False
 
@@ -271,12 +273,10 @@ class _FakeProcess:
             raise self.outcome
         return 0 if self.terminated else self.outcome
 
-    def terminate(self):
-        self.terminated = True
-
 
 @pytest.mark.parametrize("outcome", [0, 1, KeyboardInterrupt()], ids=["stopped", "failed", "interrupted"])
 def test_the_ui_runs_until_it_exits_and_is_stopped_on_ctrl_c(tmp_path, monkeypatch, outcome):
+    import signal
     import subprocess
     from types import SimpleNamespace
 
@@ -284,29 +284,72 @@ def test_the_ui_runs_until_it_exits_and_is_stopped_on_ctrl_c(tmp_path, monkeypat
     from mlkit.errors import OperationError
 
     process = _FakeProcess(outcome)
-    started = {}
+    started, signalled = {}, []
 
-    def popen(argv, cwd):
-        started.update(argv=argv, cwd=cwd)
+    def popen(argv, cwd, start_new_session):
+        started.update(argv=argv, cwd=cwd, start_new_session=start_new_session)
         return process
 
+    def killpg(pgid, sig):
+        signalled.append((pgid, sig))
+        process.terminated = True
+
     monkeypatch.setattr(runs, "ui_command", lambda project, port: ["mlflow", "ui", "--port", str(port)])
+    monkeypatch.setattr(runs, "_port_in_use", lambda port: False)
     monkeypatch.setattr(subprocess, "Popen", popen)
+    monkeypatch.setattr(runs.os, "killpg", killpg)
     said = []
-    project = SimpleNamespace(root=tmp_path)
+    project = SimpleNamespace(root=tmp_path, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     if outcome == 0:
         runs.open_ui(project, port=5001, progress=said.append)
     elif outcome == 1:
         with pytest.raises(OperationError) as raised:
             runs.open_ui(project, port=5001, progress=said.append)
         assert raised.value.message == "mlflow ui exited with status 1"
-        assert raised.value.hint == "is port 5001 already in use? try --port 5002"
+        assert raised.value.hint == "run again with --debug, or see MLflow's messages above"
     else:
         with pytest.raises(KeyboardInterrupt):
             runs.open_ui(project, port=5001, progress=said.append)
-        assert process.terminated
-    assert started == {"argv": ["mlflow", "ui", "--port", "5001"], "cwd": tmp_path}
+        # the UI runs in its own process group: its workers are stopped with it
+        assert signalled == [(4242, signal.SIGTERM)]
+    assert started == {"argv": ["mlflow", "ui", "--port", "5001"], "cwd": tmp_path, "start_new_session": True}
     assert said == ["MLflow UI on http://127.0.0.1:5001 (Ctrl-C to stop)"]
+
+
+def test_the_ui_refuses_a_busy_port_before_starting_anything(tmp_path, monkeypatch):
+    import socket
+    import subprocess
+    from types import SimpleNamespace
+
+    from mlkit import runs
+
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail("nothing may start"))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        said = []
+        with pytest.raises(UsageError) as raised:
+            runs.open_ui(SimpleNamespace(root=tmp_path, tracking_uri="sqlite:///x.db"), port=port,
+                         progress=said.append)
+    assert raised.value.exit_code == ExitCode.USAGE
+    assert raised.value.message == f"port {port} on 127.0.0.1 is already in use (another server?)"
+    assert raised.value.hint == f"choose another port, e.g. `mlkit ui --port {port + 1}`"
+    assert said == []
+
+
+def test_the_ui_of_a_tracking_server_is_the_server_itself(tmp_path, monkeypatch):
+    import subprocess
+    from types import SimpleNamespace
+
+    from mlkit import runs
+
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail("nothing may start"))
+    said = []
+    project = SimpleNamespace(root=tmp_path, tracking_uri="https://ops:s3cret@mlflow.example.com:8443/")
+    runs.open_ui(project, port=5000, progress=said.append)
+    assert said == ["the project tracks to a server: its UI is https://mlflow.example.com:8443/ "
+                    "(mlkit ui starts nothing)"]
 
 
 def test_the_ui_port_must_be_a_port(tmp_path):
@@ -315,7 +358,7 @@ def test_the_ui_port_must_be_a_port(tmp_path):
     from mlkit import runs
 
     with pytest.raises(UsageError) as raised:
-        runs.open_ui(SimpleNamespace(root=tmp_path), port=70000)
+        runs.open_ui(SimpleNamespace(root=tmp_path, tracking_uri="sqlite:///x.db"), port=70000)
     assert raised.value.message == "--port 70000: must be between 1 and 65535"
 
 
