@@ -32,10 +32,12 @@ from mlkit.errors import MismatchError, OperationError, UsageError, first_line
 from mlkit.progress import Progress
 from mlkit.project import Project, load_project
 from mlkit.registry import ModelRef
+from mlkit.runs import is_timing, resolve_run
 from mlkit.training.runner import TrainOptions, TrainResult, train
 
 WORKTREES_DIR = "worktrees"
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+_RUN_PREFIX = re.compile(r"^[0-9a-f]{1,32}$")
 # packages whose version changes are the usual suspects when numbers move
 _NUMERIC_STACK = ("numpy", "scipy", "scikit-learn", "xgboost", "pandas", "pyarrow", "threadpoolctl")
 
@@ -142,8 +144,9 @@ def reproduce(project: Project, target: str, *, tolerance: float = 0.0,
 
 
 def resolve_target(client: Any, target: str) -> tuple[Any, str | None, list[str]]:
-    """(the run, model name, model versions made from that run) for a run id, NAME@STAGE or NAME/VERSION
-    (parsed as everywhere else in mlkit: ``churn/v3`` is version 3)."""
+    """(the run, model name, model versions made from that run) for a run id (or a unique prefix of six
+    characters or more), NAME@STAGE or NAME/VERSION (parsed as everywhere else in mlkit: ``churn/v3`` is
+    version 3)."""
     from mlflow.exceptions import MlflowException
 
     target = target.strip()
@@ -155,10 +158,13 @@ def resolve_target(client: Any, target: str) -> tuple[Any, str | None, list[str]
             version = (client.get_model_version_by_alias(ref.name, ref.stage) if ref.stage
                        else client.get_model_version(ref.name, ref.version))
             return client.get_run(version.run_id), ref.name, [str(version.version)]
-        if not _RUN_ID.match(target):
+        if _RUN_PREFIX.match(target) and not _RUN_ID.match(target):
+            run = resolve_run(client, target)  # a unique prefix, as `mlkit runs show` takes
+        elif not _RUN_ID.match(target):
             raise UsageError(f"{target!r} is not a run id, NAME@STAGE or NAME/VERSION",
                              hint="see `mlkit runs list` or `mlkit models list`")
-        run = client.get_run(target)
+        else:
+            run = client.get_run(target)
     except MlflowException as exc:
         raise UsageError(f"{target!r} not found in the tracking store: {first_line(exc)}",
                          hint="see `mlkit runs list` or `mlkit models list`") from None
@@ -321,7 +327,7 @@ def _compare(client: Any, run: Any, outcome: Any, run_tags: Mapping[str, str], t
     reproduced = client.get_run(outcome.run_id).data.metrics
     checks = []
     for name in sorted(run.data.metrics):
-        if _is_timing(name):
+        if is_timing(name):
             continue
         then, now = run.data.metrics[name], reproduced.get(name)
         equal = now is not None and (then == now if tolerance == 0 else abs(then - now) <= tolerance)
@@ -334,11 +340,6 @@ def _compare(client: Any, run: Any, outcome: Any, run_tags: Mapping[str, str], t
         name = "predictions sha256" if same or tolerance == 0 else FINGERPRINT_NOT_COMPARED
         checks.append(Check(name, recorded, outcome.predictions_sha256, same or tolerance > 0, kind="fingerprint"))
     return checks
-
-
-def _is_timing(metric: str) -> bool:
-    """Wall-clock measurements are logged as metrics too; they never reproduce and say nothing of the model."""
-    return metric == "seconds" or metric.endswith(("_seconds", ".seconds"))
 
 
 def _record(client: Any, run_id: str, matched: bool, by_run: str | None) -> None:

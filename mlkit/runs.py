@@ -5,6 +5,9 @@ Everything here reads through MLflow's client against the project's store; nothi
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -17,20 +20,34 @@ from mlkit.engines import mlflow
 from mlkit.errors import OperationError, UsageError
 from mlkit.progress import Progress
 from mlkit.project import Project
+from mlkit.registry import ModelRef
 
 DEFAULT_LIMIT = 20
+MIN_PREFIX = 6  # as with git, a run id may be shortened to any unique prefix this long or longer
+_RUN_ID_LENGTH = 32
+FIT_SECONDS = "fit_seconds"  # the metric training logs: seconds spent fitting the model
+
+
+def is_timing(metric: str) -> bool:
+    """Wall-clock measurements are logged as metrics too; they never reproduce and say nothing of the model."""
+    return metric == "seconds" or metric.endswith(("_seconds", ".seconds"))
 
 
 @dataclass
 class RunSummary:
+    """One run in a listing. ``fit_seconds``: fitting the model (the metric of that name); ``run_seconds``:
+    the tracked run from start to end; neither is the whole `mlkit train` command (its ``total_seconds``)."""
+
     run_id: str
     status: str
     started: str
-    duration_s: float | None
+    fit_seconds: float | None
+    run_seconds: float | None
     commit: str
     dirty: bool
     metrics: dict[str, float]
-    failure: str = ""
+    failure: str = ""  # why it ended FAILED or KILLED
+    reproduces: str = ""  # the run a reproduction rebuilt
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,13 +73,15 @@ class RunDetail:
 
 @dataclass
 class RunComparison:
-    """One row per param, metric and lineage key: the values of each run, and whether they differ."""
+    """One row per param, metric, lineage key and timing metric: the values of each run, and whether they
+    differ. Timings (section ``timing``) always differ and say nothing of the model: never in
+    :meth:`differing`."""
 
     run_ids: list[str]
     rows: list[dict[str, Any]]
 
     def differing(self) -> list[dict[str, Any]]:
-        return [row for row in self.rows if row["differs"]]
+        return [row for row in self.rows if row["differs"] and row["section"] != "timing"]
 
     def to_dict(self) -> dict[str, Any]:
         return {"run_ids": self.run_ids, "rows": self.rows}
@@ -93,20 +112,23 @@ def list_runs(
             run_id=run.info.run_id,
             status=run.info.status,
             started=utc_iso(run.info.start_time),
-            duration_s=_duration(run.info.start_time, run.info.end_time),
+            fit_seconds=run.data.metrics.get(FIT_SECONDS),
+            run_seconds=_duration(run.info.start_time, run.info.end_time),
             commit=(run.data.tags.get(tags.GIT_COMMIT) or "")[:12],
             dirty=run.data.tags.get(tags.GIT_DIRTY) == "true",
             metrics={k: run.data.metrics[k] for k in metric_names if k in run.data.metrics},
             failure=run.data.tags.get(tags.FAILURE, ""),
+            reproduces=run.data.tags.get(tags.REPRODUCES, ""),
         )
         for run in runs
     ]
 
 
 def show_run(project: Project, run_id: str) -> RunDetail:
-    """Params, metrics, lineage, artifacts and registered versions of one run."""
+    """Params, metrics, lineage, artifacts and registered versions of one run (``run_id``: anything
+    :func:`resolve_run` takes)."""
     client = mlflow.client(project)
-    run = _get_run(client, run_id)
+    run = resolve_run(client, run_id)
     experiment = client.get_experiment(run.info.experiment_id)
     run_tags = dict(run.data.tags)
     versions = [
@@ -128,11 +150,11 @@ def show_run(project: Project, run_id: str) -> RunDetail:
 
 
 def compare_runs(project: Project, run_ids: Sequence[str]) -> RunComparison:
-    """Params, metrics and lineage of two or more runs side by side."""
+    """Params, metrics and lineage of two or more runs side by side (each named as :func:`resolve_run` takes)."""
     if len(run_ids) < 2:
         raise UsageError("compare needs at least two run ids", hint="run `mlkit runs list` to see run ids")
     client = mlflow.client(project)
-    runs = [_get_run(client, run_id) for run_id in run_ids]
+    runs = [resolve_run(client, run_id) for run_id in run_ids]
     rows: list[dict[str, Any]] = []
     sections = (
         ("param", [r.data.params for r in runs]),
@@ -157,36 +179,83 @@ def compare_runs(project: Project, run_ids: Sequence[str]) -> RunComparison:
             cells = [v.get(key) for v in values]
             rows.append(
                 {
-                    "section": section,
+                    "section": "timing" if section == "metric" and is_timing(key) else section,
                     "key": key,
                     "values": cells,
                     "differs": len({repr(c) for c in cells}) > 1,
                 }
             )
+    order = {"param": 0, "metric": 1, "lineage": 2, "timing": 3}
+    rows.sort(key=lambda row: order[row["section"]])
     return RunComparison(run_ids=[r.info.run_id for r in runs], rows=rows)
 
 
 def open_ui(project: Project, *, port: int = 5000, progress: Progress | None = None) -> None:
     """Run MLflow's UI on the project's store, bound to 127.0.0.1, until it exits.
 
-    Ctrl-C stops the UI (waiting for it to exit) and is raised again; a UI that exits with an error (its
-    port taken, say) raises :class:`OperationError`. ``progress`` is told where the UI listens.
+    A project tracking to a server (``http(s)://`` URI) already has its UI there: ``progress`` is told its
+    address (without credentials) and nothing starts. A port already in use is refused before anything
+    starts. The UI runs in its own process group; Ctrl-C (or SIGTERM, turned into KeyboardInterrupt by the
+    caller) stops the whole group, waits for it, and is raised again. A UI that exits with an error raises
+    :class:`OperationError`. ``progress`` is told where the UI listens.
     """
+    say = progress or (lambda _message: None)
+    if mlflow.is_http(project.tracking_uri):
+        say(f"the project tracks to a server: its UI is {_without_credentials(project.tracking_uri)} "
+            "(mlkit ui starts nothing)")
+        return
     if not 1 <= port <= 65535:
         raise UsageError(f"--port {port}: must be between 1 and 65535", hint="e.g. --port 5001")
+    if _port_in_use(port):
+        raise UsageError(f"port {port} on 127.0.0.1 is already in use (another server?)",
+                         hint=f"choose another port, e.g. `mlkit ui --port {port + 1}`")
     argv = ui_command(project, port=port)
-    if progress is not None:
-        progress(f"MLflow UI on http://127.0.0.1:{port} (Ctrl-C to stop)")
-    process = subprocess.Popen(argv, cwd=project.root)
+    say(f"MLflow UI on http://127.0.0.1:{port} (Ctrl-C to stop)")
+    process = subprocess.Popen(argv, cwd=project.root, start_new_session=True)
     try:
         code = process.wait()
     except KeyboardInterrupt:
-        process.terminate()
-        process.wait(timeout=30)
+        _stop_group(process)
         raise
     if code != 0:
         raise OperationError(f"mlflow ui exited with status {code}",
-                             hint=f"is port {port} already in use? try --port {port + 1}")
+                             hint="run again with --debug, or see MLflow's messages above")
+
+
+def _port_in_use(port: int) -> bool:
+    """Whether something already listens on 127.0.0.1:``port`` (a bind test, as the UI would do)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # as servers do: a closed connection lingering in TIME_WAIT does not make the port busy
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def _stop_group(process: Any, timeout: float = 30.0) -> None:
+    """SIGTERM the UI's process group (mlflow and its server workers), SIGKILL it if it lingers."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=timeout)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _without_credentials(uri: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 def ui_command(project: Project, *, port: int = 5000) -> list[str]:
@@ -212,6 +281,51 @@ def ui_command(project: Project, *, port: int = 5000) -> list[str]:
     if artifacts:
         argv += ["--default-artifact-root", artifacts]
     return argv
+
+
+def resolve_run(client: Any, text: str) -> Any:
+    """The run ``text`` names: a run id, a unique prefix of one (6 characters or more), ``NAME@ALIAS`` or
+    ``NAME/VERSION`` (the run that made that model version)."""
+    from mlflow.exceptions import MlflowException
+
+    text = text.strip()
+    ref = ModelRef.parse(text) if text else ModelRef(text)
+    if ref.stage is not None or ref.version is not None:
+        try:
+            version = (client.get_model_version_by_alias(ref.name, ref.stage) if ref.stage
+                       else client.get_model_version(ref.name, ref.version))
+        except MlflowException:
+            which = f"alias {ref.stage!r}" if ref.stage else f"version {ref.version}"
+            raise UsageError(f"{text!r}: model {ref.name!r} has no {which}",
+                             hint=f"see `mlkit models show {ref.name}` or `mlkit models list`") from None
+        return _get_run(client, version.run_id)
+    lowered = text.lower()
+    if len(lowered) < _RUN_ID_LENGTH and lowered and all(c in "0123456789abcdef" for c in lowered):
+        if len(lowered) < MIN_PREFIX:
+            raise UsageError(f"run id prefix {text!r} is too short: give at least {MIN_PREFIX} characters",
+                             hint="run `mlkit runs list` to see run ids")
+        matches = sorted(run.info.run_id for run in _all_runs(client) if run.info.run_id.startswith(lowered))
+        if len(matches) > 1:
+            raise UsageError(f"run id prefix {text!r} is ambiguous: it matches " + ", ".join(matches),
+                             hint="give more characters of the run id")
+        if matches:
+            return _get_run(client, matches[0])
+    return _get_run(client, text)
+
+
+def _all_runs(client: Any) -> list[Any]:
+    """Every active run of every experiment in the store (a project's store: thousands at most)."""
+    experiment_ids = [e.experiment_id for e in client.search_experiments()]
+    if not experiment_ids:
+        return []
+    runs: list[Any] = []
+    token = None
+    while True:
+        page = client.search_runs(experiment_ids, max_results=10_000, page_token=token)
+        runs += list(page)
+        token = getattr(page, "token", None)
+        if not token:
+            return runs
 
 
 def _get_run(client: Any, run_id: str) -> Any:

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlkit import __version__, ci
+from mlkit import __version__, ci, names
 from mlkit import constants as C
 from mlkit.engines import dvc, git
 from mlkit.errors import OperationError, UsageError, first_line
@@ -90,6 +90,7 @@ def check_package(package: str, source: str, example: str = "my_package") -> str
             f"{source} would make a package {package!r} that shadows Python's standard library",
             hint=f"choose another name, e.g. `mlkit init {example}`",
         )
+    names.check_not_installed(package, source, example)  # a dependency shadowed by the project's package
     return package
 
 

@@ -36,8 +36,25 @@ def debug_enabled() -> bool:
     return _state["debug"] or os.environ.get(C.ENV_DEBUG, "") not in ("", "0", "false")
 
 
+# options of the root command that are also accepted after a subcommand (`mlkit train --debug`)
+_GLOBAL_FLAGS = ("--debug",)
+
+
+def _lift_global_options(args: list[str]) -> list[str]:
+    """``args`` with the global flags moved in front of the subcommand; nothing after ``--`` moves."""
+    end = args.index("--") if "--" in args else len(args)
+    lifted = [arg for arg in args[:end] if arg in _GLOBAL_FLAGS]
+    rest = [arg for arg in args[:end] if arg not in _GLOBAL_FLAGS]
+    return [*dict.fromkeys(lifted), *rest, *args[end:]]
+
+
 class _RootGroup(TyperGroup):
     """Turns every exception that leaves a command into an exit code and (at most) one error line."""
+
+    def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> Any:
+        # the error hints say "run again with --debug": that must work wherever the user puts it
+        argv = list(sys.argv[1:] if args is None else args)
+        return super().main(_lift_global_options(argv), *rest, **kwargs)
 
     def invoke(self, ctx: Any) -> Any:
         from mlkit.cli import _output

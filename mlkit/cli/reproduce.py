@@ -12,7 +12,8 @@ if TYPE_CHECKING:
 
 def reproduce(
     target: str = typer.Argument(..., metavar="RUN_ID|NAME@STAGE|NAME/VERSION",
-                                 help="What to rebuild: a run id, a model stage or a model version."),
+                                 help="What to rebuild: a run id (or a unique prefix of 6+ characters), a model "
+                                      "stage or a model version."),
     tolerance: float = typer.Option(0.0, "--tolerance", min=0.0,
                                     help="Largest allowed difference per metric (default: exact); the predictions "
                                          "fingerprint is then not compared."),

@@ -33,10 +33,13 @@ def list_(
             return
         # the project's first three metrics keep the table readable in 80 columns; --json has them all
         names = list(dict.fromkeys(name for run in runs for name in run.metrics))[:3]
+        notes = [_note(run) for run in runs]
+        note_column = ("note",) if any(notes) else ()
         _output.print_table(
-            ("run", "status", "started", "seconds", "commit", *names),
-            [(run.run_id, run.status, run.started, run.duration_s, run.commit + ("*" if run.dirty else ""),
-              *(_fmt(run.metrics.get(name)) for name in names)) for run in runs],
+            ("run", "status", "started", "fit_seconds", "commit", *names, *note_column),
+            [(run.run_id, run.status, run.started, _fmt(run.fit_seconds, 1), run.commit + ("*" if run.dirty else ""),
+              *(_fmt(run.metrics.get(name)) for name in names), *((note,) if note_column else ()))
+             for run, note in zip(runs, notes, strict=True)],
         )
 
     _output.emit([run.to_dict() for run in runs], json_output=json_, table=table)
@@ -44,12 +47,13 @@ def list_(
 
 @app.command("show")
 def show(
-    run_id: str = typer.Argument(..., help="Run id (see `mlkit runs list`)."),
+    run_id: str = typer.Argument(..., help="Run id or a unique prefix of it (6+ characters), NAME@ALIAS or "
+                                           "NAME/VERSION (see `mlkit runs list`)."),
     json_: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Show one run: params, metrics, lineage, artifacts and registered model versions.
 
-    Example: mlkit runs show 3f2c9a1b0d4e4f6a8b7c6d5e4f3a2b1c
+    Example: mlkit runs show 3f2c9a1b (or churn@production, churn/3)
     """
     from mlkit.cli import _output
     from mlkit.project import load_project
@@ -72,14 +76,16 @@ def show(
 
 @app.command("compare")
 def compare(
-    run_ids: list[str] = typer.Argument(..., help="Two or more run ids."),
+    run_ids: list[str] = typer.Argument(..., help="Two or more runs: run ids or unique prefixes (6+ "
+                                                  "characters), NAME@ALIAS or NAME/VERSION."),
     format_: str = typer.Option("table", "--format", "-f", help="table or markdown (for PR comments)."),
     all_: bool = typer.Option(False, "--all", help="Also show rows where every run has the same value."),
     json_: bool = typer.Option(False, "--json", help="Print JSON (every row, with a `differs` flag)."),
 ) -> None:
-    """Compare runs side by side: params, metrics and lineage, differing rows only unless --all.
+    """Compare runs side by side: params, metrics and lineage, differing rows only unless --all (which adds
+    the timing metrics, in their own section). Hashes are shortened to 12 characters; --json has them whole.
 
-    Example: mlkit runs compare RUN_A RUN_B --format markdown
+    Example: mlkit runs compare churn@production 3f2c9a1b --format markdown
     """
     from mlkit.cli import _output
     from mlkit.project import load_project
@@ -90,7 +96,7 @@ def compare(
     comparison = compare_runs(load_project(), run_ids)
     rows = comparison.rows if all_ else comparison.differing()
     columns = ("", "key", *(run_id[:12] for run_id in comparison.run_ids))
-    cells = [(row["section"], row["key"], *(_fmt(v) for v in row["values"])) for row in rows]
+    cells = [(row["section"], row["key"], *(_short(_fmt(v)) for v in row["values"])) for row in rows]
     markdown = _output.markdown_table(columns, cells)
 
     def table() -> None:
@@ -105,9 +111,22 @@ def compare(
                  summary_markdown="### mlkit runs compare\n\n" + markdown)
 
 
-def _fmt(value: Any) -> str:
+def _note(run: Any) -> str:
+    if run.reproduces:
+        return f"reproduces {run.reproduces[:12]}"
+    return f"failed: {run.failure}" if run.failure else ""
+
+
+def _short(text: str) -> str:
+    """A long hex digest (commit, md5, sha256) cut to 12 characters for tables; --json keeps it whole."""
+    if len(text) > 16 and all(c in "0123456789abcdef" for c in text):
+        return text[:12] + "…"
+    return text
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:.4f}"
+        return f"{value:.{digits}f}"
     return str(value)

@@ -50,28 +50,39 @@ def train(
         ("model", f"{result.model_name} v{result.model_version}" if result.model_version else "not registered"),
         ("commit", (result.lineage.git_commit or "")[:12] + (" (dirty)" if result.lineage.git_dirty else "")),
     ]
+    if result.scheduler:
+        rows.append(("backend", f"{result.backend} (scheduler {result.scheduler})"))
     rows += [(f"data {path}", md5) for path, md5 in result.lineage.data_md5s.items()]
     rows += [(name, f"{value:.4f}") for name, value in {**result.metrics, **result.cv_metrics}.items()]
-    rows.append(("seconds", f"{result.seconds:.1f}"))
+    rows += [("fit_seconds", f"{result.fit_seconds:.1f}"), ("total_seconds", f"{result.total_seconds:.1f}")]
+    rows += [("warning", warning) for warning in result.warnings]
     data = result.to_dict()
     _output.emit(data, json_output=json_, table=lambda: _output.print_table(("", ""), rows),
                  summary_markdown=_summary_markdown(data),
                  outputs={"run_id": result.run_id, "model_name": result.model_name,
                           "model_version": result.model_version or "", **result.metrics})
+    if result.uncommitted:
+        files = " ".join(result.uncommitted)
+        _output.status(f"{' and '.join(result.uncommitted)} changed: commit them with your code "
+                       f"(git add {files} && git commit)")
 
 
 def ui(
     port: int = typer.Option(5000, "--port", "-p", help="Port on 127.0.0.1."),
 ) -> None:
-    """Open MLflow's UI on the project's tracking store, bound to 127.0.0.1 (Ctrl-C stops it).
+    """Open MLflow's UI on the project's tracking store, bound to 127.0.0.1 (Ctrl-C or SIGTERM stops it).
+
+    A busy port is refused (exit 2). A project tracking to a server gets that server's URL instead.
 
     Example: mlkit ui --port 5001
     """
     from mlkit.cli import _output
     from mlkit.project import load_project
     from mlkit.runs import open_ui
+    from mlkit.training import interrupts
 
-    open_ui(load_project(), port=port, progress=_output.status)
+    with interrupts.handle_signals():  # SIGTERM stops the UI's whole process group, as Ctrl-C does
+        open_ui(load_project(), port=port, progress=_output.status)
 
 
 def _summary_markdown(data: dict[str, Any]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mlkit import constants as C
-from mlkit.errors import UsageError, first_line
+from mlkit.errors import MlkitError, OperationError, UsageError, first_line
 
 
 @dataclass
@@ -52,18 +53,80 @@ def read_table(path: Path) -> Any:
         ) from None
 
 
+def read_columns(path: Path) -> list[str] | None:
+    """The column names of a CSV (its header line) or Parquet file (its schema), without reading the
+    rows; None when the file is missing or the header cannot be read (reading the data reports why)."""
+    try:
+        if path.suffix in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            return [str(name) for name in pq.read_schema(path).names]
+        import csv
+
+        with path.open(newline="", encoding="utf-8-sig") as stream:
+            return [name.strip() for name in next(csv.reader(stream), [])] or None
+    except Exception:
+        return None
+
+
+def check_columns(columns: list[str], *, target: str, drop: list[str], source: str) -> None:
+    """Refuse a target or dropped columns the data does not have, listing every column, closest first."""
+    if target not in columns:
+        raise _not_in_data("data.target", [target], columns, source)
+    unknown = [c for c in drop if c not in columns]
+    if unknown:
+        raise _not_in_data("data.drop", unknown, columns, source)
+
+
+def _not_in_data(field: str, missing: list[str], columns: list[str], source: str) -> UsageError:
+    close: list[str] = []
+    for name in missing:
+        close += [c for c in difflib.get_close_matches(name, columns, n=3) if c not in close]
+    what = f"column {missing[0]!r}" if len(missing) == 1 else "columns " + ", ".join(map(repr, missing))
+    verb = "is" if len(missing) == 1 else "are"
+    suggestion = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+    ordered = close + [c for c in columns if c not in close]
+    return UsageError(
+        f"{C.CONFIG_FILE}: {field}: {what} {verb} not in {source}{suggestion}; "
+        f"columns ({len(columns)}): " + ", ".join(ordered),
+        hint=f"fix {field} in {C.CONFIG_FILE}",
+    )
+
+
 def apply_hook(frame: Any, hook: str, root: Path) -> Any:
     """Call ``package.module:function`` from the project's ``src/`` on the frame (no install needed)."""
     import pandas as pd
 
     with _project_imports(root, hook.partition(":")[0].split(".")[0]):
-        result = _import_callable(hook, "data.hook")(frame)
+        function = _import_callable(hook, "data.hook")
+        try:
+            result = function(frame)
+        except MlkitError:
+            raise
+        except Exception as exc:
+            raise OperationError(
+                f"{C.CONFIG_FILE}: data.hook: {hook} failed{_where_in_project(exc, root)}: "
+                + first_line(exc, with_type=True),
+                hint="fix the hook or the data it expects; run again with --debug for the traceback",
+            ) from exc
     if not isinstance(result, pd.DataFrame):
         raise UsageError(
             f"{C.CONFIG_FILE}: data.hook: {hook} returned {type(result).__name__}, not a DataFrame",
             hint="make the hook return the DataFrame to train on",
         )
     return result
+
+
+def _where_in_project(exc: BaseException, root: Path) -> str:
+    """`` at src/pkg/module.py:LINE``: the innermost frame of the traceback in the project's own code."""
+    import traceback
+
+    src = (root / "src").resolve()
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        path = Path(frame.filename)
+        if path.is_absolute() and path.resolve().is_relative_to(src):
+            return f" at {path.resolve().relative_to(root.resolve()).as_posix()}:{frame.lineno}"
+    return ""
 
 
 def load_callable(spec: str, root: Path, field: str) -> Any:
@@ -114,24 +177,14 @@ def prepare(
 
     if len(frame) == 0:
         raise UsageError(f"{source}: the data has no rows", hint="check the file, then `mlkit data add` it")
-    if target not in frame.columns:
-        raise UsageError(
-            f"{C.CONFIG_FILE}: data.target: column {target!r} is not in {source}; columns: "
-            + ", ".join(map(str, list(frame.columns)[:20])),
-            hint="fix data.target in mlkit.yaml",
-        )
+    columns = [str(c) for c in frame.columns]
+    check_columns(columns, target=target, drop=drop, source=source)
     y = frame[target]
     missing = int(y.isna().sum())
     if missing:
         raise UsageError(
             f"{source}: target column {target!r} has {missing} missing value(s)",
             hint="drop or fill those rows (e.g. in the data.hook function)",
-        )
-    unknown = [c for c in drop if c not in frame.columns]
-    if unknown:
-        raise UsageError(
-            f"{C.CONFIG_FILE}: data.drop: column {unknown[0]!r} is not in {source}",
-            hint="fix data.drop in mlkit.yaml",
         )
     features = frame.drop(columns=[target, *drop])
     if task == "classification" and classes is not None:

@@ -94,14 +94,7 @@ def build_estimator(path: str, params: Mapping[str, Any], *, seed: int, task: st
     cls = resolve_estimator(path)
     check_task(cls, path, task)
     known = cls().get_params(deep=False)
-    for name in params:
-        if name not in known:
-            close = difflib.get_close_matches(name, list(known), n=1)
-            suggestion = f"; did you mean {close[0]!r}?" if close else ""
-            raise UsageError(
-                f"{C.PARAMS_FILE}: estimator.{name}: not a parameter of {path}{suggestion}",
-                hint=f"fix {C.PARAMS_FILE} or the --set override",
-            )
+    _check_names(path, params, known)
     settings = dict(params)
     if "random_state" in known and settings.get("random_state") is None:
         settings["random_state"] = seed
@@ -114,6 +107,26 @@ def build_estimator(path: str, params: Mapping[str, Any], *, seed: int, task: st
         xgb.make_deterministic(estimator)
     return estimator
 
+
+
+def _check_names(path: str, params: Mapping[str, Any], known: Mapping[str, Any]) -> None:
+    """Refuse every name ``path`` does not take, all in one message (switching the estimator with
+    ``--set`` typically leaves several of the previous estimator's params behind)."""
+    unknown = [name for name in params if name not in known]
+    if not unknown:
+        return
+    hint = f"fix {C.PARAMS_FILE} or the --set override (params.estimator.* must fit model.estimator)"
+
+    def suggestion(name: str, template: str) -> str:
+        close = difflib.get_close_matches(name, list(known), n=1)
+        return template.format(close[0]) if close else ""
+
+    if len(unknown) == 1:
+        name = unknown[0]
+        raise UsageError(f"{C.PARAMS_FILE}: estimator.{name}: not a parameter of {path}"
+                         + suggestion(name, "; did you mean {!r}?"), hint=hint)
+    listed = ", ".join(f"estimator.{name}" + suggestion(name, " (did you mean {!r}?)") for name in unknown)
+    raise UsageError(f"{C.PARAMS_FILE}: {len(unknown)} params are not parameters of {path}: {listed}", hint=hint)
 
 
 def call_entrypoint(entrypoint: Callable[..., Any], params: Mapping[str, Any], X: Any, y: Any) -> Any:
@@ -154,19 +167,16 @@ def _check_values(estimator: Any, path: str, settings: Mapping[str, Any]) -> Non
             message = first_line(exc)
             raise UsageError(f"{C.PARAMS_FILE}: {where}: {message}", hint=f"fix {C.PARAMS_FILE}") from None
         return
+    problems = []
     for name, value in settings.items():
         if value is None:
             continue
         if name in _XGB_INTS and (isinstance(value, bool) or not isinstance(value, int)):
-            raise UsageError(
-                f"{C.PARAMS_FILE}: estimator.{name}: must be an integer for {path}, got {value!r}",
-                hint=f"fix {C.PARAMS_FILE}",
-            )
-        if name in _XGB_FLOATS and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise UsageError(
-                f"{C.PARAMS_FILE}: estimator.{name}: must be a number for {path}, got {value!r}",
-                hint=f"fix {C.PARAMS_FILE}",
-            )
+            problems.append(f"estimator.{name}: must be an integer for {path}, got {value!r}")
+        elif name in _XGB_FLOATS and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            problems.append(f"estimator.{name}: must be a number for {path}, got {value!r}")
+    if problems:
+        raise UsageError(f"{C.PARAMS_FILE}: " + "; ".join(problems), hint=f"fix {C.PARAMS_FILE}")
 
 
 def _param_in_message(message: str, settings: Mapping[str, Any]) -> str | None:

@@ -33,6 +33,24 @@ def split(features: Any, target: Any, *, test_size: float, seed: int, stratify: 
             hint="use more rows, or change test_size in params.yaml",
         ) from None
 
+# below these, test metrics swing with a handful of rows (an r2 of -1.23 from a 4-row test split)
+MIN_TEST_ROWS = 30
+MIN_TEST_ROWS_PER_CLASS = 5
+
+
+def split_warnings(y_test: Any, task: str, classes: Sequence[Any] | None = None) -> list[str]:
+    """Why the test split is too small to trust its metrics (empty when it is large enough)."""
+    import numpy as np
+
+    rows = len(y_test)
+    if rows < MIN_TEST_ROWS:
+        return [f"the test split has only {rows} rows (fewer than {MIN_TEST_ROWS}): its metrics are "
+                "unreliable; use more data or a larger test_size"]
+    if task != "classification" or classes is None:
+        return []
+    counts = np.bincount(np.asarray(y_test, dtype=np.int64), minlength=len(classes))
+    return [f"class {classes[i]!r} has only {n} rows in the test split (fewer than {MIN_TEST_ROWS_PER_CLASS}): "
+            "its metrics are unreliable" for i, n in enumerate(counts.tolist()) if n < MIN_TEST_ROWS_PER_CLASS]
 
 
 def eval_sets(model: Any, X_train: Any, y_train: Any, X_test: Any, y_test: Any, *,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mlkit import constants as C
-from mlkit.engines import dvc
+from mlkit.engines import dvc, git
 from mlkit.progress import Progress
 
 # DVC sets this for every stage command it runs (dvc/stage/run.py); it also holds dvc.lock's lock then.
@@ -42,6 +42,18 @@ def record_stage(root: Path, say: Progress) -> bool:
     say("recording the train stage in dvc.lock")
     dvc.commit_stage(root, "train")
     return True
+
+
+def uncommitted(root: Path) -> list[str]:
+    """Which of the files a run rewrites (dvc.lock, metrics.json) differ from git's HEAD: to be committed
+    with the code, or the next checkout trains against stale records."""
+    names = ["dvc.lock", C.METRICS_FILE]
+    if not git.is_repo(root):
+        return []
+    changed = git.run(root, "status", "--porcelain", "--untracked-files=all", "--", *names, check=False, strip=False,
+                      read_only=True)
+    paths = {line[3:].strip() for line in changed.splitlines() if len(line) > 3}
+    return [name for name in names if name in paths]
 
 
 def _json_number(value: float) -> float | None:

@@ -24,6 +24,7 @@ from mlkit.engines import mlflow
 from mlkit.errors import MlkitError, OperationError, first_line
 from mlkit.progress import Progress
 from mlkit.project import Project, load_project
+from mlkit.runs import FIT_SECONDS
 from mlkit.serving import model as serving_model
 from mlkit.training import datasets, evaluation, interrupts, outputs, plots
 from mlkit.training.estimators import build_estimator, call_entrypoint, fits_on_one_core, is_xgboost
@@ -32,6 +33,7 @@ from mlkit.training.fitted import FittedModel
 from mlkit.training.fitting import check_backend, fit_model, table_reader
 from mlkit.training.preprocessing import build_preprocessor, infer_columns
 from mlkit.training.session import OpenedRun, TrackingSession, preimport_training
+from mlkit.uris import redact
 
 _INTERRUPTED = "interrupted (Ctrl-C or SIGTERM)"
 # what a logged model needs to load: pinned to the versions installed now
@@ -65,8 +67,13 @@ class TrainResult:
     lineage: L.RunLineage
     predictions_sha256: str
     artifacts: list[str]
-    seconds: float
+    total_seconds: float  # the whole call, from settings to dvc.lock
+    fit_seconds: float  # fitting the model alone (also the run's metric of that name)
     stage_recorded: bool = False
+    warnings: list[str] = field(default_factory=list)
+    uncommitted: list[str] = field(default_factory=list)  # dvc.lock, metrics.json when they now differ
+    backend: str = "local"  # where the model was fitted: local, or dask
+    scheduler: str | None = None  # the Dask scheduler's address, redacted
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,8 +88,13 @@ class TrainResult:
             "predictions_sha256": self.predictions_sha256,
             "lineage": self.lineage.tags(),
             "artifacts": self.artifacts,
-            "seconds": self.seconds,
+            "total_seconds": self.total_seconds,
+            "fit_seconds": self.fit_seconds,
             "stage_recorded": self.stage_recorded,
+            "warnings": self.warnings,
+            "uncommitted": self.uncommitted,
+            "backend": self.backend,
+            "scheduler": self.scheduler,
         }
 
 
@@ -96,6 +108,8 @@ class TrainOutcome:
     model_uri: str
     label_mapping: str  # JSON of the original labels by encoded class; "" when the labels were kept
     artifacts: list[str]
+    fit_seconds: float
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -109,6 +123,7 @@ class _Data:
     classes: Any
     label_mapping: str
     raw: Any  # the training file's rows before the hook, target included
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -142,9 +157,11 @@ def train(
     project = _with_overrides(project, options.overrides)
     config = project.config
     check_backend(config.training.backend, config.training.scheduler)
+    backend, scheduler = describe_backend(config.training.backend, config.training.scheduler)
 
     say(f"checking {config.model.entrypoint or config.model.estimator}")
     estimator, entrypoint = _resolve_model(project)
+    check_columns(project)
     say("recording lineage (git, data versions, environment)")
     lineage = _collect_lineage(project, options.command)
     L.require_clean(lineage.git_dirty, options.allow_dirty)
@@ -168,9 +185,11 @@ def train(
         raise replacement from exc
 
     stage_recorded = False
+    uncommitted: list[str] = []
     if options.write_metrics:
         outputs.write_metrics(project.root, outcome.metrics, outcome.cv_metrics)
         stage_recorded = outputs.record_stage(project.root, say)
+        uncommitted = outputs.uncommitted(project.root)
     return TrainResult(
         run_id=opened.run_id,
         experiment_id=opened.experiment_id,
@@ -183,8 +202,13 @@ def train(
         lineage=lineage,
         predictions_sha256=outcome.predictions_sha256,
         artifacts=outcome.artifacts,
-        seconds=round(time.perf_counter() - started, 3),
+        total_seconds=round(time.perf_counter() - started, 3),
+        fit_seconds=outcome.fit_seconds,
         stage_recorded=stage_recorded,
+        warnings=outcome.warnings,
+        uncommitted=uncommitted,
+        backend=backend,
+        scheduler=scheduler,
     )
 
 
@@ -205,6 +229,23 @@ def _resolve_model(project: Project) -> tuple[Any, Callable[..., Any] | None]:
     return build_estimator(
         config.model.estimator, params.estimator, seed=params.seed, task=config.model.task
     ), None
+
+
+def check_columns(project: Project) -> None:
+    """The target and dropped columns against the data files' headers, before any data is read and before
+    the tracking store opens. With a feature hook the columns are known only after it ran: not checked."""
+    config = project.config
+    if config.data.hook:
+        return
+    for source in [config.data.train] + ([config.data.test] if config.data.test else []):
+        columns = datasets.read_columns(project.path(source))
+        if columns is not None:
+            datasets.check_columns(columns, target=config.data.target, drop=config.data.drop, source=source)
+
+
+def describe_backend(backend: str, scheduler: str | None) -> tuple[str, str | None]:
+    """(backend, its scheduler's address with any password hidden), as the result reports them."""
+    return backend, redact(scheduler) if backend == "dask" and scheduler else None
 
 
 def _collect_lineage(project: Project, command: Sequence[str] | None) -> L.RunLineage:
@@ -276,6 +317,8 @@ def _train_in_run(
         model_uri=model_uri,
         label_mapping=data.label_mapping,
         artifacts=artifacts,
+        fit_seconds=round(fit.seconds, 3),
+        warnings=data.warnings,
     )
 
 
@@ -303,7 +346,10 @@ def _load_data(project: Project, say: Progress) -> _Data:
             stratify=task == "classification",
         )
     labels = json.dumps(data.label_mapping, sort_keys=True) if data.label_mapping else ""
-    return _Data(X_train, y_train, X_test, y_test, data.classes, labels, raw)
+    warnings = evaluation.split_warnings(y_test, task, data.classes)
+    for warning in warnings:
+        say(f"warning: {warning}")
+    return _Data(X_train, y_train, X_test, y_test, data.classes, labels, raw, warnings)
 
 
 def _model_factory(project: Project, estimator: Any, entrypoint: Callable[..., Any] | None,
@@ -341,7 +387,9 @@ def _fit(project: Project, session: TrackingSession, make_model: ModelFactory, d
         # a multi-threaded fit (XGBoost's OpenMP threads spin at barriers) slows down badly when the
         # tracking thread takes a core away from it: open the store first, then fit
         session.result()
-    say(f"fitting {type(model).__name__} on {len(fit_X)} rows")
+    _, scheduler = describe_backend(config.training.backend, config.training.scheduler)
+    where = f" on the Dask cluster at {scheduler}" if scheduler else ""
+    say(f"fitting {type(model).__name__} on {len(fit_X)} rows{where}")
     started = time.perf_counter()
     fitted = fit_model(
         model,
@@ -378,7 +426,7 @@ def _log_run(project: Project, opened: OpenedRun, lineage: L.RunLineage, data: _
             metrics={
                 **evaluated.metrics,
                 **cv,
-                "fit_seconds": round(fit.seconds, 3),
+                FIT_SECONDS: round(fit.seconds, 3),
                 "train_rows": float(fit.rows),
                 "test_rows": float(len(data.X_test)),
                 **({"best_iteration": float(fitted.best_iteration_)} if fitted.best_iteration_ is not None else {}),

@@ -122,7 +122,8 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_ui_serves_the_project_store_on_loopback_and_stops_on_ctrl_c(project):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ui_serves_the_project_store_on_loopback_and_stops_on_ctrl_c(project, signum):
     port = _free_port()
     process = subprocess.Popen([MLKIT, "ui", "--port", str(port)], cwd=project, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True, env=_env(), start_new_session=True)
@@ -141,8 +142,14 @@ def test_ui_serves_the_project_store_on_loopback_and_stops_on_ctrl_c(project):
                 time.sleep(1)
         assert '"name": "e2e"' in body or '"name":"e2e"' in body
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)  # to mlkit alone: it must stop the UI's workers itself
         process.wait(timeout=60)
     assert process.returncode == 130
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the workers may take a moment to close their socket
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) != 0:
+                break
+        time.sleep(0.5)
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0  # nothing left listening

@@ -154,6 +154,16 @@ def test_regression_template_trains_a_random_forest(regression):
     assert [str(v.version) for v in _versions(root, "diabetes")] == ["1"]
 
 
+def test_regression_params_describe_the_split_the_run_records(regression):
+    root, result = regression
+    split = json.loads(_client(root).get_run(result.run_id).data.tags[tags.SPLIT])
+    assert split["stratify"] is False
+    comment = next(line for line in (root / "params.yaml").read_text().splitlines() if "split" in line)
+    assert comment == "# 0: one train/test split (stratified by class for classification); k >= 2: k-fold " \
+                      "cross-validation as well"
+    assert result.warnings == []  # 442 rows: an 89-row test split
+
+
 def test_a_registered_tree_model_loads_back_through_mlflow(regression):
     # MLflow 3's default scikit-learn format (skops) refuses tree models unless their types are trusted
     import mlflow.sklearn
@@ -177,6 +187,17 @@ def test_cross_validation_logs_mean_and_std(regression, cli):
     assert set(data["cv_metrics"]) == {f"cv_{m}_{s}" for m in ("rmse", "mae", "r2") for s in ("mean", "std")}
     assert data["model_version"] is None
     run = _client(root).get_run(data["run_id"])
+    # the fit alone, and the whole command: two names, never a bare "seconds"
+    assert data["fit_seconds"] == run.data.metrics["fit_seconds"]
+    assert data["total_seconds"] > data["fit_seconds"] and "seconds" not in data
+    # the run rewrote the DVC outputs: the summary says to commit them
+    status = subprocess.run(["git", "status", "--porcelain", "--", "dvc.lock", "metrics.json"], cwd=root,
+                            capture_output=True, text=True, check=True).stdout
+    assert data["uncommitted"] == [name for name in ("dvc.lock", "metrics.json") if name in status]
+    assert "metrics.json" in data["uncommitted"]
+    files = data["uncommitted"]
+    assert (f"{' and '.join(files)} changed: commit them with your code "
+            f"(git add {' '.join(files)} && git commit)\n") in result.stderr
     assert run.data.metrics["cv_r2_mean"] == data["cv_metrics"]["cv_r2_mean"]
     assert run.data.params["cv_folds"] == "3"
     assert [str(v.version) for v in _versions(root, "diabetes")] == ["1"]
@@ -318,14 +339,18 @@ def failing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
          "params.yaml: estimator.max_depth: The 'max_depth' parameter of RandomForestRegressor must be an int "
          "in the range [1, inf) or None. Got 'deep' instead.", False),
         (["data.target=outcome"],
-         "mlkit.yaml: data.target: column 'outcome' is not in data/diabetes.csv; columns: age, sex, bmi, bp, "
+         "mlkit.yaml: data.target: column 'outcome' is not in data/diabetes.csv; columns (12): age, sex, bmi, bp, "
          "s1, s2, s3, s4, s5, s6, progression, bmi_x_bp", True),
+        (["data.hook=null", "data.target=progresion"],
+         "mlkit.yaml: data.target: column 'progresion' is not in data/diabetes.csv (did you mean 'progression'?); "
+         "columns (11): progression, age, sex, bmi, bp, s1, s2, s3, s4, s5, s6", False),
         (["data.train=data/empty.csv"], "data/empty.csv: the data has no rows", True),
         (["data.train=data/nan_target.csv"], "data/nan_target.csv: target column 'progression' has 1 missing "
          "value(s)", True),
         (["data.train=data/gone.csv"], "data/gone.csv is tracked by DVC but missing from the workspace", False),
     ],
-    ids=["unknown-estimator", "unknown-param", "mistyped-param", "missing-target", "empty-data", "nan-target",
+    ids=["unknown-estimator", "unknown-param", "mistyped-param", "missing-target", "misspelled-target-no-hook",
+         "empty-data", "nan-target",
          "not-pulled"],
 )
 def test_failures_leave_no_model_version(failing, cli, overrides, message, run_started):

@@ -12,6 +12,7 @@ import typer
 
 from mlkit import __version__
 from mlkit.cli import app
+from mlkit.errors import ExitCode
 
 HEAVY = ("mlflow", "dvc", "git", "sklearn", "xgboost", "pandas", "numpy", "cookiecutter")
 # typer itself uses pydantic to convert a command's parameters, so only the top level can avoid it
@@ -102,11 +103,14 @@ def test_expected_error_is_one_line_with_hint_and_exit_2(cli, tmp_path):
     ]
 
 
-@pytest.mark.parametrize("switch", ["flag", "env"], ids=["--debug", "MLKIT_DEBUG=1"])
+@pytest.mark.parametrize("switch", ["flag", "flag-after", "env"],
+                         ids=["--debug", "--debug after the command", "MLKIT_DEBUG=1"])
 def test_debug_shows_the_traceback_before_the_error(cli, tmp_path, monkeypatch, switch):
-    args = ("config", "show")
+    args: tuple[str, ...] = ("config", "show")
     if switch == "flag":
         args = ("--debug", *args)
+    elif switch == "flag-after":
+        args = (*args, "--debug")
     else:
         monkeypatch.setenv("MLKIT_DEBUG", "1")
     result = cli(*args, cwd=tmp_path)
@@ -135,6 +139,18 @@ def test_unexpected_error_is_one_line_exit_1(cli, tmp_path, monkeypatch):
         "error: unexpected RuntimeError: disk on fire",
         "hint: run again with --debug (or MLKIT_DEBUG=1) for the traceback",
     ]
+
+
+def test_debug_is_accepted_after_any_command_and_before_a_double_dash(cli, tmp_path):
+    from mlkit.cli import _lift_global_options
+
+    assert _lift_global_options(["train", "--debug", "--set", "a=1"]) == ["--debug", "train", "--set", "a=1"]
+    assert _lift_global_options(["--debug", "runs", "show", "X"]) == ["--debug", "runs", "show", "X"]
+    assert _lift_global_options(["runs", "show", "--", "--debug"]) == ["runs", "show", "--", "--debug"]
+    result = cli("runs", "list", "--debug", "--limit", "0", cwd=tmp_path)
+    assert result.exit_code == 2
+    assert "No such option" not in result.stderr
+    assert result.stderr.splitlines()[0] == "Traceback (most recent call last):"
 
 
 def test_keyboard_interrupt_exits_130(cli, tmp_path, monkeypatch):
@@ -240,3 +256,30 @@ def test_emit_calls_a_table_renderer_or_shows_the_result(capsys):
     assert capsys.readouterr().out == "custom table\n"
     _output.emit({"a": 1}, json_output=False)
     assert [line.split() for line in capsys.readouterr().out.splitlines()[-1:]] == [["a", "│", "1"]]
+
+
+@pytest.mark.parametrize(
+    ("args", "message", "hint"),
+    [
+        (("pandas",),
+         "error: project name 'pandas' would make a package 'pandas' that shadows the installed package pandas: "
+         "training would import the project instead (ModuleNotFoundError)",
+         "hint: choose another name, e.g. `mlkit init my-pandas`, or keep the name with "
+         "`--set package_name=pandas_project`"),
+        (("mlflow",),
+         "error: project name 'mlflow' would make a package 'mlflow' that shadows the installed package mlflow: "
+         "training would import the project instead (ModuleNotFoundError)",
+         "hint: choose another name, e.g. `mlkit init my-mlflow`, or keep the name with "
+         "`--set package_name=mlflow_project`"),
+        (("churn", "--set", "package_name=sklearn"),
+         "error: --set package_name=sklearn would make a package 'sklearn' that shadows the installed package "
+         "scikit-learn: training would import the project instead (ModuleNotFoundError)",
+         "hint: choose another name, e.g. `mlkit init churn --set package_name=my_sklearn`, or keep the name "
+         "with `--set package_name=sklearn_project`"),
+    ],
+)
+def test_init_refuses_a_package_that_shadows_an_installed_one(cli, tmp_path, args, message, hint):
+    result = cli("init", *args, cwd=tmp_path)
+    assert result.exit_code == ExitCode.USAGE
+    assert result.stderr.splitlines() == [message, hint]
+    assert list(tmp_path.iterdir()) == []

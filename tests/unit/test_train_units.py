@@ -50,6 +50,30 @@ def test_unknown_param_names_the_file_and_suggests():
                                     "did you mean 'max_depth'?")
 
 
+def test_every_unknown_param_is_reported_at_once():
+    # switching the estimator with --set keeps the old estimator's params: all of them must be named
+    params = {"n_estimators": 10, "learning_rate": 0.1, "subsample": 0.9, "colsample_bytree": 0.9, "max_dept": 3}
+    with pytest.raises(UsageError) as caught:
+        build_estimator("sklearn.ensemble.RandomForestClassifier", params, seed=1, task="classification")
+    assert caught.value.exit_code == ExitCode.USAGE
+    assert caught.value.message == (
+        "params.yaml: 4 params are not parameters of sklearn.ensemble.RandomForestClassifier: "
+        "estimator.learning_rate, estimator.subsample (did you mean 'max_samples'?), estimator.colsample_bytree, "
+        "estimator.max_dept (did you mean 'max_depth'?)"
+    )
+    assert caught.value.hint == "fix params.yaml or the --set override (params.estimator.* must fit model.estimator)"
+
+
+def test_every_mistyped_xgboost_value_is_reported_at_once():
+    with pytest.raises(UsageError) as caught:
+        build_estimator("xgboost.XGBClassifier", {"max_depth": "deep", "subsample": "most"}, seed=1,
+                        task="classification")
+    assert caught.value.message == (
+        "params.yaml: estimator.max_depth: must be an integer for xgboost.XGBClassifier, got 'deep'; "
+        "estimator.subsample: must be a number for xgboost.XGBClassifier, got 'most'"
+    )
+
+
 @pytest.mark.parametrize(
     ("path", "params", "message"),
     [
@@ -90,7 +114,7 @@ def test_prepare_encodes_string_labels_sorted():
     [
         (pd.DataFrame({"x": [1.0], "y": ["a"]}).iloc[:0], "y", "d.csv: the data has no rows"),
         (pd.DataFrame({"x": [1.0, 2.0], "y": ["a", "b"]}), "label",
-         "mlkit.yaml: data.target: column 'label' is not in d.csv; columns: x, y"),
+         "mlkit.yaml: data.target: column 'label' is not in d.csv; columns (2): x, y"),
         (pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": ["a", None, "b"]}), "y",
          "d.csv: target column 'y' has 1 missing value(s)"),
         (pd.DataFrame({"x": [1.0, 2.0], "y": ["a", "a"]}), "y",
@@ -239,6 +263,8 @@ def test_the_fluent_api_points_at_the_store_for_one_block_only(monkeypatch):
 
 
 class _FakeProcess:
+    pid = 4242
+
     def __init__(self, outcome):
         self.outcome, self.terminated = outcome, False
 
@@ -247,12 +273,10 @@ class _FakeProcess:
             raise self.outcome
         return 0 if self.terminated else self.outcome
 
-    def terminate(self):
-        self.terminated = True
-
 
 @pytest.mark.parametrize("outcome", [0, 1, KeyboardInterrupt()], ids=["stopped", "failed", "interrupted"])
 def test_the_ui_runs_until_it_exits_and_is_stopped_on_ctrl_c(tmp_path, monkeypatch, outcome):
+    import signal
     import subprocess
     from types import SimpleNamespace
 
@@ -260,29 +284,72 @@ def test_the_ui_runs_until_it_exits_and_is_stopped_on_ctrl_c(tmp_path, monkeypat
     from mlkit.errors import OperationError
 
     process = _FakeProcess(outcome)
-    started = {}
+    started, signalled = {}, []
 
-    def popen(argv, cwd):
-        started.update(argv=argv, cwd=cwd)
+    def popen(argv, cwd, start_new_session):
+        started.update(argv=argv, cwd=cwd, start_new_session=start_new_session)
         return process
 
+    def killpg(pgid, sig):
+        signalled.append((pgid, sig))
+        process.terminated = True
+
     monkeypatch.setattr(runs, "ui_command", lambda project, port: ["mlflow", "ui", "--port", str(port)])
+    monkeypatch.setattr(runs, "_port_in_use", lambda port: False)
     monkeypatch.setattr(subprocess, "Popen", popen)
+    monkeypatch.setattr(runs.os, "killpg", killpg)
     said = []
-    project = SimpleNamespace(root=tmp_path)
+    project = SimpleNamespace(root=tmp_path, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     if outcome == 0:
         runs.open_ui(project, port=5001, progress=said.append)
     elif outcome == 1:
         with pytest.raises(OperationError) as raised:
             runs.open_ui(project, port=5001, progress=said.append)
         assert raised.value.message == "mlflow ui exited with status 1"
-        assert raised.value.hint == "is port 5001 already in use? try --port 5002"
+        assert raised.value.hint == "run again with --debug, or see MLflow's messages above"
     else:
         with pytest.raises(KeyboardInterrupt):
             runs.open_ui(project, port=5001, progress=said.append)
-        assert process.terminated
-    assert started == {"argv": ["mlflow", "ui", "--port", "5001"], "cwd": tmp_path}
+        # the UI runs in its own process group: its workers are stopped with it
+        assert signalled == [(4242, signal.SIGTERM)]
+    assert started == {"argv": ["mlflow", "ui", "--port", "5001"], "cwd": tmp_path, "start_new_session": True}
     assert said == ["MLflow UI on http://127.0.0.1:5001 (Ctrl-C to stop)"]
+
+
+def test_the_ui_refuses_a_busy_port_before_starting_anything(tmp_path, monkeypatch):
+    import socket
+    import subprocess
+    from types import SimpleNamespace
+
+    from mlkit import runs
+
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail("nothing may start"))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        said = []
+        with pytest.raises(UsageError) as raised:
+            runs.open_ui(SimpleNamespace(root=tmp_path, tracking_uri="sqlite:///x.db"), port=port,
+                         progress=said.append)
+    assert raised.value.exit_code == ExitCode.USAGE
+    assert raised.value.message == f"port {port} on 127.0.0.1 is already in use (another server?)"
+    assert raised.value.hint == f"choose another port, e.g. `mlkit ui --port {port + 1}`"
+    assert said == []
+
+
+def test_the_ui_of_a_tracking_server_is_the_server_itself(tmp_path, monkeypatch):
+    import subprocess
+    from types import SimpleNamespace
+
+    from mlkit import runs
+
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail("nothing may start"))
+    said = []
+    project = SimpleNamespace(root=tmp_path, tracking_uri="https://ops:s3cret@mlflow.example.com:8443/")
+    runs.open_ui(project, port=5000, progress=said.append)
+    assert said == ["the project tracks to a server: its UI is https://mlflow.example.com:8443/ "
+                    "(mlkit ui starts nothing)"]
 
 
 def test_the_ui_port_must_be_a_port(tmp_path):
@@ -291,5 +358,160 @@ def test_the_ui_port_must_be_a_port(tmp_path):
     from mlkit import runs
 
     with pytest.raises(UsageError) as raised:
-        runs.open_ui(SimpleNamespace(root=tmp_path), port=70000)
+        runs.open_ui(SimpleNamespace(root=tmp_path, tracking_uri="sqlite:///x.db"), port=70000)
     assert raised.value.message == "--port 70000: must be between 1 and 65535"
+
+
+def test_a_failing_hook_is_named_with_its_file_line_and_exception(tmp_path):
+    from mlkit.errors import OperationError
+
+    package = tmp_path / "src" / "hookpkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "features.py").write_text(
+        "def build(frame):\n"
+        "    frame = frame.copy()\n"
+        "    frame['ratio'] = frame['mean_area'] / 2\n"
+        "    return frame\n"
+    )
+    with pytest.raises(OperationError) as caught:
+        datasets.apply_hook(pd.DataFrame({"x": [1.0]}), "hookpkg.features:build", tmp_path)
+    assert caught.value.exit_code == ExitCode.FAILED
+    assert caught.value.message == (
+        "mlkit.yaml: data.hook: hookpkg.features:build failed at src/hookpkg/features.py:3: KeyError: 'mean_area'"
+    )
+    assert caught.value.hint == "fix the hook or the data it expects; run again with --debug for the traceback"
+
+
+def _project_files(root, *, target, drop=(), hook=None):
+    import yaml
+
+    (root / "data").mkdir()
+    columns = [f"feature_{i}" for i in range(29)] + ["diagnosis_code", "label"]
+    (root / "data" / "train.csv").write_text(",".join(columns) + "\n" + ",".join("1" for _ in columns) + "\n")
+    config = {
+        "version": 1,
+        "project": {"name": "wrong", "package": "wrong"},
+        "data": {"train": "data/train.csv", "target": target, "drop": list(drop), "hook": hook},
+        "model": {"name": "wrong", "task": "classification", "estimator": "sklearn.linear_model.LogisticRegression"},
+    }
+    (root / "mlkit.yaml").write_text(yaml.safe_dump(config))
+    return columns
+
+
+def test_a_wrong_target_lists_every_column_closest_first_before_mlflow_is_imported(tmp_path):
+    import subprocess
+    import sys
+
+    columns = _project_files(tmp_path, target="diagnosis")
+    code = (
+        "import sys, time\nfrom mlkit.errors import UsageError\nfrom mlkit.project import load_project\n"
+        "from mlkit.training import train\nstarted = time.perf_counter()\n"
+        "try:\n    train(load_project())\nexcept UsageError as exc:\n    print(exc.exit_code.value)\n"
+        "    print(exc.message)\n    print(exc.hint)\n"
+        "print(','.join(m for m in ('mlflow', 'dvc') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                            check=True, timeout=300)
+    others = [c for c in columns if c != "diagnosis_code"]
+    assert result.stdout.splitlines() == [
+        "2",
+        "mlkit.yaml: data.target: column 'diagnosis' is not in data/train.csv (did you mean 'diagnosis_code'?); "
+        "columns (31): diagnosis_code, " + ", ".join(others),
+        "fix data.target in mlkit.yaml",
+        "",
+    ]
+
+
+def test_unknown_drop_columns_are_all_refused_from_the_header(tmp_path):
+    from mlkit.project import load_project
+    from mlkit.training.runner import check_columns
+
+    _project_files(tmp_path, target="label", drop=["feature_1", "labl", "nope"])
+    with pytest.raises(UsageError) as caught:
+        check_columns(load_project(tmp_path))
+    assert caught.value.message.startswith(
+        "mlkit.yaml: data.drop: columns 'labl', 'nope' are not in data/train.csv (did you mean 'label'?); "
+        "columns (31): label, feature_0,"
+    )
+    assert caught.value.hint == "fix data.drop in mlkit.yaml"
+    # with a feature hook the columns are only known after it ran: nothing is refused here
+    (tmp_path / "mlkit.yaml").write_text((tmp_path / "mlkit.yaml").read_text().replace("hook: null", "hook: p.m:f"))
+    check_columns(load_project(tmp_path))
+
+
+def test_a_small_test_split_is_warned_about():
+    assert evaluation.split_warnings(np.zeros(30), "regression") == []
+    assert evaluation.split_warnings(np.zeros(4), "regression") == [
+        "the test split has only 4 rows (fewer than 30): its metrics are unreliable; "
+        "use more data or a larger test_size"
+    ]
+    labels = np.array([0] * 40 + [1] * 3)
+    assert evaluation.split_warnings(labels, "classification", ["benign", "malignant"]) == [
+        "class 'malignant' has only 3 rows in the test split (fewer than 5): its metrics are unreliable"
+    ]
+
+
+def test_the_result_names_the_dask_backend_and_its_scheduler_redacted():
+    from mlkit.training.runner import describe_backend
+
+    assert describe_backend("local", None) == ("local", None)
+    assert describe_backend("dask", "tcp://ops:s3cret@10.0.0.5:8786") == ("dask", "tcp://ops:***@10.0.0.5:8786")
+
+
+class _Runs:
+    """A tracking client holding runs with the given ids, for run id resolution."""
+
+    def __init__(self, *run_ids):
+        from types import SimpleNamespace
+
+        self.runs = [SimpleNamespace(info=SimpleNamespace(run_id=r)) for r in run_ids]
+
+    def search_experiments(self, **kwargs):
+        from types import SimpleNamespace
+
+        return [SimpleNamespace(experiment_id="1")]
+
+    def search_runs(self, experiment_ids, **kwargs):
+        return list(self.runs)
+
+    def search_model_versions(self, query):
+        return []
+
+    def get_run(self, run_id):
+        from mlflow.exceptions import MlflowException
+
+        for run in self.runs:
+            if run.info.run_id == run_id:
+                return run
+        raise MlflowException(f"Run '{run_id}' not found")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("2d661", "run id prefix '2d661' is too short: give at least 6 characters"),
+        ("2d661e", "run id prefix '2d661e' is ambiguous: it matches 2d661e3fce22aaaa0000000000000001, "
+                   "2d661e3fce22bbbb0000000000000002"),
+        ("ffffff", "run 'ffffff' not found in the tracking store"),
+    ],
+)
+def test_run_ids_by_unique_prefix_as_git_does(text, message):
+    from mlkit.runs import resolve_run
+
+    client = _Runs("2d661e3fce22aaaa0000000000000001", "2d661e3fce22bbbb0000000000000002",
+                   "9a0b1c2d3e4f00000000000000000003")
+    assert resolve_run(client, "9a0b1c").info.run_id == "9a0b1c2d3e4f00000000000000000003"
+    assert resolve_run(client, "2d661e3fce22bbbb").info.run_id == "2d661e3fce22bbbb0000000000000002"
+    with pytest.raises(UsageError) as caught:
+        resolve_run(client, text)
+    assert caught.value.exit_code == ExitCode.USAGE
+    assert caught.value.message == message
+
+
+def test_reproduce_takes_a_run_id_prefix_too():
+    from mlkit.reproduce import resolve_target
+
+    client = _Runs("9a0b1c2d3e4f00000000000000000003")
+    run, name, versions = resolve_target(client, "9a0b1c2d")
+    assert (run.info.run_id, name, versions) == ("9a0b1c2d3e4f00000000000000000003", None, [])
