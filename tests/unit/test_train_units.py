@@ -510,7 +510,7 @@ def test_run_ids_by_unique_prefix_as_git_does(text, message):
 
 
 def test_reproduce_takes_a_run_id_prefix_too():
-    from mlkit.reproduce import resolve_target
+    from mlkit.reproduction import resolve_target
 
     client = _Runs("9a0b1c2d3e4f00000000000000000003")
     run, name, versions = resolve_target(client, "9a0b1c2d")
