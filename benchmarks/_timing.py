@@ -12,24 +12,39 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
-def time_command(argv: Sequence[str], *, runs: int = 5, cwd: Path | None = None, env: dict | None = None,
-                 setup: Callable[[], None] | None = None, warmup: int = 1) -> float:
+def time_command(
+    argv: Sequence[str],
+    *,
+    runs: int = 5,
+    cwd: Path | None = None,
+    env: dict | None = None,
+    setup: Callable[[], None] | None = None,
+    warmup: int = 1,
+) -> float:
     """Median wall time in seconds of running ``argv`` ``runs`` times (after ``warmup`` runs)."""
     samples = []
     for index in range(warmup + runs):
         if setup is not None:
             setup()
         started = time.perf_counter()
-        subprocess.run(argv, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        subprocess.run(
+            argv,
+            cwd=cwd,
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
         elapsed = time.perf_counter() - started
         if index >= warmup:
             samples.append(elapsed)
     return statistics.median(samples)
 
 
-def time_call(fn: Callable[[], object], *, runs: int = 5, setup: Callable[[], None] | None = None,
-              warmup: int = 0) -> float:
+def time_call(
+    fn: Callable[[], object], *, runs: int = 5, setup: Callable[[], None] | None = None, warmup: int = 0
+) -> float:
     samples = []
     for index in range(warmup + runs):
         if setup is not None:

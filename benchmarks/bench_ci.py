@@ -25,8 +25,13 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="mlkit-bench-ci-"))
     env = clean_env(CI="true", HOME=str(work / "home"))
     saved = dict(os.environ)
-    os.environ.update(HOME=str(work / "home"), GIT_AUTHOR_NAME="bench", GIT_AUTHOR_EMAIL="bench@localhost",
-                      GIT_COMMITTER_NAME="bench", GIT_COMMITTER_EMAIL="bench@localhost")
+    os.environ.update(
+        HOME=str(work / "home"),
+        GIT_AUTHOR_NAME="bench",
+        GIT_AUTHOR_EMAIL="bench@localhost",
+        GIT_COMMITTER_NAME="bench",
+        GIT_COMMITTER_EMAIL="bench@localhost",
+    )
     try:
         root = Path(init_project("churn", directory=work / "churn", data_remote=work / "remote").root)
         mlkit = mlkit_executable()
@@ -36,14 +41,23 @@ def main() -> None:
 
         rows = [
             ("mlkit --version", time_command([mlkit, "--version"], runs=RUNS, cwd=root, env=env)),
-            ("mlkit ci generate --check", time_command(
-                [mlkit, "ci", "generate", "--check"], runs=RUNS, cwd=root, env=env)),
-            ("mlkit ci generate --provider gitlab", time_command(
-                [mlkit, "ci", "generate", "--provider", "gitlab"], runs=RUNS, cwd=root, env=env,
-                setup=drop_gitlab)),
+            (
+                "mlkit ci generate --check",
+                time_command([mlkit, "ci", "generate", "--check"], runs=RUNS, cwd=root, env=env),
+            ),
+            (
+                "mlkit ci generate --provider gitlab",
+                time_command(
+                    [mlkit, "ci", "generate", "--provider", "gitlab"], runs=RUNS, cwd=root, env=env, setup=drop_gitlab
+                ),
+            ),
         ]
-        report(f"mlkit ci generate, median of {RUNS}", rows, baseline="mlkit --version",
-               target="mlkit ci generate --check <= 1.5 s median")
+        report(
+            f"mlkit ci generate, median of {RUNS}",
+            rows,
+            baseline="mlkit --version",
+            target="mlkit ci generate --check <= 1.5 s median",
+        )
 
         def read_settings() -> None:
             import yaml
@@ -59,11 +73,17 @@ def main() -> None:
 
         rows = [
             ("read mlkit.yaml (PyYAML)", time_call(read_settings, runs=RUNS * 3, warmup=1)),
-            ("CI files for a new project (init's share)", time_call(
-                lambda: generate_for_new_project(scratch), runs=RUNS * 3, setup=fresh, warmup=1)),
+            (
+                "CI files for a new project (init's share)",
+                time_call(lambda: generate_for_new_project(scratch), runs=RUNS * 3, setup=fresh, warmup=1),
+            ),
         ]
-        report(f"in process, median of {RUNS * 3}", rows, baseline="read mlkit.yaml (PyYAML)",
-               target="CI files add <= 0.1 s to mlkit init")
+        report(
+            f"in process, median of {RUNS * 3}",
+            rows,
+            baseline="read mlkit.yaml (PyYAML)",
+            target="CI files add <= 0.1 s to mlkit init",
+        )
     finally:
         os.environ.clear()
         os.environ.update(saved)

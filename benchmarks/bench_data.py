@@ -41,15 +41,27 @@ class Bench:
         self.repo = work / "repo"
         self.remote = work / "remote"
         self.site_cache = work / "dvc-site-cache"
-        env = clean_env(CI="true", HOME=str(work / "home"), DVC_NO_ANALYTICS="1",
-                        DVC_SITE_CACHE_DIR=str(self.site_cache), PYTHONPYCACHEPREFIX=str(work / "pycache"))
+        env = clean_env(
+            CI="true",
+            HOME=str(work / "home"),
+            DVC_NO_ANALYTICS="1",
+            DVC_SITE_CACHE_DIR=str(self.site_cache),
+            PYTHONPYCACHEPREFIX=str(work / "pycache"),
+        )
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         self.env = env
         self.templates: dict[str, Path] = {}
 
     def sh(self, *argv: str, cwd: Path | None = None) -> None:
-        subprocess.run(argv, cwd=cwd or self.repo, env=self.env, check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        subprocess.run(
+            argv,
+            cwd=cwd or self.repo,
+            env=self.env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
 
     def make_template(self, kind: str) -> None:
         """An empty repository configured as ``kind`` ("dvc", "dvc-hardlink" or "mlkit"), copied per run."""
@@ -66,8 +78,9 @@ class Bench:
             self.sh(DVC, "config", "core.autostage", "true", cwd=template)
             (template / "mlkit.yaml").write_text("version: 1\n")
         self.sh("git", "add", "-A", cwd=template)
-        self.sh("git", "-c", "user.name=bench", "-c", "user.email=bench@example.com", "commit", "-qm", "init",
-                cwd=template)
+        self.sh(
+            "git", "-c", "user.name=bench", "-c", "user.email=bench@example.com", "commit", "-qm", "init", cwd=template
+        )
         self.templates[kind] = template
 
     def fresh(self, kind: str, data: str) -> None:
@@ -122,8 +135,15 @@ def interleaved(cases: list, env: dict) -> list[tuple[str, float]]:
             if setup is not None:
                 setup()
             started = time.perf_counter()
-            subprocess.run(argv, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+            subprocess.run(
+                argv,
+                cwd=cwd,
+                env=env,
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,
+            )
             if round_:
                 samples[name].append(time.perf_counter() - started)
     return [(name, statistics.median(values)) for name, values in samples.items()]
@@ -147,34 +167,58 @@ def main() -> None:
                 return name, argv, bench.repo, lambda: bench.fresh_added(kind, data, added)
             return name, argv, bench.repo, lambda: bench.fresh(kind, data)
 
-        big = interleaved([
-            case("md5sum", md5sum_big, None, "big.bin"),
-            case("dvc add (defaults)", [DVC, "add", "-q", "big.bin"], "dvc", "big.bin"),
-            case("dvc add (cache.type hardlink)", [DVC, "add", "-q", "big.bin"], "dvc-hardlink", "big.bin"),
-            case("mlkit data add (first)", [MLKIT, "data", "add", "big.bin"], "mlkit", "big.bin"),
-            case("dvc add again, unchanged (defaults)", [DVC, "add", "-q", "big.bin"], "dvc", "big.bin",
-                 added=[DVC, "add", "-q", "big.bin"]),
-            case("mlkit data add again, unchanged", [MLKIT, "data", "add", "big.bin"], "mlkit", "big.bin",
-                 added=[MLKIT, "data", "add", "big.bin"]),
-        ], bench.env)
-        report(f"one {BIG_MB} MiB random file, median of {RUNS}", big, baseline="md5sum",
-               target="mlkit data add (first) <= 1.6x md5sum; again, unchanged <= 0.5x md5sum")
+        big = interleaved(
+            [
+                case("md5sum", md5sum_big, None, "big.bin"),
+                case("dvc add (defaults)", [DVC, "add", "-q", "big.bin"], "dvc", "big.bin"),
+                case("dvc add (cache.type hardlink)", [DVC, "add", "-q", "big.bin"], "dvc-hardlink", "big.bin"),
+                case("mlkit data add (first)", [MLKIT, "data", "add", "big.bin"], "mlkit", "big.bin"),
+                case(
+                    "dvc add again, unchanged (defaults)",
+                    [DVC, "add", "-q", "big.bin"],
+                    "dvc",
+                    "big.bin",
+                    added=[DVC, "add", "-q", "big.bin"],
+                ),
+                case(
+                    "mlkit data add again, unchanged",
+                    [MLKIT, "data", "add", "big.bin"],
+                    "mlkit",
+                    "big.bin",
+                    added=[MLKIT, "data", "add", "big.bin"],
+                ),
+            ],
+            bench.env,
+        )
+        report(
+            f"one {BIG_MB} MiB random file, median of {RUNS}",
+            big,
+            baseline="md5sum",
+            target="mlkit data add (first) <= 1.6x md5sum; again, unchanged <= 0.5x md5sum",
+        )
 
         dvc_add_push = ["sh", "-c", f"'{DVC}' add -q small && '{DVC}' push -q"]
         mlkit_add_push = ["sh", "-c", f"'{MLKIT}' data add small && '{MLKIT}' data push"]
-        small = interleaved([
-            case("md5sum", md5sum_small, None, "small"),
-            case("dvc add (defaults)", [DVC, "add", "-q", "small"], "dvc", "small"),
-            case("dvc push (defaults)", [DVC, "push", "-q"], "dvc", "small",
-                 added=[DVC, "add", "-q", "small"]),
-            case("dvc add + push (defaults)", dvc_add_push, "dvc", "small"),
-            case("mlkit data add", [MLKIT, "data", "add", "small"], "mlkit", "small"),
-            case("mlkit data push", [MLKIT, "data", "push"], "mlkit", "small",
-                 added=[MLKIT, "data", "add", "small"]),
-            case("mlkit data add + push", mlkit_add_push, "mlkit", "small"),
-        ], bench.env)
-        report(f"{FILES} files of {FILE_KB} KiB, median of {RUNS}", small, baseline="md5sum",
-               target="mlkit data add + push at least 1.5x faster than dvc add + push (defaults)")
+        small = interleaved(
+            [
+                case("md5sum", md5sum_small, None, "small"),
+                case("dvc add (defaults)", [DVC, "add", "-q", "small"], "dvc", "small"),
+                case("dvc push (defaults)", [DVC, "push", "-q"], "dvc", "small", added=[DVC, "add", "-q", "small"]),
+                case("dvc add + push (defaults)", dvc_add_push, "dvc", "small"),
+                case("mlkit data add", [MLKIT, "data", "add", "small"], "mlkit", "small"),
+                case(
+                    "mlkit data push", [MLKIT, "data", "push"], "mlkit", "small", added=[MLKIT, "data", "add", "small"]
+                ),
+                case("mlkit data add + push", mlkit_add_push, "mlkit", "small"),
+            ],
+            bench.env,
+        )
+        report(
+            f"{FILES} files of {FILE_KB} KiB, median of {RUNS}",
+            small,
+            baseline="md5sum",
+            target="mlkit data add + push at least 1.5x faster than dvc add + push (defaults)",
+        )
         speedup = dict(small)["dvc add + push (defaults)"] / dict(small)["mlkit data add + push"]
         print(f"  add + push speed-up over DVC's defaults: {speedup:.2f}x")
     finally:

@@ -17,8 +17,12 @@ def main() -> None:
         ("mlkit --help", time_command([mlkit_executable(), "--help"], runs=RUNS, env=env)),
         ("mlkit --version", time_command([mlkit_executable(), "--version"], runs=RUNS, env=env)),
     ]
-    report(f"CLI startup, median of {RUNS}", rows, baseline="python -c 'import typer'",
-           target="mlkit --help <= 1.3x import typer")
+    report(
+        f"CLI startup, median of {RUNS}",
+        rows,
+        baseline="python -c 'import typer'",
+        target="mlkit --help <= 1.3x import typer",
+    )
 
 
 if __name__ == "__main__":

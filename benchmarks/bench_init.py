@@ -28,17 +28,43 @@ def main() -> None:
 
     try:
         rows = [
-            ("cookiecutter (render only)", time_command(
-                [cookiecutter, "--no-input", "--default-config", "-o", str(work / "cc-out"),
-                 str(templates_root() / "project"), "project_name=churn", "task=classification",
-                 f"mlkit_version={__version__}"],
-                runs=RUNS, cwd=work, env=env, setup=reset)),
-            ("mlkit init (render + data + git + DVC + commit)", time_command(
-                [mlkit_executable(), "init", "churn", "--data-remote", str(work / "remote")],
-                runs=RUNS, cwd=work, env=env, setup=reset)),
+            (
+                "cookiecutter (render only)",
+                time_command(
+                    [
+                        cookiecutter,
+                        "--no-input",
+                        "--default-config",
+                        "-o",
+                        str(work / "cc-out"),
+                        str(templates_root() / "project"),
+                        "project_name=churn",
+                        "task=classification",
+                        f"mlkit_version={__version__}",
+                    ],
+                    runs=RUNS,
+                    cwd=work,
+                    env=env,
+                    setup=reset,
+                ),
+            ),
+            (
+                "mlkit init (render + data + git + DVC + commit)",
+                time_command(
+                    [mlkit_executable(), "init", "churn", "--data-remote", str(work / "remote")],
+                    runs=RUNS,
+                    cwd=work,
+                    env=env,
+                    setup=reset,
+                ),
+            ),
         ]
-        report(f"project creation, median of {RUNS}", rows, baseline="cookiecutter (render only)",
-               target="mlkit init <= 2.0 s median")
+        report(
+            f"project creation, median of {RUNS}",
+            rows,
+            baseline="cookiecutter (render only)",
+            target="mlkit init <= 2.0 s median",
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

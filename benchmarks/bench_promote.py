@@ -50,8 +50,7 @@ def build_registry(work: Path) -> Path:
     tags = {"mlkit.git.commit": "0" * 40, "mlkit.git.dirty": "false"}
     for index in range(VERSIONS):
         run = runs[index % len(runs)]
-        client.create_model_version(MODEL, f"{run.info.artifact_uri}/model", run_id=run.info.run_id,
-                                    tags=tags)
+        client.create_model_version(MODEL, f"{run.info.artifact_uri}/model", run_id=run.info.run_id, tags=tags)
     return root
 
 
@@ -80,14 +79,21 @@ def main() -> None:
             mlkit[3] = next(versions)
 
         rows = [
-            ("bare script: MlflowClient alias change", time_command(bare, runs=RUNS, cwd=root, env=env,
-                                                                   setup=next_bare)),
-            ("mlkit promote (gates + audit trail)", time_command(mlkit, runs=RUNS, cwd=root, env=env,
-                                                                 setup=next_mlkit)),
+            (
+                "bare script: MlflowClient alias change",
+                time_command(bare, runs=RUNS, cwd=root, env=env, setup=next_bare),
+            ),
+            (
+                "mlkit promote (gates + audit trail)",
+                time_command(mlkit, runs=RUNS, cwd=root, env=env, setup=next_mlkit),
+            ),
         ]
-        report(f"promotion on a registry of {VERSIONS} versions, fresh processes, median of {RUNS}", rows,
-               baseline="bare script: MlflowClient alias change",
-               target="mlkit promote within 1.5x of the bare script")
+        report(
+            f"promotion on a registry of {VERSIONS} versions, fresh processes, median of {RUNS}",
+            rows,
+            baseline="bare script: MlflowClient alias change",
+            target="mlkit promote within 1.5x of the bare script",
+        )
 
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         ungated = replace(project, config=project.config.model_copy(update={"promotion": {}}))
@@ -97,18 +103,34 @@ def main() -> None:
             state["version"] = next(versions)
 
         rows = [
-            ("MlflowClient.set_registered_model_alias", time_call(
-                lambda: client.set_registered_model_alias(MODEL, "staging", state["version"]),
-                runs=RUNS * 2, setup=pick)),
-            ("promotion.promote, no gates (audit trail only)", time_call(
-                lambda: promotion.promote(ungated, MODEL, state["version"], to="staging"),
-                runs=RUNS * 2, setup=pick)),
-            ("promotion.promote, staging gates", time_call(
-                lambda: promotion.promote(project, MODEL, state["version"], to="staging"),
-                runs=RUNS * 2, setup=pick)),
-            ("promotion.promote --dry-run (gates only)", time_call(
-                lambda: promotion.promote(project, MODEL, state["version"], to="staging", dry_run=True),
-                runs=RUNS * 2, setup=pick)),
+            (
+                "MlflowClient.set_registered_model_alias",
+                time_call(
+                    lambda: client.set_registered_model_alias(MODEL, "staging", state["version"]),
+                    runs=RUNS * 2,
+                    setup=pick,
+                ),
+            ),
+            (
+                "promotion.promote, no gates (audit trail only)",
+                time_call(
+                    lambda: promotion.promote(ungated, MODEL, state["version"], to="staging"), runs=RUNS * 2, setup=pick
+                ),
+            ),
+            (
+                "promotion.promote, staging gates",
+                time_call(
+                    lambda: promotion.promote(project, MODEL, state["version"], to="staging"), runs=RUNS * 2, setup=pick
+                ),
+            ),
+            (
+                "promotion.promote --dry-run (gates only)",
+                time_call(
+                    lambda: promotion.promote(project, MODEL, state["version"], to="staging", dry_run=True),
+                    runs=RUNS * 2,
+                    setup=pick,
+                ),
+            ),
         ]
         report(f"in process, median of {RUNS * 2}", rows, baseline="MlflowClient.set_registered_model_alias")
     finally:

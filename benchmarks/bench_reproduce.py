@@ -21,15 +21,23 @@ def main() -> None:
     env = clean_env(HOME=str(work / "home"))
     mlkit = mlkit_executable()
     try:
-        subprocess.run([mlkit, "init", "churn", "--data-remote", str(work / "remote")], cwd=work, env=env,
-                       check=True, capture_output=True)
+        subprocess.run(
+            [mlkit, "init", "churn", "--data-remote", str(work / "remote")],
+            cwd=work,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         project = work / "churn"
         train = time_command([mlkit, "train", "--no-register"], runs=RUNS, cwd=project, env=env)
         subprocess.run([mlkit, "train"], cwd=project, env=env, check=True, capture_output=True)
         rebuild = time_command([mlkit, "reproduce", "churn/1"], runs=RUNS, cwd=project, env=env)
-        report(f"reproduce vs train on the classification template, median of {RUNS}",
-               [("mlkit train", train), ("mlkit reproduce churn/1", rebuild)], baseline="mlkit train",
-               target="mlkit reproduce <= 1.5x mlkit train")
+        report(
+            f"reproduce vs train on the classification template, median of {RUNS}",
+            [("mlkit train", train), ("mlkit reproduce churn/1", rebuild)],
+            baseline="mlkit train",
+            target="mlkit reproduce <= 1.5x mlkit train",
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

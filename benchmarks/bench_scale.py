@@ -43,8 +43,13 @@ def make_project(base: Path, rows: int) -> Path:
     from sklearn.datasets import make_classification
 
     mlkit, env = mlkit_executable(), clean_env(CI="true")
-    subprocess.run([mlkit, "init", "scale", "--data-remote", str(base / "remote")], cwd=base, env=env,
-                   check=True, capture_output=True)
+    subprocess.run(
+        [mlkit, "init", "scale", "--data-remote", str(base / "remote")],
+        cwd=base,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     root = base / "scale"
     X, y = make_classification(n_samples=rows, n_features=FEATURES, n_informative=12, random_state=0)
     frame = pd.DataFrame(X.astype(np.float32), columns=[f"f{i}" for i in range(FEATURES)])
@@ -67,8 +72,15 @@ def median_wall(argv: list[str], *, runs: int, warmup: int, cwd: Path, env: dict
     samples = []
     for index in range(warmup + runs):
         started = time.perf_counter()
-        subprocess.run(argv, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        subprocess.run(
+            argv,
+            cwd=cwd,
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
         if index >= warmup:
             samples.append(time.perf_counter() - started)
     return statistics.median(samples)
@@ -84,13 +96,17 @@ def bench_training(runs: int, rows: int) -> None:
         local = median_wall(argv, runs=runs, warmup=1, cwd=root, env=env)
         cluster = S.start_dask(workers=2)
         try:
-            dask = median_wall(argv, runs=runs, warmup=1, cwd=root,
-                               env={**env, "MLKIT_DASK_SCHEDULER": cluster.address})
+            dask = median_wall(
+                argv, runs=runs, warmup=1, cwd=root, env={**env, "MLKIT_DASK_SCHEDULER": cluster.address}
+            )
         finally:
             S.stop_dask(cluster)
-    report(f"mlkit train, XGBoost {TREES} trees on {rows} x {FEATURES} (medians of {runs})",
-           [("in process", local), ("dask, 2 local workers x 1 thread", dask)], baseline="in process",
-           target="report only: on 2 shared cores Dask is expected to be slower")
+    report(
+        f"mlkit train, XGBoost {TREES} trees on {rows} x {FEATURES} (medians of {runs})",
+        [("in process", local), ("dask, 2 local workers x 1 thread", dask)],
+        baseline="in process",
+        target="report only: on 2 shared cores Dask is expected to be slower",
+    )
     print(f"  dask cluster start-up: {S.STARTUP_SECONDS.get('dask scheduler + 2 workers', 0):.2f} s")
 
 
@@ -99,9 +115,12 @@ def _one_run(client, experiment_id: str, scratch: Path) -> None:
 
     run = client.create_run(experiment_id)
     now = int(time.time() * 1000)
-    client.log_batch(run.info.run_id, params=[Param(f"p{i}", str(i)) for i in range(20)],
-                     metrics=[Metric(f"m{i}", float(i), now, 0) for i in range(10)],
-                     tags=[RunTag(f"mlkit.t{i}", "x" * 40) for i in range(15)])
+    client.log_batch(
+        run.info.run_id,
+        params=[Param(f"p{i}", str(i)) for i in range(20)],
+        metrics=[Metric(f"m{i}", float(i), now, 0) for i in range(10)],
+        tags=[RunTag(f"mlkit.t{i}", "x" * 40) for i in range(15)],
+    )
     client.log_artifact(run.info.run_id, str(scratch))
     client.set_terminated(run.info.run_id, "FINISHED")
 
@@ -116,19 +135,21 @@ def bench_tracking(runs: int) -> None:
     os.environ["PGPASSWORD"] = postgres.password
     server = None
     try:
-        server = S.start_tracking_server(postgres, database="bench", extra_env=s3.env(),
-                                         artifacts_destination=f"s3://{s3.bucket('bench')}/artifacts")
+        server = S.start_tracking_server(
+            postgres, database="bench", extra_env=s3.env(), artifacts_destination=f"s3://{s3.bucket('bench')}/artifacts"
+        )
         with tempfile.TemporaryDirectory(prefix="mlkit-bench-tracking-") as tmp:
             scratch = Path(tmp) / "lineage.txt"
             scratch.write_text("x" * 4096)
             rows = []
-            for label, uri in (("sqlite (embedded)", f"sqlite:///{tmp}/mlflow.db"),
-                               ("mlflow server over postgresql", server.url),
-                               ("postgresql directly", postgres.create_database("benchdirect"))):
+            for label, uri in (
+                ("sqlite (embedded)", f"sqlite:///{tmp}/mlflow.db"),
+                ("mlflow server over postgresql", server.url),
+                ("postgresql directly", postgres.create_database("benchdirect")),
+            ):
                 client = MlflowClient(tracking_uri=uri, registry_uri=uri)
                 artifact_location = (Path(tmp) / "artifacts").as_uri() if not uri.startswith("http") else None
-                experiment_id = client.create_experiment(f"bench-{len(rows)}",
-                                                         artifact_location=artifact_location)
+                experiment_id = client.create_experiment(f"bench-{len(rows)}", artifact_location=artifact_location)
                 _one_run(client, experiment_id, scratch)  # warm-up: connections, schema
                 samples = []
                 for _ in range(repeats):
@@ -136,8 +157,12 @@ def bench_tracking(runs: int) -> None:
                     _one_run(client, experiment_id, scratch)
                     samples.append(time.perf_counter() - started)
                 rows.append((label, statistics.median(samples)))
-        report(f"per-run tracking calls (create, log_batch, 4 KB artifact, end; medians of {repeats})",
-               rows, baseline="sqlite (embedded)", target="report only")
+        report(
+            f"per-run tracking calls (create, log_batch, 4 KB artifact, end; medians of {repeats})",
+            rows,
+            baseline="sqlite (embedded)",
+            target="report only",
+        )
     finally:
         if server is not None:
             S.stop_tracking_server(server)

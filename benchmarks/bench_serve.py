@@ -63,13 +63,13 @@ async def _load(port: int, body: bytes, concurrency: int, seconds: float, warmup
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode() + body
     if warmup:
-        await asyncio.gather(*(_worker(port, request, time.perf_counter() + warmup, [], [])
-                               for _ in range(concurrency)))
+        await asyncio.gather(
+            *(_worker(port, request, time.perf_counter() + warmup, [], []) for _ in range(concurrency))
+        )
     latencies: list[float] = []
     errors: list[str] = []
     started = time.perf_counter()
-    await asyncio.gather(*(_worker(port, request, started + seconds, latencies, errors)
-                           for _ in range(concurrency)))
+    await asyncio.gather(*(_worker(port, request, started + seconds, latencies, errors) for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
     latencies.sort()
     return {
@@ -117,20 +117,37 @@ class Server:
         log = cwd.parent / f"server-{self.port}.log"
         started = time.perf_counter()
         with open(log, "wb") as stream:
-            self.process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=stream,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=stream, start_new_session=True
+            )
         _wait_healthy(f"http://{HOST}:{self.port}{health}", self.process, log)
         self.startup = time.perf_counter() - started
 
     def predict(self, document: dict) -> list:
-        request = urllib.request.Request(f"http://{HOST}:{self.port}/invocations", json.dumps(document).encode(),
-                                         {"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"http://{HOST}:{self.port}/invocations",
+            json.dumps(document).encode(),
+            {"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=120) as response:
             return json.loads(response.read())["predictions"]
 
     def load(self, body_file: Path, concurrency: int, seconds: float, warmup: float) -> dict[str, float]:
-        done = subprocess.run([sys.executable, __file__, "--client", str(self.port), str(concurrency), str(seconds),
-                               str(warmup), str(body_file)], capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--client",
+                str(self.port),
+                str(concurrency),
+                str(seconds),
+                str(warmup),
+                str(body_file),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return json.loads(done.stdout)
 
     def stop(self) -> None:
@@ -145,8 +162,13 @@ class Server:
 
 def make_project(base: Path, env: dict[str, str]) -> Path:
     mlkit = mlkit_executable()
-    subprocess.run([mlkit, "init", "bench", "--data-remote", str(base / "remote")], cwd=base, env=env,
-                   check=True, capture_output=True)
+    subprocess.run(
+        [mlkit, "init", "bench", "--data-remote", str(base / "remote")],
+        cwd=base,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     root = base / "bench"
     subprocess.run([mlkit, "train"], cwd=root, env=env, check=True, capture_output=True)
     return root
@@ -184,12 +206,24 @@ def main() -> None:
         split = {"dataframe_split": {"columns": columns, "data": rows}}
         servers = {
             BASE: (
-                [mlflow, "models", "serve", "-m", "models:/bench/1", "--env-manager", "local", "-h", HOST,
-                 "-p", "{port}"], "/ping", env_mlflow),
-            OFF: (
-                [mlkit_executable(), "serve", "bench/1", "--port", "{port}", "--no-log"], "/health", env),
-            ON: (
-                [mlkit_executable(), "serve", "bench/1", "--port", "{port}"], "/health", env),
+                [
+                    mlflow,
+                    "models",
+                    "serve",
+                    "-m",
+                    "models:/bench/1",
+                    "--env-manager",
+                    "local",
+                    "-h",
+                    HOST,
+                    "-p",
+                    "{port}",
+                ],
+                "/ping",
+                env_mlflow,
+            ),
+            OFF: ([mlkit_executable(), "serve", "bench/1", "--port", "{port}", "--no-log"], "/health", env),
+            ON: ([mlkit_executable(), "serve", "bench/1", "--port", "{port}"], "/health", env),
         }
         # start-up: the servers take turns, a first round (filling the byte-code cache) not counted
         startups: dict[str, list[float]] = {name: [] for name in servers}
@@ -228,14 +262,18 @@ def _print(
 ) -> None:
     base, fast, logged = BASE, OFF, ON
     print("\n## serve: one row per request, loopback, keep-alive (start-up: median, process start to healthy)")
-    print("| server | start-up s | " + " | ".join(f"c={c} req/s | c={c} p50 ms | c={c} p99 ms" for c in LEVELS)
-          + " | errors |")
+    print(
+        "| server | start-up s | "
+        + " | ".join(f"c={c} req/s | c={c} p50 ms | c={c} p99 ms" for c in LEVELS)
+        + " | errors |"
+    )
     print("|---|---:|" + "---:|" * (3 * len(LEVELS)) + "---:|")
     for name, data in results.items():
         levels = data["levels"]
         assert isinstance(levels, dict)
-        cells = [f"{levels[c]['throughput']:.0f} | {levels[c]['p50_ms']:.1f} | {levels[c]['p99_ms']:.1f}"
-                 for c in LEVELS]
+        cells = [
+            f"{levels[c]['throughput']:.0f} | {levels[c]['p50_ms']:.1f} | {levels[c]['p99_ms']:.1f}" for c in LEVELS
+        ]
         errors = sum(int(levels[c]["errors"]) for c in LEVELS)
         print(f"| {name} | {data['startup']:.1f} | " + " | ".join(cells) + f" | {errors} |")
     top = LEVELS[-1]
@@ -251,9 +289,10 @@ def _print(
     print(f"\n  c={top} throughput: {speedup:.1f}x MLflow's (target >= 10x): {'met' if speedup >= 10 else 'NOT met'}")
     print(f"  c={top} p99: {p99:.2f} of MLflow's (target <= 0.20): {'met' if p99 <= 0.2 else 'NOT met'}")
     print(f"  start-up: {startup:.2f} of MLflow's (target <= 0.50): {'met' if startup <= 0.5 else 'NOT met'}")
-    print(f"  prediction log cost at c={top}: {log_cost * 100:.1f}% of throughput (target <= 5%; medians of "
-          f"turns: off {turns[fast]:.0f}/s, on {turns[logged]:.0f}/s): "
-          + ("met" if log_cost <= 0.05 else "NOT met"))
+    print(
+        f"  prediction log cost at c={top}: {log_cost * 100:.1f}% of throughput (target <= 5%; medians of "
+        f"turns: off {turns[fast]:.0f}/s, on {turns[logged]:.0f}/s): " + ("met" if log_cost <= 0.05 else "NOT met")
+    )
     print(f"  identical predictions on the test split ({test_rows} rows): {'yes' if same else 'NO'}")
     sys.stdout.flush()
 

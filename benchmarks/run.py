@@ -15,8 +15,10 @@ def main(names: list[str]) -> int:
         wanted = {f"bench_{n}.py" for n in names}
         unknown = wanted - {s.name for s in scripts}
         if unknown:
-            print(f"unknown benchmarks: {', '.join(sorted(unknown))}; have: "
-                  + ", ".join(s.stem[len('bench_'):] for s in scripts))
+            print(
+                f"unknown benchmarks: {', '.join(sorted(unknown))}; have: "
+                + ", ".join(s.stem[len("bench_") :] for s in scripts)
+            )
             return 2
         scripts = [s for s in scripts if s.name in wanted]
     sys.path.insert(0, str(HERE))

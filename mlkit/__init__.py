@@ -47,8 +47,17 @@ _API: dict[str, tuple[str, str]] = {
     "MlkitError": ("mlkit.errors", "MlkitError"),
 }
 
-__all__ = ["MlkitError", "TrainOptions", "__version__", "init", "load_project", "promote", "reproduce",
-           "rollback", "train"]
+__all__ = [
+    "MlkitError",
+    "TrainOptions",
+    "__version__",
+    "init",
+    "load_project",
+    "promote",
+    "reproduce",
+    "rollback",
+    "train",
+]
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ resolves the same names
     from mlkit.errors import MlkitError

@@ -77,8 +77,20 @@ _SETTLE_AFTER_S = 300.0
 _CONFLICT_ATTEMPTS = 6
 _WRITE_CONFLICTS = ("UniqueViolation", "duplicate key value", "UNIQUE constraint failed", "IntegrityError")
 # the keys of an entry's JSON, besides the optional ``recovered`` and ``superseded_by``
-_FIELDS = ("time", "action", "model", "stage", "version", "from_version", "to_version", "from_stage", "actor",
-           "reason", "gates", "state")
+_FIELDS = (
+    "time",
+    "action",
+    "model",
+    "stage",
+    "version",
+    "from_version",
+    "to_version",
+    "from_stage",
+    "actor",
+    "reason",
+    "gates",
+    "state",
+)
 
 T = TypeVar("T")
 
@@ -109,16 +121,35 @@ class AuditEntry:
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def new(cls, action: str, model: str, stage: str, version: str | None, *, actor: str, reason: str,
-            from_version: str | None, from_stage: str | None = None, gates: Sequence[Mapping[str, Any]] = (),
-            state: str = PENDING) -> AuditEntry:
+    def new(
+        cls,
+        action: str,
+        model: str,
+        stage: str,
+        version: str | None,
+        *,
+        actor: str,
+        reason: str,
+        from_version: str | None,
+        from_stage: str | None = None,
+        gates: Sequence[Mapping[str, Any]] = (),
+        state: str = PENDING,
+    ) -> AuditEntry:
         """An entry stamped now, under a fresh key that sorts after every earlier one."""
         now = datetime.now(timezone.utc)
         return cls(
             id=f"{tags.AUDIT_PREFIX}{now.strftime('%Y%m%dT%H%M%S.%fZ')}.{uuid.uuid4().hex[:8]}",
             time=now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            action=action, model=model, stage=stage, to_version=version, from_version=from_version,
-            from_stage=from_stage, actor=actor, reason=reason, gates=tuple(dict(g) for g in gates), state=state,
+            action=action,
+            model=model,
+            stage=stage,
+            to_version=version,
+            from_version=from_version,
+            from_stage=from_stage,
+            actor=actor,
+            reason=reason,
+            gates=tuple(dict(g) for g in gates),
+            state=state,
         )
 
     @classmethod
@@ -129,16 +160,36 @@ class AuditEntry:
         except ValueError:
             data = None
         if not isinstance(data, dict):
-            return cls(id=key, time="", action="", model="", stage="", to_version=None, from_version=None,
-                       from_stage=None, actor="", reason="", state=UNREADABLE, extra={"raw": text})
+            return cls(
+                id=key,
+                time="",
+                action="",
+                model="",
+                stage="",
+                to_version=None,
+                from_version=None,
+                from_stage=None,
+                actor="",
+                reason="",
+                state=UNREADABLE,
+                extra={"raw": text},
+            )
         known = (*_FIELDS, "recovered", "superseded_by")
         return cls(
-            id=key, time=data.get("time", ""), action=data.get("action", ""), model=data.get("model", ""),
-            stage=data.get("stage", ""), to_version=data.get("to_version", data.get("version")),
-            from_version=data.get("from_version"), from_stage=data.get("from_stage"),
-            actor=data.get("actor", ""), reason=data.get("reason", ""),
-            gates=tuple(data.get("gates") or ()), state=data.get("state", ""),
-            recovered=bool(data.get("recovered", False)), superseded_by=data.get("superseded_by"),
+            id=key,
+            time=data.get("time", ""),
+            action=data.get("action", ""),
+            model=data.get("model", ""),
+            stage=data.get("stage", ""),
+            to_version=data.get("to_version", data.get("version")),
+            from_version=data.get("from_version"),
+            from_stage=data.get("from_stage"),
+            actor=data.get("actor", ""),
+            reason=data.get("reason", ""),
+            gates=tuple(data.get("gates") or ()),
+            state=data.get("state", ""),
+            recovered=bool(data.get("recovered", False)),
+            superseded_by=data.get("superseded_by"),
             extra={k: v for k, v in data.items() if k not in known},
         )
 
@@ -155,10 +206,18 @@ class AuditEntry:
     def _body(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             **self.extra,
-            "time": self.time, "action": self.action, "model": self.model, "stage": self.stage,
-            "version": self.to_version, "from_version": self.from_version, "to_version": self.to_version,
-            "from_stage": self.from_stage, "actor": self.actor, "reason": self.reason,
-            "gates": [dict(g) for g in self.gates], "state": self.state,
+            "time": self.time,
+            "action": self.action,
+            "model": self.model,
+            "stage": self.stage,
+            "version": self.to_version,
+            "from_version": self.from_version,
+            "to_version": self.to_version,
+            "from_stage": self.from_stage,
+            "actor": self.actor,
+            "reason": self.reason,
+            "gates": [dict(g) for g in self.gates],
+            "state": self.state,
         }
         if self.recovered:
             body["recovered"] = True
@@ -168,6 +227,7 @@ class AuditEntry:
 
 
 # --- reading ------------------------------------------------------------------------------------------
+
 
 def read_trail(model: RegisteredModel) -> list[AuditEntry]:
     """Every audit entry of ``model``, oldest first."""
@@ -179,10 +239,9 @@ def last_event_time(model: RegisteredModel) -> str | None:
     keys = _keys(model)
     if not keys:
         return None
-    stamp = keys[-1][len(tags.AUDIT_PREFIX):].split(".")[0]
+    stamp = keys[-1][len(tags.AUDIT_PREFIX) :].split(".")[0]
     try:
-        return datetime.strptime(stamp, "%Y%m%dT%H%M%S").replace(tzinfo=timezone.utc).isoformat().replace(
-            "+00:00", "Z")
+        return datetime.strptime(stamp, "%Y%m%dT%H%M%S").replace(tzinfo=timezone.utc).isoformat().replace("+00:00", "Z")
     except ValueError:
         return stamp
 
@@ -195,8 +254,12 @@ def model_aliases(model: RegisteredModel) -> dict[str, str]:
     return {str(a.alias): str(a.version) for a in raw}
 
 
-def actor(root: os.PathLike[str] | str | None = None, environ: Mapping[str, str] | None = None, *,
-          tracking_uri: str | None = None) -> str:
+def actor(
+    root: os.PathLike[str] | str | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    tracking_uri: str | None = None,
+) -> str:
     """Who is acting: the user signed in to the tracking server, else ``GITHUB_ACTOR`` inside GitHub
     Actions, else the git user, else the login name.
 
@@ -221,6 +284,7 @@ def actor(root: os.PathLike[str] | str | None = None, environ: Mapping[str, str]
 
 
 # --- writing ------------------------------------------------------------------------------------------
+
 
 @contextmanager
 def write_lock(project: Project) -> Iterator[bool]:
@@ -250,8 +314,15 @@ def write_entry(client: MlflowClient, entry: AuditEntry) -> None:
     _call(client.set_registered_model_tag, entry.model, entry.id, entry.to_json())
 
 
-def move_stage(client: MlflowClient, entry: AuditEntry, stages: Sequence[str], *, locked: bool,
-               aliases: Mapping[str, str] | None = None, progress: Progress | None = None) -> AuditEntry:
+def move_stage(
+    client: MlflowClient,
+    entry: AuditEntry,
+    stages: Sequence[str],
+    *,
+    locked: bool,
+    aliases: Mapping[str, str] | None = None,
+    progress: Progress | None = None,
+) -> AuditEntry:
     """Point ``entry.stage``'s alias at ``entry.to_version`` following the write-ahead sequence above.
 
     ``entry`` is a pending entry from :meth:`AuditEntry.new`; it is written first and returned ``done``
@@ -276,8 +347,9 @@ def move_stage(client: MlflowClient, entry: AuditEntry, stages: Sequence[str], *
     return entry
 
 
-def clean_stage_tags(client: MlflowClient, name: str, stages: Sequence[str],
-                     attempts: int = 3) -> dict[str, str | None]:
+def clean_stage_tags(
+    client: MlflowClient, name: str, stages: Sequence[str], attempts: int = 3
+) -> dict[str, str | None]:
     """Leave each stage's ``mlkit.stage`` tag on the version holding its alias and on no other version.
 
     Racing writers on a server each tag their own version after their alias write, so the losers' tags
@@ -300,13 +372,20 @@ def clean_stage_tags(client: MlflowClient, name: str, stages: Sequence[str],
             if holder is not None and holder not in tagged:
                 _call(client.set_model_version_tag, name, holder, tags.STAGE, stage)
         if {s: v for s, v in _holders(client, name).items() if s in stages} == {
-                s: v for s, v in holders.items() if v is not None}:
+            s: v for s, v in holders.items() if v is not None
+        }:
             break
     return holders
 
 
-def settle_pending(client: MlflowClient, model: RegisteredModel, stages: Sequence[str], *, locked: bool,
-                   progress: Progress | None = None) -> list[AuditEntry]:
+def settle_pending(
+    client: MlflowClient,
+    model: RegisteredModel,
+    stages: Sequence[str],
+    *,
+    locked: bool,
+    progress: Progress | None = None,
+) -> list[AuditEntry]:
     """Finish or abort the moves a crashed process left ``pending`` (see the module docstring)."""
     settled = []
     aliases = model_aliases(model)
@@ -330,8 +409,10 @@ def settle_pending(client: MlflowClient, model: RegisteredModel, stages: Sequenc
 
 # --- private ------------------------------------------------------------------------------------------
 
-def _finish_move(client: MlflowClient, entry: AuditEntry, stages: Sequence[str],
-                 aliases: Mapping[str, str] | None = None) -> AuditEntry:
+
+def _finish_move(
+    client: MlflowClient, entry: AuditEntry, stages: Sequence[str], aliases: Mapping[str, str] | None = None
+) -> AuditEntry:
     """Steps after the commit point; idempotent, so a recovery can run them again.
 
     Who moved the version and when stays in the audit entry only: one tag write fewer per move.

@@ -55,8 +55,7 @@ class PinnedAction:
 # Every `uses:` is pinned to the full commit of a release tag; the tag is written next to it.
 ACTIONS = {
     "checkout": PinnedAction("actions/checkout", "df4cb1c069e1874edd31b4311f1884172cec0e10", "v6.0.3"),
-    "setup_python": PinnedAction("actions/setup-python", "a309ff8b426b58ec0e2a45f0f869d46889d02405",
-                                 "v6.2.0"),
+    "setup_python": PinnedAction("actions/setup-python", "a309ff8b426b58ec0e2a45f0f869d46889d02405", "v6.2.0"),
 }
 
 # The distribution mlkit is published as (the import and the command stay `mlkit`): the pin written into
@@ -104,32 +103,53 @@ class CISettings:
     def from_config(cls, config: MlkitConfig) -> CISettings:
         ci = config.ci
         return cls(
-            model=config.model.name, provider=ci.provider, python=ci.python,
-            default_branch=ci.default_branch, schedule=ci.schedule,
-            production_environment=ci.production_environment, stages=tuple(config.stages),
+            model=config.model.name,
+            provider=ci.provider,
+            python=ci.python,
+            default_branch=ci.default_branch,
+            schedule=ci.schedule,
+            production_environment=ci.production_environment,
+            stages=tuple(config.stages),
             secrets=_secret_pairs(ci.secrets.model_dump()) + tuple(ci.secrets.env.items()),
-            install=ci.install, index_url_secret=ci.secrets.index_url,
+            install=ci.install,
+            index_url_secret=ci.secrets.index_url,
             pull_request_environment=ci.pull_request_environment,
-            **({"oidc_aws_role": ci.oidc.aws_role, "oidc_aws_region": ci.oidc.aws_region,
-                "oidc_audience": ci.oidc.audience} if ci.oidc else {}),
+            **(
+                {
+                    "oidc_aws_role": ci.oidc.aws_role,
+                    "oidc_aws_region": ci.oidc.aws_region,
+                    "oidc_audience": ci.oidc.audience,
+                }
+                if ci.oidc
+                else {}
+            ),
         )
 
     def context(self) -> dict[str, Any]:
         return {
-            "model": self.model, "python": self.python,
-            "default_branch": self.default_branch, "schedule": self.schedule,
-            "production_environment": self.production_environment, "stages": list(self.stages),
-            "first_stage": self.stages[0], "production_stage": self.stages[-1],
+            "model": self.model,
+            "python": self.python,
+            "default_branch": self.default_branch,
+            "schedule": self.schedule,
+            "production_environment": self.production_environment,
+            "stages": list(self.stages),
+            "first_stage": self.stages[0],
+            "production_stage": self.stages[-1],
             "previous_stage": self.stages[-2] if len(self.stages) > 1 else None,
-            "secrets": [list(pair) for pair in self.secrets], "actions": ACTIONS,
-            "install": self.install, "index_url_secret": self.index_url_secret, "distribution": DISTRIBUTION,
-            "pull_request_environment": self.pull_request_environment, "docs_page": DOCS_PAGE,
+            "secrets": [list(pair) for pair in self.secrets],
+            "actions": ACTIONS,
+            "install": self.install,
+            "index_url_secret": self.index_url_secret,
+            "distribution": DISTRIBUTION,
+            "pull_request_environment": self.pull_request_environment,
+            "docs_page": DOCS_PAGE,
             # the environment of the first stage: the approval environment when it is the only stage
             "first_environment": self.production_environment if len(self.stages) == 1 else self.stages[0],
             "secret_names": dict(self.secrets),
             "data_remote_from_secret": any(variable == C.ENV_DATA_REMOTE for variable, _ in self.secrets),
-            "oidc": {"aws_role": self.oidc_aws_role, "aws_region": self.oidc_aws_region,
-                     "audience": self.oidc_audience} if self.oidc_aws_role else None,
+            "oidc": {"aws_role": self.oidc_aws_role, "aws_region": self.oidc_aws_region, "audience": self.oidc_audience}
+            if self.oidc_aws_role
+            else None,
         }
 
 
@@ -167,16 +187,20 @@ class CIOutOfDateError(MlkitError):
     exit_code = ExitCode.FAILED
 
     def __init__(self, result: CIResult) -> None:
-        super().__init__(f"{len(result.changed)} CI file(s) differ from what mlkit.yaml gives: "
-                         + ", ".join(f.path for f in result.changed),
-                         hint="run `mlkit ci generate` and commit the result")
+        super().__init__(
+            f"{len(result.changed)} CI file(s) differ from what mlkit.yaml gives: "
+            + ", ".join(f.path for f in result.changed),
+            hint="run `mlkit ci generate` and commit the result",
+        )
         self.result = result
 
 
 def check_provider(provider: str) -> str:
     if provider not in PROVIDERS:
-        raise UsageError(f"unknown CI provider {provider!r}; allowed: " + ", ".join(PROVIDERS),
-                         hint="run `mlkit ci generate --provider github` or `--provider gitlab`")
+        raise UsageError(
+            f"unknown CI provider {provider!r}; allowed: " + ", ".join(PROVIDERS),
+            hint="run `mlkit ci generate --provider github` or `--provider gitlab`",
+        )
     return provider
 
 
@@ -192,8 +216,9 @@ def render(settings: CISettings, provider: str | None = None) -> dict[str, str]:
     return out
 
 
-def generate(root: Path, config: MlkitConfig, *, provider: str | None = None, force: bool = False,
-             check: bool = False) -> CIResult:
+def generate(
+    root: Path, config: MlkitConfig, *, provider: str | None = None, force: bool = False, check: bool = False
+) -> CIResult:
     """Write (or with ``check``, only compare) the CI files of the project at ``root``.
 
     Raises :class:`UsageError` before writing anything when a file on disk was edited by hand and
@@ -229,7 +254,7 @@ def generate(root: Path, config: MlkitConfig, *, provider: str | None = None, fo
         raise UsageError(
             f"{', '.join(hand_edited)} edited by hand (not as generated by mlkit); nothing was written",
             hint="move your changes into mlkit.yaml, or pass --force to overwrite "
-                 "(`mlkit ci generate --check` shows the difference)",
+            "(`mlkit ci generate --check` shows the difference)",
         )
     _write_all(root, {f.path: rendered[f.path] for f in result.files if f.status != "unchanged"})
     return result
@@ -262,13 +287,12 @@ def is_generated(text: str) -> bool:
     match = _DIGEST.search(text, 0, len(_HEADER) + 64)
     if match is None or not text.startswith(_HEADER):
         return False
-    body = text[match.end():]
+    body = text[match.end() :]
     # files written before the pins left the digest carry the digest of the whole body
     return match.group(1) in (_digest(body), _digest(body, raw=True))
 
 
-def export_result(result_file: Path, *, dotenv: Path | None = None,
-                  metrics: Path | None = None) -> dict[str, Any]:
+def export_result(result_file: Path, *, dotenv: Path | None = None, metrics: Path | None = None) -> dict[str, Any]:
     """Turn a command's ``--json`` result into a GitLab dotenv report and a metrics report.
 
     Top-level scalars become ``MLKIT_<KEY>=value``; numbers under ``metrics`` become metrics lines
@@ -277,32 +301,44 @@ def export_result(result_file: Path, *, dotenv: Path | None = None,
     try:
         data = json.loads(result_file.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UsageError(f"{result_file}: file not found",
-                         hint="write it first, e.g. `mlkit train --json > train.json`") from None
+        raise UsageError(
+            f"{result_file}: file not found", hint="write it first, e.g. `mlkit train --json > train.json`"
+        ) from None
     except ValueError as exc:
-        raise UsageError(f"{result_file}: not a JSON result: {exc}",
-                         hint="pass the output of a command run with --json") from None
+        raise UsageError(
+            f"{result_file}: not a JSON result: {exc}", hint="pass the output of a command run with --json"
+        ) from None
     if not isinstance(data, Mapping):
-        raise UsageError(f"{result_file}: expected a JSON object, got {type(data).__name__}",
-                         hint="pass the output of a command run with --json")
+        raise UsageError(
+            f"{result_file}: expected a JSON object, got {type(data).__name__}",
+            hint="pass the output of a command run with --json",
+        )
     variables: dict[str, str] = {}
     for key, value in data.items():
         if isinstance(value, (str, int, float, bool)) and not _multiline(value):
             variables[f"MLKIT_{_env_name(key)}"] = _scalar(value)
-    numbers = {str(k): v for k, v in (data.get("metrics") or {}).items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool)} \
-        if isinstance(data.get("metrics"), Mapping) else {}
+    numbers = (
+        {
+            str(k): v
+            for k, v in (data.get("metrics") or {}).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+        if isinstance(data.get("metrics"), Mapping)
+        else {}
+    )
     for name, value in numbers.items():
         variables[f"MLKIT_METRIC_{_env_name(name)}"] = _scalar(value)
     if dotenv is not None:
         _write_all(dotenv.parent, {dotenv.name: "".join(f"{k}={v}\n" for k, v in variables.items())})
     if metrics is not None:
-        _write_all(metrics.parent, {metrics.name: "".join(f"{_metric_name(k)} {_scalar(v)}\n"
-                                                          for k, v in numbers.items())})
+        _write_all(
+            metrics.parent, {metrics.name: "".join(f"{_metric_name(k)} {_scalar(v)}\n" for k, v in numbers.items())}
+        )
     return variables
 
 
 # --- helpers ----------------------------------------------------------------------------------------
+
 
 def _environment() -> Any:
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -310,10 +346,16 @@ def _environment() -> Any:
     env = Environment(
         loader=FileSystemLoader(str(templates_root() / "ci")),
         # GitHub's own ${{ }} expressions stay literal
-        variable_start_string="[[", variable_end_string="]]",
-        block_start_string="[%", block_end_string="%]",
-        comment_start_string="[#", comment_end_string="#]",
-        undefined=StrictUndefined, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
+        variable_start_string="[[",
+        variable_end_string="]]",
+        block_start_string="[%",
+        block_end_string="%]",
+        comment_start_string="[#",
+        comment_end_string="#]",
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
         autoescape=False,
     )
     # values land in YAML as JSON strings (valid YAML), in shell as quoted words, in GitHub
@@ -353,12 +395,18 @@ def _keep_newer_pins(text: str, current: str) -> str:
 
 def _release(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+
 # --- end ---
 
 
 def _diff(path: str, current: str, new: str) -> str:
-    lines = difflib.unified_diff(current.splitlines(keepends=True), new.splitlines(keepends=True),
-                                 fromfile=f"a/{path}" if current else "/dev/null", tofile=f"b/{path}")
+    lines = difflib.unified_diff(
+        current.splitlines(keepends=True),
+        new.splitlines(keepends=True),
+        fromfile=f"a/{path}" if current else "/dev/null",
+        tofile=f"b/{path}",
+    )
     return "".join(lines)
 
 
@@ -383,8 +431,7 @@ def _write_all(root: Path, files: Mapping[str, str]) -> None:
 
 
 def _secret_pairs(secrets: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
-    return tuple((variable, str(secrets[name])) for name, variable in SECRET_VARIABLES.items()
-                 if secrets.get(name))
+    return tuple((variable, str(secrets[name])) for name, variable in SECRET_VARIABLES.items() if secrets.get(name))
 
 
 _SIMPLE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/*, -]*$")
@@ -403,15 +450,26 @@ def _settings_from_raw(raw: Any) -> CISettings | None:
     known = {"provider", "python", "default_branch", "schedule", "production_environment", "secrets"}
     values = [v for k, v in ci.items() if k != "secrets"]
     values += list(secrets.values()) if isinstance(secrets, Mapping) else [None]
-    if (set(ci) - known or not isinstance(secrets, Mapping) or set(secrets) - set(SECRET_VARIABLES)
-            or not all(isinstance(v, str) and _SIMPLE.match(v) for v in values)
-            or not isinstance(stages, list) or not stages or not all(isinstance(s, str) for s in stages)
-            or not isinstance(project.get("name"), str) or not isinstance(model.get("name"), str)
-            or ci.get("provider", "github") not in PROVIDERS):
+    if (
+        set(ci) - known
+        or not isinstance(secrets, Mapping)
+        or set(secrets) - set(SECRET_VARIABLES)
+        or not all(isinstance(v, str) and _SIMPLE.match(v) for v in values)
+        or not isinstance(stages, list)
+        or not stages
+        or not all(isinstance(s, str) for s in stages)
+        or not isinstance(project.get("name"), str)
+        or not isinstance(model.get("name"), str)
+        or ci.get("provider", "github") not in PROVIDERS
+    ):
         return None
     # the keys left in ``ci`` are CISettings fields (checked above); its defaults fill the rest
-    return CISettings(model=model["name"], stages=tuple(stages), secrets=_secret_pairs(secrets),
-                      **{k: v for k, v in ci.items() if k != "secrets"})
+    return CISettings(
+        model=model["name"],
+        stages=tuple(stages),
+        secrets=_secret_pairs(secrets),
+        **{k: v for k, v in ci.items() if k != "secrets"},
+    )
 
 
 def _env_name(key: Any) -> str:
@@ -433,6 +491,18 @@ def _scalar(value: Any) -> str:
 
 
 __all__: Sequence[str] = (
-    "ACTIONS", "DISTRIBUTION", "FILES", "PROVIDERS", "CIFile", "CIOutOfDateError", "CIResult", "CISettings",
-    "check_provider", "export_result", "generate", "generate_for_new_project", "is_generated", "render",
+    "ACTIONS",
+    "DISTRIBUTION",
+    "FILES",
+    "PROVIDERS",
+    "CIFile",
+    "CIOutOfDateError",
+    "CIResult",
+    "CISettings",
+    "check_provider",
+    "export_result",
+    "generate",
+    "generate_for_new_project",
+    "is_generated",
+    "render",
 )

@@ -147,22 +147,32 @@ class CISecrets(_Strict):
     data_remote_secret_access_key: str | None = None
     # --- ci.install / extra variables ---
     index_url: str | None = Field(default=None, description="secret holding an extra package index URL for pip")
-    env: dict[str, str] = Field(default_factory=dict,
-                                description="any other variable the jobs set: ENVIRONMENT_VARIABLE: SECRET_NAME")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="any other variable the jobs set: ENVIRONMENT_VARIABLE: SECRET_NAME"
+    )
 
     @field_validator("env")
     @classmethod
     def _variables(cls, value: dict[str, str]) -> dict[str, str]:
         for variable, secret in value.items():
             if not _ENV_VARIABLE.match(variable) or variable.startswith(_RESERVED_PREFIXES):
-                raise ValueError(f"{variable!r} is not an environment variable a job may set (A-Z, 0-9 and _; "
-                                 "not GITHUB_*, RUNNER_*, CI_* or ACTIONS_*)")
+                raise ValueError(
+                    f"{variable!r} is not an environment variable a job may set (A-Z, 0-9 and _; "
+                    "not GITHUB_*, RUNNER_*, CI_* or ACTIONS_*)"
+                )
             cls._secret_name(secret)
         return value
+
     # --- end ---
 
-    @field_validator("tracking_uri", "tracking_token", "data_remote", "data_remote_access_key_id",
-                     "data_remote_secret_access_key", "index_url")
+    @field_validator(
+        "tracking_uri",
+        "tracking_token",
+        "data_remote",
+        "data_remote_access_key_id",
+        "data_remote_secret_access_key",
+        "index_url",
+    )
     @classmethod
     def _secret_name(cls, value: str | None) -> str | None:
         if value is not None and not _SECRET_NAME.match(value):
@@ -206,8 +216,11 @@ class CISection(_Strict):
     schedule: str = "0 4 * * 1"
     production_environment: str = "production"
     # --- ci.install / pull requests ---
-    install: str | None = Field(default=None, description="pip requirement for mlkit in CI (default: "
-                                "requirements.txt's pin): mlkit-ops==X.Y.Z, a VCS URL or a wheel path")
+    install: str | None = Field(
+        default=None,
+        description="pip requirement for mlkit in CI (default: "
+        "requirements.txt's pin): mlkit-ops==X.Y.Z, a VCS URL or a wheel path",
+    )
     pull_request_environment: str = "pull-request"
     # --- end ---
     secrets: CISecrets = Field(default_factory=CISecrets)
@@ -238,10 +251,13 @@ class CISection(_Strict):
     @field_validator("install")
     @classmethod
     def _install(cls, value: str | None) -> str | None:
-        if value is not None and (not value.strip() or value != value.strip() or any(c in value for c in "\n\r")
-                                  or value.startswith("-")):
-            raise ValueError(f"{value!r} is not one pip requirement like mlkit-ops==0.2.0, "
-                             "git+https://github.com/ORG/mlkit@TAG or a wheel path")
+        if value is not None and (
+            not value.strip() or value != value.strip() or any(c in value for c in "\n\r") or value.startswith("-")
+        ):
+            raise ValueError(
+                f"{value!r} is not one pip requirement like mlkit-ops==0.2.0, "
+                "git+https://github.com/ORG/mlkit@TAG or a wheel path"
+            )
         return value
 
     @field_validator("production_environment", "pull_request_environment")
@@ -282,19 +298,22 @@ class MlkitConfig(_Strict):
             for name in self.training.metrics:
                 if name not in allowed:
                     raise _FieldError(
-                        ("training", "metrics"), f"{name!r} is not a {self.model.task} metric; allowed: "
-                        + ", ".join(allowed)
+                        ("training", "metrics"),
+                        f"{name!r} is not a {self.model.task} metric; allowed: " + ", ".join(allowed),
                     )
         for stage, gates in self.promotion.items():
             if stage not in self.stages:
                 raise _FieldError(("promotion", stage), "is not a stage; stages are " + ", ".join(self.stages))
             for metric, _, _ in gates.parsed_thresholds():
                 if metric not in allowed:
-                    raise _FieldError(("promotion", stage, "thresholds"), f"unknown metric {metric!r}; allowed: "
-                                      + ", ".join(allowed))
+                    raise _FieldError(
+                        ("promotion", stage, "thresholds"), f"unknown metric {metric!r}; allowed: " + ", ".join(allowed)
+                    )
             if gates.beat_current and gates.beat_current.metric not in allowed:
-                raise _FieldError(("promotion", stage, "beat_current", "metric"),
-                                  f"unknown metric {gates.beat_current.metric!r}; allowed: " + ", ".join(allowed))
+                raise _FieldError(
+                    ("promotion", stage, "beat_current", "metric"),
+                    f"unknown metric {gates.beat_current.metric!r}; allowed: " + ", ".join(allowed),
+                )
         return self
 
     @property
@@ -361,8 +380,10 @@ def _validate(model: type[BaseModel], data: Any, filename: str) -> Any:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{filename}: must be a mapping of settings, got {type(data).__name__}",
-                          hint=f"fix {filename} (see `mlkit config show` in a fresh project)")
+        raise ConfigError(
+            f"{filename}: must be a mapping of settings, got {type(data).__name__}",
+            hint=f"fix {filename} (see `mlkit config show` in a fresh project)",
+        )
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -374,8 +395,9 @@ def _validate(model: type[BaseModel], data: Any, filename: str) -> Any:
         else:
             loc, message = _describe(first, model)
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ConfigError(f"{filename}: {loc}: {message}{more}", hint=f"fix {filename} and run the command again") \
-            from None
+        raise ConfigError(
+            f"{filename}: {loc}: {message}{more}", hint=f"fix {filename} and run the command again"
+        ) from None
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -394,16 +416,18 @@ def read_yaml(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path.name}: file not found in {path.parent}",
-                          hint="run `mlkit init NAME` to create a project") from None
+        raise ConfigError(
+            f"{path.name}: file not found in {path.parent}", hint="run `mlkit init NAME` to create a project"
+        ) from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path.name}: not valid YAML{where}: {problem}",
-                          hint=f"fix the syntax of {path.name}") from None
+        raise ConfigError(
+            f"{path.name}: not valid YAML{where}: {problem}", hint=f"fix the syntax of {path.name}"
+        ) from None
 
 
 def parse_assignment(text: str) -> tuple[list[str], Any]:
@@ -411,8 +435,10 @@ def parse_assignment(text: str) -> tuple[list[str], Any]:
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"--set {text!r}: must look like KEY=VALUE, e.g. params.estimator.max_depth=6",
-                          hint="quote the whole KEY=VALUE pair")
+        raise ConfigError(
+            f"--set {text!r}: must look like KEY=VALUE, e.g. params.estimator.max_depth=6",
+            hint="quote the whole KEY=VALUE pair",
+        )
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
@@ -465,8 +491,9 @@ def env_overrides(environ: Mapping[str, str] | None = None) -> list[tuple[list[s
     return out
 
 
-def load_config(root: Path, overrides: Mapping[str, Any] | None = None,
-                environ: Mapping[str, str] | None = None) -> tuple[MlkitConfig, Params]:
+def load_config(
+    root: Path, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> tuple[MlkitConfig, Params]:
     """Read, layer and validate `mlkit.yaml` and `params.yaml` of the project at ``root``.
 
     ``overrides`` map dotted keys to values (``{"params.seed": 7}``), applied in order; keys starting

@@ -77,8 +77,9 @@ def signed_in_user(uri: str | None, environ: Mapping[str, str] | None = None) ->
     return None
 
 
-def current_user(uri: str, creds: Credentials, environ: Mapping[str, str] | None = None,
-                 timeout: float = 10.0) -> str | None:
+def current_user(
+    uri: str, creds: Credentials, environ: Mapping[str, str] | None = None, timeout: float = 10.0
+) -> str | None:
     """The name the server gives the holder of ``creds``; None when it does not answer."""
     data = _get_json(uri.rstrip("/") + "/api/2.0/mlflow/users/current", creds, environ, timeout)
     user = data.get("user", data) if isinstance(data, dict) else None
@@ -113,8 +114,9 @@ class ModelAccess:
         return self.is_admin or self.permission == "MANAGE"
 
 
-def model_access(uri: str | None, model: str, environ: Mapping[str, str] | None = None,
-                 timeout: float = 10.0) -> ModelAccess | None:
+def model_access(
+    uri: str | None, model: str, environ: Mapping[str, str] | None = None, timeout: float = 10.0
+) -> ModelAccess | None:
     """The signed-in user's effective permission on registered model ``model``, as the server resolves it.
 
     None when ``uri`` is not http(s), no credentials are set, or the server runs without authentication

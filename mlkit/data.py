@@ -57,10 +57,18 @@ def input_md5s(root: Path, paths: Sequence[str]) -> dict[str, str]:
     records = [recorded(root, path, base=root) for path in paths]
     for record in records:
         if not (root / record.path).exists():
-            raise UsageError(f"{record.path} is tracked by DVC but missing from the workspace",
-                             hint="run `mlkit data pull` to fetch it from the remote")
-    changed = [r for r in records if r.size is not None and not r.is_dir
-               and (root / r.path).is_file() and os.stat(root / r.path).st_size != r.size]
+            raise UsageError(
+                f"{record.path} is tracked by DVC but missing from the workspace",
+                hint="run `mlkit data pull` to fetch it from the remote",
+            )
+    changed = [
+        r
+        for r in records
+        if r.size is not None
+        and not r.is_dir
+        and (root / r.path).is_file()
+        and os.stat(root / r.path).st_size != r.size
+    ]
     known = _StatRecord(root)
     unknown = [r for r in records if not known.matches(r)]
     if unknown and not changed:
@@ -70,8 +78,10 @@ def input_md5s(root: Path, paths: Sequence[str]) -> dict[str, str]:
             known.remember(unknown)
     if changed:
         first = changed[0].path
-        raise UsageError(f"{first} was modified since it was added to DVC",
-                         hint=f"run `mlkit data add {first}` to record the new version")
+        raise UsageError(
+            f"{first} was modified since it was added to DVC",
+            hint=f"run `mlkit data add {first}` to record the new version",
+        )
     return {record.path: record.md5 for record in records}
 
 
@@ -80,13 +90,17 @@ def recorded(root: Path, path: str, base: Path | None = None) -> Recorded:
     relative = relative_path(root, path, base)
     dvc_file = root / (relative + DVC_SUFFIX)
     if not dvc_file.is_file():
-        raise UsageError(f"{relative} is not tracked by DVC (no {relative + DVC_SUFFIX})",
-                         hint=f"run `mlkit data add {relative}` to track it")
+        raise UsageError(
+            f"{relative} is not tracked by DVC (no {relative + DVC_SUFFIX})",
+            hint=f"run `mlkit data add {relative}` to track it",
+        )
     for out in _outs(dvc_file):
         if (dvc_file.parent / out.get("path", "")).resolve() == (root / relative).resolve():
             return _record(relative, dvc_file.relative_to(root).as_posix(), out)
-    raise UsageError(f"{relative + DVC_SUFFIX} does not record an output for {relative}",
-                     hint=f"run `mlkit data add {relative}` to track it")
+    raise UsageError(
+        f"{relative + DVC_SUFFIX} does not record an output for {relative}",
+        hint=f"run `mlkit data add {relative}` to track it",
+    )
 
 
 def relative_path(root: Path, path: str | os.PathLike[str], base: Path | None = None) -> str:
@@ -101,12 +115,16 @@ def relative_path(root: Path, path: str | os.PathLike[str], base: Path | None = 
         try:
             relative = absolute.parent.resolve().relative_to(root.resolve()) / absolute.name
         except ValueError:
-            raise UsageError(f"{path} is outside the project ({root})",
-                             hint="copy the data into the project, e.g. under data/, then add it") from None
+            raise UsageError(
+                f"{path} is outside the project ({root})",
+                hint="copy the data into the project, e.g. under data/, then add it",
+            ) from None
     text = relative.as_posix()
     if text in ("", "."):
-        raise UsageError("the project root itself cannot be a data set",
-                         hint="name a file or folder inside the project, e.g. `mlkit data add data/raw`")
+        raise UsageError(
+            "the project root itself cannot be a data set",
+            hint="name a file or folder inside the project, e.g. `mlkit data add data/raw`",
+        )
     return text
 
 
@@ -116,8 +134,10 @@ def _outs(dvc_file: Path) -> list[dict[str, Any]]:
     try:
         content = yaml.safe_load(dvc_file.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
-        raise UsageError(f"{dvc_file.name} cannot be read: {first_line(exc)}",
-                         hint="restore it with `git checkout -- FILE` or add the data again") from None
+        raise UsageError(
+            f"{dvc_file.name} cannot be read: {first_line(exc)}",
+            hint="restore it with `git checkout -- FILE` or add the data again",
+        ) from None
     outs = content.get("outs") if isinstance(content, dict) else None
     return [out for out in outs or [] if isinstance(out, dict)]
 
@@ -125,12 +145,19 @@ def _outs(dvc_file: Path) -> list[dict[str, Any]]:
 def _record(relative: str, dvc_file: str, out: dict[str, Any]) -> Recorded:
     md5 = out.get("md5")
     if not md5:
-        raise UsageError(f"{dvc_file} records no md5 for {relative}",
-                         hint=f"run `mlkit data add {relative}` to record it")
+        raise UsageError(
+            f"{dvc_file} records no md5 for {relative}", hint=f"run `mlkit data add {relative}` to record it"
+        )
     # DVC 3 writes `hash: md5`; files without it were written by DVC 2, which hashed text as dos2unix
     hash_name = "md5" if out.get("hash") == "md5" else "md5-dos2unix"
-    return Recorded(path=relative, dvc_file=dvc_file, md5=str(md5), hash_name=hash_name,
-                    size=out.get("size"), nfiles=out.get("nfiles"))
+    return Recorded(
+        path=relative,
+        dvc_file=dvc_file,
+        md5=str(md5),
+        hash_name=hash_name,
+        size=out.get("size"),
+        nfiles=out.get("nfiles"),
+    )
 
 
 # --- operations on data sets ---------------------------------------------------------------------
@@ -206,13 +233,22 @@ def lock_timeout(environ: Mapping[str, str] | None = None) -> float:
     except ValueError:
         value = -1.0
     if value < 0:
-        raise UsageError(f"{C.ENV_DATA_LOCK_TIMEOUT}={raw!r} must be a number of seconds >= 0",
-                         hint=f"unset it or set e.g. {C.ENV_DATA_LOCK_TIMEOUT}=60")
+        raise UsageError(
+            f"{C.ENV_DATA_LOCK_TIMEOUT}={raw!r} must be a number of seconds >= 0",
+            hint=f"unset it or set e.g. {C.ENV_DATA_LOCK_TIMEOUT}=60",
+        )
     return value
 
 
-def add(project: Project, paths: Sequence[str], *, commit: bool = False, message: str | None = None,
-        base: Path | None = None, progress: ProgressCallback | None = None) -> AddResult:
+def add(
+    project: Project,
+    paths: Sequence[str],
+    *,
+    commit: bool = False,
+    message: str | None = None,
+    base: Path | None = None,
+    progress: ProgressCallback | None = None,
+) -> AddResult:
     """Track ``paths`` with DVC, stage their `.dvc` files and `.gitignore` changes in git, maybe commit.
 
     ``paths`` are relative to ``base`` (default: the working directory) or absolute. Every path is
@@ -231,8 +267,7 @@ def add(project: Project, paths: Sequence[str], *, commit: bool = False, message
     to_add = [r for r in relatives if r not in unchanged]
     written = [r + DVC_SUFFIX for r in unchanged]
     if to_add:
-        written += dvc.add(root, [root / r for r in to_add], progress=progress,
-                              lock_timeout=lock_timeout())
+        written += dvc.add(root, [root / r for r in to_add], progress=progress, lock_timeout=lock_timeout())
         known.remember([recorded(root, r, base=root) for r in to_add])
     gitignores = [g for g in (_gitignore_for(root, r) for r in relatives) if g is not None]
     staged = sorted(p for p in {*written, *gitignores} if (root / p).exists())
@@ -249,9 +284,12 @@ def add(project: Project, paths: Sequence[str], *, commit: bool = False, message
 
 def data_sets(project: Project, *, remote: str | None = None, check_remote: bool = True) -> list[DataSet]:
     """Every tracked data set with size, md5, file count, and whether the cache and remote hold it."""
-    return [DataSet(path=o.path, dvc_file=o.dvc_file, md5=o.md5, size=o.size, nfiles=o.nfiles,
-                    in_cache=cached, in_remote=pushed)
-            for o, cached, pushed in dvc.describe(_root(project), remote=remote, check_remote=check_remote)]
+    return [
+        DataSet(
+            path=o.path, dvc_file=o.dvc_file, md5=o.md5, size=o.size, nfiles=o.nfiles, in_cache=cached, in_remote=pushed
+        )
+        for o, cached, pushed in dvc.describe(_root(project), remote=remote, check_remote=check_remote)
+    ]
 
 
 def status(project: Project) -> list[StatusEntry]:
@@ -270,8 +308,9 @@ def status(project: Project) -> list[StatusEntry]:
     return entries
 
 
-def push(project: Project, *, remote: str | None = None, jobs: int | None = None,
-         progress: ProgressCallback | None = None) -> TransferResult:
+def push(
+    project: Project, *, remote: str | None = None, jobs: int | None = None, progress: ProgressCallback | None = None
+) -> TransferResult:
     """Upload every tracked data set's objects the remote does not have yet."""
     _check_jobs(jobs)
     root = _root(project)
@@ -279,27 +318,40 @@ def push(project: Project, *, remote: str | None = None, jobs: int | None = None
     return TransferResult(remote=remote or _default_remote(root), transferred=count)
 
 
-def pull(project: Project, paths: Sequence[str] = (), *, remote: str | None = None, jobs: int | None = None,
-         force: bool = False, base: Path | None = None, progress: ProgressCallback | None = None
-         ) -> TransferResult:
+def pull(
+    project: Project,
+    paths: Sequence[str] = (),
+    *,
+    remote: str | None = None,
+    jobs: int | None = None,
+    force: bool = False,
+    base: Path | None = None,
+    progress: ProgressCallback | None = None,
+) -> TransferResult:
     """Download tracked data sets (all, or ``paths``) and put them in the workspace."""
     _check_jobs(jobs)
     root = _root(project)
     targets = [root / recorded(root, p, base).dvc_file for p in paths]
-    stats = dvc.pull(root, targets, remote=remote, jobs=jobs, force=force, progress=progress,
-                        lock_timeout=lock_timeout())
-    return TransferResult(remote=remote or _default_remote(root), transferred=stats["fetched"],
-                          added=stats["added"], modified=stats["modified"], deleted=stats["deleted"])
+    stats = dvc.pull(
+        root, targets, remote=remote, jobs=jobs, force=force, progress=progress, lock_timeout=lock_timeout()
+    )
+    return TransferResult(
+        remote=remote or _default_remote(root),
+        transferred=stats["fetched"],
+        added=stats["added"],
+        modified=stats["modified"],
+        deleted=stats["deleted"],
+    )
 
 
-def checkout(project: Project, paths: Sequence[str] = (), *, force: bool = False,
-             base: Path | None = None) -> TransferResult:
+def checkout(
+    project: Project, paths: Sequence[str] = (), *, force: bool = False, base: Path | None = None
+) -> TransferResult:
     """Make the workspace copies match the `.dvc` files, from the local cache."""
     root = _root(project)
     targets = [root / recorded(root, p, base).dvc_file for p in paths]
     stats = dvc.checkout_workspace(root, targets, force=force, lock_timeout=lock_timeout())
-    return TransferResult(remote=None, added=stats["added"], modified=stats["modified"],
-                          deleted=stats["deleted"])
+    return TransferResult(remote=None, added=stats["added"], modified=stats["modified"], deleted=stats["deleted"])
 
 
 def remotes(project: Project) -> list[dict[str, Any]]:
@@ -307,8 +359,16 @@ def remotes(project: Project) -> list[dict[str, Any]]:
     return _remotes(_root(project))
 
 
-def add_remote(project: Project, name: str, url: str, *, default: bool = False, endpoint_url: str | None = None,
-               force: bool = False, base: Path | None = None) -> dict[str, Any]:
+def add_remote(
+    project: Project,
+    name: str,
+    url: str,
+    *,
+    default: bool = False,
+    endpoint_url: str | None = None,
+    force: bool = False,
+    base: Path | None = None,
+) -> dict[str, Any]:
     """Add (or with ``force`` replace) a remote in `.dvc/config` and stage that file in git.
 
     Credentials in the URL (``s3://KEY:SECRET@bucket``, ``https://user:password@host``, S3 keys as query
@@ -320,42 +380,59 @@ def add_remote(project: Project, name: str, url: str, *, default: bool = False, 
     """
     root = _root(project)
     if not _REMOTE_NAME.match(name):
-        raise UsageError(f"remote name {name!r} must start with a letter or digit and contain only letters, "
-                         "digits, '.', '-' and '_'", hint="for example `mlkit data remote add storage URL`")
+        raise UsageError(
+            f"remote name {name!r} must start with a letter or digit and contain only letters, "
+            "digits, '.', '-' and '_'",
+            hint="for example `mlkit data remote add storage URL`",
+        )
     if not url.strip():
         raise UsageError("remote URL is empty", hint="give a directory or s3://bucket/path")
     if "://" not in url:
         url = str(((base or Path.cwd()) / Path(url).expanduser()).resolve())
     elif url.startswith("file://"):
-        url = str(Path(url[len("file://"):]).resolve())
+        url = str(Path(url[len("file://") :]).resolve())
     if endpoint_url is not None:
         if not url.startswith("s3://"):
-            raise UsageError("--endpoint-url applies only to S3-compatible remotes (s3://bucket/path)",
-                             hint=f"drop --endpoint-url, or use an s3:// URL for {name!r}")
+            raise UsageError(
+                "--endpoint-url applies only to S3-compatible remotes (s3://bucket/path)",
+                hint=f"drop --endpoint-url, or use an s3:// URL for {name!r}",
+            )
         if not re.match(r"^https?://[^\s/]+", endpoint_url):
-            raise UsageError(f"--endpoint-url {endpoint_url!r} must be an http(s):// URL",
-                             hint="for example --endpoint-url http://127.0.0.1:9000")
+            raise UsageError(
+                f"--endpoint-url {endpoint_url!r} must be an http(s):// URL",
+                hint="for example --endpoint-url http://127.0.0.1:9000",
+            )
         if redact(endpoint_url) != endpoint_url:
-            raise UsageError(f"the endpoint URL of remote {name!r} carries credentials ({redact(endpoint_url)}), "
-                             "which .dvc/config would share through git; nothing was written",
-                             hint="give the endpoint without them; S3 keys go in the remote's URL "
-                                  "(s3://KEY:SECRET@bucket/path, kept in .dvc/config.local) or AWS_* variables")
+            raise UsageError(
+                f"the endpoint URL of remote {name!r} carries credentials ({redact(endpoint_url)}), "
+                "which .dvc/config would share through git; nothing was written",
+                hint="give the endpoint without them; S3 keys go in the remote's URL "
+                "(s3://KEY:SECRET@bucket/path, kept in .dvc/config.local) or AWS_* variables",
+            )
     # credentials never go into .dvc/config, which git shares: DVC's config.local holds them
     url, credentials = dvc.split_credentials(name, url)
-    config_file, local_file = dvc.add_remote(root, name, url, default=default, endpoint_url=endpoint_url,
-                                             force=force, credentials=credentials)
+    config_file, local_file = dvc.add_remote(
+        root, name, url, default=default, endpoint_url=endpoint_url, force=force, credentials=credentials
+    )
     if _is_git_repo(root):
         git.run(root, "add", "--", config_file.relative_to(root).as_posix())
-    return {"name": name, "url": url, "default": default, "endpoint_url": endpoint_url,
-            "config": config_file.relative_to(root).as_posix(),
-            "credentials": local_file.relative_to(root).as_posix() if local_file else None}
+    return {
+        "name": name,
+        "url": url,
+        "default": default,
+        "endpoint_url": endpoint_url,
+        "config": config_file.relative_to(root).as_posix(),
+        "credentials": local_file.relative_to(root).as_posix() if local_file else None,
+    }
 
 
 def gc(project: Project, *, dry_run: bool = False, yes: bool = False) -> GcResult:
     """Remove cache objects the workspace does not use; ``yes`` is required unless ``dry_run``."""
     if not dry_run and not yes:
-        raise UsageError("gc deletes cached data and never asks; pass --yes to go ahead",
-                         hint="see what would go first: `mlkit data gc --dry-run`")
+        raise UsageError(
+            "gc deletes cached data and never asks; pass --yes to go ahead",
+            hint="see what would go first: `mlkit data gc --dry-run`",
+        )
     removed = dvc.gc(_root(project), dry_run=dry_run, lock_timeout=lock_timeout())
     return GcResult(dry_run=dry_run, objects=[oid for oid, _ in removed], bytes=sum(s for _, s in removed))
 
@@ -365,35 +442,47 @@ def _root(project: Project) -> Path:
 
 
 def _remotes(root: Path) -> list[dict[str, Any]]:
-    return [{"name": r.name, "url": redact(r.url), "default": r.default,
-             "endpoint_url": redact(r.endpoint_url) if r.endpoint_url else None}
-            for r in dvc.remotes(root)]
+    return [
+        {
+            "name": r.name,
+            "url": redact(r.url),
+            "default": r.default,
+            "endpoint_url": redact(r.endpoint_url) if r.endpoint_url else None,
+        }
+        for r in dvc.remotes(root)
+    ]
 
 
 def _addable(root: Path, path: str, base: Path | None) -> str:
     relative = relative_path(root, path, base)
     target = root / relative
     if not target.exists():
-        raise UsageError(f"{relative} does not exist",
-                         hint="check the path; `mlkit data ls` lists tracked data")
+        raise UsageError(f"{relative} does not exist", hint="check the path; `mlkit data ls` lists tracked data")
     escape = _link_out(root, relative)
     if escape is not None:
         # DVC would follow the link: hard-link the outside file into the cache, make it read-only, push it
         link, destination = escape
-        raise UsageError(f"{link} is a symbolic link to {destination}, outside the project; nothing was added",
-                         hint="copy the data into the project instead of linking to it, then run "
-                              "`mlkit data add` again")
+        raise UsageError(
+            f"{link} is a symbolic link to {destination}, outside the project; nothing was added",
+            hint="copy the data into the project instead of linking to it, then run `mlkit data add` again",
+        )
     first = relative.split("/", 1)[0]
     if first in (".git", ".dvc", C.STATE_DIR) or target.name.endswith(DVC_SUFFIX):
-        raise UsageError(f"{relative} belongs to git, DVC or mlkit and cannot be a data set",
-                         hint="add data files or folders, e.g. `mlkit data add data/raw`")
+        raise UsageError(
+            f"{relative} belongs to git, DVC or mlkit and cannot be a data set",
+            hint="add data files or folders, e.g. `mlkit data add data/raw`",
+        )
     for parent in Path(relative).parents:
         if parent != Path(".") and (root / f"{parent.as_posix()}{DVC_SUFFIX}").is_file():
-            raise UsageError(f"{relative} is inside the data set {parent.as_posix()}",
-                             hint=f"add the whole folder again: `mlkit data add {parent.as_posix()}`")
+            raise UsageError(
+                f"{relative} is inside the data set {parent.as_posix()}",
+                hint=f"add the whole folder again: `mlkit data add {parent.as_posix()}`",
+            )
     if _is_git_repo(root) and git.run(root, "ls-files", "--", relative).strip():
-        raise UsageError(f"{relative} is already tracked by git; DVC cannot track what git tracks",
-                         hint=f"run `git rm -r --cached {relative}` first, then `mlkit data add {relative}`")
+        raise UsageError(
+            f"{relative} is already tracked by git; DVC cannot track what git tracks",
+            hint=f"run `git rm -r --cached {relative}` first, then `mlkit data add {relative}`",
+        )
     return relative
 
 
@@ -421,8 +510,14 @@ def _link_out(root: Path, relative: str) -> tuple[str, Path] | None:
 
 
 def _data_set(record: Recorded) -> DataSet:
-    return DataSet(path=record.path, dvc_file=record.dvc_file, md5=record.md5, size=record.size,
-                   nfiles=record.nfiles, in_cache=True)
+    return DataSet(
+        path=record.path,
+        dvc_file=record.dvc_file,
+        md5=record.md5,
+        size=record.size,
+        nfiles=record.nfiles,
+        in_cache=True,
+    )
 
 
 def _gitignore_for(root: Path, relative: str) -> str | None:
@@ -467,8 +562,11 @@ class _StatRecord:
 
     def matches(self, record: Recorded) -> bool:
         entry = self.entries.get(record.path)
-        return (isinstance(entry, dict) and entry.get("md5") == record.md5
-                and entry.get("token") == _stat_token(self.root / record.path))
+        return (
+            isinstance(entry, dict)
+            and entry.get("md5") == record.md5
+            and entry.get("token") == _stat_token(self.root / record.path)
+        )
 
     def unchanged_and_cached(self, relative: str) -> bool:
         if not (self.root / (relative + DVC_SUFFIX)).is_file():
@@ -489,8 +587,9 @@ class _StatRecord:
                 self.entries[record.path] = {"md5": record.md5, "token": token}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile("w", dir=self.path.parent, prefix=".data-stat-", suffix=".tmp",
-                                             delete=False, encoding="utf-8") as handle:
+            with tempfile.NamedTemporaryFile(
+                "w", dir=self.path.parent, prefix=".data-stat-", suffix=".tmp", delete=False, encoding="utf-8"
+            ) as handle:
                 json.dump(self.entries, handle, sort_keys=True)
             os.replace(handle.name, self.path)
         except OSError:
@@ -512,8 +611,9 @@ def _stat_token(path: Path) -> str | None:
             for name in sorted(files):
                 full = os.path.join(folder, name)
                 info = os.stat(full)
-                digest.update(f"{os.path.relpath(full, path)}\0{info.st_ino}:{info.st_mtime_ns}:"
-                              f"{info.st_size}\n".encode())
+                digest.update(
+                    f"{os.path.relpath(full, path)}\0{info.st_ino}:{info.st_mtime_ns}:{info.st_size}\n".encode()
+                )
                 count += 1
         return f"dir:{count}:{digest.hexdigest()}"
     except OSError:

@@ -160,8 +160,9 @@ def git_state(root: Path) -> tuple[str | None, str | None, bool, str]:
         untracked = git.run(root, "ls-files", "--others", "--exclude-standard", "--", ".", *excludes, read_only=True)
         for name in untracked.splitlines():
             # `git diff --no-index` exits 1 when files differ, which they always do here
-            diff += git.run(root, "diff", "--binary", "--no-index", "/dev/null", name, check=False, strip=False,
-                            read_only=True)
+            diff += git.run(
+                root, "diff", "--binary", "--no-index", "/dev/null", name, check=False, strip=False, read_only=True
+            )
     return commit, branch, dirty, diff
 
 
@@ -213,8 +214,6 @@ def predictions_fingerprint(predictions: Any) -> str:
     digest = hashlib.sha256(repr(array.shape).encode())
     digest.update(array.tobytes())
     return digest.hexdigest()
-
-
 
 
 def require_clean(dirty: bool, allow_dirty: bool, environ: Mapping[str, str] | None = None) -> None:

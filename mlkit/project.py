@@ -65,8 +65,9 @@ class Project:
         }
 
 
-def load_project(start: Path | None = None, overrides: Mapping[str, Any] | None = None,
-                 environ: Mapping[str, str] | None = None) -> Project:
+def load_project(
+    start: Path | None = None, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Project:
     """The project around ``start`` (default: the working directory) with its settings resolved.
 
     ``overrides`` map dotted keys to values, e.g. ``{"params.seed": 7, "tracking.experiment": "exp2"}``

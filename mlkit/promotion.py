@@ -138,15 +138,15 @@ class PromotionSuperseded(SupersededError):
         self.holder = holder
 
 
-def evaluate_gates(gates: StageGates | None, *, stages: Sequence[str], target: str, candidate: Candidate,
-                   holder: Candidate | None) -> list[GateResult]:
+def evaluate_gates(
+    gates: StageGates | None, *, stages: Sequence[str], target: str, candidate: Candidate, holder: Candidate | None
+) -> list[GateResult]:
     """Every gate of ``target``'s policy applied to ``candidate`` (``holder``: the version holding it now)."""
     if gates is None:
         return []
     results = [_threshold(candidate, metric, op, bound) for metric, op, bound in gates.parsed_thresholds()]
     if gates.beat_current is not None:
-        results.append(_beat_current(candidate, holder, target, gates.beat_current.metric,
-                                     gates.beat_current.margin))
+        results.append(_beat_current(candidate, holder, target, gates.beat_current.metric, gates.beat_current.margin))
     if gates.clean_commit:
         results.append(_clean_commit(candidate))
     if gates.previous_stage:
@@ -156,9 +156,17 @@ def evaluate_gates(gates: StageGates | None, *, stages: Sequence[str], target: s
     return results
 
 
-def promote(project: Project, name: str, version: str | int | None = None, *, to: str,
-            from_stage: str | None = None, reason: str = "", dry_run: bool = False,
-            progress: Progress | None = None) -> PromotionResult:
+def promote(
+    project: Project,
+    name: str,
+    version: str | int | None = None,
+    *,
+    to: str,
+    from_stage: str | None = None,
+    reason: str = "",
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> PromotionResult:
     """Move ``version`` (or whatever holds ``from_stage``) of ``name`` to stage ``to`` if the gates allow.
 
     Raises :class:`PromotionRefused` (exit code 3) when a gate fails, after recording the refusal in the
@@ -168,22 +176,35 @@ def promote(project: Project, name: str, version: str | int | None = None, *, to
     if from_stage is not None:
         registry.require_stage(project, from_stage)
     if version is None and from_stage is None:
-        raise UsageError("name a VERSION or --from STAGE to promote",
-                         hint=f"e.g. `mlkit promote {name} --from staging --to production`")
+        raise UsageError(
+            "name a VERSION or --from STAGE to promote",
+            hint=f"e.g. `mlkit promote {name} --from staging --to production`",
+        )
     wanted = registry.normalize_version(version) if version is not None else None
     stages = project.config.stages
     client = mlflow.client(project)
     who = audit.actor(project.root, tracking_uri=project.tracking_uri)  # may run git: kept out of the locked section
-    with _server_refusals(project, name, to, "promote"), \
-            _stage_move(project, client, name, dry_run=dry_run, progress=progress) as move:
+    with (
+        _server_refusals(project, name, to, "promote"),
+        _stage_move(project, client, name, dry_run=dry_run, progress=progress) as move,
+    ):
         holders = move.holders
         chosen = _choose_version(name, wanted, from_stage, holders)
         mv = registry.get_version(client, name, chosen)
         current = holders.get(to)
         current_stage = next((s for s in stages if holders.get(s) == chosen), None)
-        result = PromotionResult(model=name, version=chosen, stage=to, status="unchanged",
-                                 from_version=current, from_stage=current_stage, gates=[], actor=who,
-                                 reason=reason, dry_run=dry_run)
+        result = PromotionResult(
+            model=name,
+            version=chosen,
+            stage=to,
+            status="unchanged",
+            from_version=current,
+            from_stage=current_stage,
+            gates=[],
+            actor=who,
+            reason=reason,
+            dry_run=dry_run,
+        )
         if current == chosen:
             return result
         policy = project.config.promotion.get(to)
@@ -196,9 +217,18 @@ def promote(project: Project, name: str, version: str | int | None = None, *, to
         if not result.passed:
             result.status = "would refuse" if dry_run else "refused"
             if not dry_run:
-                entry = AuditEntry.new("refuse", name, to, chosen, actor=who, reason=reason,
-                                       from_version=current, from_stage=current_stage, gates=gate_dicts,
-                                       state=audit.REFUSED)
+                entry = AuditEntry.new(
+                    "refuse",
+                    name,
+                    to,
+                    chosen,
+                    actor=who,
+                    reason=reason,
+                    from_version=current,
+                    from_stage=current_stage,
+                    gates=gate_dicts,
+                    state=audit.REFUSED,
+                )
                 audit.write_entry(client, entry)
                 result.audit_id = entry.id
             raise PromotionRefused(result)
@@ -206,8 +236,19 @@ def promote(project: Project, name: str, version: str | int | None = None, *, to
             result.status = "would promote"
             return result
         _require_manage(project, name, to, current_stage)
-        entry = move.commit(AuditEntry.new("promote", name, to, chosen, actor=who, reason=reason,
-                                    from_version=current, from_stage=current_stage, gates=gate_dicts))
+        entry = move.commit(
+            AuditEntry.new(
+                "promote",
+                name,
+                to,
+                chosen,
+                actor=who,
+                reason=reason,
+                from_version=current,
+                from_stage=current_stage,
+                gates=gate_dicts,
+            )
+        )
         result.status = "promoted" if entry.state == audit.DONE else entry.state
         result.audit_id = entry.id
     if entry.state == audit.SUPERSEDED:
@@ -215,8 +256,9 @@ def promote(project: Project, name: str, version: str | int | None = None, *, to
     return result
 
 
-def rollback(project: Project, name: str, stage: str, *, reason: str = "",
-             progress: Progress | None = None) -> RollbackResult:
+def rollback(
+    project: Project, name: str, stage: str, *, reason: str = "", progress: Progress | None = None
+) -> RollbackResult:
     """Put ``stage``'s alias back on the version that held it before the current one; audited, no gates.
 
     Raises :class:`SupersededError` (exit code 1) when, on a server, another move overwrote it at once.
@@ -225,28 +267,46 @@ def rollback(project: Project, name: str, stage: str, *, reason: str = "",
     stages = project.config.stages
     client = mlflow.client(project)
     who = audit.actor(project.root, tracking_uri=project.tracking_uri)  # may run git: kept out of the locked section
-    with _server_refusals(project, name, stage, "roll back"), \
-            _stage_move(project, client, name, progress=progress) as move:
+    with (
+        _server_refusals(project, name, stage, "roll back"),
+        _stage_move(project, client, name, progress=progress) as move,
+    ):
         holder = move.holders.get(stage)
         if holder is None:
-            raise UsageError(f"no version of {name!r} holds {stage}; nothing to roll back",
-                             hint=f"`mlkit models history {name}` shows what happened")
+            raise UsageError(
+                f"no version of {name!r} holds {stage}; nothing to roll back",
+                hint=f"`mlkit models history {name}` shows what happened",
+            )
         target = rollback_target(audit.read_trail(move.model), stage, holder)
         if target is None:
-            raise UsageError(f"no earlier version of {name!r} held {stage} before version {holder}",
-                             hint=f"`mlkit models history {name}` shows what happened")
+            raise UsageError(
+                f"no earlier version of {name!r} held {stage} before version {holder}",
+                hint=f"`mlkit models history {name}` shows what happened",
+            )
         registry.get_version(client, name, target)  # it may have been deleted since
         target_stage = next((s for s in stages if move.holders.get(s) == target), None)
         _require_manage(project, name, stage, target_stage)
-        entry = move.commit(AuditEntry.new("rollback", name, stage, target, actor=who, reason=reason,
-                                    from_version=holder, from_stage=target_stage))
+        entry = move.commit(
+            AuditEntry.new(
+                "rollback", name, stage, target, actor=who, reason=reason, from_version=holder, from_stage=target_stage
+            )
+        )
     if entry.state == audit.SUPERSEDED:
         raise SupersededError(
             f"rollback of {name}@{stage} to version {target} was superseded: version "
             f"{entry.superseded_by or 'none'} holds {stage} now (another move happened at the same time)",
-            hint=f"`mlkit models history {name} --stage {stage}` shows both moves")
-    return RollbackResult(model=name, stage=stage, from_version=holder, to_version=target,
-                          actor=entry.actor, reason=reason, audit_id=entry.id, state=entry.state)
+            hint=f"`mlkit models history {name} --stage {stage}` shows both moves",
+        )
+    return RollbackResult(
+        model=name,
+        stage=stage,
+        from_version=holder,
+        to_version=target,
+        actor=entry.actor,
+        reason=reason,
+        audit_id=entry.id,
+        state=entry.state,
+    )
 
 
 def rollback_target(entries: Sequence[AuditEntry], stage: str, holder: str) -> str | None:
@@ -283,6 +343,7 @@ def rollback_target(entries: Sequence[AuditEntry], stage: str, holder: str) -> s
 
 # --- gates --------------------------------------------------------------------------------------------
 
+
 def _threshold(candidate: Candidate, metric: str, op: str, bound: float) -> GateResult:
     gate = f"{metric} {op} {bound:g}"
     value = candidate.metrics.get(metric)
@@ -292,8 +353,9 @@ def _threshold(candidate: Candidate, metric: str, op: str, bound: float) -> Gate
     return GateResult(gate, passed, f"{metric} = {value:.4f} (needs {op} {bound:g})")
 
 
-def _beat_current(candidate: Candidate, holder: Candidate | None, target: str, metric: str,
-                  margin: float) -> GateResult:
+def _beat_current(
+    candidate: Candidate, holder: Candidate | None, target: str, metric: str, margin: float
+) -> GateResult:
     gate = f"beat current on {metric}"
     mine = candidate.metrics.get(metric)
     if mine is None:
@@ -307,9 +369,13 @@ def _beat_current(candidate: Candidate, holder: Candidate | None, target: str, m
     gain = (theirs - mine) if lower else (mine - theirs)
     passed = gain >= margin
     direction = "lower" if lower else "higher"
-    return GateResult(gate, passed, f"{metric} = {mine:.4f} vs {theirs:.4f} for current version "
-                      f"{holder.version} ({direction} is better, needs a gain >= {margin:g}, "
-                      f"got {gain:+.4f})")
+    return GateResult(
+        gate,
+        passed,
+        f"{metric} = {mine:.4f} vs {theirs:.4f} for current version "
+        f"{holder.version} ({direction} is better, needs a gain >= {margin:g}, "
+        f"got {gain:+.4f})",
+    )
 
 
 def _clean_commit(candidate: Candidate) -> GateResult:
@@ -346,6 +412,7 @@ def _reproduced(candidate: Candidate) -> GateResult:
 
 # --- private ------------------------------------------------------------------------------------------
 
+
 @dataclass
 class _StageMove:
     """The model as read under the write lock, and the one way a stage moves from there."""
@@ -362,13 +429,15 @@ class _StageMove:
 
     def commit(self, entry: AuditEntry) -> AuditEntry:
         """Write ``entry`` (pending), move its stage's alias, and return the entry as it ended."""
-        return audit.move_stage(self.client, entry, self.stages, locked=self.locked, aliases=self.holders,
-                                progress=self.progress)
+        return audit.move_stage(
+            self.client, entry, self.stages, locked=self.locked, aliases=self.holders, progress=self.progress
+        )
 
 
 @contextmanager
-def _stage_move(project: Project, client: MlflowClient, name: str, *, dry_run: bool = False,
-                progress: Progress | None = None) -> Iterator[_StageMove]:
+def _stage_move(
+    project: Project, client: MlflowClient, name: str, *, dry_run: bool = False, progress: Progress | None = None
+) -> Iterator[_StageMove]:
     """Hold the write lock (none on a dry run), settle interrupted moves of ``name``, read it once."""
     stages = project.config.stages
     lock = audit.write_lock(project) if not dry_run else nullcontext(False)
@@ -396,8 +465,7 @@ def _require_manage(project: Project, name: str, stage: str, leaving: str | None
     raise PermissionDeniedError(
         f"{access.username} may not move {name}@{last}: that needs MANAGE on registered model {name!r}, "
         f"{access.username} has {access.permission}",
-        hint=f"an admin grants it: `mlkit server user grant {access.username} --model {name} "
-        "--permission MANAGE`",
+        hint=f"an admin grants it: `mlkit server user grant {access.username} --model {name} --permission MANAGE`",
     )
 
 
@@ -447,11 +515,15 @@ def _choose_version(name: str, wanted: str | None, from_stage: str | None, holde
         return wanted
     holding = holders.get(from_stage)
     if holding is None:
-        raise UsageError(f"no version of {name!r} holds {from_stage}",
-                         hint=f"run `mlkit promote {name} VERSION --to {from_stage}` first")
+        raise UsageError(
+            f"no version of {name!r} holds {from_stage}",
+            hint=f"run `mlkit promote {name} VERSION --to {from_stage}` first",
+        )
     if wanted is not None and wanted != holding:
-        raise UsageError(f"version {wanted} of {name!r} does not hold {from_stage} (version {holding} does)",
-                         hint=f"drop VERSION to promote whatever holds {from_stage}")
+        raise UsageError(
+            f"version {wanted} of {name!r} does not hold {from_stage} (version {holding} does)",
+            hint=f"drop VERSION to promote whatever holds {from_stage}",
+        )
     return holding
 
 
@@ -462,7 +534,8 @@ def _candidate(client: MlflowClient, mv: ModelVersion, stage: str | None, policy
     # versions registered by hand carry their lineage only on the run
     needs_run_tags = policy is not None and (
         (policy.clean_commit and tags.GIT_COMMIT not in version_tags)
-        or (policy.reproduced and tags.REPRODUCED not in version_tags))
+        or (policy.reproduced and tags.REPRODUCED not in version_tags)
+    )
     if not (needs_metrics or needs_run_tags):
         return Candidate(version=str(mv.version), tags=version_tags, stage=stage)
     metrics, run_tags = registry.run_facts(client, mv)

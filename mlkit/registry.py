@@ -39,6 +39,7 @@ T = TypeVar("T")
 
 # --- references ---------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ModelRef:
     """``NAME``, ``NAME@STAGE`` or ``NAME/VERSION`` as typed on the command line."""
@@ -52,8 +53,10 @@ class ModelRef:
         if "@" in text:
             name, _, stage = text.partition("@")
             if not name or not stage:
-                raise UsageError(f"{text!r}: must look like NAME, NAME@STAGE or NAME/VERSION",
-                                 hint="e.g. `mlkit models show churn@production`")
+                raise UsageError(
+                    f"{text!r}: must look like NAME, NAME@STAGE or NAME/VERSION",
+                    hint="e.g. `mlkit models show churn@production`",
+                )
             return cls(name, stage=stage)
         name, sep, version = text.rpartition("/")
         if sep and name and _VERSION.match(version):
@@ -70,6 +73,7 @@ def normalize_version(text: str | int) -> str:
 
 
 # --- reading ------------------------------------------------------------------------------------------
+
 
 @dataclass
 class VersionInfo:
@@ -125,13 +129,15 @@ def list_models(project: Project) -> list[ModelSummary]:
     for model in sorted(models, key=lambda m: m.name):
         aliases = stage_holders(model)
         latest = max((int(v.version) for v in (model.latest_versions or [])), default=None)
-        out.append(ModelSummary(
-            name=model.name,
-            latest_version=str(latest) if latest is not None else None,
-            stages={s: aliases[s] for s in stages if s in aliases},
-            last_event=audit.last_event_time(model),
-            updated_at=utc_iso(model.last_updated_timestamp),
-        ))
+        out.append(
+            ModelSummary(
+                name=model.name,
+                latest_version=str(latest) if latest is not None else None,
+                stages={s: aliases[s] for s in stages if s in aliases},
+                last_event=audit.last_event_time(model),
+                updated_at=utc_iso(model.last_updated_timestamp),
+            )
+        )
     return out
 
 
@@ -145,8 +151,10 @@ def show_version(project: Project, ref: ModelRef | str) -> VersionInfo:
         require_stage(project, ref.stage)
         version = stage_holders(model).get(ref.stage)
         if version is None:
-            raise UsageError(f"no version of {ref.name!r} holds {ref.stage}",
-                             hint=f"run `mlkit promote {ref.name} VERSION --to {ref.stage}`")
+            raise UsageError(
+                f"no version of {ref.name!r} holds {ref.stage}",
+                hint=f"run `mlkit promote {ref.name} VERSION --to {ref.stage}`",
+            )
     elif ref.version is not None:
         version = ref.version
     else:
@@ -154,12 +162,14 @@ def show_version(project: Project, ref: ModelRef | str) -> VersionInfo:
         if latest is None:
             raise UsageError(f"model {ref.name!r} has no versions", hint="run `mlkit train` to register one")
         version = str(latest)
-    return describe_version(client, get_version(client, ref.name, version), project.config.stages,
-                            audit.read_trail(model))
+    return describe_version(
+        client, get_version(client, ref.name, version), project.config.stages, audit.read_trail(model)
+    )
 
 
-def describe_version(client: MlflowClient, mv: ModelVersion, stages: Sequence[str],
-                     trail: Sequence[AuditEntry] = ()) -> VersionInfo:
+def describe_version(
+    client: MlflowClient, mv: ModelVersion, stages: Sequence[str], trail: Sequence[AuditEntry] = ()
+) -> VersionInfo:
     """Everything known about ``mv``; who promoted it and when come from the audit ``trail``."""
     version_tags = dict(mv.tags or {})
     metrics, run_tags = run_facts(client, mv)
@@ -175,16 +185,31 @@ def describe_version(client: MlflowClient, mv: ModelVersion, stages: Sequence[st
     dirty_tag = lineage_tags.get(tags.GIT_DIRTY)
     aliases = [str(a) for a in (mv.aliases or [])]
     stage = next((s for s in stages if s in aliases), None)
-    moved = [e for e in trail if e.to_version == str(mv.version)
-             and e.state in (audit.DONE, audit.SUPERSEDED) and e.action in ("promote", "rollback")]
+    moved = [
+        e
+        for e in trail
+        if e.to_version == str(mv.version)
+        and e.state in (audit.DONE, audit.SUPERSEDED)
+        and e.action in ("promote", "rollback")
+    ]
     return VersionInfo(
-        name=mv.name, version=str(mv.version), stage=stage or _tag_stage(version_tags, stages), aliases=aliases,
-        run_id=mv.run_id or None, source=mv.source or "", created_at=utc_iso(mv.creation_timestamp),
-        metrics=metrics, git_commit=commit, git_branch=branch,
-        git_dirty=None if dirty_tag is None else dirty_tag == "true", data_md5s=md5s, params=params,
+        name=mv.name,
+        version=str(mv.version),
+        stage=stage or _tag_stage(version_tags, stages),
+        aliases=aliases,
+        run_id=mv.run_id or None,
+        source=mv.source or "",
+        created_at=utc_iso(mv.creation_timestamp),
+        metrics=metrics,
+        git_commit=commit,
+        git_branch=branch,
+        git_dirty=None if dirty_tag is None else dirty_tag == "true",
+        data_md5s=md5s,
+        params=params,
         promoted_at=moved[-1].time if moved else None,
         promoted_by=moved[-1].actor if moved else None,
-        reproduced=version_tags.get(tags.REPRODUCED), tags=version_tags,
+        reproduced=version_tags.get(tags.REPRODUCED),
+        tags=version_tags,
     )
 
 
@@ -210,7 +235,7 @@ def run_facts(client: MlflowClient, mv: ModelVersion) -> tuple[dict[str, float],
     for key, value in (mv.tags or {}).items():
         if key.startswith(tags.METRIC_PREFIX):
             try:
-                metrics[key[len(tags.METRIC_PREFIX):]] = float(value)
+                metrics[key[len(tags.METRIC_PREFIX) :]] = float(value)
             except ValueError:
                 continue
     return metrics, {}
@@ -221,8 +246,9 @@ def get_model(client: MlflowClient, name: str) -> RegisteredModel:
         return call(client.get_registered_model, name)
     except Exception as exc:
         if _not_found(exc):
-            raise UsageError(f"no registered model {name!r} in the registry",
-                             hint="`mlkit models list` shows the registered models") from None
+            raise UsageError(
+                f"no registered model {name!r} in the registry", hint="`mlkit models list` shows the registered models"
+            ) from None
         raise
 
 
@@ -231,8 +257,9 @@ def get_version(client: MlflowClient, name: str, version: str) -> ModelVersion:
         return call(client.get_model_version, name, version)
     except Exception as exc:
         if _not_found(exc):
-            raise UsageError(f"model {name!r} has no version {version}",
-                             hint=f"`mlkit models show {name}` shows the latest version") from None
+            raise UsageError(
+                f"model {name!r} has no version {version}", hint=f"`mlkit models show {name}` shows the latest version"
+            ) from None
         raise
 
 
@@ -250,8 +277,10 @@ def require_stage(project: Project, stage: str) -> None:
     """An unknown stage (not in mlkit.yaml's ``stages``) is bad input."""
     stages = project.config.stages
     if stage not in stages:
-        raise UsageError(f"unknown stage {stage!r}; stages in mlkit.yaml: {', '.join(stages)}",
-                         hint="use one of those, or add the stage to `stages` in mlkit.yaml")
+        raise UsageError(
+            f"unknown stage {stage!r}; stages in mlkit.yaml: {', '.join(stages)}",
+            hint="use one of those, or add the stage to `stages` in mlkit.yaml",
+        )
 
 
 def stage_holders(model: RegisteredModel) -> dict[str, str]:
@@ -268,6 +297,7 @@ def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 # --- private ------------------------------------------------------------------------------------------
+
 
 def _tag_stage(version_tags: dict[str, str], stages: Sequence[str]) -> str | None:
     """The ``mlkit.stage`` tag of a version holding no stage alias: ``archived`` is shown, a stage name is

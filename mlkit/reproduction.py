@@ -86,13 +86,16 @@ class ReproductionMismatch(MismatchError):
 
     def __init__(self, result: ReproduceResult) -> None:
         names = ", ".join(check.name for check in result.mismatches)
-        super().__init__(f"reproduction of {result.target} does not match: {names}",
-                         hint="see the table above for the numbers and the likely causes")
+        super().__init__(
+            f"reproduction of {result.target} does not match: {names}",
+            hint="see the table above for the numbers and the likely causes",
+        )
         self.result = result
 
 
-def reproduce(project: Project, target: str, *, tolerance: float = 0.0,
-              progress: Progress | None = None) -> ReproduceResult:
+def reproduce(
+    project: Project, target: str, *, tolerance: float = 0.0, progress: Progress | None = None
+) -> ReproduceResult:
     """Rebuild ``target`` (a run id, ``NAME@STAGE`` or ``NAME/VERSION``) and compare it with the original.
 
     Records the verdict on the original run and on its model versions (``mlkit.reproduced`` and friends),
@@ -110,12 +113,16 @@ def reproduce(project: Project, target: str, *, tolerance: float = 0.0,
     run_id = run.info.run_id
     run_tags = dict(run.data.tags)
     if tags.GIT_COMMIT not in run_tags or tags.PARAMS not in run_tags:
-        raise UsageError(f"run {run_id} was not made by mlkit (it has no mlkit lineage tags)",
-                         hint="only runs from `mlkit train` can be reproduced")
+        raise UsageError(
+            f"run {run_id} was not made by mlkit (it has no mlkit lineage tags)",
+            hint="only runs from `mlkit train` can be reproduced",
+        )
     original = L.RunLineage.from_tags(run_tags)
     if not original.git_commit:
-        raise UsageError(f"run {run_id} was trained outside a git repository; there is no commit to rebuild",
-                         hint="train inside the project's git repository")
+        raise UsageError(
+            f"run {run_id} was trained outside a git repository; there is no commit to rebuild",
+            hint="train inside the project's git repository",
+        )
     _require_commit(project.root, original.git_commit)
 
     say(f"reproducing run {run_id} from commit {original.git_commit[:12]}")
@@ -133,9 +140,17 @@ def reproduce(project: Project, target: str, *, tolerance: float = 0.0,
     causes = [] if matched else likely_causes(client, run_id, original)
     _record(client, run_id, matched, outcome.run_id)
     result = ReproduceResult(
-        target=target, run_id=run_id, model_name=model_name, model_versions=versions,
-        commit=original.git_commit, applied_diff=applied, reproduced_run_id=outcome.run_id,
-        tolerance=tolerance, matched=matched, checks=checks, likely_causes=causes,
+        target=target,
+        run_id=run_id,
+        model_name=model_name,
+        model_versions=versions,
+        commit=original.git_commit,
+        applied_diff=applied,
+        reproduced_run_id=outcome.run_id,
+        tolerance=tolerance,
+        matched=matched,
+        checks=checks,
+        likely_causes=causes,
         seconds=round(time.perf_counter() - started, 2),
     )
     if not matched:
@@ -155,19 +170,26 @@ def resolve_target(client: Any, target: str) -> tuple[Any, str | None, list[str]
             ref = ModelRef.parse(target)
             if ref.stage is None and ref.version is None:
                 raise UsageError(f"{target!r}: the version after '/' must be a number, e.g. churn/3")
-            version = (client.get_model_version_by_alias(ref.name, ref.stage) if ref.stage
-                       else client.get_model_version(ref.name, ref.version))
+            version = (
+                client.get_model_version_by_alias(ref.name, ref.stage)
+                if ref.stage
+                else client.get_model_version(ref.name, ref.version)
+            )
             return client.get_run(version.run_id), ref.name, [str(version.version)]
         if _RUN_PREFIX.match(target) and not _RUN_ID.match(target):
             run = resolve_run(client, target)  # a unique prefix, as `mlkit runs show` takes
         elif not _RUN_ID.match(target):
-            raise UsageError(f"{target!r} is not a run id, NAME@STAGE or NAME/VERSION",
-                             hint="see `mlkit runs list` or `mlkit models list`")
+            raise UsageError(
+                f"{target!r} is not a run id, NAME@STAGE or NAME/VERSION",
+                hint="see `mlkit runs list` or `mlkit models list`",
+            )
         else:
             run = client.get_run(target)
     except MlflowException as exc:
-        raise UsageError(f"{target!r} not found in the tracking store: {first_line(exc)}",
-                         hint="see `mlkit runs list` or `mlkit models list`") from None
+        raise UsageError(
+            f"{target!r} not found in the tracking store: {first_line(exc)}",
+            hint="see `mlkit runs list` or `mlkit models list`",
+        ) from None
     found = client.search_model_versions(f"run_id='{run.info.run_id}'")
     names = {v.name for v in found}
     return run, (names.pop() if len(names) == 1 else None), sorted(str(v.version) for v in found)
@@ -204,8 +226,11 @@ def _require_commit(root: Path, commit: str) -> None:
     if git.succeeds(root, "cat-file", "-e", f"{commit}^{{commit}}"):
         return
     shallow = git.run(root, "rev-parse", "--is-shallow-repository", check=False, read_only=True) == "true"
-    hint = ("this clone is shallow: fetch the full history with `git fetch --unshallow`" if shallow
-            else "fetch the branch that has it, e.g. `git fetch origin`")
+    hint = (
+        "this clone is shallow: fetch the full history with `git fetch --unshallow`"
+        if shallow
+        else "fetch the branch that has it, e.g. `git fetch origin`"
+    )
     raise OperationError(f"commit {commit} is not in this repository", hint=hint)
 
 
@@ -230,14 +255,18 @@ def _apply_diff(client: Any, run_id: str, run_tags: Mapping[str, str], tree: Pat
         try:
             path = Path(client.download_artifacts(run_id, artifact, tmp))
         except Exception as exc:
-            raise OperationError(f"run {run_id} came from a dirty tree but its diff ({artifact}) is missing: "
-                                 f"{first_line(exc)}", hint="the run cannot be rebuilt exactly") from None
+            raise OperationError(
+                f"run {run_id} came from a dirty tree but its diff ({artifact}) is missing: {first_line(exc)}",
+                hint="the run cannot be rebuilt exactly",
+            ) from None
         if path.stat().st_size:
             try:
                 git.run(tree, "apply", "--binary", "--whitespace=nowarn", str(path))
             except OperationError as exc:
-                raise OperationError(f"the recorded diff of run {run_id} does not apply to its commit: "
-                                     f"{exc.message.removeprefix('git apply failed: ')}") from None
+                raise OperationError(
+                    f"the recorded diff of run {run_id} does not apply to its commit: "
+                    f"{exc.message.removeprefix('git apply failed: ')}"
+                ) from None
 
 
 def _bring_data(root: Path, tree: Path, md5s: Mapping[str, str], say: Progress) -> list[Check]:
@@ -250,8 +279,10 @@ def _bring_data(root: Path, tree: Path, md5s: Mapping[str, str], say: Progress) 
     records = {path: recorded(tree, path, base=tree) for path in md5s}
     for path, md5 in md5s.items():
         if records[path].md5 != md5:
-            raise OperationError(f"{path}: commit and diff record md5 {records[path].md5}, the run recorded {md5}",
-                                 hint="the run's lineage is inconsistent; it cannot be rebuilt exactly")
+            raise OperationError(
+                f"{path}: commit and diff record md5 {records[path].md5}, the run recorded {md5}",
+                hint="the run's lineage is inconsistent; it cannot be rebuilt exactly",
+            )
     # a directory counts as cached only with every file in it
     cached = dvc.in_cache(tree, [(record.md5, record.hash_name) for record in records.values()])
     checks, to_fetch, to_link = [], [], []
@@ -281,8 +312,10 @@ def _inspect_remote_copy(tree: Path, path: str, md5: str, is_dir: bool) -> str:
     with tempfile.TemporaryDirectory(dir=tree) as tmp:
         copy = Path(tmp) / "object"
         if not dvc.fetch_raw(tree, md5, copy):
-            raise OperationError(f"data {path} (md5 {md5}) is in neither the DVC cache nor the remote",
-                                 hint="push it from a machine that has it: `mlkit data push`")
+            raise OperationError(
+                f"data {path} (md5 {md5}) is in neither the DVC cache nor the remote",
+                hint="push it from a machine that has it: `mlkit data push`",
+            )
         actual = _md5(copy)
         if actual != md5:
             destination = tree / path
@@ -305,15 +338,23 @@ def _rewrite_record(dvc_file: Path, old: str, new: str, size: int) -> None:
 
 
 def _retrain(client: Any, project: Project, tree: Path, run: Any, original: L.RunLineage) -> TrainResult:
-    overrides = {"tracking.uri": project.tracking_uri,
-                 **{f"params.{key}": value for key, value in original.params.items()}}
+    overrides = {
+        "tracking.uri": project.tracking_uri,
+        **{f"params.{key}": value for key, value in original.params.items()},
+    }
     rebuilt = load_project(tree, overrides=overrides)
     experiment = _experiment_name(client, run)
-    return train(rebuilt, TrainOptions(
-        experiment=experiment, register=False, allow_dirty=True, write_metrics=False,
-        tags={tags.REPRODUCES: run.info.run_id},
-        command=["mlkit", "reproduce", run.info.run_id],
-    ))
+    return train(
+        rebuilt,
+        TrainOptions(
+            experiment=experiment,
+            register=False,
+            allow_dirty=True,
+            write_metrics=False,
+            tags={tags.REPRODUCES: run.info.run_id},
+            command=["mlkit", "reproduce", run.info.run_id],
+        ),
+    )
 
 
 def _experiment_name(client: Any, run: Any) -> str | None:
@@ -380,4 +421,3 @@ def _md5(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-

@@ -87,9 +87,7 @@ class RunComparison:
         return {"run_ids": self.run_ids, "rows": self.rows}
 
 
-def list_runs(
-    project: Project, *, experiment: str | None = None, limit: int = DEFAULT_LIMIT
-) -> list[RunSummary]:
+def list_runs(project: Project, *, experiment: str | None = None, limit: int = DEFAULT_LIMIT) -> list[RunSummary]:
     """The newest ``limit`` runs of the experiment (default: the project's), newest first."""
     if limit < 1:
         raise UsageError(f"--limit {limit}: must be at least 1", hint="e.g. --limit 10")
@@ -103,9 +101,7 @@ def list_runs(
                 hint="run `mlkit runs list` for the project's experiment, or `mlkit train` first",
             )
         return []
-    runs = client.search_runs(
-        [found.experiment_id], max_results=limit, order_by=["attributes.start_time DESC"]
-    )
+    runs = client.search_runs([found.experiment_id], max_results=limit, order_by=["attributes.start_time DESC"])
     metric_names = project.config.metrics
     return [
         RunSummary(
@@ -131,9 +127,7 @@ def show_run(project: Project, run_id: str) -> RunDetail:
     run = resolve_run(client, run_id)
     experiment = client.get_experiment(run.info.experiment_id)
     run_tags = dict(run.data.tags)
-    versions = [
-        f"{v.name}/{v.version}" for v in client.search_model_versions(f"run_id = '{run.info.run_id}'")
-    ]
+    versions = [f"{v.name}/{v.version}" for v in client.search_model_versions(f"run_id = '{run.info.run_id}'")]
     return RunDetail(
         run_id=run.info.run_id,
         experiment=experiment.name,
@@ -201,14 +195,18 @@ def open_ui(project: Project, *, port: int = 5000, progress: Progress | None = N
     """
     say = progress or (lambda _message: None)
     if mlflow.is_http(project.tracking_uri):
-        say(f"the project tracks to a server: its UI is {_without_credentials(project.tracking_uri)} "
-            "(mlkit ui starts nothing)")
+        say(
+            f"the project tracks to a server: its UI is {_without_credentials(project.tracking_uri)} "
+            "(mlkit ui starts nothing)"
+        )
         return
     if not 1 <= port <= 65535:
         raise UsageError(f"--port {port}: must be between 1 and 65535", hint="e.g. --port 5001")
     if _port_in_use(port):
-        raise UsageError(f"port {port} on 127.0.0.1 is already in use (another server?)",
-                         hint=f"choose another port, e.g. `mlkit ui --port {port + 1}`")
+        raise UsageError(
+            f"port {port} on 127.0.0.1 is already in use (another server?)",
+            hint=f"choose another port, e.g. `mlkit ui --port {port + 1}`",
+        )
     argv = ui_command(project, port=port)
     say(f"MLflow UI on http://127.0.0.1:{port} (Ctrl-C to stop)")
     process = subprocess.Popen(argv, cwd=project.root, start_new_session=True)
@@ -218,8 +216,9 @@ def open_ui(project: Project, *, port: int = 5000, progress: Progress | None = N
         _stop_group(process)
         raise
     if code != 0:
-        raise OperationError(f"mlflow ui exited with status {code}",
-                             hint="run again with --debug, or see MLflow's messages above")
+        raise OperationError(
+            f"mlflow ui exited with status {code}", hint="run again with --debug, or see MLflow's messages above"
+        )
 
 
 def _port_in_use(port: int) -> bool:
@@ -292,22 +291,31 @@ def resolve_run(client: Any, text: str) -> Any:
     ref = ModelRef.parse(text) if text else ModelRef(text)
     if ref.stage is not None or ref.version is not None:
         try:
-            version = (client.get_model_version_by_alias(ref.name, ref.stage) if ref.stage
-                       else client.get_model_version(ref.name, ref.version))
+            version = (
+                client.get_model_version_by_alias(ref.name, ref.stage)
+                if ref.stage
+                else client.get_model_version(ref.name, ref.version)
+            )
         except MlflowException:
             which = f"alias {ref.stage!r}" if ref.stage else f"version {ref.version}"
-            raise UsageError(f"{text!r}: model {ref.name!r} has no {which}",
-                             hint=f"see `mlkit models show {ref.name}` or `mlkit models list`") from None
+            raise UsageError(
+                f"{text!r}: model {ref.name!r} has no {which}",
+                hint=f"see `mlkit models show {ref.name}` or `mlkit models list`",
+            ) from None
         return _get_run(client, version.run_id)
     lowered = text.lower()
     if len(lowered) < _RUN_ID_LENGTH and lowered and all(c in "0123456789abcdef" for c in lowered):
         if len(lowered) < MIN_PREFIX:
-            raise UsageError(f"run id prefix {text!r} is too short: give at least {MIN_PREFIX} characters",
-                             hint="run `mlkit runs list` to see run ids")
+            raise UsageError(
+                f"run id prefix {text!r} is too short: give at least {MIN_PREFIX} characters",
+                hint="run `mlkit runs list` to see run ids",
+            )
         matches = sorted(run.info.run_id for run in _all_runs(client) if run.info.run_id.startswith(lowered))
         if len(matches) > 1:
-            raise UsageError(f"run id prefix {text!r} is ambiguous: it matches " + ", ".join(matches),
-                             hint="give more characters of the run id")
+            raise UsageError(
+                f"run id prefix {text!r} is ambiguous: it matches " + ", ".join(matches),
+                hint="give more characters of the run id",
+            )
         if matches:
             return _get_run(client, matches[0])
     return _get_run(client, text)

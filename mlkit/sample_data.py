@@ -11,11 +11,19 @@ import gzip
 import importlib.util
 from pathlib import Path
 
-_PARTS = ("radius", "texture", "perimeter", "area", "smoothness", "compactness", "concavity",
-          "concave_points", "symmetry", "fractal_dimension")
-BREAST_CANCER_COLUMNS = (
-    [f"mean_{p}" for p in _PARTS] + [f"{p}_error" for p in _PARTS] + [f"worst_{p}" for p in _PARTS]
+_PARTS = (
+    "radius",
+    "texture",
+    "perimeter",
+    "area",
+    "smoothness",
+    "compactness",
+    "concavity",
+    "concave_points",
+    "symmetry",
+    "fractal_dimension",
 )
+BREAST_CANCER_COLUMNS = [f"mean_{p}" for p in _PARTS] + [f"{p}_error" for p in _PARTS] + [f"worst_{p}" for p in _PARTS]
 DIABETES_COLUMNS = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
 
 # name -> (file written in the project, target column)

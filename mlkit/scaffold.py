@@ -66,11 +66,15 @@ def validate_name(name: str) -> str:
     if not name or not name.strip():
         raise UsageError("project name is empty", hint="give a name like `mlkit init churn`")
     if len(name) > MAX_NAME_LENGTH:
-        raise UsageError(f"project name is {len(name)} characters long; at most {MAX_NAME_LENGTH} are allowed",
-                         hint="choose a shorter name")
+        raise UsageError(
+            f"project name is {len(name)} characters long; at most {MAX_NAME_LENGTH} are allowed",
+            hint="choose a shorter name",
+        )
     if "/" in name or "\\" in name or ".." in name or name in (".", "~"):
-        raise UsageError(f"project name {name!r} must not contain path separators or '..'",
-                         hint="use --dir PATH to choose where the project goes")
+        raise UsageError(
+            f"project name {name!r} must not contain path separators or '..'",
+            hint="use --dir PATH to choose where the project goes",
+        )
     if not _NAME.match(name):
         raise UsageError(
             f"project name {name!r} must start with a letter and contain only letters, digits, '-' and '_'",
@@ -83,8 +87,7 @@ def check_package(package: str, source: str, example: str = "my_package") -> str
     """Refuse a package name Python cannot import as the project's own; ``source`` says where it came from."""
     if keyword.iskeyword(package) or not package.isidentifier():
         reason = "is a keyword" if keyword.iskeyword(package) else "is not an identifier"
-        raise UsageError(f"{source} cannot become a Python package ({package!r} {reason})",
-                         hint="choose another name")
+        raise UsageError(f"{source} cannot become a Python package ({package!r} {reason})", hint="choose another name")
     if package in sys.stdlib_module_names:
         raise UsageError(
             f"{source} would make a package {package!r} that shadows Python's standard library",
@@ -124,8 +127,9 @@ def init_project(
     target = (directory or Path.cwd() / name).expanduser().resolve()
     _check_target(target, force)
     if init_dvc and data_remote is not None and data_remote.expanduser().is_file():
-        raise UsageError(f"--data-remote {data_remote} is a file, not a folder",
-                         hint="give a folder (it is created if missing)")
+        raise UsageError(
+            f"--data-remote {data_remote} is a file, not a folder", hint="give a folder (it is created if missing)"
+        )
     template_dir, bundled = _resolve_template(template, trust_template)
     if template_dir is not None:  # a URL's answers are checked once it is cloned
         context = _answers(name, template, answers or {}, template_dir, bundled, init_dvc)
@@ -146,8 +150,11 @@ def init_project(
                 data_path = write_dataset(context["dataset"], project)
                 data_files.append(data_path.relative_to(project).as_posix())
             else:
-                data_files = sorted(p.relative_to(project).as_posix() for p in (project / "data").glob("*")
-                                    if p.is_file() and not p.name.startswith("."))
+                data_files = sorted(
+                    p.relative_to(project).as_posix()
+                    for p in (project / "data").glob("*")
+                    if p.is_file() and not p.name.startswith(".")
+                )
             _write_template_record(project, template, context)
             ci.generate_for_new_project(project)  # new projects get their CI files at creation
             if init_git:
@@ -178,16 +185,23 @@ def init_project(
             if isinstance(exc, (UsageError, KeyboardInterrupt)):
                 raise
             if isinstance(exc, Exception):
-                raise OperationError(f"mlkit init failed, nothing was created: {first_line(exc, with_type=True)}",
-                                     hint="fix the cause above and run `mlkit init` again") from exc
+                raise OperationError(
+                    f"mlkit init failed, nothing was created: {first_line(exc, with_type=True)}",
+                    hint="fix the cause above and run `mlkit init` again",
+                ) from exc
             raise
     finally:
         restore_sigterm()
     shutil.rmtree(staging, ignore_errors=True)
     return InitResult(
-        root=str(target), name=name, package=context.get("package_name", package), template=template,
+        root=str(target),
+        name=name,
+        package=context.get("package_name", package),
+        template=template,
         data_files=data_files,
-        data_remote=str(remote) if remote else None, commit=commit, overwritten=overwritten,
+        data_remote=str(remote) if remote else None,
+        commit=commit,
+        overwritten=overwritten,
         seconds=round(time.perf_counter() - started, 3),
     )
 
@@ -197,11 +211,14 @@ def _check_target(target: Path, force: bool) -> None:
         raise UsageError(f"{target} exists and is not a directory", hint="choose another name or --dir")
     if target.is_dir() and any(target.iterdir()):
         if not force:
-            raise UsageError(f"{target} is not empty; nothing was changed",
-                             hint="choose another name or --dir, or pass --force to write into it")
+            raise UsageError(
+                f"{target} is not empty; nothing was changed",
+                hint="choose another name or --dir, or pass --force to write into it",
+            )
         if (target / ".git").exists():
-            raise UsageError(f"{target} is already a git repository; mlkit init creates a new one",
-                             hint="choose an empty directory")
+            raise UsageError(
+                f"{target} is already a git repository; mlkit init creates a new one", hint="choose an empty directory"
+            )
 
 
 def _sigterm_as_interrupt() -> Callable[[], None]:
@@ -231,14 +248,16 @@ def _make_staging(target: Path) -> Path:
             with tempfile.TemporaryFile(dir=target, prefix=".mlkit-probe-"):
                 pass
     except OSError as exc:
-        raise UsageError(f"cannot write into {target}: {exc.strerror or first_line(exc)}",
-                         hint="choose another --dir") from None
+        raise UsageError(
+            f"cannot write into {target}: {exc.strerror or first_line(exc)}", hint="choose another --dir"
+        ) from None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=".mlkit-init-", dir=target.parent))
     except OSError as exc:
-        raise UsageError(f"cannot create {target}: {exc.strerror or first_line(exc)}",
-                         hint="choose another --dir") from None
+        raise UsageError(
+            f"cannot create {target}: {exc.strerror or first_line(exc)}", hint="choose another --dir"
+        ) from None
 
 
 def _is_url(template: str) -> bool:
@@ -261,8 +280,10 @@ def _resolve_template(template: str, trust: bool) -> tuple[Path | None, bool]:
         if not (path / "cookiecutter.json").is_file():
             raise UsageError(f"{path} is not a cookiecutter template (no cookiecutter.json)")
         return path.resolve(), False
-    raise UsageError(f"unknown template {template!r}; bundled templates: " + ", ".join(BUNDLED_TEMPLATES),
-                     hint="or pass a template folder with --trust-template")
+    raise UsageError(
+        f"unknown template {template!r}; bundled templates: " + ", ".join(BUNDLED_TEMPLATES),
+        hint="or pass a template folder with --trust-template",
+    )
 
 
 def _clone_template(url: str, staging: Path) -> Path:
@@ -271,11 +292,14 @@ def _clone_template(url: str, staging: Path) -> Path:
     from cookiecutter.repository import determine_repo_dir
 
     try:
-        folder, _ = determine_repo_dir(url, dict(BUILTIN_ABBREVIATIONS), clone_to_dir=staging / ".clone",
-                                       checkout=None, no_input=True)
+        folder, _ = determine_repo_dir(
+            url, dict(BUILTIN_ABBREVIATIONS), clone_to_dir=staging / ".clone", checkout=None, no_input=True
+        )
     except Exception as exc:
-        raise OperationError(f"could not clone template {url}: {first_line(exc, with_type=True)}",
-                             hint="check the URL and your network, or clone it and pass the folder") from exc
+        raise OperationError(
+            f"could not clone template {url}: {first_line(exc, with_type=True)}",
+            hint="check the URL and your network, or clone it and pass the folder",
+        ) from exc
     return Path(folder)
 
 
@@ -283,13 +307,19 @@ def _clone_template(url: str, staging: Path) -> Path:
 # template through a YAML emitter or as a Python string literal.
 _ANSWER_RULES: dict[str, tuple[re.Pattern[str], str]] = {
     "project_slug": (_NAME, "must start with a letter and contain only letters, digits, '-' and '_'"),
-    "model_name": (re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$"),
-                   "must start with a letter or digit and contain only letters, digits, '.', '-' and '_'"),
-    "estimator": (re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$"),
-                  "must be an import path like sklearn.ensemble.RandomForestClassifier"),
+    "model_name": (
+        re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$"),
+        "must start with a letter or digit and contain only letters, digits, '.', '-' and '_'",
+    ),
+    "estimator": (
+        re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$"),
+        "must be an import path like sklearn.ensemble.RandomForestClassifier",
+    ),
     "python_version": (re.compile(r"^3\.\d+$"), "must be a Python version like 3.12"),
-    "default_branch": (re.compile(r"^(?!.*\.\.)(?!.*(\.|/|\.lock)$)[A-Za-z0-9][A-Za-z0-9._/-]*$"),
-                       "must be a branch name like main or release/v1"),
+    "default_branch": (
+        re.compile(r"^(?!.*\.\.)(?!.*(\.|/|\.lock)$)[A-Za-z0-9][A-Za-z0-9._/-]*$"),
+        "must be a branch name like main or release/v1",
+    ),
 }
 _JINJA_MARKERS = ("{{", "{%", "{#")
 
@@ -301,41 +331,62 @@ def check_answer(key: str, value: str, *, bundled: bool = True, markers: tuple[s
 
     # Cc: C0/C1 controls; Cf: invisible format characters (bidi overrides); Zl, Zp: line separators
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") for ch in value):
-        raise UsageError(f"--set {key}: control characters (newlines, tabs, ...) are not allowed in answers",
-                         hint="give the answer on one line of printable text")
+        raise UsageError(
+            f"--set {key}: control characters (newlines, tabs, ...) are not allowed in answers",
+            hint="give the answer on one line of printable text",
+        )
     rule = _ANSWER_RULES.get(key) if bundled else None
     if rule is not None and len(value) > MAX_NAME_LENGTH:
-        raise UsageError(f"--set {key}: is {len(value)} characters long; at most {MAX_NAME_LENGTH} are allowed",
-                         hint="give a shorter value")
+        raise UsageError(
+            f"--set {key}: is {len(value)} characters long; at most {MAX_NAME_LENGTH} are allowed",
+            hint="give a shorter value",
+        )
     if rule is not None and not rule[0].fullmatch(value):
         raise UsageError(f"--set {key}: {rule[1]}", hint=f"for example --set {key}={_ANSWER_EXAMPLES[key]}")
     if any(marker in value for marker in markers):
         shown = ", ".join(f"{m!r}" for m in markers[:-1]) + f" and {markers[-1]!r}"
-        raise UsageError(f"--set {key}: {shown} are not allowed: answers are data, not templates",
-                         hint="give the literal value the project should hold")
+        raise UsageError(
+            f"--set {key}: {shown} are not allowed: answers are data, not templates",
+            hint="give the literal value the project should hold",
+        )
 
 
-_ANSWER_EXAMPLES = {"project_slug": "churn-model", "model_name": "churn", "python_version": "3.12",
-                    "estimator": "sklearn.ensemble.RandomForestClassifier", "default_branch": "main"}
+_ANSWER_EXAMPLES = {
+    "project_slug": "churn-model",
+    "model_name": "churn",
+    "python_version": "3.12",
+    "estimator": "sklearn.ensemble.RandomForestClassifier",
+    "default_branch": "main",
+}
 
 
 def _template_markers(template_dir: Path) -> tuple[str, ...]:
     """Jinja's markers plus any a template configures (``_jinja2_env_vars``): none may appear in an answer."""
     data = json.loads((template_dir / "cookiecutter.json").read_text())
     env = data.get("_jinja2_env_vars") if isinstance(data, dict) else None
-    extra = [str(env[k]) for k in ("block_start_string", "variable_start_string", "comment_start_string",
-                                   "line_statement_prefix", "line_comment_prefix")
-             if isinstance(env, dict) and env.get(k)]
+    extra = [
+        str(env[k])
+        for k in (
+            "block_start_string",
+            "variable_start_string",
+            "comment_start_string",
+            "line_statement_prefix",
+            "line_comment_prefix",
+        )
+        if isinstance(env, dict) and env.get(k)
+    ]
     return tuple(dict.fromkeys([*_JINJA_MARKERS, *extra]))
 
 
-def _answers(name: str, template: str, answers: Mapping[str, str], template_dir: Path, bundled: bool,
-             use_dvc: bool) -> dict[str, Any]:
+def _answers(
+    name: str, template: str, answers: Mapping[str, str], template_dir: Path, bundled: bool, use_dvc: bool
+) -> dict[str, Any]:
     questions = template_questions(template_dir)
     unknown = sorted(set(answers) - set(questions))
     if unknown:
-        raise UsageError(f"--set {unknown[0]}: not a question of this template; allowed: "
-                         + ", ".join(sorted(questions)))
+        raise UsageError(
+            f"--set {unknown[0]}: not a question of this template; allowed: " + ", ".join(sorted(questions))
+        )
     markers = _template_markers(template_dir)
     for key, value in answers.items():
         check_answer(key, value, bundled=bundled, markers=markers)
@@ -346,8 +397,11 @@ def _answers(name: str, template: str, answers: Mapping[str, str], template_dir:
                 raise UsageError(f"--set {fixed}: is decided by mlkit (use the NAME argument or --template)")
         context.update(task=template, mlkit_version=__version__, use_dvc="yes" if use_dvc else "no")
         if "package_name" in answers:
-            check_package(answers["package_name"], f"--set package_name={answers['package_name']}",
-                          f"{name} --set package_name=my_{answers['package_name']}")
+            check_package(
+                answers["package_name"],
+                f"--set package_name={answers['package_name']}",
+                f"{name} --set package_name=my_{answers['package_name']}",
+            )
     context.update(answers)
     return _render_context(questions, context)
 
@@ -380,12 +434,18 @@ def _render(template_dir: Path, context: Mapping[str, Any], staging: Path) -> Pa
     output = staging / "out"
     try:
         path = cookiecutter(
-            str(source), no_input=True, extra_context=dict(context), output_dir=str(output),
-            default_config=_COOKIECUTTER_DEFAULT_CONFIG, accept_hooks=True,
+            str(source),
+            no_input=True,
+            extra_context=dict(context),
+            output_dir=str(output),
+            default_config=_COOKIECUTTER_DEFAULT_CONFIG,
+            accept_hooks=True,
         )
     except Exception as exc:
-        raise OperationError(f"template rendering failed: {first_line(exc, with_type=True)}",
-                             hint="check the template and the --set answers") from exc
+        raise OperationError(
+            f"template rendering failed: {first_line(exc, with_type=True)}",
+            hint="check the template and the --set answers",
+        ) from exc
     shutil.rmtree(source)
     project = Path(path)
     if context.get("use_dvc") == "no":
@@ -406,9 +466,13 @@ def local_remote_notice(data_remote: str | None) -> str | None:
     """One line telling that the DVC remote is a folder on this machine, which CI runners cannot reach."""
     if not data_remote or "://" in data_remote:
         return None
-    return (f"the DVC remote {data_remote} is a folder on this machine: CI runners cannot reach it. Before "
-            "the first push, add a shared one and send the data: `mlkit data remote add storage "
-            "s3://BUCKET/PATH --default && mlkit data push` (docs: ci.md)")
+    return (
+        f"the DVC remote {data_remote} is a folder on this machine: CI runners cannot reach it. Before "
+        "the first push, add a shared one and send the data: `mlkit data remote add storage "
+        "s3://BUCKET/PATH --default && mlkit data push` (docs: ci.md)"
+    )
+
+
 # --- end ---
 
 
@@ -497,16 +561,22 @@ def _merge_plan(project: Path, target: Path) -> tuple[list[tuple[Path, Path, boo
             if not destination.exists() and not destination.is_symlink():
                 plan.append((source, destination, False))  # all of it is new: moved whole
             elif template_dir and destination.is_symlink():
-                raise UsageError(f"{destination} is a symbolic link where the template has a folder; "
-                                 "nothing was changed", hint="move it away, or choose another --dir")
+                raise UsageError(
+                    f"{destination} is a symbolic link where the template has a folder; nothing was changed",
+                    hint="move it away, or choose another --dir",
+                )
             elif template_dir and destination.is_dir():
                 pending.append((source, destination))
             elif template_dir:
-                raise UsageError(f"{destination} is a file of yours where the template has a folder; "
-                                 "nothing was changed", hint="move it away, or choose another --dir")
+                raise UsageError(
+                    f"{destination} is a file of yours where the template has a folder; nothing was changed",
+                    hint="move it away, or choose another --dir",
+                )
             elif destination.is_dir() and not destination.is_symlink():
-                raise UsageError(f"{destination} is a folder of yours where the template has a file; "
-                                 "nothing was changed", hint="move it away, or choose another --dir")
+                raise UsageError(
+                    f"{destination} is a folder of yours where the template has a file; nothing was changed",
+                    hint="move it away, or choose another --dir",
+                )
             else:
                 plan.append((source, destination, True))
                 replaced.append(destination.relative_to(target).as_posix())

@@ -13,5 +13,7 @@ def templates_root() -> Path:
     for candidate in (here / "_templates", here.parent / "templates"):
         if (candidate / "project" / "cookiecutter.json").is_file():
             return candidate
-    raise OperationError("mlkit's bundled templates are missing from this installation",
-                         hint="reinstall mlkit: pip install --force-reinstall mlkit")
+    raise OperationError(
+        "mlkit's bundled templates are missing from this installation",
+        hint="reinstall mlkit: pip install --force-reinstall mlkit",
+    )

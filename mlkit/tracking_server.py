@@ -124,20 +124,34 @@ def backend_uri_from(option: str | None, environ: Mapping[str, str] | None = Non
     else:
         uri = env.get(C.ENV_SERVER_BACKEND_URI, "")
     if not uri:
-        raise UsageError("no backend store given",
-                         hint=f"pass --backend-store-uri postgresql://USER@HOST:PORT/DB "
-                              f"or set {C.ENV_SERVER_BACKEND_URI}")
+        raise UsageError(
+            "no backend store given",
+            hint=f"pass --backend-store-uri postgresql://USER@HOST:PORT/DB or set {C.ENV_SERVER_BACKEND_URI}",
+        )
     if not (mlflow.is_database(uri) or uri.startswith("sqlite:///")):
-        raise UsageError(f"unsupported backend store {redact(uri)}",
-                         hint="use a postgresql:// URI (or sqlite:///PATH for a quick local try)")
+        raise UsageError(
+            f"unsupported backend store {redact(uri)}",
+            hint="use a postgresql:// URI (or sqlite:///PATH for a quick local try)",
+        )
     return uri
 
 
-def start(state_dir: Path, backend_uri: str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-          artifacts_destination: str | None = None, workers: int = 2, timeout: float = 60.0,
-          auth: bool = True, default_permission: str = "READ", tls_cert: Path | None = None,
-          tls_key: Path | None = None, environ: Mapping[str, str] | None = None,
-          progress: Progress | None = None) -> ServerState:
+def start(
+    state_dir: Path,
+    backend_uri: str,
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    artifacts_destination: str | None = None,
+    workers: int = 2,
+    timeout: float = 60.0,
+    auth: bool = True,
+    default_permission: str = "READ",
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    progress: Progress | None = None,
+) -> ServerState:
     """Start `mlflow server` in the background and wait until it answers its health check.
 
     ``auth``: MLflow's basic-auth app (the default); without it the server must bind loopback.
@@ -147,13 +161,17 @@ def start(state_dir: Path, backend_uri: str, *, host: str = DEFAULT_HOST, port: 
     mlflow.check_driver(backend_uri)
     current = status(state_dir, check=False)
     if current.running:
-        raise UsageError(f"a tracking server is already running at {current.url} (pid {current.pid})",
-                         hint="run `mlkit server stop` first, or `mlkit server status` to see it")
+        raise UsageError(
+            f"a tracking server is already running at {current.url} (pid {current.pid})",
+            hint="run `mlkit server stop` first, or `mlkit server status` to see it",
+        )
     if not 0 < port < 65536:
         raise UsageError(f"--port {port}: must be between 1 and 65535")
     if not auth and host not in LOOPBACK:
-        raise UsageError(f"--no-auth is only allowed on loopback, not on --host {host}",
-                         hint="drop --no-auth (users then sign in), or bind 127.0.0.1")
+        raise UsageError(
+            f"--no-auth is only allowed on loopback, not on --host {host}",
+            hint="drop --no-auth (users then sign in), or bind 127.0.0.1",
+        )
     if default_permission not in PERMISSIONS:
         raise UsageError(f"--default-permission {default_permission}: must be one of {', '.join(PERMISSIONS)}")
     if (tls_cert is None) != (tls_key is None):
@@ -174,43 +192,70 @@ def start(state_dir: Path, backend_uri: str, *, host: str = DEFAULT_HOST, port: 
     env["MLFLOW_BACKEND_STORE_URI"] = backend_uri  # not on argv: `ps` would show a password
     env.pop("MLFLOW_TRACKING_URI", None)
     env.setdefault(ENV_JOB_EXECUTION, "false")
-    argv = [_mlflow_executable(), "server", "--host", host, "--port", str(port), "--workers", str(workers),
-            "--serve-artifacts", "--artifacts-destination", destination]
+    argv = [
+        _mlflow_executable(),
+        "server",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--serve-artifacts",
+        "--artifacts-destination",
+        destination,
+    ]
     if host not in LOOPBACK:
         argv += ["--allowed-hosts", "*"]
     if auth:
         env.update(_prepare_auth(state_dir, env, default_permission))
         argv += ["--app-name", "basic-auth"]
     else:
-        say(f"warning: authentication is off: anyone who reaches {url} can change runs, stages and the audit "
-            "trail; use --no-auth only on a trusted machine")
+        say(
+            f"warning: authentication is off: anyone who reaches {url} can change runs, stages and the audit "
+            "trail; use --no-auth only on a trusted machine"
+        )
     if tls_cert is not None and tls_key is not None:
         argv += ["--uvicorn-opts", f"--ssl-certfile {tls_cert.resolve()} --ssl-keyfile {tls_key.resolve()}"]
     log_path = state_dir / LOG_FILE
     say(f"starting mlflow server on {url} over {redact(backend_uri)}" + (" with authentication" if auth else ""))
     with log_path.open("ab") as log:
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                   env=env, start_new_session=True)  # own group: stop takes uvicorn too
+        process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )  # own group: stop takes uvicorn too
     started = time.time()
-    state = ServerState(running=True, pid=process.pid, url=url, backend=redact(backend_uri),
-                        artifacts_destination=redact(destination), log=str(log_path), started_at=started,
-                        auth=auth, certificate=cafile)
+    state = ServerState(
+        running=True,
+        pid=process.pid,
+        url=url,
+        backend=redact(backend_uri),
+        artifacts_destination=redact(destination),
+        log=str(log_path),
+        started_at=started,
+        auth=auth,
+        certificate=cafile,
+    )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise OperationError(f"mlflow server exited with code {process.returncode} while starting",
-                                 hint=f"read the last lines of {log_path}")
+            raise OperationError(
+                f"mlflow server exited with code {process.returncode} while starting",
+                hint=f"read the last lines of {log_path}",
+            )
         if not _health(url, cafile):
             _write_state(state_dir, state)
             return state
         time.sleep(0.25)
     _kill_group(process.pid, timeout=10)
-    raise OperationError(f"mlflow server did not answer on {url} within {timeout:.0f}s",
-                         hint=f"read {log_path}; raise --timeout on a slow machine")
+    raise OperationError(
+        f"mlflow server did not answer on {url} within {timeout:.0f}s",
+        hint=f"read {log_path}; raise --timeout on a slow machine",
+    )
 
 
-def status(state_dir: Path, *, check: bool = True, environ: Mapping[str, str] | None = None,
-           timeout: float = 10.0) -> ServerState:
+def status(
+    state_dir: Path, *, check: bool = True, environ: Mapping[str, str] | None = None, timeout: float = 10.0
+) -> ServerState:
     """The server recorded in ``state_dir``, whether it still runs, and (``check``) the health of each part.
 
     The database and the artifact store are checked through the server, with the admin account (or the
@@ -231,8 +276,10 @@ def stop(state_dir: Path, *, timeout: float = 20.0, progress: Progress | None = 
     """Stop the recorded server by its pid (the whole process group it leads) and forget it."""
     recorded = _read_state(state_dir)
     if recorded is None or recorded.pid is None:
-        raise UsageError("no tracking server is recorded for this project",
-                         hint="run `mlkit server start --backend-store-uri ...` first")
+        raise UsageError(
+            "no tracking server is recorded for this project",
+            hint="run `mlkit server start --backend-store-uri ...` first",
+        )
     if _pid_alive(recorded.pid):
         if progress:
             progress(f"stopping mlflow server (pid {recorded.pid})")
@@ -256,23 +303,51 @@ def admin_account(state_dir: Path | None, environ: Mapping[str, str] | None = No
         return None
 
 
-def add_user(url: str, username: str, password: str, *, admin: credentials.Credentials,
-             make_admin: bool = False, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+def add_user(
+    url: str,
+    username: str,
+    password: str,
+    *,
+    admin: credentials.Credentials,
+    make_admin: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """Create ``username`` on the server at ``url`` (signed in as ``admin``); returns what the server says."""
     if not username or not password:
         raise UsageError("a user needs a name and a non-empty password")
-    created = _api(url, "POST", "/api/2.0/mlflow/users/create", admin, environ,
-                   {"username": username, "password": password}, what=f"create user {username}")
+    created = _api(
+        url,
+        "POST",
+        "/api/2.0/mlflow/users/create",
+        admin,
+        environ,
+        {"username": username, "password": password},
+        what=f"create user {username}",
+    )
     if make_admin:
-        _api(url, "PATCH", "/api/2.0/mlflow/users/update-admin", admin, environ,
-             {"username": username, "is_admin": True}, what=f"make {username} an admin")
+        _api(
+            url,
+            "PATCH",
+            "/api/2.0/mlflow/users/update-admin",
+            admin,
+            environ,
+            {"username": username, "is_admin": True},
+            what=f"make {username} an admin",
+        )
     user = created.get("user", {}) if isinstance(created, dict) else {}
     return {"username": username, "id": user.get("id"), "is_admin": make_admin}
 
 
-def grant(url: str, username: str, *, permission: str, admin: credentials.Credentials,
-          model: str | None = None, experiment: str | None = None,
-          environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+def grant(
+    url: str,
+    username: str,
+    *,
+    permission: str,
+    admin: credentials.Credentials,
+    model: str | None = None,
+    experiment: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """Give ``username`` ``permission`` on a registered model or an experiment (by name)."""
     if permission not in PERMISSIONS:
         raise UsageError(f"--permission {permission}: must be one of {', '.join(PERMISSIONS)}")
@@ -284,18 +359,36 @@ def grant(url: str, username: str, *, permission: str, admin: credentials.Creden
         assert experiment is not None
         from urllib.parse import quote
 
-        found = _api(url, "GET", f"/api/2.0/mlflow/experiments/get-by-name?experiment_name={quote(experiment)}",
-                     admin, environ, None, what=f"find experiment {experiment}")
+        found = _api(
+            url,
+            "GET",
+            f"/api/2.0/mlflow/experiments/get-by-name?experiment_name={quote(experiment)}",
+            admin,
+            environ,
+            None,
+            what=f"find experiment {experiment}",
+        )
         resource_type, label = "experiment", f"experiment {experiment!r}"
         resource_id = str(found.get("experiment", {}).get("experiment_id", "")) if isinstance(found, dict) else ""
-    _api(url, "POST", "/api/3.0/mlflow/users/permissions/grant", admin, environ,
-         {"username": username, "resource_type": resource_type, "resource_id": resource_id,
-          "permission": permission}, what=f"grant {permission} on {label} to {username}")
-    return {"username": username, "resource_type": resource_type, "resource": model or experiment,
-            "permission": permission}
+    _api(
+        url,
+        "POST",
+        "/api/3.0/mlflow/users/permissions/grant",
+        admin,
+        environ,
+        {"username": username, "resource_type": resource_type, "resource_id": resource_id, "permission": permission},
+        what=f"grant {permission} on {label} to {username}",
+    )
+    return {
+        "username": username,
+        "resource_type": resource_type,
+        "resource": model or experiment,
+        "permission": permission,
+    }
 
 
 # --- helpers ----------------------------------------------------------------------------------------
+
 
 def _has_password(uri: str) -> bool:
     from urllib.parse import urlsplit
@@ -336,9 +429,18 @@ def _tls(url: str, cafile: str | None) -> Any:
     return context
 
 
-def _api(url: str, method: str, path: str, creds: credentials.Credentials, environ: Mapping[str, str] | None,
-         payload: Mapping[str, Any] | None, *, what: str, cafile: str | None = None,
-         timeout: float = 30.0) -> Any:
+def _api(
+    url: str,
+    method: str,
+    path: str,
+    creds: credentials.Credentials,
+    environ: Mapping[str, str] | None,
+    payload: Mapping[str, Any] | None,
+    *,
+    what: str,
+    cafile: str | None = None,
+    timeout: float = 30.0,
+) -> Any:
     """One JSON call to the server's REST API; 401/403 become :class:`PermissionDeniedError`."""
     import urllib.error
     import urllib.request
@@ -357,18 +459,22 @@ def _api(url: str, method: str, path: str, creds: credentials.Credentials, envir
         detail = _error_detail(exc)
         if exc.code in (401, 403):
             who = creds.username or "the token holder"
-            raise PermissionDeniedError(f"the tracking server refused {who} to {what} (HTTP {exc.code}): {detail}",
-                                        hint="sign in as an admin: the server's state folder holds its "
-                                        f"account, or set {credentials.ENV_USERNAME}/{credentials.ENV_PASSWORD}"
-                                        ) from None
+            raise PermissionDeniedError(
+                f"the tracking server refused {who} to {what} (HTTP {exc.code}): {detail}",
+                hint="sign in as an admin: the server's state folder holds its "
+                f"account, or set {credentials.ENV_USERNAME}/{credentials.ENV_PASSWORD}",
+            ) from None
         if exc.code == 404 and "/users/" in path:
-            raise OperationError(f"the tracking server at {url} has no user management (HTTP 404)",
-                                 hint="it runs without authentication; restart it without --no-auth") from None
+            raise OperationError(
+                f"the tracking server at {url} has no user management (HTTP 404)",
+                hint="it runs without authentication; restart it without --no-auth",
+            ) from None
         raise OperationError(f"could not {what}: HTTP {exc.code}: {detail}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise OperationError(f"tracking server {url} is unreachable: {reason}",
-                             hint="`mlkit server status` checks it") from None
+        raise OperationError(
+            f"tracking server {url} is unreachable: {reason}", hint="`mlkit server status` checks it"
+        ) from None
     try:
         return json.loads(body) if body.strip() else {}
     except ValueError:
@@ -387,8 +493,9 @@ def _error_detail(exc: Any) -> str:
     return first_line(Exception(message or text or exc.reason))
 
 
-def _check_parts(state: ServerState, state_dir: Path, environ: Mapping[str, str] | None,
-                 timeout: float) -> dict[str, str]:
+def _check_parts(
+    state: ServerState, state_dir: Path, environ: Mapping[str, str] | None, timeout: float
+) -> dict[str, str]:
     """``server``, ``database`` and ``artifacts``: each ``ok`` or what failed, checked through the server."""
     url = str(state.url)
     health = {"server": _health(url, state.certificate, timeout) or OK}
@@ -396,11 +503,22 @@ def _check_parts(state: ServerState, state_dir: Path, environ: Mapping[str, str]
         return health
     admin = admin_account(state_dir, environ)
     creds = admin.credentials() if admin is not None else credentials.from_environment(environ)
-    for part, path in (("database", "/api/2.0/mlflow/experiments/search?max_results=1"),
-                       ("artifacts", "/api/2.0/mlflow-artifacts/artifacts?path=")):
+    for part, path in (
+        ("database", "/api/2.0/mlflow/experiments/search?max_results=1"),
+        ("artifacts", "/api/2.0/mlflow-artifacts/artifacts?path="),
+    ):
         try:
-            _api(url, "GET", path, creds, environ, None, what=f"check the {part}", cafile=state.certificate,
-                 timeout=timeout)
+            _api(
+                url,
+                "GET",
+                path,
+                creds,
+                environ,
+                None,
+                what=f"check the {part}",
+                cafile=state.certificate,
+                timeout=timeout,
+            )
             health[part] = OK
         except PermissionDeniedError:
             health[part] = "not checked: no admin account in the state folder and no MLFLOW_TRACKING_* credentials"
@@ -424,8 +542,10 @@ def _check_database(uri: str, env: Mapping[str, str], timeout: float = 10.0) -> 
             connection.execute(sqlalchemy.text("SELECT 1"))
     except Exception as exc:
         reason = first_line(getattr(exc, "orig", None) or exc)
-        raise OperationError(f"the database {redact(uri)} is unreachable: {_scrub(reason, env)}",
-                             hint="start PostgreSQL, or fix --backend-store-uri / PGPASSWORD") from None
+        raise OperationError(
+            f"the database {redact(uri)} is unreachable: {_scrub(reason, env)}",
+            hint="start PostgreSQL, or fix --backend-store-uri / PGPASSWORD",
+        ) from None
     finally:
         engine.dispose()
 
@@ -441,17 +561,21 @@ def _check_artifact_store(destination: str, env: Mapping[str, str]) -> None:
             from botocore.config import Config
         except ImportError:
             return  # the server will say so itself; `pip install 'mlkit[s3]'`
-        client = boto3.client("s3", endpoint_url=env.get(C.ENV_S3_ENDPOINT_URL) or None,
-                              aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
-                              aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
-                              region_name=env.get("AWS_DEFAULT_REGION") or "us-east-1",
-                              config=Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 1}))
+        client = boto3.client(
+            "s3",
+            endpoint_url=env.get(C.ENV_S3_ENDPOINT_URL) or None,
+            aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
+            aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
+            region_name=env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            config=Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 1}),
+        )
         try:
             client.head_bucket(Bucket=parts.netloc)
         except Exception as exc:
-            raise OperationError(f"the artifact store {redact(destination)} is unreachable: {first_line(exc)}",
-                                 hint=f"start the object store, or check {C.ENV_S3_ENDPOINT_URL} and the "
-                                 "AWS_* keys") from None
+            raise OperationError(
+                f"the artifact store {redact(destination)} is unreachable: {first_line(exc)}",
+                hint=f"start the object store, or check {C.ENV_S3_ENDPOINT_URL} and the AWS_* keys",
+            ) from None
     elif parts.scheme == "file":
         folder = Path(parts.path)
         folder.mkdir(parents=True, exist_ok=True)
@@ -477,28 +601,42 @@ def _prepare_auth(state_dir: Path, env: Mapping[str, str], default_permission: s
     admin = admin_account(None, env)
     secret = env.get(ENV_SECRET_KEY) or stored.get("secret_key") or secrets.token_urlsafe(32)
     if admin is None:  # generated once, kept 0600; the environment wins when set
-        admin = AdminAccount(str(stored.get("username") or DEFAULT_ADMIN),
-                             str(stored.get("password") or secrets.token_urlsafe(24)), str(stored_path))
-        _write_private(stored_path, json.dumps({"username": admin.username, "password": admin.password,
-                                                "secret_key": secret}, indent=2) + "\n")
+        admin = AdminAccount(
+            str(stored.get("username") or DEFAULT_ADMIN),
+            str(stored.get("password") or secrets.token_urlsafe(24)),
+            str(stored_path),
+        )
+        _write_private(
+            stored_path,
+            json.dumps({"username": admin.username, "password": admin.password, "secret_key": secret}, indent=2) + "\n",
+        )
     elif stored.get("secret_key") != secret and not env.get(ENV_SECRET_KEY):
         _write_private(stored_path, json.dumps({"secret_key": secret}, indent=2) + "\n")
     config = folder / AUTH_CONFIG_FILE
-    _write_private(config, "\n".join([
-        "# written by `mlkit server start`; the admin password is not here (it is in the server's environment)",
-        "[mlflow]",
-        f"default_permission = {default_permission}",
-        f"database_uri = sqlite:///{(folder / AUTH_DB_FILE).resolve()}",
-        f"admin_username = {admin.username}",
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth",
-        "# each password check is a deliberately slow hash: remember a good one for a while (per worker),",
-        "# so a promotion's dozens of requests do not each pay it; a changed password or deleted user",
-        "# may keep working on other workers for at most this long",
-        f"auth_cache_ttl_seconds = {AUTH_CACHE_TTL_S}",
-        "",
-    ]))
-    return {ENV_AUTH_CONFIG: str(config.resolve()), ENV_ADMIN_USERNAME: admin.username,
-            ENV_ADMIN_PASSWORD: admin.password, ENV_SECRET_KEY: secret}
+    _write_private(
+        config,
+        "\n".join(
+            [
+                "# written by `mlkit server start`; the admin password is not here (it is in the server's environment)",
+                "[mlflow]",
+                f"default_permission = {default_permission}",
+                f"database_uri = sqlite:///{(folder / AUTH_DB_FILE).resolve()}",
+                f"admin_username = {admin.username}",
+                "authorization_function = mlflow.server.auth:authenticate_request_basic_auth",
+                "# each password check is a deliberately slow hash: remember a good one for a while (per worker),",
+                "# so a promotion's dozens of requests do not each pay it; a changed password or deleted user",
+                "# may keep working on other workers for at most this long",
+                f"auth_cache_ttl_seconds = {AUTH_CACHE_TTL_S}",
+                "",
+            ]
+        ),
+    )
+    return {
+        ENV_AUTH_CONFIG: str(config.resolve()),
+        ENV_ADMIN_USERNAME: admin.username,
+        ENV_ADMIN_PASSWORD: admin.password,
+        ENV_SECRET_KEY: secret,
+    }
 
 
 def _write_private(path: Path, text: str) -> None:

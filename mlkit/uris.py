@@ -59,8 +59,9 @@ def is_secret_param(name: str) -> bool:
 
 
 def _redact_params(query: str) -> str:
-    return _PARAM.sub(lambda m: f"{m.group(1)}={MASK}" if m.group(2) and is_secret_param(m.group(1))
-                      else m.group(0), query)
+    return _PARAM.sub(
+        lambda m: f"{m.group(1)}={MASK}" if m.group(2) and is_secret_param(m.group(1)) else m.group(0), query
+    )
 
 
 def _redact_by_pattern(uri: str) -> str:

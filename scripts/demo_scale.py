@@ -38,27 +38,58 @@ def team_and_scale(run: Callable[..., subprocess.CompletedProcess], base: Path, 
         # admin account from MLFLOW_AUTH_ADMIN_* and the client signs in with MLFLOW_TRACKING_USERNAME/PASSWORD
         os.environ.update({**s3.env(), "PGPASSWORD": postgres.password, **S.admin_env()})
         port = S.free_port()
-        run("a team tracking server over PostgreSQL, artifacts proxied to object storage, users sign in",
-            "server", "start",
-            "--backend-store-uri", backend, "--artifacts-destination", f"s3://{s3.bucket('mlflow')}/artifacts",
-            "--port", str(port), "--workers", "1", cwd=project)
+        run(
+            "a team tracking server over PostgreSQL, artifacts proxied to object storage, users sign in",
+            "server",
+            "start",
+            "--backend-store-uri",
+            backend,
+            "--artifacts-destination",
+            f"s3://{s3.bucket('mlflow')}/artifacts",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            cwd=project,
+        )
         started.append(lambda: run("stop the server by its pid", "server", "stop", cwd=project, check=False))
-        run("its state: pid, URL, store (no password shown) and the health of database and artifact store",
-            "server", "status",
-            cwd=project)
-        run("data in S3-compatible storage through DVC", "data", "remote", "add", "storage",
-            f"s3://{s3.bucket('data')}/churn", "--default", "--endpoint-url", s3.endpoint, cwd=project)
+        run(
+            "its state: pid, URL, store (no password shown) and the health of database and artifact store",
+            "server",
+            "status",
+            cwd=project,
+        )
+        run(
+            "data in S3-compatible storage through DVC",
+            "data",
+            "remote",
+            "add",
+            "storage",
+            f"s3://{s3.bucket('data')}/churn",
+            "--default",
+            "--endpoint-url",
+            s3.endpoint,
+            cwd=project,
+        )
         settings = project / "mlkit.yaml"
         text = settings.read_text()
         if "\n  uri:" not in text:
             text = text.replace("  experiment:", f"  uri: http://127.0.0.1:{port}\n  experiment:", 1)
         settings.write_text(text)
-        subprocess.run(["git", "commit", "-q", "-m", "Team tracking server and S3 data remote", "--",
-                        "mlkit.yaml", ".dvc/config"], cwd=project, check=True)
+        subprocess.run(
+            ["git", "commit", "-q", "-m", "Team tracking server and S3 data remote", "--", "mlkit.yaml", ".dvc/config"],
+            cwd=project,
+            check=True,
+        )
         run("push the data to the bucket", "data", "push", cwd=project)
         os.environ["MLKIT_DASK_SCHEDULER"] = cluster.address
-        run("train XGBoost on the Dask cluster; run and model go to the team server", "train",
-            "--set", "params.estimator.n_estimators=50", cwd=project)
+        run(
+            "train XGBoost on the Dask cluster; run and model go to the team server",
+            "train",
+            "--set",
+            "params.estimator.n_estimators=50",
+            cwd=project,
+        )
         del os.environ["MLKIT_DASK_SCHEDULER"]
         run("the team's registry", "models", "list", cwd=project)
         startups = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in S.STARTUP_SECONDS.items())

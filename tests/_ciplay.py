@@ -38,8 +38,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 # mlkit's own files in the test virtualenv: the job virtualenv must get mlkit from the wheel alone
-_OWN = re.compile(r"^(mlkit|mlkit_ops-.*\.dist-info|_editable_impl_mlkit_ops\.pth|__editable__.*mlkit.*|"
-                  r"__pycache__)$")
+_OWN = re.compile(
+    r"^(mlkit|mlkit_ops-.*\.dist-info|_editable_impl_mlkit_ops\.pth|__editable__.*mlkit.*|"
+    r"__pycache__)$"
+)
 
 GH_STUB = r'''#!PYTHON
 """A stand-in for the `gh` CLI: records every call, keeps issue comments in a JSON file."""
@@ -115,11 +117,13 @@ def dependency_folder(target: Path) -> Path:
 def make_job_python(venv: Path, dependencies: Path) -> Path:
     """A fresh virtualenv with pip that sees ``dependencies``; returns its bin folder."""
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    purelib = subprocess.run([str(venv / "bin" / "python"), "-c",
-                              "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             check=True, capture_output=True, text=True).stdout.strip()
-    Path(purelib, "zz-mlkit-test-dependencies.pth").write_text(
-        f"import site; site.addsitedir({str(dependencies)!r})\n")
+    purelib = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    Path(purelib, "zz-mlkit-test-dependencies.pth").write_text(f"import site; site.addsitedir({str(dependencies)!r})\n")
     return venv / "bin"
 
 
@@ -134,8 +138,10 @@ def install_gh_stub(folder: Path) -> Path:
 # --- expressions -----------------------------------------------------------------------------------
 
 _EXPR = re.compile(r"\$\{\{\s*(.*?)\s*\}\}", re.DOTALL)
-_TOKEN = re.compile(r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<op>==|!=|&&|\|\||!|\(|\))|"
-                    r"(?P<ref>[A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*|\[[^\]]+\])*)|(?P<num>\d+))")
+_TOKEN = re.compile(
+    r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<op>==|!=|&&|\|\||!|\(|\))|"
+    r"(?P<ref>[A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*|\[[^\]]+\])*)|(?P<num>\d+))"
+)
 
 
 def evaluate(expression: str, lookup: Any) -> Any:
@@ -246,6 +252,7 @@ def parse_outputs(text: str) -> dict[str, str]:
 
 # --- the runner ------------------------------------------------------------------------------------
 
+
 @dataclass
 class StepResult:
     name: str
@@ -265,8 +272,12 @@ class JobResult:
 
     @property
     def annotations(self) -> list[str]:
-        return [line for step in self.steps for line in step.output.splitlines()
-                if re.match(r"^::(error|warning|notice)", line)]
+        return [
+            line
+            for step in self.steps
+            for line in step.output.splitlines()
+            if re.match(r"^::(error|warning|notice)", line)
+        ]
 
     def step(self, name: str) -> StepResult:
         (found,) = [s for s in self.steps if s.name == name]
@@ -308,8 +319,9 @@ class Runner:
 
     # --- one job -----------------------------------------------------------------------------------
 
-    def _job(self, name: str, job: dict[str, Any], workflow: dict[str, Any], event: Event,
-             done: Mapping[str, JobResult]) -> JobResult:
+    def _job(
+        self, name: str, job: dict[str, Any], workflow: dict[str, Any], event: Event, done: Mapping[str, JobResult]
+    ) -> JobResult:
         environment = job.get("environment")
         if any(done[n].status != "success" for n in _needs(job)):
             return JobResult(name, "skipped", environment)
@@ -331,13 +343,24 @@ class Runner:
         event_file.write_text(json.dumps(context.event_payload()))
         env: dict[str, str] = {
             "PATH": os.pathsep.join([str(self.stubs), "/usr/local/bin", "/usr/bin", "/bin"]),
-            "HOME": str(self.home or folder / "home"), "LANG": "C.UTF-8",
-            "CI": "true", "GITHUB_ACTIONS": "true", "GITHUB_WORKSPACE": str(workspace),
-            "GITHUB_EVENT_NAME": event.name, "GITHUB_EVENT_PATH": str(event_file), "GITHUB_REF": event.ref,
-            "GITHUB_SHA": event.sha, "GITHUB_REPOSITORY": context.repository, "GITHUB_JOB": name,
-            "GITHUB_STEP_SUMMARY": str(summary), "RUNNER_TEMP": str(temp), "RUNNER_OS": "Linux",
+            "HOME": str(self.home or folder / "home"),
+            "LANG": "C.UTF-8",
+            "CI": "true",
+            "GITHUB_ACTIONS": "true",
+            "GITHUB_WORKSPACE": str(workspace),
+            "GITHUB_EVENT_NAME": event.name,
+            "GITHUB_EVENT_PATH": str(event_file),
+            "GITHUB_REF": event.ref,
+            "GITHUB_SHA": event.sha,
+            "GITHUB_REPOSITORY": context.repository,
+            "GITHUB_JOB": name,
+            "GITHUB_STEP_SUMMARY": str(summary),
+            "RUNNER_TEMP": str(temp),
+            "RUNNER_OS": "Linux",
             # PyPI out of reach: mlkit-ops comes from the wheel of this checkout, or from nowhere
-            "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(self.wheelhouse), "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            "PIP_NO_INDEX": "1",
+            "PIP_FIND_LINKS": str(self.wheelhouse),
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
             "GH_STUB_STATE": str(self.work.parent / "gh-state.json"),
             **self.extra_env,
         }
@@ -358,13 +381,23 @@ class Runner:
                 continue
             output = folder / f"output-{index}"
             output.touch()
-            step_env = {**env, **parse_outputs(github_env.read_text()), "GITHUB_OUTPUT": str(output),
-                        "GITHUB_ENV": str(github_env)}
+            step_env = {
+                **env,
+                **parse_outputs(github_env.read_text()),
+                "GITHUB_OUTPUT": str(output),
+                "GITHUB_ENV": str(github_env),
+            }
             step_env.update({k: render(context.substitute(v)) for k, v in (step.get("env") or {}).items()})
             script = folder / f"step-{index}.sh"
             script.write_text(step["run"])
-            ran = subprocess.run(["bash", "-e", str(script)], cwd=workspace, env=step_env,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            ran = subprocess.run(
+                ["bash", "-e", str(script)],
+                cwd=workspace,
+                env=step_env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
             status = "success" if ran.returncode == 0 else "failure"
             result.steps.append(StepResult(label, status, ran.stdout))
             if "id" in step:
@@ -384,13 +417,19 @@ class Runner:
             if depth:
                 clone += ["--depth", str(depth)]
             if event.pull_request is not None:
-                subprocess.run([*clone[:3], "--no-checkout", f"file://{self.repository}", str(workspace)],
-                               check=True)
-                subprocess.run(["git", "fetch", "-q", "origin", f"+{event.ref}:{event.ref}"], cwd=workspace,
-                               check=True)
+                subprocess.run([*clone[:3], "--no-checkout", f"file://{self.repository}", str(workspace)], check=True)
+                subprocess.run(["git", "fetch", "-q", "origin", f"+{event.ref}:{event.ref}"], cwd=workspace, check=True)
             else:
-                subprocess.run([*clone, "--branch", event.ref.removeprefix("refs/heads/"),
-                                f"file://{self.repository}", str(workspace)], check=True)
+                subprocess.run(
+                    [
+                        *clone,
+                        "--branch",
+                        event.ref.removeprefix("refs/heads/"),
+                        f"file://{self.repository}",
+                        str(workspace),
+                    ],
+                    check=True,
+                )
             subprocess.run(["git", "checkout", "-q", "--detach", event.sha], cwd=workspace, check=True)
         elif action == "actions/setup-python":
             bin_dir = make_job_python(folder / "python", self.dependencies)
@@ -420,8 +459,10 @@ class _Context:
     def event_payload(self) -> dict[str, Any]:
         payload: dict[str, Any] = {"ref": self.event.ref, "repository": {"full_name": self.repository}}
         if self.event.pull_request is not None:
-            payload["pull_request"] = {"number": self.event.pull_request,
-                                       "head": {"repo": {"full_name": self.repository}}}
+            payload["pull_request"] = {
+                "number": self.event.pull_request,
+                "head": {"repo": {"full_name": self.repository}},
+            }
         if self.event.inputs:
             payload["inputs"] = self.event.inputs
         return payload
@@ -440,8 +481,12 @@ class _Context:
             return self.event.inputs.get(rest, "")
         if head == "github":
             values: dict[str, Any] = {
-                "event_name": self.event.name, "ref": self.event.ref, "sha": self.event.sha,
-                "repository": self.repository, "run_id": "1", "token": "runner-token",
+                "event_name": self.event.name,
+                "ref": self.event.ref,
+                "sha": self.event.sha,
+                "repository": self.repository,
+                "run_id": "1",
+                "token": "runner-token",
             }
             if rest in values:
                 return values[rest]
@@ -534,17 +579,35 @@ class GitLabRunner:
     stubs: Path
     variables: Mapping[str, str] = field(default_factory=dict)
 
-    def play(self, pipeline_file: Path, source: str, sha: str, *, branch: str = "", merge_request: str = "",
-             manual: tuple[str, ...] = ()) -> dict[str, GitLabJob]:
+    def play(
+        self,
+        pipeline_file: Path,
+        source: str,
+        sha: str,
+        *,
+        branch: str = "",
+        merge_request: str = "",
+        manual: tuple[str, ...] = (),
+    ) -> dict[str, GitLabJob]:
         pipeline = yaml.safe_load(pipeline_file.read_text())
-        predefined = {"CI": "true", "GITLAB_CI": "true", "CI_PIPELINE_SOURCE": source, "CI_COMMIT_SHA": sha,
-                      "CI_COMMIT_BRANCH": branch, "CI_MERGE_REQUEST_IID": merge_request,
-                      "CI_API_V4_URL": "https://gitlab.example/api/v4", "CI_PROJECT_ID": "42",
-                      "CI_DEFAULT_BRANCH": "main"}
+        predefined = {
+            "CI": "true",
+            "GITLAB_CI": "true",
+            "CI_PIPELINE_SOURCE": source,
+            "CI_COMMIT_SHA": sha,
+            "CI_COMMIT_BRANCH": branch,
+            "CI_MERGE_REQUEST_IID": merge_request,
+            "CI_API_V4_URL": "https://gitlab.example/api/v4",
+            "CI_PROJECT_ID": "42",
+            "CI_DEFAULT_BRANCH": "main",
+        }
         context = {**self.variables, **{k: v for k, v in predefined.items() if v}}
         assert self._admitted(pipeline["workflow"]["rules"], context) == "always", "no pipeline"
-        jobs = {name: self._resolve(pipeline, job) for name, job in pipeline.items()
-                if isinstance(job, dict) and "script" in job and not name.startswith(".")}
+        jobs = {
+            name: self._resolve(pipeline, job)
+            for name, job in pipeline.items()
+            if isinstance(job, dict) and "script" in job and not name.startswith(".")
+        }
         results: dict[str, GitLabJob] = {}
         for stage in pipeline["stages"]:
             for name, job in jobs.items():
@@ -552,15 +615,17 @@ class GitLabRunner:
                     continue
                 when = self._admitted(job["rules"], context) if "rules" in job else "always"
                 needs = job.get("needs") or []
-                if when == "never" or any(results.get(n) is None or results[n].status in ("failed", "skipped")
-                                          for n in needs):
+                if when == "never" or any(
+                    results.get(n) is None or results[n].status in ("failed", "skipped") for n in needs
+                ):
                     results[name] = GitLabJob(name, "skipped")
                 elif when == "manual" and name not in manual:
                     results[name] = GitLabJob(name, "manual")
                 else:
                     dotenv = {k: v for n in needs for k, v in results[n].dotenv.items()}
-                    results[name] = self._job(name, job, pipeline, {**context, **dotenv}, sha,
-                                              [results[n].artifacts for n in needs])
+                    results[name] = self._job(
+                        name, job, pipeline, {**context, **dotenv}, sha, [results[n].artifacts for n in needs]
+                    )
         return results
 
     @staticmethod
@@ -576,16 +641,25 @@ class GitLabRunner:
             return {**pipeline[job["extends"]], **job}
         return job
 
-    def _job(self, name: str, job: dict[str, Any], pipeline: dict[str, Any], variables: dict[str, str],
-             sha: str, artifacts: list[dict[str, str]]) -> GitLabJob:
+    def _job(
+        self,
+        name: str,
+        job: dict[str, Any],
+        pipeline: dict[str, Any],
+        variables: dict[str, str],
+        sha: str,
+        artifacts: list[dict[str, str]],
+    ) -> GitLabJob:
         folder = self.work / name
         folder.mkdir(parents=True)
         project = folder / "project"
-        subprocess.run(["git", "clone", "-q", "--no-checkout", f"file://{self.repository}", str(project)],
-                       check=True)
+        subprocess.run(["git", "clone", "-q", "--no-checkout", f"file://{self.repository}", str(project)], check=True)
         # GitLab's runner fetches merge request heads too
-        subprocess.run(["git", "fetch", "-q", "origin", "+refs/merge-requests/*:refs/remotes/origin/merge-requests/*"],
-                       cwd=project, check=True)
+        subprocess.run(
+            ["git", "fetch", "-q", "origin", "+refs/merge-requests/*:refs/remotes/origin/merge-requests/*"],
+            cwd=project,
+            check=True,
+        )
         subprocess.run(["git", "checkout", "-q", "--detach", sha], cwd=project, check=True)
         for files in artifacts:  # `needs` downloads the artifacts of those jobs
             for relative, text in files.items():
@@ -593,8 +667,13 @@ class GitLabRunner:
         bin_dir = make_job_python(folder / "python", self.dependencies)
         env = {
             "PATH": os.pathsep.join([str(self.stubs), str(bin_dir), "/usr/local/bin", "/usr/bin", "/bin"]),
-            "HOME": str(folder / "home"), "LANG": "C.UTF-8", "CI_PROJECT_DIR": str(project), "TMPDIR": str(folder),
-            "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(self.wheelhouse), "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            "HOME": str(folder / "home"),
+            "LANG": "C.UTF-8",
+            "CI_PROJECT_DIR": str(project),
+            "TMPDIR": str(folder),
+            "PIP_NO_INDEX": "1",
+            "PIP_FIND_LINKS": str(self.wheelhouse),
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
             "CURL_STUB_STATE": str(self.work.parent / "curl-state.json"),
             **{k: str(v) for k, v in (pipeline.get("variables") or {}).items()},
             **{k: str(v) for k, v in (job.get("variables") or {}).items()},
@@ -605,16 +684,26 @@ class GitLabRunner:
         # the pip cache path is made relative to the clone, as GitLab expands $CI_PROJECT_DIR
         env["PIP_CACHE_DIR"] = str(project / ".cache" / "pip")
         (folder / "script.sh").write_text(script)
-        ran = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(folder / "script.sh")],
-                             cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        allowed = (job.get("allow_failure") or {}).get("exit_codes", []) \
-            if isinstance(job.get("allow_failure"), dict) else []
+        ran = subprocess.run(
+            ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(folder / "script.sh")],
+            cwd=project,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        allowed = (
+            (job.get("allow_failure") or {}).get("exit_codes", []) if isinstance(job.get("allow_failure"), dict) else []
+        )
         status = "success" if ran.returncode == 0 else "warning" if ran.returncode in allowed else "failed"
         dotenv: dict[str, str] = {}
         report = ((job.get("artifacts") or {}).get("reports") or {}).get("dotenv")
         if report and (project / report).is_file():
             dotenv = parse_outputs((project / report).read_text())
         environment = (job.get("environment") or {}).get("name")
-        kept = {relative: (project / relative).read_text()
-                for relative in (job.get("artifacts") or {}).get("paths", []) if (project / relative).is_file()}
+        kept = {
+            relative: (project / relative).read_text()
+            for relative in (job.get("artifacts") or {}).get("paths", [])
+            if (project / relative).is_file()
+        }
         return GitLabJob(name, status, ran.stdout, dotenv, environment, kept)

@@ -14,8 +14,9 @@ def use_home(patch: pytest.MonkeyPatch, home: Path) -> Path:
     patch.setenv("HOME", str(home))
     patch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
     patch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    (home / ".gitconfig").write_text("[user]\n\tname = Test User\n\temail = test@example.com\n"
-                                     "[init]\n\tdefaultBranch = main\n")
+    (home / ".gitconfig").write_text(
+        "[user]\n\tname = Test User\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n"
+    )
     return home
 
 

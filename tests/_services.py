@@ -48,8 +48,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(check: Callable[[], bool], *, timeout: float, what: str,
-               process: subprocess.Popen | None = None, log: Path | None = None) -> None:
+def wait_until(
+    check: Callable[[], bool],
+    *,
+    timeout: float,
+    what: str,
+    process: subprocess.Popen | None = None,
+    log: Path | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -95,6 +101,7 @@ def _timed(name: str, started: float) -> None:
 
 
 # --- PostgreSQL --------------------------------------------------------------------------------------
+
 
 @dataclass
 class Postgres:
@@ -148,18 +155,56 @@ def start_postgres(timeout: float = 60.0) -> Postgres:
     if os.geteuid() == 0:
         shutil.chown(pwfile, "postgres", "postgres")
     pgdata = datadir / "data"
-    subprocess.run(_as_postgres([str(bindir / "initdb"), "-D", str(pgdata), "-U", "postgres",
-                                 "--pwfile", str(pwfile), "--auth-local=trust",
-                                 "--auth-host=scram-sha-256", "-E", "UTF8", "--no-instructions",
-                                 "--no-sync"]),
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout)
+    subprocess.run(
+        _as_postgres(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(pgdata),
+                "-U",
+                "postgres",
+                "--pwfile",
+                str(pwfile),
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--no-instructions",
+                "--no-sync",
+            ]
+        ),
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        timeout=timeout,
+    )
     port = free_port()
     log = datadir / "postgres.log"
-    options = (f"-p {port} -k {datadir} -c listen_addresses=127.0.0.1 -c fsync=off "
-               "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
-    subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(pgdata), "-o", options, "-l", str(log),
-                                 "-w", "-t", str(int(timeout)), "start"]),
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout + 5)
+    options = (
+        f"-p {port} -k {datadir} -c listen_addresses=127.0.0.1 -c fsync=off "
+        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+    )
+    subprocess.run(
+        _as_postgres(
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(pgdata),
+                "-o",
+                options,
+                "-l",
+                str(log),
+                "-w",
+                "-t",
+                str(int(timeout)),
+                "start",
+            ]
+        ),
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        timeout=timeout + 5,
+    )
     pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
     server = Postgres(port=port, datadir=datadir, pid=pid)
     _psql(server, f"CREATE ROLE {PG_USER} LOGIN PASSWORD '{PG_PASSWORD}'")
@@ -167,21 +212,47 @@ def start_postgres(timeout: float = 60.0) -> Postgres:
     _timed("postgresql", started)
     started = time.perf_counter()
     template = server.create_database(MIGRATED_TEMPLATE, migrated=False)
-    code = ("import sys; from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore; "
-            "SqlAlchemyStore(sys.argv[1], sys.argv[2])")
-    subprocess.run([sys.executable, "-c", code, template, str(datadir / "unused-artifacts")],
-                   env={**os.environ, "PGPASSWORD": server.password}, check=True, capture_output=True,
-                   timeout=300)
+    code = (
+        "import sys; from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore; "
+        "SqlAlchemyStore(sys.argv[1], sys.argv[2])"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, template, str(datadir / "unused-artifacts")],
+        env={**os.environ, "PGPASSWORD": server.password},
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     _timed("mlflow schema (template database)", started)
     return server
 
 
 def _psql(server: Postgres, sql: str) -> None:
     bindir = _pg_bindir()
-    subprocess.run(_as_postgres([str(bindir / "psql"), "-h", str(server.datadir), "-p", str(server.port),
-                                 "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-q",
-                                 "-c", sql]),
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=30)
+    subprocess.run(
+        _as_postgres(
+            [
+                str(bindir / "psql"),
+                "-h",
+                str(server.datadir),
+                "-p",
+                str(server.port),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-q",
+                "-c",
+                sql,
+            ]
+        ),
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        timeout=30,
+    )
 
 
 def pause_postgres(server: Postgres, timeout: float = 30.0) -> None:
@@ -194,11 +265,31 @@ def resume_postgres(server: Postgres, timeout: float = 60.0) -> None:
     """Start a paused PostgreSQL again on the same port and data."""
     bindir = _pg_bindir()
     pgdata = server.datadir / "data"
-    options = (f"-p {server.port} -k {server.datadir} -c listen_addresses=127.0.0.1 -c fsync=off "
-               "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
-    subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(pgdata), "-o", options, "-l",
-                                 str(server.datadir / "postgres.log"), "-w", "-t", str(int(timeout)), "start"]),
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout + 5)
+    options = (
+        f"-p {server.port} -k {server.datadir} -c listen_addresses=127.0.0.1 -c fsync=off "
+        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+    )
+    subprocess.run(
+        _as_postgres(
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(pgdata),
+                "-o",
+                options,
+                "-l",
+                str(server.datadir / "postgres.log"),
+                "-w",
+                "-t",
+                str(int(timeout)),
+                "start",
+            ]
+        ),
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        timeout=timeout + 5,
+    )
     server.pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
 
 
@@ -226,6 +317,7 @@ def _stop_postmaster(server: Postgres, timeout: float) -> None:
 
 # --- S3-compatible object storage: rclone serve s3 ---------------------------------------------------
 
+
 @dataclass
 class S3Server:
     port: int
@@ -245,8 +337,13 @@ class S3Server:
         import boto3
         from botocore.exceptions import ClientError
 
-        client = boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=self.access_key,
-                              aws_secret_access_key=self.secret_key, region_name="us-east-1")
+        client = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name="us-east-1",
+        )
         try:
             client.create_bucket(Bucket=name)
         except ClientError as exc:
@@ -257,9 +354,13 @@ class S3Server:
 
     def env(self) -> dict[str, str]:
         """What DVC (through its S3 plugin) and MLflow (through boto3) read to reach this server."""
-        return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
-                "AWS_DEFAULT_REGION": "us-east-1", "MLFLOW_S3_ENDPOINT_URL": self.endpoint,
-                "AWS_EC2_METADATA_DISABLED": "true"}
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "MLFLOW_S3_ENDPOINT_URL": self.endpoint,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
 
 
 def _rclone() -> str:
@@ -299,12 +400,16 @@ def resume_s3(server: S3Server, timeout: float = 20.0) -> None:
 def _serve_s3(root: Path, port: int, log: Path, timeout: float) -> int:
     rclone = _rclone()
     # keys through the environment, not argv (rclone reads every flag as RCLONE_<FLAG>)
-    env = {**os.environ, "RCLONE_AUTH_KEY": f'"{S3_ACCESS_KEY},{S3_SECRET_KEY}"',
-           "RCLONE_CONFIG": "/dev/null"}
+    env = {**os.environ, "RCLONE_AUTH_KEY": f'"{S3_ACCESS_KEY},{S3_SECRET_KEY}"', "RCLONE_CONFIG": "/dev/null"}
     with log.open("ab") as handle:
-        process = subprocess.Popen([rclone, "serve", "s3", "--addr", f"127.0.0.1:{port}", str(root)],
-                                   stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT, env=env,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            [rclone, "serve", "s3", "--addr", f"127.0.0.1:{port}", str(root)],
+            stdin=subprocess.DEVNULL,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     try:
         wait_until(lambda: port_open(port), timeout=timeout, what="rclone serve s3", process=process, log=log)
     except Exception:
@@ -321,6 +426,7 @@ def stop_s3(server: S3Server) -> None:
 
 
 # --- MLflow tracking server, through `mlkit server` ----------------------------------------------------
+
 
 @dataclass
 class TrackingServer:
@@ -340,21 +446,42 @@ class TrackingServer:
 
 def admin_env() -> dict[str, str]:
     """The admin account a server takes on its first start, and the same account signed in as a client."""
-    return {"MLFLOW_AUTH_ADMIN_USERNAME": ADMIN_USER, "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
-            "MLFLOW_TRACKING_USERNAME": ADMIN_USER, "MLFLOW_TRACKING_PASSWORD": ADMIN_PASSWORD}
+    return {
+        "MLFLOW_AUTH_ADMIN_USERNAME": ADMIN_USER,
+        "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "MLFLOW_TRACKING_USERNAME": ADMIN_USER,
+        "MLFLOW_TRACKING_PASSWORD": ADMIN_PASSWORD,
+    }
 
 
-def start_tracking_server(postgres: Postgres, *, database: str | None = None, backend_uri: str | None = None,
-                          artifacts_destination: str | None = None, extra_env: dict[str, str] | None = None,
-                          timeout: float = 90.0, auth: bool = True, **options: object) -> TrackingServer:
+def start_tracking_server(
+    postgres: Postgres,
+    *,
+    database: str | None = None,
+    backend_uri: str | None = None,
+    artifacts_destination: str | None = None,
+    extra_env: dict[str, str] | None = None,
+    timeout: float = 90.0,
+    auth: bool = True,
+    **options: object,
+) -> TrackingServer:
     from mlkit import tracking_server
 
     started = time.perf_counter()
     backend = backend_uri or (postgres.create_database(database) if database else postgres.uri)
     state_dir = Path(tempfile.mkdtemp(prefix="mlkit-server-"))
     env = {**os.environ, "PGPASSWORD": postgres.password, **admin_env(), **(extra_env or {})}
-    state = tracking_server.start(state_dir, backend, port=free_port(), artifacts_destination=artifacts_destination,
-                                  workers=1, timeout=timeout, environ=env, auth=auth, **options)  # type: ignore[arg-type]
+    state = tracking_server.start(
+        state_dir,
+        backend,
+        port=free_port(),
+        artifacts_destination=artifacts_destination,
+        workers=1,
+        timeout=timeout,
+        environ=env,
+        auth=auth,
+        **options,
+    )  # type: ignore[arg-type]
     _timed("mlflow server (postgresql" + (", authentication)" if auth else ")"), started)
     assert state.pid is not None and state.url is not None
     return TrackingServer(url=state.url, state_dir=state_dir, pid=state.pid, backend_uri=backend, auth=auth)
@@ -369,6 +496,7 @@ def stop_tracking_server(tracking: TrackingServer) -> None:
 
 
 # --- Dask: a scheduler and two workers from the `dask` CLI ---------------------------------------------
+
 
 @dataclass
 class DaskCluster:
@@ -391,22 +519,52 @@ def start_dask(workers: int = 2, timeout: float = 60.0) -> DaskCluster:
         log = logdir / "scheduler.log"
         with log.open("wb") as handle:
             scheduler = subprocess.Popen(
-                [str(dask), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard",
-                 "--dashboard-address", "127.0.0.1:0", "--no-show"],
-                stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT, env=env,
-                start_new_session=True)
+                [
+                    str(dask),
+                    "scheduler",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--no-dashboard",
+                    "--dashboard-address",
+                    "127.0.0.1:0",
+                    "--no-show",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
         cluster.pids.append(scheduler.pid)
-        wait_until(lambda: port_open(port), timeout=timeout, what="dask scheduler", process=scheduler,
-                   log=log)
+        wait_until(lambda: port_open(port), timeout=timeout, what="dask scheduler", process=scheduler, log=log)
         for index in range(workers):
             with (logdir / f"worker-{index}.log").open("wb") as handle:
                 worker = subprocess.Popen(
-                    [str(dask), "worker", address, "--host", "127.0.0.1", "--nthreads", "1", "--no-dashboard",
-                     # the worker's HTTP server (health, metrics) runs even without the dashboard
-                     "--dashboard-address", "127.0.0.1:0", "--name", f"worker-{index}",
-                     "--local-directory", str(logdir / f"w{index}")],
-                    stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT, env=env,
-                    start_new_session=True)
+                    [
+                        str(dask),
+                        "worker",
+                        address,
+                        "--host",
+                        "127.0.0.1",
+                        "--nthreads",
+                        "1",
+                        "--no-dashboard",
+                        # the worker's HTTP server (health, metrics) runs even without the dashboard
+                        "--dashboard-address",
+                        "127.0.0.1:0",
+                        "--name",
+                        f"worker-{index}",
+                        "--local-directory",
+                        str(logdir / f"w{index}"),
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=handle,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,
+                )
             cluster.pids.append(worker.pid)
         from distributed import Client
 

@@ -33,13 +33,15 @@ def plans_frame(rows: int = 600, seed: int = 7):
 
     rng = np.random.default_rng(seed)
     usage = rng.gamma(2.0, 10.0, rows)
-    frame = pd.DataFrame({
-        "usage": usage,
-        "tenure": rng.integers(1, 60, rows),  # int64, no gaps
-        "year": rng.integers(2015, 2025, rows),  # int64
-        "region": rng.choice(np.array(["north", "south", "east", None], dtype=object), rows),
-        "plan": np.where(usage > 30, "premium", np.where(usage > 12, "standard", "basic")),
-    })
+    frame = pd.DataFrame(
+        {
+            "usage": usage,
+            "tenure": rng.integers(1, 60, rows),  # int64, no gaps
+            "year": rng.integers(2015, 2025, rows),  # int64
+            "region": rng.choice(np.array(["north", "south", "east", None], dtype=object), rows),
+            "plan": np.where(usage > 30, "premium", np.where(usage > 12, "standard", "basic")),
+        }
+    )
     frame.loc[rng.random(rows) < 0.03, "usage"] = np.nan
     return frame
 

@@ -59,8 +59,7 @@ def print_json(data: Any) -> None:
 def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> None:
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left", show_edge=False, header_style="bold",
-                  show_header=any(columns))
+    table = Table(title=title, title_justify="left", show_edge=False, header_style="bold", show_header=any(columns))
     for name in columns:
         table.add_column(name)
     for row in rows:
@@ -72,8 +71,14 @@ def print_mapping(data: Mapping[str, Any], title: str | None = None) -> None:
     print_table(("key", "value"), ((k, cell(v)) for k, v in data.items()), title=title)
 
 
-def emit(result: Any, *, json_output: bool, table: Mapping[str, Any] | Callable[[], None] | None = None,
-         summary_markdown: str | None = None, outputs: Mapping[str, Any] | None = None) -> None:
+def emit(
+    result: Any,
+    *,
+    json_output: bool,
+    table: Mapping[str, Any] | Callable[[], None] | None = None,
+    summary_markdown: str | None = None,
+    outputs: Mapping[str, Any] | None = None,
+) -> None:
     """Render a command's result on every channel it goes to, the same way for every command.
 
     - stdout: ``result`` as JSON when ``json_output``, else ``table``: a mapping shown as a key/value
@@ -118,6 +123,7 @@ def report_error(message: str, hint: str | None) -> None:
 
 
 # --- GitHub Actions -------------------------------------------------------------------------------
+
 
 def in_github_actions() -> bool:
     return os.environ.get("GITHUB_ACTIONS") == "true"

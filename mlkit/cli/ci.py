@@ -16,20 +16,27 @@ if TYPE_CHECKING:
 
 # mlkit --help imports every command module: the core modules a command drives are imported inside it
 
-app = typer.Typer(help="Generate and check the project's CI files (GitHub Actions or GitLab CI).",
-                  no_args_is_help=True)
+app = typer.Typer(help="Generate and check the project's CI files (GitHub Actions or GitLab CI).", no_args_is_help=True)
 
-_STATUS_NOTE = {"created": "written", "updated": "regenerated", "replaced": "hand edits overwritten",
-                "unchanged": "up to date", "differs": "differs from mlkit.yaml", "missing": "missing"}
+_STATUS_NOTE = {
+    "created": "written",
+    "updated": "regenerated",
+    "replaced": "hand edits overwritten",
+    "unchanged": "up to date",
+    "differs": "differs from mlkit.yaml",
+    "missing": "missing",
+}
 
 
 @app.command("generate")
 def generate(
-    provider: str = typer.Option(None, "--provider", "-p",
-                                 help="github or gitlab (default: ci.provider in mlkit.yaml)."),
+    provider: str = typer.Option(
+        None, "--provider", "-p", help="github or gitlab (default: ci.provider in mlkit.yaml)."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite CI files that were edited by hand."),
     check: bool = typer.Option(
-        False, "--check", help="Write nothing; exit 1 with a diff when the files differ from mlkit.yaml."),
+        False, "--check", help="Write nothing; exit 1 with a diff when the files differ from mlkit.yaml."
+    ),
     json_: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Write the CI files of the project from mlkit.yaml: GitHub Actions workflows or .gitlab-ci.yml.
@@ -67,18 +74,20 @@ def _render_generated(result: CIResult, json_: bool) -> None:
     if result.check and not result.up_to_date:
         summary += "\n```diff\n" + "".join(f.diff for f in result.changed) + "```\n"
     _output.github_summary(summary)
-    _output.github_outputs({"ci_provider": result.provider, "ci_up_to_date": str(result.up_to_date).lower(),
-                            "ci_changed": ",".join(f.path for f in result.changed)})
+    _output.github_outputs(
+        {
+            "ci_provider": result.provider,
+            "ci_up_to_date": str(result.up_to_date).lower(),
+            "ci_changed": ",".join(f.path for f in result.changed),
+        }
+    )
 
 
 @app.command("export")
 def export(
-    result_file: Path = typer.Argument(..., metavar="RESULT_JSON",
-                                       help="The output of a command run with --json."),
-    dotenv: Path = typer.Option(None, "--dotenv",
-                                help="Write MLKIT_<KEY>=value lines (a GitLab dotenv report)."),
-    metrics: Path = typer.Option(None, "--metrics",
-                                 help="Write 'name value' lines (a GitLab metrics report)."),
+    result_file: Path = typer.Argument(..., metavar="RESULT_JSON", help="The output of a command run with --json."),
+    dotenv: Path = typer.Option(None, "--dotenv", help="Write MLKIT_<KEY>=value lines (a GitLab dotenv report)."),
+    metrics: Path = typer.Option(None, "--metrics", help="Write 'name value' lines (a GitLab metrics report)."),
     json_: bool = typer.Option(False, "--json", help="Print the variables as JSON."),
 ) -> None:
     """Turn a --json result into CI reports: dotenv variables for later jobs and a metrics report.
@@ -88,8 +97,9 @@ def export(
     from mlkit import ci
 
     variables = ci.export_result(result_file, dotenv=dotenv, metrics=metrics)
-    _output.github_summary(f"### mlkit ci export {result_file.name}\n\n"
-                           + _output.markdown_table(("variable", "value"), variables.items()))
+    _output.github_summary(
+        f"### mlkit ci export {result_file.name}\n\n" + _output.markdown_table(("variable", "value"), variables.items())
+    )
     _output.github_outputs(variables)
     if json_:
         _output.print_json(variables)

@@ -15,9 +15,12 @@ app = typer.Typer(help="Inspect the project's resolved settings.", no_args_is_he
 
 @app.command("show")
 def show(
-    set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
-                                   help="Override a setting for this call, e.g. tracking.experiment=exp2 "
-                                   "or params.seed=7."),
+    set_: list[str] = typer.Option(
+        [],
+        "--set",
+        metavar="KEY=VALUE",
+        help="Override a setting for this call, e.g. tracking.experiment=exp2 or params.seed=7.",
+    ),
     json_: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Print the settings as resolved from defaults, mlkit.yaml, MLKIT_* variables and --set.
@@ -29,12 +32,24 @@ def show(
     project = load_project(overrides=parse_overrides(set_))
     resolved = _redacted(project.resolved())
     flat = flatten({"config": resolved["config"], "params": resolved["params"]})
-    flat = {"root": resolved["root"], "tracking_uri": resolved["tracking_uri"],
-            "experiment": resolved["experiment"], **flat}
-    _output.emit(resolved, json_output=json_, table=flat,
-                 summary_markdown=_output.mapping_markdown("mlkit config show", flat),
-                 outputs={"root": resolved["root"], "tracking_uri": resolved["tracking_uri"],
-                          "experiment": resolved["experiment"], "model_name": project.model_name})
+    flat = {
+        "root": resolved["root"],
+        "tracking_uri": resolved["tracking_uri"],
+        "experiment": resolved["experiment"],
+        **flat,
+    }
+    _output.emit(
+        resolved,
+        json_output=json_,
+        table=flat,
+        summary_markdown=_output.mapping_markdown("mlkit config show", flat),
+        outputs={
+            "root": resolved["root"],
+            "tracking_uri": resolved["tracking_uri"],
+            "experiment": resolved["experiment"],
+            "model_name": project.model_name,
+        },
+    )
 
 
 def _redacted(value: Any) -> Any:

@@ -18,13 +18,17 @@ if TYPE_CHECKING:
 
 # mlkit --help imports every command module: the core modules a command drives are imported inside it
 
-app = typer.Typer(help="Version data sets with DVC: add, push, pull, checkout, status, ls, remotes, gc. "
-                  f"Commands wait at most {C.ENV_DATA_LOCK_TIMEOUT} seconds (default 60) for DVC's lock."
-                  "\n\nExample: mlkit data add data/raw && mlkit data push",
-                  no_args_is_help=True)
-remote_app = typer.Typer(help="Configure where `mlkit data push` sends data.\n\n"
-                         "Example: mlkit data remote add storage /mnt/shared/dvc --default",
-                         no_args_is_help=True)
+app = typer.Typer(
+    help="Version data sets with DVC: add, push, pull, checkout, status, ls, remotes, gc. "
+    f"Commands wait at most {C.ENV_DATA_LOCK_TIMEOUT} seconds (default 60) for DVC's lock."
+    "\n\nExample: mlkit data add data/raw && mlkit data push",
+    no_args_is_help=True,
+)
+remote_app = typer.Typer(
+    help="Configure where `mlkit data push` sends data.\n\n"
+    "Example: mlkit data remote add storage /mnt/shared/dvc --default",
+    no_args_is_help=True,
+)
 app.add_typer(remote_app, name="remote")
 
 _JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
@@ -56,10 +60,16 @@ def add(
         _output.print_json(result.to_dict())
     else:
         _output.print_table(("path", "size", "files", "md5"), rows)
-        _output.status(f"staged in git: {' '.join(result.staged)}" if not result.commit
-                       else f"committed {result.commit[:12]}: {' '.join(result.staged)}")
-    _github(("path", "size", "files", "md5"), rows, {"data_md5": ",".join(d.md5 for d in result.added),
-                                                    "data_commit": result.commit or ""})
+        _output.status(
+            f"staged in git: {' '.join(result.staged)}"
+            if not result.commit
+            else f"committed {result.commit[:12]}: {' '.join(result.staged)}"
+        )
+    _github(
+        ("path", "size", "files", "md5"),
+        rows,
+        {"data_md5": ",".join(d.md5 for d in result.added), "data_commit": result.commit or ""},
+    )
 
 
 @app.command("status")
@@ -78,8 +88,11 @@ def status(json_: bool = _JSON) -> None:
     else:
         _output.print_table(("path", "state"), [(e.path, e.state) for e in entries])
     changed = [e.path for e in entries if e.state != "unchanged"]
-    _github(("path", "state"), [(e.path, e.state) for e in entries],
-            {"data_changed": ",".join(changed), "data_clean": str(not changed).lower()})
+    _github(
+        ("path", "state"),
+        [(e.path, e.state) for e in entries],
+        {"data_changed": ",".join(changed), "data_clean": str(not changed).lower()},
+    )
 
 
 @app.command("push")
@@ -97,8 +110,7 @@ def push(remote: str | None = _REMOTE, jobs: int | None = _JOBS, json_: bool = _
 
 @app.command("pull")
 def pull(
-    paths: list[str] = typer.Argument(None, help="Tracked data sets to pull (default: all).",
-                                      show_default=False),
+    paths: list[str] = typer.Argument(None, help="Tracked data sets to pull (default: all).", show_default=False),
     remote: str | None = _REMOTE,
     jobs: int | None = _JOBS,
     force: bool = _FORCE,
@@ -117,8 +129,7 @@ def pull(
 
 @app.command("checkout")
 def checkout(
-    paths: list[str] = typer.Argument(None, help="Tracked data sets (default: all).",
-                                      show_default=False),
+    paths: list[str] = typer.Argument(None, help="Tracked data sets (default: all).", show_default=False),
     force: bool = _FORCE,
     json_: bool = _JSON,
 ) -> None:
@@ -146,8 +157,7 @@ def ls(
 
     found = data.data_sets(load_project(), remote=remote, check_remote=not no_remote)
     columns = ("path", "size", "files", "md5", "cache", "remote")
-    rows = [(d.path, _size(d.size), d.nfiles or "", d.md5, _yes(d.in_cache), _yes(d.in_remote))
-            for d in found]
+    rows = [(d.path, _size(d.size), d.nfiles or "", d.md5, _yes(d.in_cache), _yes(d.in_remote)) for d in found]
     if json_:
         _output.print_json([d.to_dict() for d in found])
     elif not found:
@@ -178,8 +188,11 @@ def gc(
         for oid in result.objects:
             typer.echo(oid)
         _output.status(f"{verb} {len(result.objects)} cached objects ({_size(result.bytes)})")
-    _github(("object",), [(o,) for o in result.objects],
-            {"data_gc_objects": len(result.objects), "data_gc_bytes": result.bytes})
+    _github(
+        ("object",),
+        [(o,) for o in result.objects],
+        {"data_gc_objects": len(result.objects), "data_gc_bytes": result.bytes},
+    )
 
 
 @remote_app.command("add")
@@ -187,8 +200,9 @@ def remote_add(
     name: str = typer.Argument(..., help="A name for the remote, e.g. storage."),
     url: str = typer.Argument(..., help="A directory, or s3://bucket/path for S3-compatible storage."),
     default: bool = typer.Option(False, "--default", "-d", help="Make it the default remote."),
-    endpoint_url: str | None = typer.Option(None, "--endpoint-url",
-                                            help="S3-compatible endpoint, e.g. http://127.0.0.1:9000."),
+    endpoint_url: str | None = typer.Option(
+        None, "--endpoint-url", help="S3-compatible endpoint, e.g. http://127.0.0.1:9000."
+    ),
     force: bool = typer.Option(False, "--force", "-f", help="Replace a remote with the same name."),
     json_: bool = _JSON,
 ) -> None:
@@ -222,12 +236,14 @@ def remote_list(json_: bool = _JSON) -> None:
     elif not found:
         _output.status("no remotes; add one with `mlkit data remote add NAME URL --default`")
     else:
-        _output.print_table(("name", "url", "default", "endpoint"),
-                            [(r["name"], r["url"], _yes(r["default"]), r["endpoint_url"] or "")
-                             for r in found])
+        _output.print_table(
+            ("name", "url", "default", "endpoint"),
+            [(r["name"], r["url"], _yes(r["default"]), r["endpoint_url"] or "") for r in found],
+        )
 
 
 # --- rendering -----------------------------------------------------------------------------------
+
 
 def _transfer_output(result: data.TransferResult, json_: bool, counted: str | None) -> None:
     if json_:
@@ -241,8 +257,9 @@ def _transfer_output(result: data.TransferResult, json_: bool, counted: str | No
         _output.status(f"{counted} {result.transferred} files{where}")
     elif not rows:
         _output.status("workspace already matches the .dvc files")
-    _github(("path", "change"), rows, {"data_transferred": result.transferred,
-                                       "data_changed": ",".join(p for p, _ in rows)})
+    _github(
+        ("path", "change"), rows, {"data_transferred": result.transferred, "data_changed": ",".join(p for p, _ in rows)}
+    )
 
 
 def _github(columns: tuple[str, ...], rows: list[tuple[Any, ...]], outputs: dict[str, Any]) -> None:
@@ -261,9 +278,15 @@ def _progress() -> Iterator[Callable[[ProgressEvent], None] | None]:
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    display = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                       TextColumn("{task.fields[bytes]}"), TimeRemainingColumn(), console=console,
-                       transient=True)
+    display = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[bytes]}"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
     tasks: dict[int, Any] = {}
 
     def report(event: ProgressEvent) -> None:
@@ -271,8 +294,7 @@ def _progress() -> Iterator[Callable[[ProgressEvent], None] | None]:
         if task is None:
             if event.finished:
                 return
-            task = tasks[event.key] = display.add_task(event.description[:60] or "working",
-                                                       total=event.total, bytes="")
+            task = tasks[event.key] = display.add_task(event.description[:60] or "working", total=event.total, bytes="")
         extra = f"{_size(int(event.completed))}/{_size(int(event.total or 0))}" if event.unit == "B" else ""
         display.update(task, completed=event.completed, total=event.total, bytes=extra)
         if event.finished:

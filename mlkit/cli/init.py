@@ -20,20 +20,33 @@ def _interactive() -> bool:
 
 def init(
     name: str = typer.Argument(None, help="Project name: a folder and, with - as _, a Python package."),
-    template: str = typer.Option("classification", "--template", "-t",
-                                 help="classification or regression, or a template folder with --trust-template."),
+    template: str = typer.Option(
+        "classification",
+        "--template",
+        "-t",
+        help="classification or regression, or a template folder with --trust-template.",
+    ),
     directory: Path = typer.Option(None, "--dir", help="Project folder to create (default: ./NAME)."),
-    set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
-                                   help="Template answer, e.g. estimator=sklearn.ensemble.RandomForestClassifier."),
+    set_: list[str] = typer.Option(
+        [],
+        "--set",
+        metavar="KEY=VALUE",
+        help="Template answer, e.g. estimator=sklearn.ensemble.RandomForestClassifier.",
+    ),
     no_git: bool = typer.Option(False, "--no-git", help="Do not create a git repository."),
     no_dvc: bool = typer.Option(False, "--no-dvc", help="Do not set up DVC."),
-    force: bool = typer.Option(False, "--force",
-                               help="Write into a non-empty folder: a file at a template file's path is replaced "
-                               "(and listed), nothing else is touched."),
-    data_remote: Path = typer.Option(None, "--data-remote",
-                                     help="Folder for the DVC remote (default: under the user's cache dir)."),
-    trust_template: bool = typer.Option(False, "--trust-template",
-                                        help="Allow a template that is not bundled (it can run arbitrary code)."),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Write into a non-empty folder: a file at a template file's path is replaced "
+        "(and listed), nothing else is touched.",
+    ),
+    data_remote: Path = typer.Option(
+        None, "--data-remote", help="Folder for the DVC remote (default: under the user's cache dir)."
+    ),
+    trust_template: bool = typer.Option(
+        False, "--trust-template", help="Allow a template that is not bundled (it can run arbitrary code)."
+    ),
     json_: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Create a project: layout, config, sample data, git, DVC and tracking, all wired and committed.
@@ -55,28 +68,38 @@ def init(
     if template not in BUNDLED_TEMPLATES and trust_template:
         _output.warn(f"using template {template}: templates and their Jinja code can run arbitrary code")
     result = init_project(
-        name, template=template, directory=directory, answers=answers, init_git=not no_git, init_dvc=not no_dvc,
-        force=force, data_remote=data_remote, trust_template=trust_template,
+        name,
+        template=template,
+        directory=directory,
+        answers=answers,
+        init_git=not no_git,
+        init_dvc=not no_dvc,
+        force=force,
+        data_remote=data_remote,
+        trust_template=trust_template,
         progress=None if json_ else _output.status,
     )
     if result.overwritten:
         count = len(result.overwritten)
-        _output.warn(f"--force replaced {count} file{'s' if count != 1 else ''} of yours with the template's: "
-                     + ", ".join(result.overwritten))
+        _output.warn(
+            f"--force replaced {count} file{'s' if count != 1 else ''} of yours with the template's: "
+            + ", ".join(result.overwritten)
+        )
     if json_:
         _output.print_json(result.to_dict())
         return
     _output.out().print(f"Created [bold]{result.name}[/] in {result.root} ({result.seconds:.2f}s)")
-    rows = [("template", result.template), ("package", result.package),
-            ("data", ", ".join(result.data_files) or "-"), ("data remote", result.data_remote or "-"),
-            ("commit", (result.commit or "-")[:12])]
+    rows = [
+        ("template", result.template),
+        ("package", result.package),
+        ("data", ", ".join(result.data_files) or "-"),
+        ("data remote", result.data_remote or "-"),
+        ("commit", (result.commit or "-")[:12]),
+    ]
     _output.print_table(("", ""), rows)
     _output.out().print(f"Next: cd {result.root} && mlkit train")
     notice = local_remote_notice(result.data_remote)
     if notice:
         _output.status(notice)
     _output.github_outputs({"project": result.root, "commit": result.commit or ""})
-    _output.github_summary(
-        f"### mlkit init {result.name}\n\n"
-        + _output.markdown_table(("", ""), rows)
-    )
+    _output.github_summary(f"### mlkit init {result.name}\n\n" + _output.markdown_table(("", ""), rows))

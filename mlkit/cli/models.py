@@ -6,8 +6,7 @@ from typing import Any
 
 import typer
 
-app = typer.Typer(help="Registered models: stages, lineage and the promotion audit trail.",
-                  no_args_is_help=True)
+app = typer.Typer(help="Registered models: stages, lineage and the promotion audit trail.", no_args_is_help=True)
 
 
 @app.command("list")
@@ -24,17 +23,24 @@ def list_(json_: bool = typer.Option(False, "--json", help="Print JSON instead o
     models = [m.to_dict() for m in registry.list_models(project)]
     stages = project.config.stages
     columns = ("model", "latest", *stages, "last audit event")
-    rows = [(m["name"], m["latest_version"], *(m["stages"].get(s, "") for s in stages), m["last_event"] or "")
-            for m in models]
-    _output.emit(models, json_output=json_, table=lambda: _output.print_table(columns, rows),
-                 summary_markdown="### Registered models\n\n" + _output.markdown_table(columns, rows),
-                 outputs={"models": ",".join(m["name"] for m in models)})
+    rows = [
+        (m["name"], m["latest_version"], *(m["stages"].get(s, "") for s in stages), m["last_event"] or "")
+        for m in models
+    ]
+    _output.emit(
+        models,
+        json_output=json_,
+        table=lambda: _output.print_table(columns, rows),
+        summary_markdown="### Registered models\n\n" + _output.markdown_table(columns, rows),
+        outputs={"models": ",".join(m["name"] for m in models)},
+    )
 
 
 @app.command("show")
 def show(
-    ref: str = typer.Argument(..., metavar="NAME[@STAGE|/VERSION]",
-                              help="A model (latest version), NAME@STAGE or NAME/VERSION."),
+    ref: str = typer.Argument(
+        ..., metavar="NAME[@STAGE|/VERSION]", help="A model (latest version), NAME@STAGE or NAME/VERSION."
+    ),
     json_: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Show one model version: stage, metrics, run, git commit, data md5s, params, who promoted it and when.
@@ -52,10 +58,19 @@ def show(
     nested = {"metrics": info["metrics"], "data_md5": info["data_md5s"], "params": info["params"]}
     flat.update(flatten(nested))
     title = f"{info['name']} version {info['version']}"
-    _output.emit(info, json_output=json_, table=lambda: _output.print_mapping(flat, title=title),
-                 summary_markdown=_output.mapping_markdown(title, flat),
-                 outputs={"model": info["name"], "version": info["version"], "stage": info["stage"] or "",
-                          "run_id": info["run_id"] or "", "git_commit": info["git_commit"] or ""})
+    _output.emit(
+        info,
+        json_output=json_,
+        table=lambda: _output.print_mapping(flat, title=title),
+        summary_markdown=_output.mapping_markdown(title, flat),
+        outputs={
+            "model": info["name"],
+            "version": info["version"],
+            "stage": info["stage"] or "",
+            "run_id": info["run_id"] or "",
+            "git_commit": info["git_commit"] or "",
+        },
+    )
 
 
 @app.command("history")
@@ -74,12 +89,27 @@ def history(
 
     entries = [e.to_dict() for e in registry.history(load_project(), name, stage)]
     columns = ("time", "action", "stage", "from", "to", "state", "actor", "gates", "reason")
-    rows = [(_when(e.get("time")), e.get("action"), e.get("stage"), e.get("from_version") or "-",
-             e.get("to_version"), e.get("state"), _who(e.get("actor")), _gates(e.get("gates") or []),
-             e.get("reason")) for e in entries]
-    _output.emit(entries, json_output=json_, table=lambda: _output.print_table(columns, rows),
-                 summary_markdown=f"### Audit trail of {name}\n\n" + _output.markdown_table(columns, rows),
-                 outputs={"model": name, "entries": len(entries)})
+    rows = [
+        (
+            _when(e.get("time")),
+            e.get("action"),
+            e.get("stage"),
+            e.get("from_version") or "-",
+            e.get("to_version"),
+            e.get("state"),
+            _who(e.get("actor")),
+            _gates(e.get("gates") or []),
+            e.get("reason"),
+        )
+        for e in entries
+    ]
+    _output.emit(
+        entries,
+        json_output=json_,
+        table=lambda: _output.print_table(columns, rows),
+        summary_markdown=f"### Audit trail of {name}\n\n" + _output.markdown_table(columns, rows),
+        outputs={"model": name, "entries": len(entries)},
+    )
 
 
 def _when(stamp: Any) -> str:

@@ -38,8 +38,16 @@ def promote(
 
     project = load_project()
     try:
-        result = promote_version(project, name, version, to=to, from_stage=from_stage, reason=reason,
-                                 dry_run=dry_run, progress=_output.status)
+        result = promote_version(
+            project,
+            name,
+            version,
+            to=to,
+            from_stage=from_stage,
+            reason=reason,
+            dry_run=dry_run,
+            progress=_output.status,
+        )
     except (PromotionRefused, PromotionSuperseded) as exc:
         _render(exc.result, json_)
         raise
@@ -48,8 +56,9 @@ def promote(
 
 def rollback(
     name: str = typer.Argument(..., help="Registered model name."),
-    stage: str | None = typer.Option(None, "--stage", help="Stage to roll back (default: the last stage in "
-                                     "mlkit.yaml, usually production)."),
+    stage: str | None = typer.Option(
+        None, "--stage", help="Stage to roll back (default: the last stage in mlkit.yaml, usually production)."
+    ),
     reason: str = typer.Option("", "--reason", help="Why; recorded in the audit trail."),
     json_: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
@@ -62,14 +71,17 @@ def rollback(
     from mlkit.promotion import rollback as rollback_stage
 
     project = load_project()
-    result = rollback_stage(project, name, stage or project.config.stages[-1], reason=reason,
-                            progress=_output.status)
+    result = rollback_stage(project, name, stage or project.config.stages[-1], reason=reason, progress=_output.status)
     summary = f"### Rollback of {name}@{result.stage}\n\n" + _output.markdown_table(
         ("from version", "to version", "actor", "reason"),
-        [(result.from_version, result.to_version, result.actor, result.reason)])
-    _output.emit(result.to_dict(), json_output=json_, summary_markdown=summary,
-                 outputs={"model": name, "version": result.to_version, "stage": result.stage,
-                          "status": "rolled back"})
+        [(result.from_version, result.to_version, result.actor, result.reason)],
+    )
+    _output.emit(
+        result.to_dict(),
+        json_output=json_,
+        summary_markdown=summary,
+        outputs={"model": name, "version": result.to_version, "stage": result.stage, "status": "rolled back"},
+    )
     _output.status(f"rolled back {name}@{result.stage}: version {result.from_version} -> {result.to_version}")
 
 
@@ -77,8 +89,7 @@ def _render(result: PromotionResult, json_: bool) -> None:
     from mlkit.cli import _output
 
     rows = [(g.gate, "passed" if g.passed else "FAILED", g.detail) for g in result.gates]
-    summary = (f"### Promotion of {result.model} version {result.version} to {result.stage}: "
-               f"{result.status}\n\n")
+    summary = f"### Promotion of {result.model} version {result.version} to {result.stage}: {result.status}\n\n"
     if rows:
         marks = [(gate, "✅ passed" if ok == "passed" else "❌ failed", detail) for gate, ok, detail in rows]
         summary += _output.markdown_table(("gate", "result", "detail"), marks)
@@ -87,12 +98,19 @@ def _render(result: PromotionResult, json_: bool) -> None:
 
     def table() -> None:
         if rows:
-            _output.print_table(("gate", "result", "detail"), rows,
-                                title=f"gates for {result.model} version {result.version} -> {result.stage}")
+            _output.print_table(
+                ("gate", "result", "detail"),
+                rows,
+                title=f"gates for {result.model} version {result.version} -> {result.stage}",
+            )
 
-    _output.emit(result.to_dict(), json_output=json_, table=table, summary_markdown=summary,
-                 outputs={"model": result.model, "version": result.version, "stage": result.stage,
-                          "status": result.status})
+    _output.emit(
+        result.to_dict(),
+        json_output=json_,
+        table=table,
+        summary_markdown=summary,
+        outputs={"model": result.model, "version": result.version, "stage": result.stage, "status": result.status},
+    )
     _output.status(_sentence(result))
 
 

@@ -11,12 +11,18 @@ if TYPE_CHECKING:
 
 
 def reproduce(
-    target: str = typer.Argument(..., metavar="RUN_ID|NAME@STAGE|NAME/VERSION",
-                                 help="What to rebuild: a run id (or a unique prefix of 6+ characters), a model "
-                                      "stage or a model version."),
-    tolerance: float = typer.Option(0.0, "--tolerance", min=0.0,
-                                    help="Largest allowed difference per metric (default: exact); the predictions "
-                                         "fingerprint is then not compared."),
+    target: str = typer.Argument(
+        ...,
+        metavar="RUN_ID|NAME@STAGE|NAME/VERSION",
+        help="What to rebuild: a run id (or a unique prefix of 6+ characters), a model stage or a model version.",
+    ),
+    tolerance: float = typer.Option(
+        0.0,
+        "--tolerance",
+        min=0.0,
+        help="Largest allowed difference per metric (default: exact); the predictions "
+        "fingerprint is then not compared.",
+    ),
     json_: bool = typer.Option(False, "--json", help="Print the verdict as JSON."),
 ) -> None:
     """Rebuild a model from its recorded commit, data, params and seed, and check the result matches.
@@ -31,8 +37,9 @@ def reproduce(
     from mlkit.reproduction import reproduce as run_reproduction
 
     try:
-        result = run_reproduction(load_project(), target, tolerance=tolerance,
-                                  progress=None if json_ else _output.status)
+        result = run_reproduction(
+            load_project(), target, tolerance=tolerance, progress=None if json_ else _output.status
+        )
     except ReproductionMismatch as exc:
         _render(exc.result, json_)
         raise
@@ -44,8 +51,10 @@ def _render(result: ReproduceResult, json_: bool) -> None:
 
     rows = [(c.name, _fmt(c.original), _fmt(c.reproduced), "yes" if c.equal else "NO") for c in result.checks]
     verdict = "matches" if result.matched else "does NOT match"
-    headline = (f"{result.target}: run {result.run_id} rebuilt from commit {result.commit[:12]}"
-                f"{' + recorded diff' if result.applied_diff else ''} {verdict}")
+    headline = (
+        f"{result.target}: run {result.run_id} rebuilt from commit {result.commit[:12]}"
+        f"{' + recorded diff' if result.applied_diff else ''} {verdict}"
+    )
     summary = f"### mlkit reproduce {result.target}\n\n{headline}\n\n"
     summary += _output.markdown_table(("check", "original", "reproduced", "equal"), rows)
     if result.likely_causes:
@@ -58,9 +67,17 @@ def _render(result: ReproduceResult, json_: bool) -> None:
             for cause in result.likely_causes:
                 _output.out().print(f"  - {cause}", markup=False)
 
-    _output.emit(result.to_dict(), json_output=json_, table=table, summary_markdown=summary,
-                 outputs={"run_id": result.run_id, "reproduced_run_id": result.reproduced_run_id or "",
-                          "matched": str(result.matched).lower()})
+    _output.emit(
+        result.to_dict(),
+        json_output=json_,
+        table=table,
+        summary_markdown=summary,
+        outputs={
+            "run_id": result.run_id,
+            "reproduced_run_id": result.reproduced_run_id or "",
+            "matched": str(result.matched).lower(),
+        },
+    )
 
 
 def _fmt(value: object) -> str:

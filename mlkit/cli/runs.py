@@ -37,9 +37,18 @@ def list_(
         note_column = ("note",) if any(notes) else ()
         _output.print_table(
             ("run", "status", "started", "fit_seconds", "commit", *names, *note_column),
-            [(run.run_id, run.status, run.started, _fmt(run.fit_seconds, 1), run.commit + ("*" if run.dirty else ""),
-              *(_fmt(run.metrics.get(name)) for name in names), *((note,) if note_column else ()))
-             for run, note in zip(runs, notes, strict=True)],
+            [
+                (
+                    run.run_id,
+                    run.status,
+                    run.started,
+                    _fmt(run.fit_seconds, 1),
+                    run.commit + ("*" if run.dirty else ""),
+                    *(_fmt(run.metrics.get(name)) for name in names),
+                    *((note,) if note_column else ()),
+                )
+                for run, note in zip(runs, notes, strict=True)
+            ],
         )
 
     _output.emit([run.to_dict() for run in runs], json_output=json_, table=table)
@@ -47,8 +56,9 @@ def list_(
 
 @app.command("show")
 def show(
-    run_id: str = typer.Argument(..., help="Run id or a unique prefix of it (6+ characters), NAME@ALIAS or "
-                                           "NAME/VERSION (see `mlkit runs list`)."),
+    run_id: str = typer.Argument(
+        ..., help="Run id or a unique prefix of it (6+ characters), NAME@ALIAS or NAME/VERSION (see `mlkit runs list`)."
+    ),
     json_: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Show one run: params, metrics, lineage, artifacts and registered model versions.
@@ -62,12 +72,21 @@ def show(
     detail = show_run(load_project(), run_id)
 
     def tables() -> None:
-        _output.print_mapping({"run": detail.run_id, "experiment": detail.experiment, "status": detail.status,
-                               "started": detail.started, "ended": detail.ended,
-                               "model versions": ", ".join(detail.model_versions)}, title="Run")
+        _output.print_mapping(
+            {
+                "run": detail.run_id,
+                "experiment": detail.experiment,
+                "status": detail.status,
+                "started": detail.started,
+                "ended": detail.ended,
+                "model versions": ", ".join(detail.model_versions),
+            },
+            title="Run",
+        )
         _output.print_mapping(detail.params, title="Params")
-        _output.print_mapping({k: _fmt(v) for k, v in detail.metrics.items() if not k.startswith("xgb.")},
-                              title="Metrics")
+        _output.print_mapping(
+            {k: _fmt(v) for k, v in detail.metrics.items() if not k.startswith("xgb.")}, title="Metrics"
+        )
         _output.print_mapping(detail.lineage, title="Lineage")
         _output.print_table(("artifact",), [(name,) for name in detail.artifacts], title="Artifacts")
 
@@ -76,8 +95,9 @@ def show(
 
 @app.command("compare")
 def compare(
-    run_ids: list[str] = typer.Argument(..., help="Two or more runs: run ids or unique prefixes (6+ "
-                                                  "characters), NAME@ALIAS or NAME/VERSION."),
+    run_ids: list[str] = typer.Argument(
+        ..., help="Two or more runs: run ids or unique prefixes (6+ characters), NAME@ALIAS or NAME/VERSION."
+    ),
     format_: str = typer.Option("table", "--format", "-f", help="table or markdown (for PR comments)."),
     all_: bool = typer.Option(False, "--all", help="Also show rows where every run has the same value."),
     json_: bool = typer.Option(False, "--json", help="Print JSON (every row, with a `differs` flag)."),
@@ -107,8 +127,9 @@ def compare(
         else:
             _output.status("the runs have identical params, metrics and lineage")
 
-    _output.emit(comparison.to_dict(), json_output=json_, table=table,
-                 summary_markdown="### mlkit runs compare\n\n" + markdown)
+    _output.emit(
+        comparison.to_dict(), json_output=json_, table=table, summary_markdown="### mlkit runs compare\n\n" + markdown
+    )
 
 
 def _note(run: Any) -> str:

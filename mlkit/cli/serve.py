@@ -16,23 +16,34 @@ def serve(
     ref: str = typer.Argument(None, metavar="[NAME@STAGE]", help=_REF_HELP),
     host: str = typer.Option(DEFAULT_HOST, "--host", help="Address to bind; anything but loopback is warned about."),
     port: int = typer.Option(DEFAULT_PORT, "--port", "-p", help="Port to bind; 0 picks a free one."),
-    poll: float = typer.Option(10.0, "--poll", help="Seconds between checks of the stage's alias (hot swap); "
-                               "0 never checks."),
+    poll: float = typer.Option(
+        10.0, "--poll", help="Seconds between checks of the stage's alias (hot swap); 0 never checks."
+    ),
     max_batch_rows: int = typer.Option(512, "--max-batch-rows", help="Most rows in one model call."),
-    max_wait_ms: float = typer.Option(2.0, "--max-wait-ms", help="Longest wait for more requests to batch, "
-                                      "only while requests arrive concurrently."),
+    max_wait_ms: float = typer.Option(
+        2.0, "--max-wait-ms", help="Longest wait for more requests to batch, only while requests arrive concurrently."
+    ),
     max_body_mb: float = typer.Option(16.0, "--max-body-mb", help="Larger request bodies get 413."),
-    drain_seconds: float = typer.Option(30.0, "--drain-seconds", help="On SIGTERM, how long to wait for "
-                                        "requests in flight."),
+    drain_seconds: float = typer.Option(
+        30.0, "--drain-seconds", help="On SIGTERM, how long to wait for requests in flight."
+    ),
     no_log: bool = typer.Option(False, "--no-log", help="Keep no prediction log."),
-    log_sample: float = typer.Option(1.0, "--log-sample", min=0.0, max=1.0,
-                                     help="Share of requests written to the prediction log."),
-    log_max_mb: float = typer.Option(1024.0, "--log-max-mb", help="Disk budget of the prediction log; the "
-                                     "oldest files go first."),
-    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Server processes sharing the port, each with "
-                                "the model loaded (Linux and macOS)."),
-    dockerfile: Path = typer.Option(None, "--dockerfile", help="Write a Dockerfile that runs this server to "
-                                    "PATH and exit (nothing is built)."),
+    log_sample: float = typer.Option(
+        1.0, "--log-sample", min=0.0, max=1.0, help="Share of requests written to the prediction log."
+    ),
+    log_max_mb: float = typer.Option(
+        1024.0, "--log-max-mb", help="Disk budget of the prediction log; the oldest files go first."
+    ),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        "-w",
+        min=1,
+        help="Server processes sharing the port, each with the model loaded (Linux and macOS).",
+    ),
+    dockerfile: Path = typer.Option(
+        None, "--dockerfile", help="Write a Dockerfile that runs this server to PATH and exit (nothing is built)."
+    ),
 ) -> None:
     """Serve the model a stage points at over HTTP, following the stage as it moves (hot swap).
 
@@ -58,8 +69,10 @@ def serve(
         return
     token = os.environ.get(ENV_TOKEN) or None
     if not is_loopback(host):
-        _output.warn(f"--host {host}: the server is reachable from other machines"
-                     + ("" if token else f"; set {ENV_TOKEN} to require a token"))
+        _output.warn(
+            f"--host {host}: the server is reachable from other machines"
+            + ("" if token else f"; set {ENV_TOKEN} to require a token")
+        )
     options = ServeOptions(
         host=host,
         port=port,
@@ -80,8 +93,10 @@ def serve(
         typer.echo(url)
 
     result = run_server(project, target, options, progress=_output.status, on_listening=listening)
-    _output.status(f"stopped after {result.requests} /invocations requests"
-                   + ("" if result.drained else " (requests were still open)"))
+    _output.status(
+        f"stopped after {result.requests} /invocations requests"
+        + ("" if result.drained else " (requests were still open)")
+    )
     if not result.drained:
         raise KeyboardInterrupt
 
@@ -89,8 +104,9 @@ def serve(
 def predict(
     ref: str = typer.Argument(..., metavar="NAME@STAGE", help=_REF_HELP),
     source: Path = typer.Argument(..., metavar="INPUT", help="A CSV or Parquet file with the data's columns."),
-    output: Path = typer.Option(..., "--output", "-o", help="Where to write the rows with a prediction column "
-                                "(.csv or .parquet)."),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="Where to write the rows with a prediction column (.csv or .parquet)."
+    ),
     chunk_rows: int = typer.Option(100_000, "--chunk-rows", min=1, help="Rows read and scored at a time."),
     json_: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:

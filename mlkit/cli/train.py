@@ -20,9 +20,7 @@ def train(
         "-e",
         help="MLflow experiment (default: tracking.experiment, or MLKIT_EXPERIMENT).",
     ),
-    no_register: bool = typer.Option(
-        False, "--no-register", help="Log the run but register no model version."
-    ),
+    no_register: bool = typer.Option(False, "--no-register", help="Log the run but register no model version."),
     allow_dirty: bool = typer.Option(
         False,
         "--allow-dirty",
@@ -57,14 +55,23 @@ def train(
     rows += [("fit_seconds", f"{result.fit_seconds:.1f}"), ("total_seconds", f"{result.total_seconds:.1f}")]
     rows += [("warning", warning) for warning in result.warnings]
     data = result.to_dict()
-    _output.emit(data, json_output=json_, table=lambda: _output.print_table(("", ""), rows),
-                 summary_markdown=_summary_markdown(data),
-                 outputs={"run_id": result.run_id, "model_name": result.model_name,
-                          "model_version": result.model_version or "", **result.metrics})
+    _output.emit(
+        data,
+        json_output=json_,
+        table=lambda: _output.print_table(("", ""), rows),
+        summary_markdown=_summary_markdown(data),
+        outputs={
+            "run_id": result.run_id,
+            "model_name": result.model_name,
+            "model_version": result.model_version or "",
+            **result.metrics,
+        },
+    )
     if result.uncommitted:
         files = " ".join(result.uncommitted)
-        _output.status(f"{' and '.join(result.uncommitted)} changed: commit them with your code "
-                       f"(git add {files} && git commit)")
+        _output.status(
+            f"{' and '.join(result.uncommitted)} changed: commit them with your code (git add {files} && git commit)"
+        )
 
 
 def ui(
@@ -88,12 +95,9 @@ def ui(
 def _summary_markdown(data: dict[str, Any]) -> str:
     from mlkit.cli import _output
 
-    version = (
-        f"`{data['model_name']}` v{data['model_version']}" if data["model_version"] else "not registered"
-    )
+    version = f"`{data['model_name']}` v{data['model_version']}" if data["model_version"] else "not registered"
     rows = [(name, f"{value:.4f}") for name, value in {**data["metrics"], **data["cv_metrics"]}.items()]
     return (
         f"### mlkit train\n\nRun `{data['run_id']}` · model {version} · commit "
-        f"`{data['lineage'].get('mlkit.git.commit', '')[:12]}`\n\n"
-        + _output.markdown_table(("metric", "value"), rows)
+        f"`{data['lineage'].get('mlkit.git.commit', '')[:12]}`\n\n" + _output.markdown_table(("metric", "value"), rows)
     )

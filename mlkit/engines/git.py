@@ -21,8 +21,15 @@ FALLBACK_NAME = "mlkit"
 FALLBACK_EMAIL = "mlkit@localhost"
 
 
-def run(root: os.PathLike[str] | str, *args: str, check: bool = True, strip: bool = True, read_only: bool = False,
-        env: Mapping[str, str] | None = None, lock_wait: float = INDEX_LOCK_WAIT_S) -> str:
+def run(
+    root: os.PathLike[str] | str,
+    *args: str,
+    check: bool = True,
+    strip: bool = True,
+    read_only: bool = False,
+    env: Mapping[str, str] | None = None,
+    lock_wait: float = INDEX_LOCK_WAIT_S,
+) -> str:
     """``git ARGS`` in ``root``; its stdout (stripped unless ``strip`` is false).
 
     ``check``: a non-zero exit raises; otherwise stdout is returned whatever the exit status (``git diff
@@ -79,16 +86,29 @@ def identity_env(root: Path | str) -> dict[str, str]:
     return extra
 
 
-def _run(root: os.PathLike[str] | str, args: tuple[str, ...], *, read_only: bool, env: Mapping[str, str] | None = None,
-         lock_wait: float = INDEX_LOCK_WAIT_S) -> subprocess.CompletedProcess[str]:
+def _run(
+    root: os.PathLike[str] | str,
+    args: tuple[str, ...],
+    *,
+    read_only: bool,
+    env: Mapping[str, str] | None = None,
+    lock_wait: float = INDEX_LOCK_WAIT_S,
+) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, "LC_ALL": "C", **(env or {})}
     if read_only:
         environment["GIT_OPTIONAL_LOCKS"] = "0"
     deadline = time.monotonic() + lock_wait
     while True:
         try:
-            done = subprocess.run(["git", *args], cwd=root, env=environment, capture_output=True, text=True,
-                                  stdin=subprocess.DEVNULL, check=False)
+            done = subprocess.run(
+                ["git", *args],
+                cwd=root,
+                env=environment,
+                capture_output=True,
+                text=True,
+                stdin=subprocess.DEVNULL,
+                check=False,
+            )
         except FileNotFoundError:
             raise OperationError("git is not installed", hint="install git and run again") from None
         if done.returncode != 0 and "index.lock" in done.stderr and time.monotonic() < deadline:

@@ -42,7 +42,7 @@ def is_sqlite(uri: str) -> bool:
 
 
 def sqlite_path(uri: str) -> Path:
-    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else Path(uri.split(":", 1)[1])
+    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else Path(uri.split(":", 1)[1])
 
 
 def configure(project: Project) -> str:
@@ -116,8 +116,7 @@ def artifact_location(project: Project) -> str | None:
     return None
 
 
-def ensure_experiment(project: Project, name: str | None = None, *,
-                      opened: MlflowClient | None = None) -> str:
+def ensure_experiment(project: Project, name: str | None = None, *, opened: MlflowClient | None = None) -> str:
     """The id of the named experiment (default: the project's), created on first use; ``opened`` is a
     client already opened on the project's store."""
     mlflow_client = opened or client(project)
@@ -146,7 +145,6 @@ def retry_locked(fn: Callable[[], T], *, attempts: int = 12, base_delay: float =
     raise AssertionError("unreachable")
 
 
-
 # --- a training run: logging, the model, registration, the end ------------------------------------------
 
 # MLflow caps one log_batch call at 1000 metrics, 100 params and 100 tags
@@ -155,9 +153,15 @@ _BATCH_PARAMS = 100
 _PARAM_VALUE_LIMIT = 6000
 
 
-def log_batch(mlflow_client: MlflowClient, run_id: str, *, params: Mapping[str, str],
-              metrics: Mapping[str, float], history: Mapping[str, Sequence[float]],
-              run_tags: Mapping[str, str]) -> None:
+def log_batch(
+    mlflow_client: MlflowClient,
+    run_id: str,
+    *,
+    params: Mapping[str, str],
+    metrics: Mapping[str, float],
+    history: Mapping[str, Sequence[float]],
+    run_tags: Mapping[str, str],
+) -> None:
     """Params, metrics (``history``: one value per step) and tags in as few store round trips as possible.
 
     A NaN metric is not logged.
@@ -174,11 +178,11 @@ def log_batch(mlflow_client: MlflowClient, run_id: str, *, params: Mapping[str, 
         (metric_rows[i : i + _BATCH_METRICS], [], []) for i in range(0, len(metric_rows), _BATCH_METRICS)
     ] or [([], [], [])]
     batches[0] = (batches[0][0], param_rows[:_BATCH_PARAMS], tag_rows)
-    batches += [([], param_rows[i : i + _BATCH_PARAMS], [])
-                for i in range(_BATCH_PARAMS, len(param_rows), _BATCH_PARAMS)]
+    batches += [
+        ([], param_rows[i : i + _BATCH_PARAMS], []) for i in range(_BATCH_PARAMS, len(param_rows), _BATCH_PARAMS)
+    ]
     for metric_batch, param_batch, tag_batch in batches:
-        retry_locked(partial(mlflow_client.log_batch, run_id, metrics=metric_batch, params=param_batch,
-                             tags=tag_batch))
+        retry_locked(partial(mlflow_client.log_batch, run_id, metrics=metric_batch, params=param_batch, tags=tag_batch))
 
 
 def log_artifacts(mlflow_client: MlflowClient, run_id: str, folder: Path) -> None:
@@ -220,8 +224,9 @@ def pinned_requirements(distributions: Sequence[str]) -> list[str]:
     return out
 
 
-def register_version(mlflow_client: MlflowClient, name: str, model_uri: str, run_id: str,
-                     version_tags: Mapping[str, str]) -> str:
+def register_version(
+    mlflow_client: MlflowClient, name: str, model_uri: str, run_id: str, version_tags: Mapping[str, str]
+) -> str:
     """Register ``model_uri`` (logged by run ``run_id``) as a new version of ``name``, created on first use;
     return the version number.
 
@@ -238,8 +243,11 @@ def register_version(mlflow_client: MlflowClient, name: str, model_uri: str, run
     # MLflow 3 logs models as `models:/m-<id>`; a tracking server only accepts that source with its model_id
     model_id = model_uri.split("/", 1)[1] if model_uri.startswith("models:/m-") else None
     with fluent_store(mlflow_client.tracking_uri):
-        version = retry_locked(lambda: mlflow_client.create_model_version(
-            name, model_uri, run_id=run_id, tags=dict(version_tags), model_id=model_id))
+        version = retry_locked(
+            lambda: mlflow_client.create_model_version(
+                name, model_uri, run_id=run_id, tags=dict(version_tags), model_id=model_id
+            )
+        )
     return str(version.version)
 
 
@@ -341,6 +349,7 @@ def _quiet_loggers(*names: str) -> Iterator[None]:
         for logger, level in zip(loggers, levels, strict=False):
             logger.setLevel(level)
 
+
 # --- team tracking: an MLflow server over http(s), or PostgreSQL directly ------------------------------
 
 _POSTGRES_SCHEMES = ("postgresql://", "postgresql+psycopg://", "postgresql+psycopg2://")
@@ -352,8 +361,10 @@ _REACHABLE: set[str] = set()  # URIs already checked by this process
 # Both are MLflow's defaults changed in this process only: a variable the user sets still wins, and
 # os.environ is left alone (the store is opened in a thread while the main thread may be reading it).
 _HTTP_DEFAULTS: dict[str, object] = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": 3, "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": 1,
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": 30, "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": True,
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": 3,
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": 1,
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": 30,
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": True,
 }
 
 
@@ -375,13 +386,15 @@ def check_driver(uri: str) -> None:
 
     if uri.startswith("postgresql+psycopg2://"):
         if importlib.util.find_spec("psycopg2") is None:
-            raise UsageError(f"{redact(uri)} needs the psycopg2 driver, which is not installed",
-                             hint="pip install psycopg2-binary, or use postgresql:// with "
-                                  "`pip install 'mlkit[team]'`")
-    elif uri.startswith(("postgresql://", "postgresql+psycopg://")) \
-            and importlib.util.find_spec("psycopg") is None:
-        raise UsageError(f"{redact(uri)} needs the PostgreSQL driver psycopg, which is not installed",
-                         hint="pip install 'mlkit[team]'")
+            raise UsageError(
+                f"{redact(uri)} needs the psycopg2 driver, which is not installed",
+                hint="pip install psycopg2-binary, or use postgresql:// with `pip install 'mlkit[team]'`",
+            )
+    elif uri.startswith(("postgresql://", "postgresql+psycopg://")) and importlib.util.find_spec("psycopg") is None:
+        raise UsageError(
+            f"{redact(uri)} needs the PostgreSQL driver psycopg, which is not installed",
+            hint="pip install 'mlkit[team]'",
+        )
 
 
 def ensure_reachable(uri: str, *, attempts: int = 4, base_delay: float = 0.5, timeout: float = 5.0) -> None:
@@ -408,7 +421,7 @@ def ensure_reachable(uri: str, *, attempts: int = 4, base_delay: float = 0.5, ti
     raise OperationError(
         f"tracking server {redact(uri)} is unreachable after {attempts} attempts: {_scrub(reason, uri)}",
         hint="start it (`mlkit server start`), check tracking.uri in mlkit.yaml or "
-             f"{C.ENV_TRACKING_URI}, then run the command again",
+        f"{C.ENV_TRACKING_URI}, then run the command again",
     )
 
 
@@ -436,8 +449,15 @@ def lost_connection(exc: BaseException, uri: str) -> OperationError | None:
     if not (is_http(uri) or is_database(uri)):
         return None
     text = " ".join(str(exc).split())
-    markers = ("Max retries exceeded", "Connection refused", "ConnectionError", "connection failed",
-               "server closed the connection", "could not connect", "OperationalError")
+    markers = (
+        "Max retries exceeded",
+        "Connection refused",
+        "ConnectionError",
+        "connection failed",
+        "server closed the connection",
+        "could not connect",
+        "OperationalError",
+    )
     if not any(marker in text for marker in markers) and not isinstance(exc, ConnectionError):
         return None
     reason = "connection refused" if "refused" in text.lower() else "connection lost"
@@ -495,8 +515,7 @@ def ensure_database_store(uri: str) -> None:
         return
     import sqlalchemy
 
-    engine = sqlalchemy.create_engine(uri, connect_args={"connect_timeout": 10},
-                                      poolclass=sqlalchemy.pool.NullPool)
+    engine = sqlalchemy.create_engine(uri, connect_args={"connect_timeout": 10}, poolclass=sqlalchemy.pool.NullPool)
     try:
         with engine.connect() as connection:
             connection.execute(sqlalchemy.text(f"SET lock_timeout = '{int(_LOCK_TIMEOUT_S)}s'"))
@@ -507,7 +526,7 @@ def ensure_database_store(uri: str) -> None:
                     f"another process has been setting up the tracking schema in {redact(uri)} "
                     f"for {_LOCK_TIMEOUT_S:.0f}s",
                     hint="wait for it to finish (a first MLflow migration can take minutes on a large "
-                         "database), then run the command again",
+                    "database), then run the command again",
                 ) from None
             try:
                 _create_store(uri)
@@ -521,8 +540,9 @@ def ensure_database_store(uri: str) -> None:
 def _probe_database(uri: str, timeout: float) -> str:
     import sqlalchemy
 
-    engine = sqlalchemy.create_engine(uri, connect_args={"connect_timeout": max(1, int(timeout))},
-                                      poolclass=sqlalchemy.pool.NullPool)
+    engine = sqlalchemy.create_engine(
+        uri, connect_args={"connect_timeout": max(1, int(timeout))}, poolclass=sqlalchemy.pool.NullPool
+    )
     try:
         with engine.connect() as connection:
             connection.execute(sqlalchemy.text("SELECT 1"))

@@ -90,8 +90,9 @@ def predict_file(
             writer.close()
         if temporary.exists():
             temporary.unlink()
-    return PredictResult(loaded.name, loaded.version, str(source), str(target), rows, chunks,
-                         round(time.perf_counter() - started, 3))
+    return PredictResult(
+        loaded.name, loaded.version, str(source), str(target), rows, chunks, round(time.perf_counter() - started, 3)
+    )
 
 
 def _read(source: Path, loaded: LoadedModel, chunk_rows: int) -> Iterator[Any]:
@@ -150,8 +151,8 @@ def _score(loaded: LoadedModel, batch: Any, source: Path, offset: int) -> Any:
             hint="check those rows",
         ) from None
     values = predicted.tolist()
-    column = pa.array(values) if loaded.model.classes is None else pa.array(
-        values, type=_label_type(loaded.model.classes)
+    column = (
+        pa.array(values) if loaded.model.classes is None else pa.array(values, type=_label_type(loaded.model.classes))
     )
     return pa.Table.from_batches([batch]).append_column(PREDICTION_COLUMN, column)
 

@@ -132,9 +132,9 @@ def _predict_batch(loaded: Any, batch: list[_Job]) -> list[Any]:
         start = 0
         for i in indices:
             count = batch[i].rows.count
-            outcomes[i] = result.iloc[start : start + count] if hasattr(result, "iloc") else result[
-                start : start + count
-            ]
+            outcomes[i] = (
+                result.iloc[start : start + count] if hasattr(result, "iloc") else result[start : start + count]
+            )
             start += count
     return outcomes
 

@@ -50,9 +50,7 @@ def column_type(dtype: Any) -> str:
     return M.STRING
 
 
-def serving_config(
-    project: Project, raw: Any, classes: Sequence[Any] | None
-) -> dict[str, Any]:
+def serving_config(project: Project, raw: Any, classes: Sequence[Any] | None) -> dict[str, Any]:
     """What :mod:`mlkit_model` needs besides the Pipeline (written next to it as ``mlkit_model.json``)."""
     data = project.config.data
     return {

@@ -81,8 +81,10 @@ def parse(body: bytes, content_type: str) -> Rows:
 
 
 def _split(value: Any) -> tuple[dict[str, list[Any]], int]:
-    if not isinstance(value, dict) or not isinstance(value.get("columns"), list) or not isinstance(
-        value.get("data"), list
+    if (
+        not isinstance(value, dict)
+        or not isinstance(value.get("columns"), list)
+        or not isinstance(value.get("data"), list)
     ):
         raise PayloadError(400, "dataframe_split must be an object with a columns list and a data list")
     names = value["columns"]

@@ -157,9 +157,11 @@ class PredictionLog:
         ]
         names = list(META_COLUMNS)
         for name, kind in types.items():
-            values = list(chain.from_iterable(
-                e.columns.get(name) or repeat(None, n) for e, n in zip(entries, counts, strict=True)
-            ))
+            values = list(
+                chain.from_iterable(
+                    e.columns.get(name) or repeat(None, n) for e, n in zip(entries, counts, strict=True)
+                )
+            )
             arrays.append(_arrow_column(values, kind))
             names.append(name)
         table = pa.Table.from_arrays(arrays, names=names)
@@ -215,8 +217,7 @@ def _arrow_column(values: list[Any], kind: str) -> Any:
         return pa.array([None if v is None else float(v) for v in values], pa.float64(), from_pandas=True)
     if kind == "boolean":
         return pa.array([None if v is None else bool(v) for v in values], pa.bool_())
-    return pa.array([None if v is None or (isinstance(v, float) and v != v) else str(v) for v in values],
-                    pa.string())
+    return pa.array([None if v is None or (isinstance(v, float) and v != v) else str(v) for v in values], pa.string())
 
 
 def now_utc() -> datetime:

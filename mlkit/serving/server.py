@@ -43,9 +43,18 @@ HEADER_LIMIT = 64 * 1024
 VERSION_HEADER = "X-Mlkit-Model-Version"
 
 _REASONS = {
-    200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
-    411: "Length Required", 413: "Payload Too Large", 415: "Unsupported Media Type", 422: "Unprocessable Entity",
-    431: "Request Header Fields Too Large", 500: "Internal Server Error", 503: "Service Unavailable",
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    411: "Length Required",
+    413: "Payload Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Entity",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
 }
 
 
@@ -133,10 +142,12 @@ def _serve_workers(
         sock.bind((options.host, options.port))
     except OSError as exc:
         sock.close()
-        raise OperationError(f"cannot bind {options.host}:{options.port}: {exc.strerror}",
-                             hint="choose another --port") from None
-    worker_options = replace(options, port=int(sock.getsockname()[1]), workers=1, reuse_port=True,
-                             log_folder=log_folder)
+        raise OperationError(
+            f"cannot bind {options.host}:{options.port}: {exc.strerror}", hint="choose another --port"
+        ) from None
+    worker_options = replace(
+        options, port=int(sock.getsockname()[1]), workers=1, reuse_port=True, log_folder=log_folder
+    )
     context = multiprocessing.get_context("spawn")
     children = [
         context.Process(target=_worker, args=(project.root, source.label, worker_options), name=f"mlkit-serve-{i}")
@@ -436,15 +447,24 @@ class _Server:
             return status, _json({"status": state, **_version_fields(self.current)}), "application/json", {}
         if path not in ("/invocations", "/version", "/metrics"):
             self.metrics.request("other", 404, None)
-            return 404, _error(f"no such path {path}; try /invocations, /health, /version, /metrics"), \
-                "application/json", {}
+            return (
+                404,
+                _error(f"no such path {path}; try /invocations, /health, /version, /metrics"),
+                "application/json",
+                {},
+            )
         if not self._authorized(headers):
             self.metrics.request(path, 401, None)
-            return 401, _error(f"a bearer token is required (the server's {ENV_TOKEN})"), "application/json", {
-                "WWW-Authenticate": "Bearer"}
+            return (
+                401,
+                _error(f"a bearer token is required (the server's {ENV_TOKEN})"),
+                "application/json",
+                {"WWW-Authenticate": "Bearer"},
+            )
         if path == "/metrics":
-            text = self.metrics.render(self.source.ref.name, self.current.version if self.current else None,
-                                       self.current is not None)
+            text = self.metrics.render(
+                self.source.ref.name, self.current.version if self.current else None, self.current is not None
+            )
             self.metrics.request(path, 200, None)
             return 200, text.encode(), "text/plain; version=0.0.4; charset=utf-8", {}
         if self.current is None:

@@ -37,11 +37,12 @@ def check(scheduler: str | None) -> None:
     import importlib.util
 
     if importlib.util.find_spec("distributed") is None or importlib.util.find_spec("dask") is None:
-        raise UsageError("training.backend: dask needs dask.distributed, which is not installed",
-                         hint=_INSTALL_HINT)
+        raise UsageError("training.backend: dask needs dask.distributed, which is not installed", hint=_INSTALL_HINT)
     if not scheduler:
-        raise UsageError(f"{C.CONFIG_FILE}: training.scheduler: is required when training.backend is dask",
-                         hint=f"set training.scheduler: tcp://HOST:8786 or {C.ENV_DASK_SCHEDULER}")
+        raise UsageError(
+            f"{C.CONFIG_FILE}: training.scheduler: is required when training.backend is dask",
+            hint=f"set training.scheduler: tcp://HOST:8786 or {C.ENV_DASK_SCHEDULER}",
+        )
 
 
 @contextmanager
@@ -52,9 +53,11 @@ def connect(scheduler: str, timeout: float = CONNECT_TIMEOUT_S) -> Iterator[Any]
     try:
         client = Client(scheduler, timeout=timeout)  # xgboost.dask looks for the default client
     except (OSError, TimeoutError) as exc:
-        raise OperationError(f"Dask scheduler {scheduler} is unreachable: {first_line(exc)}",
-                             hint=f"start it (`dask scheduler`, `dask worker {scheduler}`) or fix "
-                                  f"training.scheduler / {C.ENV_DASK_SCHEDULER}") from None
+        raise OperationError(
+            f"Dask scheduler {scheduler} is unreachable: {first_line(exc)}",
+            hint=f"start it (`dask scheduler`, `dask worker {scheduler}`) or fix "
+            f"training.scheduler / {C.ENV_DASK_SCHEDULER}",
+        ) from None
     try:
         yield client
     finally:
@@ -83,9 +86,16 @@ def read_table(path: Path) -> Any:
     return result.reset_index(drop=True)
 
 
-def fit_model(model: Any, X: Any, y: Any, *, preprocessor: Any | None, scheduler: str,
-              eval_sets: Sequence[tuple[str, Any, Any]] = (), early_stopping_rounds: int | None = None
-              ) -> FittedModel:
+def fit_model(
+    model: Any,
+    X: Any,
+    y: Any,
+    *,
+    preprocessor: Any | None,
+    scheduler: str,
+    eval_sets: Sequence[tuple[str, Any, Any]] = (),
+    early_stopping_rounds: int | None = None,
+) -> FittedModel:
     """Fit ``preprocessor`` (in process) and ``model`` (on the cluster) into one scikit-learn Pipeline."""
     from sklearn.pipeline import Pipeline
 
@@ -99,8 +109,7 @@ def fit_model(model: Any, X: Any, y: Any, *, preprocessor: Any | None, scheduler
             return FittedModel(pipeline)
         transformed = preprocessor.fit_transform(X, y) if preprocessor is not None else X
         names = [name for name, _, _ in eval_sets]
-        sets = [(preprocessor.transform(ex) if preprocessor is not None else ex, ey)
-                for _, ex, ey in eval_sets]
+        sets = [(preprocessor.transform(ex) if preprocessor is not None else ex, ey) for _, ex, ey in eval_sets]
         history = _fit_xgboost(client, model, transformed, y, sets, names, early_stopping_rounds)
     steps = ([("preprocess", preprocessor)] if preprocessor is not None else []) + [("model", model)]
     fitted = FittedModel(Pipeline(steps))
@@ -110,6 +119,7 @@ def fit_model(model: Any, X: Any, y: Any, *, preprocessor: Any | None, scheduler
 
 
 # --- helpers ----------------------------------------------------------------------------------------
+
 
 def _fit_with_joblib_dask(pipeline: Any, X: Any, y: Any) -> None:
     """joblib's Dask backend finds the default client that `connect` opened."""
@@ -122,8 +132,10 @@ def _fit_with_joblib_dask(pipeline: Any, X: Any, y: Any) -> None:
 def _workers(client: Any) -> list[str]:
     workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
     if not workers:
-        raise OperationError(f"Dask scheduler {client.scheduler.address} has no workers",
-                             hint=f"start some: `dask worker {client.scheduler.address}`")
+        raise OperationError(
+            f"Dask scheduler {client.scheduler.address} has no workers",
+            hint=f"start some: `dask worker {client.scheduler.address}`",
+        )
     return workers
 
 
@@ -141,8 +153,7 @@ def _placed(client: Any, workers: list[str], X: Any, y: Any | None) -> tuple[Any
         if stop <= start:
             continue
         [x_future] = client.scatter([X[start:stop]], workers=[worker], broadcast=False)
-        x_blocks.append(da.from_delayed(dask.delayed(x_future), shape=(stop - start, X.shape[1]),
-                                        dtype=X.dtype))
+        x_blocks.append(da.from_delayed(dask.delayed(x_future), shape=(stop - start, X.shape[1]), dtype=X.dtype))
         if y is not None:
             part = np.asarray(y)[start:stop]
             [y_future] = client.scatter([part], workers=[worker], broadcast=False)
@@ -158,8 +169,15 @@ def _dense(X: Any) -> Any:
     return np.ascontiguousarray(np.asarray(X, dtype=np.float32))
 
 
-def _fit_xgboost(client: Any, model: Any, X: Any, y: Any, eval_sets: list[tuple[Any, Any]], names: list[str],
-                 early_stopping_rounds: int | None) -> dict[str, list[float]]:
+def _fit_xgboost(
+    client: Any,
+    model: Any,
+    X: Any,
+    y: Any,
+    eval_sets: list[tuple[Any, Any]],
+    names: list[str],
+    early_stopping_rounds: int | None,
+) -> dict[str, list[float]]:
     """Train the booster on the cluster with xgboost.dask, then load it into ``model`` itself."""
     from xgboost import XGBClassifier
     from xgboost import dask as dxgb

@@ -50,8 +50,7 @@ def resolve_estimator(path: str) -> type:
     except ImportError as exc:
         raise UsageError(
             f"{C.CONFIG_FILE}: model.estimator: cannot import module {module_name!r} ({exc})",
-            hint="use an installed estimator, e.g. xgboost.XGBClassifier or "
-            "sklearn.ensemble.RandomForestClassifier",
+            hint="use an installed estimator, e.g. xgboost.XGBClassifier or sklearn.ensemble.RandomForestClassifier",
         ) from None
     cls = getattr(module, class_name, None)
     if cls is None:
@@ -108,7 +107,6 @@ def build_estimator(path: str, params: Mapping[str, Any], *, seed: int, task: st
     return estimator
 
 
-
 def _check_names(path: str, params: Mapping[str, Any], known: Mapping[str, Any]) -> None:
     """Refuse every name ``path`` does not take, all in one message (switching the estimator with
     ``--set`` typically leaves several of the previous estimator's params behind)."""
@@ -123,8 +121,10 @@ def _check_names(path: str, params: Mapping[str, Any], known: Mapping[str, Any])
 
     if len(unknown) == 1:
         name = unknown[0]
-        raise UsageError(f"{C.PARAMS_FILE}: estimator.{name}: not a parameter of {path}"
-                         + suggestion(name, "; did you mean {!r}?"), hint=hint)
+        raise UsageError(
+            f"{C.PARAMS_FILE}: estimator.{name}: not a parameter of {path}" + suggestion(name, "; did you mean {!r}?"),
+            hint=hint,
+        )
     listed = ", ".join(f"estimator.{name}" + suggestion(name, " (did you mean {!r}?)") for name in unknown)
     raise UsageError(f"{C.PARAMS_FILE}: {len(unknown)} params are not parameters of {path}: {listed}", hint=hint)
 

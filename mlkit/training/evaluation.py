@@ -33,6 +33,7 @@ def split(features: Any, target: Any, *, test_size: float, seed: int, stratify: 
             hint="use more rows, or change test_size in params.yaml",
         ) from None
 
+
 # below these, test metrics swing with a handful of rows (an r2 of -1.23 from a 4-row test split)
 MIN_TEST_ROWS = 30
 MIN_TEST_ROWS_PER_CLASS = 5
@@ -44,18 +45,32 @@ def split_warnings(y_test: Any, task: str, classes: Sequence[Any] | None = None)
 
     rows = len(y_test)
     if rows < MIN_TEST_ROWS:
-        return [f"the test split has only {rows} rows (fewer than {MIN_TEST_ROWS}): its metrics are "
-                "unreliable; use more data or a larger test_size"]
+        return [
+            f"the test split has only {rows} rows (fewer than {MIN_TEST_ROWS}): its metrics are "
+            "unreliable; use more data or a larger test_size"
+        ]
     if task != "classification" or classes is None:
         return []
     counts = np.bincount(np.asarray(y_test, dtype=np.int64), minlength=len(classes))
-    return [f"class {classes[i]!r} has only {n} rows in the test split (fewer than {MIN_TEST_ROWS_PER_CLASS}): "
-            "its metrics are unreliable" for i, n in enumerate(counts.tolist()) if n < MIN_TEST_ROWS_PER_CLASS]
+    return [
+        f"class {classes[i]!r} has only {n} rows in the test split (fewer than {MIN_TEST_ROWS_PER_CLASS}): "
+        "its metrics are unreliable"
+        for i, n in enumerate(counts.tolist())
+        if n < MIN_TEST_ROWS_PER_CLASS
+    ]
 
 
-def eval_sets(model: Any, X_train: Any, y_train: Any, X_test: Any, y_test: Any, *,
-              early_stopping_rounds: int | None, seed: int, stratify: bool
-              ) -> tuple[list[tuple[str, Any, Any]], Any, Any]:
+def eval_sets(
+    model: Any,
+    X_train: Any,
+    y_train: Any,
+    X_test: Any,
+    y_test: Any,
+    *,
+    early_stopping_rounds: int | None,
+    seed: int,
+    stratify: bool,
+) -> tuple[list[tuple[str, Any, Any]], Any, Any]:
     """(XGBoost's evaluation sets, the rows to fit on, their target). With early stopping, a validation
     split is carved out of the training data (never the test split, which must stay unseen); other
     estimators get no evaluation sets."""
@@ -74,8 +89,18 @@ def folds(n_splits: int, *, seed: int, stratify: bool) -> Any:
     return cls(n_splits=n_splits, shuffle=True, random_state=seed)
 
 
-def cross_validate(make_model: ModelFactory, X: Any, y: Any, names: Sequence[str], task: str, *,
-                   n_folds: int, seed: int, backend: str, scheduler: str | None = None) -> dict[str, float]:
+def cross_validate(
+    make_model: ModelFactory,
+    X: Any,
+    y: Any,
+    names: Sequence[str],
+    task: str,
+    *,
+    n_folds: int,
+    seed: int,
+    backend: str,
+    scheduler: str | None = None,
+) -> dict[str, float]:
     """``cv_<metric>_mean`` and ``cv_<metric>_std`` over ``n_folds`` seeded folds of (X, y), a fresh model
     from ``make_model`` fitted on each."""
     import numpy as np
@@ -84,8 +109,9 @@ def cross_validate(make_model: ModelFactory, X: Any, y: Any, names: Sequence[str
     splitter = folds(n_folds, seed=seed, stratify=task == "classification")
     for fold_train, fold_test in splitter.split(X, y):
         model, preprocessor = make_model()
-        fitted = fit_model(model, X.iloc[fold_train], y[fold_train], preprocessor=preprocessor,
-                           backend=backend, scheduler=scheduler)
+        fitted = fit_model(
+            model, X.iloc[fold_train], y[fold_train], preprocessor=preprocessor, backend=backend, scheduler=scheduler
+        )
         predicted, probabilities = predict_scores(fitted.pipeline, X.iloc[fold_test], task)
         for name, value in compute_metrics(names, task, y[fold_test], predicted, probabilities).items():
             scores[name].append(value)

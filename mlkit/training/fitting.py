@@ -59,8 +59,15 @@ def fit_model(
     check_backend(backend, scheduler)
     if backend == "dask":
         assert scheduler is not None  # checked above
-        return distributed.fit_model(model, X, y, preprocessor=preprocessor, scheduler=scheduler,
-                                     eval_sets=eval_sets, early_stopping_rounds=early_stopping_rounds)
+        return distributed.fit_model(
+            model,
+            X,
+            y,
+            preprocessor=preprocessor,
+            scheduler=scheduler,
+            eval_sets=eval_sets,
+            early_stopping_rounds=early_stopping_rounds,
+        )
     if preprocessor is None:
         pipeline = model if isinstance(model, Pipeline) else Pipeline([("model", model)])
         pipeline.fit(X, y)

@@ -50,8 +50,9 @@ def uncommitted(root: Path) -> list[str]:
     names = ["dvc.lock", C.METRICS_FILE]
     if not git.is_repo(root):
         return []
-    changed = git.run(root, "status", "--porcelain", "--untracked-files=all", "--", *names, check=False, strip=False,
-                      read_only=True)
+    changed = git.run(
+        root, "status", "--porcelain", "--untracked-files=all", "--", *names, check=False, strip=False, read_only=True
+    )
     paths = {line[3:].strip() for line in changed.splitlines() if len(line) > 3}
     return [name for name in names if name in paths]
 

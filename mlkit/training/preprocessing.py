@@ -19,8 +19,7 @@ def infer_columns(
     for name in [*(numeric or []), *(categorical or [])]:
         if name not in columns:
             raise UsageError(
-                f"mlkit.yaml: data: column {name!r} is not in the data; columns: "
-                + ", ".join(map(str, columns[:20])),
+                f"mlkit.yaml: data: column {name!r} is not in the data; columns: " + ", ".join(map(str, columns[:20])),
                 hint="fix data.numeric / data.categorical",
             )
     listed = set(numeric or []) | set(categorical or [])

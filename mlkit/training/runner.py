@@ -141,9 +141,7 @@ class _Evaluation:
     fingerprint: str
 
 
-def train(
-    project: Project, options: TrainOptions | None = None, progress: Progress | None = None
-) -> TrainResult:
+def train(project: Project, options: TrainOptions | None = None, progress: Progress | None = None) -> TrainResult:
     """Train the model ``project`` describes, log it with its lineage, register a version, return the result.
 
     ``project.root`` may differ from the working directory (reproduction trains in a worktree). Nothing is
@@ -226,9 +224,7 @@ def _resolve_model(project: Project) -> tuple[Any, Callable[..., Any] | None]:
     config, params = project.config, project.params
     if config.model.entrypoint:
         return None, datasets.load_callable(config.model.entrypoint, project.root, "model.entrypoint")
-    return build_estimator(
-        config.model.estimator, params.estimator, seed=params.seed, task=config.model.task
-    ), None
+    return build_estimator(config.model.estimator, params.estimator, seed=params.seed, task=config.model.task), None
 
 
 def check_columns(project: Project) -> None:
@@ -300,9 +296,15 @@ def _train_in_run(
     if params.cv_folds >= 2:
         say(f"{params.cv_folds}-fold cross-validation")
         cv = evaluation.cross_validate(
-            make_model, data.X_train, data.y_train, config.metrics, config.model.task,
-            n_folds=params.cv_folds, seed=params.seed,
-            backend=config.training.backend, scheduler=config.training.scheduler,
+            make_model,
+            data.X_train,
+            data.y_train,
+            config.metrics,
+            config.model.task,
+            n_folds=params.cv_folds,
+            seed=params.seed,
+            backend=config.training.backend,
+            scheduler=config.training.scheduler,
         )
     fit = _fit(project, session, make_model, data, say)
     say("evaluating on the test split")
@@ -332,8 +334,9 @@ def _load_data(project: Project, say: Progress) -> _Data:
     def prepared(frame: Any, source: str, classes: list[Any] | None = None) -> datasets.Dataset:
         if config.data.hook:
             frame = datasets.apply_hook(frame, config.data.hook, project.root)
-        return datasets.prepare(frame, target=config.data.target, drop=config.data.drop, task=task,
-                                source=source, classes=classes)
+        return datasets.prepare(
+            frame, target=config.data.target, drop=config.data.drop, task=task, source=source, classes=classes
+        )
 
     raw = read_table(project.path(config.data.train))  # rows as in the file: what the registered model takes
     data = prepared(raw, config.data.train)
@@ -342,7 +345,10 @@ def _load_data(project: Project, say: Progress) -> _Data:
         X_train, y_train, X_test, y_test = data.features, data.target, test.features, test.target
     else:
         X_train, X_test, y_train, y_test = evaluation.split(
-            data.features, data.target, test_size=params.test_size, seed=params.seed,
+            data.features,
+            data.target,
+            test_size=params.test_size,
+            seed=params.seed,
             stratify=task == "classification",
         )
     labels = json.dumps(data.label_mapping, sort_keys=True) if data.label_mapping else ""
@@ -352,8 +358,9 @@ def _load_data(project: Project, say: Progress) -> _Data:
     return _Data(X_train, y_train, X_test, y_test, data.classes, labels, raw, warnings)
 
 
-def _model_factory(project: Project, estimator: Any, entrypoint: Callable[..., Any] | None,
-                   data: _Data) -> ModelFactory:
+def _model_factory(
+    project: Project, estimator: Any, entrypoint: Callable[..., Any] | None, data: _Data
+) -> ModelFactory:
     """Fresh (model, preprocessor) pairs: a clone of the estimator, or what the entrypoint builds (a
     whole Pipeline from an entrypoint brings its own preprocessing)."""
     config, params = project.config, project.params
@@ -374,13 +381,17 @@ def _model_factory(project: Project, estimator: Any, entrypoint: Callable[..., A
     return make_model
 
 
-def _fit(project: Project, session: TrackingSession, make_model: ModelFactory, data: _Data,
-         say: Progress) -> _Fit:
+def _fit(project: Project, session: TrackingSession, make_model: ModelFactory, data: _Data, say: Progress) -> _Fit:
     config, params = project.config, project.params
     model, preprocessor = make_model()
     eval_sets, fit_X, fit_y = evaluation.eval_sets(
-        model, data.X_train, data.y_train, data.X_test, data.y_test,
-        early_stopping_rounds=params.early_stopping_rounds, seed=params.seed,
+        model,
+        data.X_train,
+        data.y_train,
+        data.X_test,
+        data.y_test,
+        early_stopping_rounds=params.early_stopping_rounds,
+        seed=params.seed,
         stratify=config.model.task == "classification",
     )
     if not fits_on_one_core(model):
@@ -412,8 +423,15 @@ def _evaluate(project: Project, fitted: FittedModel, data: _Data) -> _Evaluation
     return _Evaluation(predicted, scores, metrics, fingerprint)
 
 
-def _log_run(project: Project, opened: OpenedRun, lineage: L.RunLineage, data: _Data, fit: _Fit,
-             evaluated: _Evaluation, cv: Mapping[str, float]) -> tuple[str, list[str]]:
+def _log_run(
+    project: Project,
+    opened: OpenedRun,
+    lineage: L.RunLineage,
+    data: _Data,
+    fit: _Fit,
+    evaluated: _Evaluation,
+    cv: Mapping[str, float],
+) -> tuple[str, list[str]]:
     """Params, metrics, tags, artifacts and the model into the run; (the model's URI, artifact names)."""
     fitted = fit.fitted
     with tempfile.TemporaryDirectory(prefix="mlkit-train-") as scratch:
@@ -441,14 +459,18 @@ def _log_run(project: Project, opened: OpenedRun, lineage: L.RunLineage, data: _
         artifacts = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
     with mlflow.logging_model(project.tracking_uri, opened.run_id):
         info = serving_model.log_model(
-            fitted.pipeline, data.raw, project=project, classes=data.classes,
+            fitted.pipeline,
+            data.raw,
+            project=project,
+            classes=data.classes,
             pip_requirements=mlflow.pinned_requirements(_model_distributions(fitted.pipeline)),
         )
     return str(info.model_uri), sorted([*artifacts, tags.MODEL_ARTIFACT])
 
 
-def _write_artifacts(folder: Path, project: Project, lineage: L.RunLineage, data: _Data,
-                     fitted: FittedModel, evaluated: _Evaluation) -> None:
+def _write_artifacts(
+    folder: Path, project: Project, lineage: L.RunLineage, data: _Data, fitted: FittedModel, evaluated: _Evaluation
+) -> None:
     """Plots, the package lock, the uncommitted diff (when dirty) and the label mapping, as files."""
     plots.write_plots(
         folder / tags.PLOTS_DIR,
@@ -488,8 +510,7 @@ def _run_params(project: Project) -> dict[str, str]:
 # --- after the run -------------------------------------------------------------------------------------
 
 
-def _register(project: Project, opened: OpenedRun, lineage: L.RunLineage, outcome: TrainOutcome,
-              say: Progress) -> str:
+def _register(project: Project, opened: OpenedRun, lineage: L.RunLineage, outcome: TrainOutcome, say: Progress) -> str:
     """A new version of the project's model, tagged with the run's lineage, metrics and fingerprint."""
     say(f"registering a new version of model {project.model_name}")
     version_tags = {
@@ -499,8 +520,7 @@ def _register(project: Project, opened: OpenedRun, lineage: L.RunLineage, outcom
         **{tags.METRIC_PREFIX + k: repr(v) for k, v in outcome.metrics.items()},
         **({tags.LABEL_MAPPING: outcome.label_mapping} if outcome.label_mapping else {}),
     }
-    return mlflow.register_version(opened.client, project.model_name, outcome.model_uri, opened.run_id,
-                                   version_tags)
+    return mlflow.register_version(opened.client, project.model_name, outcome.model_uri, opened.run_id, version_tags)
 
 
 def _end_failed(session: TrackingSession, project: Project, exc: Exception) -> BaseException | None:

@@ -22,9 +22,7 @@ def make_deterministic(estimator: Any) -> None:
     estimator.set_params(**updates)
 
 
-def fit_kwargs(
-    estimator: Any, eval_sets: list[tuple[Any, Any]], early_stopping_rounds: int | None
-) -> dict[str, Any]:
+def fit_kwargs(estimator: Any, eval_sets: list[tuple[Any, Any]], early_stopping_rounds: int | None) -> dict[str, Any]:
     """Keyword arguments for ``XGBModel.fit``: evaluation sets, and early stopping on the last one."""
     if early_stopping_rounds is not None:
         estimator.set_params(early_stopping_rounds=early_stopping_rounds)

@@ -14,16 +14,26 @@ MLKIT = str(Path(sys.executable).with_name("mlkit"))
 
 def run(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "MLKIT_", "MLFLOW_"))}
-    return subprocess.run([MLKIT, *args], cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                          env={**clean, **env})
+    return subprocess.run(
+        [MLKIT, *args], cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL, env={**clean, **env}
+    )
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("ci-e2e")
-    result = run("init", "churn", "--data-remote", str(base / "remote"), cwd=base, CI="true",
-                 GIT_AUTHOR_NAME="Test", GIT_AUTHOR_EMAIL="test@example.com", GIT_COMMITTER_NAME="Test",
-                 GIT_COMMITTER_EMAIL="test@example.com")
+    result = run(
+        "init",
+        "churn",
+        "--data-remote",
+        str(base / "remote"),
+        cwd=base,
+        CI="true",
+        GIT_AUTHOR_NAME="Test",
+        GIT_AUTHOR_EMAIL="test@example.com",
+        GIT_COMMITTER_NAME="Test",
+        GIT_COMMITTER_EMAIL="test@example.com",
+    )
     assert result.returncode == 0, result.stderr
     return base / "churn"
 
@@ -32,15 +42,24 @@ def test_a_new_project_passes_its_own_ci_check(project):
     result = run("ci", "generate", "--check", cwd=project / "src")
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("up to date") == 4
-    status = subprocess.run(["git", "status", "--porcelain"], cwd=project, capture_output=True, text=True,
-                            check=True)
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=project, capture_output=True, text=True, check=True)
     assert status.stdout == ""
 
 
 def test_check_as_a_github_actions_step(project, tmp_path):
     summary, output = tmp_path / "summary.md", tmp_path / "output.txt"
-    result = run("ci", "generate", "--check", "--provider", "gitlab", cwd=project, GITHUB_ACTIONS="true",
-                 CI="true", GITHUB_STEP_SUMMARY=str(summary), GITHUB_OUTPUT=str(output))
+    result = run(
+        "ci",
+        "generate",
+        "--check",
+        "--provider",
+        "gitlab",
+        cwd=project,
+        GITHUB_ACTIONS="true",
+        CI="true",
+        GITHUB_STEP_SUMMARY=str(summary),
+        GITHUB_OUTPUT=str(output),
+    )
     assert result.returncode == 1
     assert result.stdout.startswith("--- /dev/null\n+++ b/.gitlab-ci.yml\n")
     assert "::" not in result.stdout

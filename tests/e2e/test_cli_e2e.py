@@ -20,8 +20,9 @@ SLOW_TEMPLATE = Path(__file__).parents[1] / "data" / "slow-template"
 
 
 def run(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([MLKIT, *args], cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                          env={**os.environ, **env})
+    return subprocess.run(
+        [MLKIT, *args], cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL, env={**os.environ, **env}
+    )
 
 
 def test_console_script_is_installed_and_reports_version(tmp_path):
@@ -32,14 +33,16 @@ def test_console_script_is_installed_and_reports_version(tmp_path):
 
 @pytest.mark.parametrize("template", ["classification", "regression"])
 def test_init_then_config_show_from_a_subfolder(tmp_path, template):
-    result = run("init", "demo", "--template", template, "--data-remote", str(tmp_path / "remote"), cwd=tmp_path,
-                 CI="true")
+    result = run(
+        "init", "demo", "--template", template, "--data-remote", str(tmp_path / "remote"), cwd=tmp_path, CI="true"
+    )
     assert result.returncode == 0, result.stderr
     result = run("config", "show", "--json", cwd=tmp_path / "demo" / "src")
     assert result.returncode == 0, result.stderr
     assert f'"task": "{template}"' in result.stdout
-    status = subprocess.run(["git", "status", "--porcelain"], cwd=tmp_path / "demo", capture_output=True,
-                            text=True, check=True)
+    status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=tmp_path / "demo", capture_output=True, text=True, check=True
+    )
     assert status.stdout == ""
 
 
@@ -51,8 +54,7 @@ def _hook_started(group: int) -> bool:
             cmdline = (stat.parent / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if int(fields[2]) == group and int(stat.parent.name) != group and cmdline[1:2] \
-                and cmdline[1].endswith(b".py"):
+        if int(fields[2]) == group and int(stat.parent.name) != group and cmdline[1:2] and cmdline[1].endswith(b".py"):
             return True
     return False
 
@@ -86,9 +88,22 @@ def test_ctrl_c_during_init_exits_130_and_leaves_nothing(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     process = subprocess.Popen(
-        [MLKIT, "init", "slow", "--template", str(SLOW_TEMPLATE), "--trust-template", "--data-remote",
-         str(tmp_path / "remote")], cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        stdin=subprocess.DEVNULL, start_new_session=True,
+        [
+            MLKIT,
+            "init",
+            "slow",
+            "--template",
+            str(SLOW_TEMPLATE),
+            "--trust-template",
+            "--data-remote",
+            str(tmp_path / "remote"),
+        ],
+        cwd=work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         # generous limits: on a loaded machine startup alone can take tens of seconds; the template's hook

@@ -15,8 +15,9 @@ MLKIT = str(Path(sys.executable).with_name("mlkit"))
 
 
 def run(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([MLKIT, *args], cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                          env={**os.environ, **env})
+    return subprocess.run(
+        [MLKIT, *args], cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL, env={**os.environ, **env}
+    )
 
 
 @pytest.mark.slow
@@ -26,15 +27,24 @@ def test_two_adds_at_the_same_time_both_succeed(make_project: Callable[..., Path
     raw.mkdir()
     for name in ("a.bin", "b.bin"):
         (raw / name).write_bytes(os.urandom(2 * 2**20))
-    processes = [subprocess.Popen([MLKIT, "data", "add", f"data/raw/{name}"], cwd=root, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
-                 for name in ("a.bin", "b.bin")]
+    processes = [
+        subprocess.Popen(
+            [MLKIT, "data", "add", f"data/raw/{name}"],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
+        for name in ("a.bin", "b.bin")
+    ]
     results = [(p.wait(timeout=180), *p.communicate()) for p in processes]
     assert [code for code, _, _ in results] == [0, 0], [err for _, _, err in results]
     assert (raw / "a.bin.dvc").is_file() and (raw / "b.bin.dvc").is_file()
     assert sorted((raw / ".gitignore").read_text().split()) == ["/a.bin", "/b.bin"]
-    staged = subprocess.run(["git", "diff", "--cached", "--name-only"], cwd=root, capture_output=True, text=True,
-                            check=True).stdout.split()
+    staged = subprocess.run(
+        ["git", "diff", "--cached", "--name-only"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.split()
     assert staged == ["data/raw/.gitignore", "data/raw/a.bin.dvc", "data/raw/b.bin.dvc"]
     status = run("data", "status", "--json", cwd=root)
     assert status.returncode == 0, status.stderr
@@ -46,8 +56,7 @@ def test_two_adds_at_the_same_time_both_succeed(make_project: Callable[..., Path
 
 
 @pytest.mark.slow
-def test_add_and_push_from_a_subfolder_print_no_progress_when_not_a_terminal(
-        make_project: Callable[..., Path]) -> None:
+def test_add_and_push_from_a_subfolder_print_no_progress_when_not_a_terminal(make_project: Callable[..., Path]) -> None:
     root = make_project()
     (root / "data" / "big.bin").write_bytes(os.urandom(12 * 2**20))
     result = run("data", "add", "big.bin", cwd=root / "data")

@@ -56,16 +56,20 @@ def test_train_promote_and_roll_back(tmp_path: Path) -> None:
 
     # version 2 ties version 1 on f1, which passes beat_current at the template's margin 0
     outputs = tmp_path / "outputs"
-    ci_env = {**env, "GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(outputs),
-              "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"), "GITHUB_ACTOR": "release-bot"}
+    ci_env = {
+        **env,
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_OUTPUT": str(outputs),
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+        "GITHUB_ACTOR": "release-bot",
+    }
     done = mlkit("promote", "shop", "--from", "staging", "--to", "production", "--json", cwd=root, env=ci_env)
     result = json.loads(done.stdout)
     gates = {g["gate"]: g["passed"] for g in result["gates"]}
     assert set(gates) == {"f1 >= 0.9", "beat current on f1", "clean commit", "previous stage"}
     assert done.returncode == 0, (result["gates"], done.stderr)
     assert all(gates.values()), result["gates"]
-    assert outputs.read_text().splitlines() == [
-        "model=shop", "version=2", "stage=production", "status=promoted"]
+    assert outputs.read_text().splitlines() == ["model=shop", "version=2", "stage=production", "status=promoted"]
 
     uri = f"sqlite:///{root / '.mlkit' / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)

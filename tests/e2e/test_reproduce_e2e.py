@@ -18,13 +18,25 @@ pytestmark = pytest.mark.slow
 
 def test_interrupted_reproduction_removes_its_worktree(tmp_path):
     env = {**os.environ, "CI": "true"}
-    subprocess.run([MLKIT, "init", "churn", "--data-remote", str(tmp_path / "remote")], cwd=tmp_path, env=env,
-                   check=True, capture_output=True)
+    subprocess.run(
+        [MLKIT, "init", "churn", "--data-remote", str(tmp_path / "remote")],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     project = tmp_path / "churn"
     subprocess.run([MLKIT, "train"], cwd=project, env=env, check=True, capture_output=True)
 
-    process = subprocess.Popen([MLKIT, "reproduce", "churn/1"], cwd=project, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        [MLKIT, "reproduce", "churn/1"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     worktrees = project / ".mlkit" / "worktrees"
     deadline = time.monotonic() + 120
     while not list(worktrees.glob("*/mlkit.yaml")) and time.monotonic() < deadline:
@@ -38,6 +50,5 @@ def test_interrupted_reproduction_removes_its_worktree(tmp_path):
     assert list(worktrees.iterdir()) == []
     listed = subprocess.run(["git", "worktree", "list"], cwd=project, capture_output=True, text=True, check=True)
     assert len(listed.stdout.splitlines()) == 1
-    status = subprocess.run(["git", "status", "--porcelain"], cwd=project, capture_output=True, text=True,
-                            check=True)
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=project, capture_output=True, text=True, check=True)
     assert status.stdout.split() == ["M", "dvc.lock", "M", "metrics.json"]

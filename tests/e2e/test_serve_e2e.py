@@ -37,8 +37,13 @@ class Served:
         parts = urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
 
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
-                ) -> tuple[int, dict[str, str], bytes]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
         conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
         try:
             conn.request(method, path, body=body, headers=headers or {})
@@ -48,14 +53,24 @@ class Served:
             conn.close()
 
     def invoke(self, document: object, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], object]:
-        status, head, body = self.request("POST", "/invocations", json.dumps(document).encode(),
-                                          {"Content-Type": "application/json", **AUTH, **(headers or {})})
+        status, head, body = self.request(
+            "POST",
+            "/invocations",
+            json.dumps(document).encode(),
+            {"Content-Type": "application/json", **AUTH, **(headers or {})},
+        )
         return status, head, json.loads(body)
 
 
 def start(root: Path, *args: str, env: dict[str, str] | None = None) -> Served:
-    process = subprocess.Popen([MLKIT, "serve", *args, "--port", "0"], cwd=root, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+    process = subprocess.Popen(
+        [MLKIT, "serve", *args, "--port", "0"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
     assert process.stdout is not None
     url = process.stdout.readline().strip()
     assert url.startswith("http://127.0.0.1:"), process.stderr.read() if process.stderr else url
@@ -92,8 +107,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def served(project: Path) -> Iterator[Served]:
-    server = start(project, "plans@staging", "--poll", "0.5", "--max-body-mb", "0.5",
-                   env={"MLKIT_SERVE_TOKEN": TOKEN})
+    server = start(project, "plans@staging", "--poll", "0.5", "--max-body-mb", "0.5", env={"MLKIT_SERVE_TOKEN": TOKEN})
     yield server
     code, err = stop(server)
     assert code == 0, err
@@ -121,29 +135,73 @@ def test_raw_rows_in_labels_out_in_every_format(served):
     assert abs(sum(body["predictions"][0].values()) - 1.0) < 1e-6
 
 
-@pytest.mark.parametrize(("document", "status", "expected"), [
-    ({"dataframe_records": [{"usage": 1.0, "tenure": 2, "region": "east"}]}, 422,
-     {"error": "missing column 'year': expected long (an integer or null)", "column": "year", "expected": "long"}),
-    ({"dataframe_records": [{**ROWS[0], "plan": "basic"}]}, 422,
-     {"error": "unexpected column 'plan'; the model takes: usage, tenure, year, region", "column": "plan"}),
-    ({"dataframe_records": [{**ROWS[0], "year": "soon"}]}, 422,
-     {"error": "column 'year': expected long (an integer or null), got 'soon'", "column": "year",
-      "expected": "long"}),
-    ({"dataframe_records": [{**ROWS[0], "tenure": 2.5}]}, 422,
-     {"error": "column 'tenure': expected long (an integer or null), got 2.5", "column": "tenure",
-      "expected": "long"}),
-    ({"dataframe_records": [{**ROWS[0], "usage": "lots"}]}, 422,
-     {"error": "column 'usage': expected double (a number or null), got 'lots'", "column": "usage",
-      "expected": "double"}),
-    ({"dataframe_records": [{**ROWS[0], "region": 5}]}, 422,
-     {"error": "column 'region': expected string (a string or null), got 5", "column": "region",
-      "expected": "string"}),
-    ({"rows": []}, 400, {"error": "the body must hold exactly one of: dataframe_split, dataframe_records, inputs"}),
-    ({"dataframe_records": []}, 400, {"error": "the request has no rows"}),
-    ({"dataframe_split": {"columns": ["usage"], "data": [[1.0, 2.0]]}}, 400,
-     {"error": "dataframe_split: row 0 does not have 1 values"}),
-    ([1, 2], 400, {"error": "the body must be a JSON object with one of: dataframe_split, dataframe_records, inputs"}),
-])
+@pytest.mark.parametrize(
+    ("document", "status", "expected"),
+    [
+        (
+            {"dataframe_records": [{"usage": 1.0, "tenure": 2, "region": "east"}]},
+            422,
+            {
+                "error": "missing column 'year': expected long (an integer or null)",
+                "column": "year",
+                "expected": "long",
+            },
+        ),
+        (
+            {"dataframe_records": [{**ROWS[0], "plan": "basic"}]},
+            422,
+            {"error": "unexpected column 'plan'; the model takes: usage, tenure, year, region", "column": "plan"},
+        ),
+        (
+            {"dataframe_records": [{**ROWS[0], "year": "soon"}]},
+            422,
+            {
+                "error": "column 'year': expected long (an integer or null), got 'soon'",
+                "column": "year",
+                "expected": "long",
+            },
+        ),
+        (
+            {"dataframe_records": [{**ROWS[0], "tenure": 2.5}]},
+            422,
+            {
+                "error": "column 'tenure': expected long (an integer or null), got 2.5",
+                "column": "tenure",
+                "expected": "long",
+            },
+        ),
+        (
+            {"dataframe_records": [{**ROWS[0], "usage": "lots"}]},
+            422,
+            {
+                "error": "column 'usage': expected double (a number or null), got 'lots'",
+                "column": "usage",
+                "expected": "double",
+            },
+        ),
+        (
+            {"dataframe_records": [{**ROWS[0], "region": 5}]},
+            422,
+            {
+                "error": "column 'region': expected string (a string or null), got 5",
+                "column": "region",
+                "expected": "string",
+            },
+        ),
+        ({"rows": []}, 400, {"error": "the body must hold exactly one of: dataframe_split, dataframe_records, inputs"}),
+        ({"dataframe_records": []}, 400, {"error": "the request has no rows"}),
+        (
+            {"dataframe_split": {"columns": ["usage"], "data": [[1.0, 2.0]]}},
+            400,
+            {"error": "dataframe_split: row 0 does not have 1 values"},
+        ),
+        (
+            [1, 2],
+            400,
+            {"error": "the body must be a JSON object with one of: dataframe_split, dataframe_records, inputs"},
+        ),
+    ],
+)
 def test_bad_input_is_a_4xx_naming_the_problem(served, document, status, expected):
     got_status, _, body = served.invoke(document)
     assert (got_status, body) == (status, expected)
@@ -152,21 +210,26 @@ def test_bad_input_is_a_4xx_naming_the_problem(served, document, status, expecte
 def test_malformed_too_large_and_wrong_requests(served):
     status, _, body = served.request("POST", "/invocations", b"{bad", {"Content-Type": "application/json", **AUTH})
     assert status == 400
-    assert json.loads(body) == {"error": "malformed JSON: Expecting property name enclosed in double quotes: "
-                                         "line 1 column 2 (char 1)"}
+    assert json.loads(body) == {
+        "error": "malformed JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"
+    }
     big = json.dumps({"dataframe_records": ROWS * 6000}).encode()
     assert len(big) > 512 * 1024
     status, head, body = served.request("POST", "/invocations", big, {"Content-Type": "application/json", **AUTH})
     assert status == 413 and head["connection"] == "close"
     assert json.loads(body) == {"error": f"the body ({len(big)} bytes) is larger than 524288 bytes"}
     status, _, body = served.request("POST", "/invocations", b"x", {"Content-Type": "text/plain", **AUTH})
-    assert (status, json.loads(body)) == (415, {
-        "error": "unsupported content type 'text/plain'; send application/json or text/csv"})
+    assert (status, json.loads(body)) == (
+        415,
+        {"error": "unsupported content type 'text/plain'; send application/json or text/csv"},
+    )
     status, head, _ = served.request("GET", "/invocations", headers=AUTH)
     assert status == 405 and head["allow"] == "POST"
     status, _, body = served.request("GET", "/nowhere", headers=AUTH)
-    assert (status, json.loads(body)) == (404, {
-        "error": "no such path /nowhere; try /invocations, /health, /version, /metrics"})
+    assert (status, json.loads(body)) == (
+        404,
+        {"error": "no such path /nowhere; try /invocations, /health, /version, /metrics"},
+    )
 
 
 def test_the_token_guards_everything_but_health(served):
@@ -185,7 +248,11 @@ def test_version_and_metrics(served):
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=served.root, capture_output=True, text=True).stdout
     assert status == 200
     assert {k: info[k] for k in ("model", "version", "stage", "commit")} == {
-        "model": "plans", "version": "1", "stage": "staging", "commit": head.strip()}
+        "model": "plans",
+        "version": "1",
+        "stage": "staging",
+        "commit": head.strip(),
+    }
     assert len(info["run_id"]) == 32
     status, head, body = served.request("GET", "/metrics", headers=AUTH)
     text = body.decode()
@@ -211,16 +278,30 @@ def test_the_prediction_log_is_parquet_by_day(served):
                 break
         time.sleep(0.3)
     assert table is not None
-    assert table.column_names[:10] == ["_request_id", "_time", "_model", "_version", "_latency_ms", "_prediction",
-                                       "usage", "tenure", "year", "region"]
+    assert table.column_names[:10] == [
+        "_request_id",
+        "_time",
+        "_model",
+        "_version",
+        "_latency_ms",
+        "_prediction",
+        "usage",
+        "tenure",
+        "year",
+        "region",
+    ]
     rows = [r for r in table.to_pylist() if r["_request_id"] == "logged-1"]
     assert [(r["_model"], r["_version"], r["usage"], r["tenure"], r["year"], r["region"]) for r in rows] == [
-        ("plans", "1", 50.0, 12, 2020, "west"), ("plans", "1", None, 30, 2021, None),
-        ("plans", "1", 3.0, 2, 2024, "north")]
+        ("plans", "1", 50.0, 12, 2020, "west"),
+        ("plans", "1", None, 30, 2021, None),
+        ("plans", "1", 3.0, 2, 2024, "north"),
+    ]
     assert rows[0]["_prediction"] == "premium"
     assert str(table.schema.field("_time").type) == "timestamp[us, tz=UTC]"
-    assert all(p.parent.name == "date=" + time.strftime("%Y-%m-%d", time.gmtime())
-               for p in folder.glob("date=*/part-*.parquet"))
+    assert all(
+        p.parent.name == "date=" + time.strftime("%Y-%m-%d", time.gmtime())
+        for p in folder.glob("date=*/part-*.parquet")
+    )
 
 
 def test_a_hot_swap_under_load_fails_no_request(served):
@@ -332,8 +413,10 @@ def test_expect_100_continue_is_answered_before_the_body(served):
     import socket
 
     body = json.dumps({"dataframe_records": ROWS * 20}).encode()
-    head = (f"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Authorization: Bearer {TOKEN}\r\nContent-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n")
+    head = (
+        f"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {TOKEN}\r\nContent-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n"
+    )
     with socket.create_connection((served.host, served.port), timeout=5) as sock:
         sock.sendall(head.encode())
         assert sock.recv(64) == b"HTTP/1.1 100 Continue\r\n\r\n"

@@ -25,8 +25,9 @@ MLKIT = str(BIN / "mlkit")
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("GITHUB_", "MLKIT_", "MLFLOW_", "DVC_")) and k != "CI"}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "MLKIT_", "MLFLOW_", "DVC_")) and k != "CI"
+    }
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"  # `dvc repro` runs `mlkit train` from PATH
     env.update(extra)
     return env
@@ -49,8 +50,13 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     home = base / "home"
     home.mkdir()
     (home / ".gitconfig").write_text("[user]\n\tname = T\n\temail = t@example.com\n")
-    done = subprocess.run([MLKIT, "init", "e2e", "--data-remote", str(base / "remote")], cwd=base,
-                          capture_output=True, text=True, env=_env(HOME=str(home), CI="true"))
+    done = subprocess.run(
+        [MLKIT, "init", "e2e", "--data-remote", str(base / "remote")],
+        cwd=base,
+        capture_output=True,
+        text=True,
+        env=_env(HOME=str(home), CI="true"),
+    )
     assert done.returncode == 0, done.stderr
     yield base / "e2e"
 
@@ -70,22 +76,35 @@ def test_train_in_github_actions_writes_outputs_and_summary(project, tmp_path):
     assert tag_values[tags.COMMAND] == "mlkit train --json"
     assert tag_values[tags.GIT_DIRTY] == "false"
     # training rewrote metrics.json and dvc.lock; that alone does not make the next CI run dirty
-    again = subprocess.run([MLKIT, "train", "--no-register", "--set", "params.estimator.n_estimators=5"],
-                           cwd=project, capture_output=True, text=True, env=_env(CI="true"))
+    again = subprocess.run(
+        [MLKIT, "train", "--no-register", "--set", "params.estimator.n_estimators=5"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=_env(CI="true"),
+    )
     assert again.returncode == 0, again.stderr
 
 
 def test_dvc_repro_runs_mlkit_train_and_leaves_status_clean(project):
     before = _version_count(project)
-    done = subprocess.run([str(BIN / "dvc"), "repro", "--force", "train"], cwd=project, capture_output=True,
-                          text=True, env=_env())
+    done = subprocess.run(
+        [str(BIN / "dvc"), "repro", "--force", "train"], cwd=project, capture_output=True, text=True, env=_env()
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert _version_count(project) == before + 1
-    status = subprocess.run([str(BIN / "dvc"), "status", "--json"], cwd=project, capture_output=True, text=True,
-                            env=_env(), check=True)
+    status = subprocess.run(
+        [str(BIN / "dvc"), "status", "--json"], cwd=project, capture_output=True, text=True, env=_env(), check=True
+    )
     assert json.loads(status.stdout) == {}
-    shown = subprocess.run([str(BIN / "dvc"), "metrics", "show", "--json"], cwd=project, capture_output=True,
-                           text=True, env=_env(), check=True)
+    shown = subprocess.run(
+        [str(BIN / "dvc"), "metrics", "show", "--json"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=_env(),
+        check=True,
+    )
     assert "f1" in shown.stdout
 
 
@@ -94,7 +113,11 @@ def test_signal_during_fit_kills_the_run_and_registers_nothing(project, signum):
     before = _version_count(project)
     process = subprocess.Popen(
         [MLKIT, "train", "--set", "params.estimator.n_estimators=100000", "--set", "params.estimator.max_depth=8"],
-        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
         start_new_session=True,
     )
     assert process.stderr is not None
@@ -125,16 +148,23 @@ def _free_port() -> int:
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_ui_serves_the_project_store_on_loopback_and_stops_on_ctrl_c(project, signum):
     port = _free_port()
-    process = subprocess.Popen([MLKIT, "ui", "--port", str(port)], cwd=project, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True, env=_env(), start_new_session=True)
+    process = subprocess.Popen(
+        [MLKIT, "ui", "--port", str(port)],
+        cwd=project,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 120
         body = ""
         while time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(
-                        f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/search?max_results=10",
-                        timeout=5) as response:
+                    f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/search?max_results=10", timeout=5
+                ) as response:
                     body = response.read().decode()
                 break
             except OSError:

@@ -40,8 +40,14 @@ def test_the_example_runs_and_prints_what_the_page_shows(tmp_path: Path) -> None
     # os.environ is the isolated one of tests/conftest.py: a HOME of the test's own, no CI or MLKIT_* variables
     scratch = tmp_path / "tmp"  # where the script's temporary folder goes
     scratch.mkdir()
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env={**os.environ, "TMPDIR": str(scratch)},
-                          capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env={**os.environ, "TMPDIR": str(scratch)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
 
     expected = next(block for block in blocks("text") if block.startswith("trained "))

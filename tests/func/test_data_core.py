@@ -47,8 +47,10 @@ def test_dvc_prints_nothing_even_when_it_fails(project: Path, capfd: pytest.Capt
     capfd.readouterr()
     with pytest.raises(OperationError) as caught:
         data.add(load_project(project), ["data/raw"], base=project)
-    assert caught.value.message == ("adding data to DVC failed: IgnoreInCollectedDirError: .dvcignore file "
-                                    f"should not be in collected dir path: '{folder}'")
+    assert caught.value.message == (
+        "adding data to DVC failed: IgnoreInCollectedDirError: .dvcignore file "
+        f"should not be in collected dir path: '{folder}'"
+    )
     assert capfd.readouterr() == ("", "")
     assert not (project / "data" / "raw.dvc").exists()
 

@@ -111,8 +111,10 @@ def test_modified_directory(project: Path) -> None:
 @pytest.mark.slow  # starts a process
 def test_verified_inputs_are_answered_without_importing_dvc(project: Path) -> None:
     assert input_md5s(project, [DATA]) == {DATA: _recorded_md5(project, DATA)}  # verifies, remembers
-    code = ("import sys; from pathlib import Path; from mlkit.data import input_md5s; "
-            f"print(input_md5s(Path({str(project)!r}), [{DATA!r}])[{DATA!r}], 'dvc' in sys.modules)")
+    code = (
+        "import sys; from pathlib import Path; from mlkit.data import input_md5s; "
+        f"print(input_md5s(Path({str(project)!r}), [{DATA!r}])[{DATA!r}], 'dvc' in sys.modules)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == [_recorded_md5(project, DATA), "False"]
 

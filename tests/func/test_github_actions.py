@@ -82,6 +82,7 @@ def project(base_project: Path, tmp_path: Path) -> Path:
 
 # --- one command at a time -------------------------------------------------------------------------
 
+
 def test_init_reports_to_the_summary_and_outputs(cli, actions, tmp_path):
     result = cli("init", "churn", "--data-remote", str(tmp_path / "remote"), cwd=tmp_path)
     assert result.exit_code == 0, result.output
@@ -103,8 +104,12 @@ def test_config_show_reports_to_the_summary_and_outputs(cli, actions, project):
     assert summary.startswith("### mlkit config show\n\n| key | value |\n")
     assert f"| root | {project} |" in summary
     assert "| config.ci.provider | github |" in summary
-    assert actions.outputs() == {"root": str(project), "tracking_uri": f"sqlite:///{project}/.mlkit/mlflow.db",
-                                 "experiment": "churn", "model_name": "churn"}
+    assert actions.outputs() == {
+        "root": str(project),
+        "tracking_uri": f"sqlite:///{project}/.mlkit/mlflow.db",
+        "experiment": "churn",
+        "model_name": "churn",
+    }
 
 
 def test_ci_check_reports_the_diff_to_the_summary(cli, actions, project):
@@ -115,12 +120,13 @@ def test_ci_check_reports_the_diff_to_the_summary(cli, actions, project):
     summary = actions.summary.read_text()
     assert summary.startswith("### mlkit ci generate (github)\n\n| file | status |\n")
     assert "| .github/workflows/mlkit.yml | differs from mlkit.yaml |" in summary
-    assert '\n```diff\n--- a/.github/workflows/mlkit.yml\n' in summary
+    assert "\n```diff\n--- a/.github/workflows/mlkit.yml\n" in summary
     assert '+          python-version: "3.12"\n' in summary
     assert actions.outputs() == {
-        "ci_provider": "github", "ci_up_to_date": "false",
+        "ci_provider": "github",
+        "ci_up_to_date": "false",
         "ci_changed": ".github/workflows/mlkit.yml,.github/workflows/mlkit-promote.yml,"
-                      ".github/workflows/mlkit-retrain.yml",
+        ".github/workflows/mlkit-retrain.yml",
     }
     assert "::" not in result.stdout  # the diff alone: annotations go to stderr
     assert result.stderr.splitlines()[-1] == (
@@ -150,7 +156,8 @@ def test_ci_export_reports_its_variables(cli, actions, tmp_path):
     assert result.exit_code == 0, result.output
     assert actions.summary.read_text() == (
         "### mlkit ci export train.json\n\n| variable | value |\n| --- | --- |\n"
-        "| MLKIT_RUN_ID | r1 |\n| MLKIT_METRIC_F1 | 0.9 |\n\n")
+        "| MLKIT_RUN_ID | r1 |\n| MLKIT_METRIC_F1 | 0.9 |\n\n"
+    )
     assert actions.outputs() == {"MLKIT_RUN_ID": "r1", "MLKIT_METRIC_F1": "0.9"}
 
 
@@ -167,8 +174,9 @@ def test_a_refused_or_failed_promotion_is_an_annotation(cli, actions, project):
     result = cli("promote", "churn", "7", "--to", "staging", cwd=project)
     assert result.exit_code == 2
     assert result.stdout == ""
-    assert result.stderr.splitlines()[-1] == ("::error::no registered model 'churn' in the registry "
-                                              "(`mlkit models list` shows the registered models)")
+    assert result.stderr.splitlines()[-1] == (
+        "::error::no registered model 'churn' in the registry (`mlkit models list` shows the registered models)"
+    )
 
 
 def test_init_never_prompts_in_ci(cli, actions, tmp_path):
@@ -181,12 +189,22 @@ def test_init_never_prompts_in_ci(cli, actions, tmp_path):
 
 def test_warnings_stay_out_of_a_json_result(cli, actions, tmp_path):
     template = Path(__file__).parents[1] / "data" / "custom-template"
-    result = cli("init", "custom", "--template", str(template), "--trust-template", "--json",
-                 "--data-remote", str(tmp_path / "r"), cwd=tmp_path)
+    result = cli(
+        "init",
+        "custom",
+        "--template",
+        str(template),
+        "--trust-template",
+        "--json",
+        "--data-remote",
+        str(tmp_path / "r"),
+        cwd=tmp_path,
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["name"] == "custom"
     assert result.stderr.splitlines()[-1] == (
-        f"::warning::using template {template}: templates and their Jinja code can run arbitrary code")
+        f"::warning::using template {template}: templates and their Jinja code can run arbitrary code"
+    )
 
 
 @pytest.mark.parametrize("github_actions", [None, "false"])

@@ -21,27 +21,34 @@ def error_lines(stderr: str) -> list[str]:
 
 # --- mlkit init --set: template answers are data ------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("answer", "message"),
     [
         ("model_name={{ cookiecutter.__class__ }}", f"--set model_name: {NAME_RULE}"),
         ("model_name={% for x in range(3) %}x{% endfor %}", f"--set model_name: {NAME_RULE}"),
-        ("model_name={{ self._TemplateReference__context.cycler.__init__.__globals__.os.popen('id').read() }}",
-         f"--set model_name: {NAME_RULE}"),
+        (
+            "model_name={{ self._TemplateReference__context.cycler.__init__.__globals__.os.popen('id').read() }}",
+            f"--set model_name: {NAME_RULE}",
+        ),
         ("model_name=x\nentrypoint: subprocess:call", f"--set model_name: {CONTROL}"),
         ("model_name=x\rentrypoint: subprocess:call", f"--set model_name: {CONTROL}"),
         ("target={{ 7 * 7 }}", f"--set target: {MARKUP}"),
         ("target={# comment #}", f"--set target: {MARKUP}"),
         ("target=label\nhook: subprocess:call", f"--set target: {CONTROL}"),
         ("target=a\x00b", f"--set target: {CONTROL}"),
-        ("estimator=os.system(1)",
-         "--set estimator: must be an import path like sklearn.ensemble.RandomForestClassifier"),
+        (
+            "estimator=os.system(1)",
+            "--set estimator: must be an import path like sklearn.ensemble.RandomForestClassifier",
+        ),
         ("default_branch=main\nci: {}", f"--set default_branch: {CONTROL}"),
         ("default_branch=a..b", "--set default_branch: must be a branch name like main or release/v1"),
-        ("python_version=3.11\"\nx = 1", f"--set python_version: {CONTROL}"),
+        ('python_version=3.11"\nx = 1', f"--set python_version: {CONTROL}"),
         ("python_version=3.11 || true", "--set python_version: must be a Python version like 3.12"),
-        ("project_slug=../escape", "--set project_slug: must start with a letter and contain only letters, "
-                                   "digits, '-' and '_'"),
+        (
+            "project_slug=../escape",
+            "--set project_slug: must start with a letter and contain only letters, digits, '-' and '_'",
+        ),
         ("package_name=a\tb", f"--set package_name: {CONTROL}"),
     ],
 )
@@ -59,15 +66,13 @@ def test_free_text_answer_is_written_as_data(cli, tmp_path):
     root = tmp_path / "churn"
     config = yaml.safe_load((root / "mlkit.yaml").read_text())
     assert config["data"]["target"] == text
-    assert set(config) == {"version", "project", "data", "model", "training", "tracking", "stages", "promotion",
-                           "ci"}
+    assert set(config) == {"version", "project", "data", "model", "training", "tracking", "stages", "promotion", "ci"}
     module = ast.parse((root / "tests" / "test_features.py").read_text())
     assert text in {node.value for node in ast.walk(module) if isinstance(node, ast.Constant)}
 
 
 def test_plain_answers_stay_plain_in_mlkit_yaml(cli, tmp_path):
-    result = cli("init", "churn", "--set", "model_name=churn.v2", "--data-remote", str(tmp_path / "r"),
-                 cwd=tmp_path)
+    result = cli("init", "churn", "--set", "model_name=churn.v2", "--data-remote", str(tmp_path / "r"), cwd=tmp_path)
     assert result.exit_code == 0, result.output
     text = (tmp_path / "churn" / "mlkit.yaml").read_text()
     assert "  name: churn.v2\n" in text and "  target: diagnosis\n" in text and '  python: "3.11"\n' in text
@@ -77,11 +82,20 @@ def test_plain_answers_stay_plain_in_mlkit_yaml(cli, tmp_path):
 
 # --- credentials are never shown -----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("json_flag", [[], ["--json"]])
 def test_config_show_redacts_every_uri(cli, make_project, json_flag):
     root = make_project()
-    result = cli("config", "show", "--set", "tracking.uri=https://TOKEN123@host/x?token=TOKVAL7&sig=SIGVAL9",
-                 "--set", "training.scheduler=tcp://u:hunter2@h:8786", *json_flag, cwd=root)
+    result = cli(
+        "config",
+        "show",
+        "--set",
+        "tracking.uri=https://TOKEN123@host/x?token=TOKVAL7&sig=SIGVAL9",
+        "--set",
+        "training.scheduler=tcp://u:hunter2@h:8786",
+        *json_flag,
+        cwd=root,
+    )
     assert result.exit_code == 0, result.output
     for secret in ("TOKEN123", "TOKVAL7", "SIGVAL9", "hunter2"):
         assert secret not in result.stdout
@@ -92,10 +106,16 @@ def test_config_show_redacts_every_uri(cli, make_project, json_flag):
 @pytest.mark.parametrize(
     ("error", "exit_code", "shown"),
     [
-        (RuntimeError("cannot reach postgresql://alice:hunter2@db/x?token=TOKVAL7"), 1,
-         "error: unexpected RuntimeError: cannot reach postgresql://alice:***@db/x?token=***"),
-        (OperationError("tracking server https://TOKVAL7@host/x failed"), 1,
-         "error: tracking server https://***@host/x failed"),
+        (
+            RuntimeError("cannot reach postgresql://alice:hunter2@db/x?token=TOKVAL7"),
+            1,
+            "error: unexpected RuntimeError: cannot reach postgresql://alice:***@db/x?token=***",
+        ),
+        (
+            OperationError("tracking server https://TOKVAL7@host/x failed"),
+            1,
+            "error: tracking server https://***@host/x failed",
+        ),
     ],
 )
 def test_errors_show_uris_redacted(cli, tmp_path, monkeypatch, error, exit_code, shown):

@@ -43,14 +43,24 @@ def assert_clean(root: Path) -> None:
     ],
 )
 def test_init_creates_a_committed_versioned_project(cli, tmp_path, template, data_file, target, estimator, rows):
-    result = cli("init", "churn-model", "--template", template, "--data-remote", str(tmp_path / "remote"),
-                 cwd=tmp_path)
+    result = cli("init", "churn-model", "--template", template, "--data-remote", str(tmp_path / "remote"), cwd=tmp_path)
     assert result.exit_code == 0, result.output
     root = tmp_path / "churn-model"
     assert f"Created churn-model in {root}" in result.stdout
 
-    for name in ("README.md", "mlkit.yaml", "params.yaml", "dvc.yaml", "dvc.lock", ".gitignore", ".dvcignore",
-                 "requirements.txt", "src/churn_model/features.py", "tests/test_features.py", f"{data_file}.dvc"):
+    for name in (
+        "README.md",
+        "mlkit.yaml",
+        "params.yaml",
+        "dvc.yaml",
+        "dvc.lock",
+        ".gitignore",
+        ".dvcignore",
+        "requirements.txt",
+        "src/churn_model/features.py",
+        "tests/test_features.py",
+        f"{data_file}.dvc",
+    ):
         assert (root / name).is_file(), name
     assert "\nmlkit-ops==" + __version__ + "\n" in (root / "requirements.txt").read_text()
 
@@ -72,7 +82,7 @@ def test_init_creates_a_committed_versioned_project(cli, tmp_path, template, dat
 
     dvc_config = (root / ".dvc" / "config").read_text()
     assert f"url = {tmp_path / 'remote'}" in dvc_config
-    assert "type = \"reflink,hardlink,copy\"" in dvc_config
+    assert 'type = "reflink,hardlink,copy"' in dvc_config
 
     record = json.loads((root / ".mlkit" / "template.json").read_text())
     assert record["template"] == template and record["mlkit_version"] == __version__
@@ -99,8 +109,17 @@ def test_default_remote_is_outside_the_project_in_the_user_cache(cli, tmp_path, 
 
 def test_answers_from_set_and_user_cookiecutterrc_is_ignored(cli, tmp_path, isolated_env):
     (isolated_env / ".cookiecutterrc").write_text("default_context:\n  python_version: '3.9'\n")
-    result = cli("init", "fraud", "--set", "python_version=3.12", "--set", "model_name=fraud-detector",
-                 "--data-remote", str(tmp_path / "r"), cwd=tmp_path)
+    result = cli(
+        "init",
+        "fraud",
+        "--set",
+        "python_version=3.12",
+        "--set",
+        "model_name=fraud-detector",
+        "--data-remote",
+        str(tmp_path / "r"),
+        cwd=tmp_path,
+    )
     assert result.exit_code == 0, result.output
     settings = yaml.safe_load((tmp_path / "fraud" / "mlkit.yaml").read_text())
     assert settings["ci"]["python"] == "3.12"
@@ -215,12 +234,18 @@ def test_interrupted_force_init_leaves_the_folder_as_it_was(tmp_path, monkeypatc
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda t: (t / "src").write_text("a file"),
-         "{t}/src is a file of yours where the template has a folder; nothing was changed"),
-        (lambda t: ((t / "elsewhere").mkdir(), (t / "data").symlink_to(t / "elsewhere")),
-         "{t}/data is a symbolic link where the template has a folder; nothing was changed"),
-        (lambda t: (t / "README.md").mkdir(),
-         "{t}/README.md is a folder of yours where the template has a file; nothing was changed"),
+        (
+            lambda t: (t / "src").write_text("a file"),
+            "{t}/src is a file of yours where the template has a folder; nothing was changed",
+        ),
+        (
+            lambda t: ((t / "elsewhere").mkdir(), (t / "data").symlink_to(t / "elsewhere")),
+            "{t}/data is a symbolic link where the template has a folder; nothing was changed",
+        ),
+        (
+            lambda t: (t / "README.md").mkdir(),
+            "{t}/README.md is a folder of yours where the template has a file; nothing was changed",
+        ),
     ],
 )
 def test_force_refuses_to_replace_a_folder_or_write_through_a_link(cli, tmp_path, make, message):
@@ -254,14 +279,20 @@ def test_force_refuses_an_existing_git_repository(cli, tmp_path):
         (["init", "a/b"], "error: project name 'a/b' must not contain path separators or '..'"),
         (["init", ".."], "error: project name '..' must not contain path separators or '..'"),
         (["init", "class"], "error: project name 'class' cannot become a Python package ('class' is a keyword)"),
-        (["init", "churn", "--template", "clustering"],
-         "error: unknown template 'clustering'; bundled templates: classification, regression"),
-        (["init", "churn", "--set", "colour=red"],
-         "error: --set colour: not a question of this template; allowed: data_file, dataset, default_branch, "
-         "estimator, mlkit_version, model_name, package_name, project_name, project_slug, python_version, "
-         "target, task, use_dvc"),
-        (["init", "churn", "--set", "task=regression"],
-         "error: --set task: is decided by mlkit (use the NAME argument or --template)"),
+        (
+            ["init", "churn", "--template", "clustering"],
+            "error: unknown template 'clustering'; bundled templates: classification, regression",
+        ),
+        (
+            ["init", "churn", "--set", "colour=red"],
+            "error: --set colour: not a question of this template; allowed: data_file, dataset, default_branch, "
+            "estimator, mlkit_version, model_name, package_name, project_name, project_slug, python_version, "
+            "target, task, use_dvc",
+        ),
+        (
+            ["init", "churn", "--set", "task=regression"],
+            "error: --set task: is decided by mlkit (use the NAME argument or --template)",
+        ),
         (["init", "churn", "--set", "novalue"], "error: --set 'novalue': must look like KEY=VALUE"),
         (["init"], "error: missing project NAME"),
     ],
@@ -283,8 +314,18 @@ def test_foreign_template_needs_trust(cli, tmp_path):
 
 
 def test_trusted_foreign_template_warns_and_is_wired(cli, tmp_path):
-    result = cli("init", "custom", "--template", str(CUSTOM_TEMPLATE), "--trust-template",
-                 "--set", "greeting=hi", "--data-remote", str(tmp_path / "r"), cwd=tmp_path)
+    result = cli(
+        "init",
+        "custom",
+        "--template",
+        str(CUSTOM_TEMPLATE),
+        "--trust-template",
+        "--set",
+        "greeting=hi",
+        "--data-remote",
+        str(tmp_path / "r"),
+        cwd=tmp_path,
+    )
     assert result.exit_code == 0, result.output
     assert "warning: using template" in result.stderr
     root = tmp_path / "custom"
@@ -299,11 +340,13 @@ def test_template_error_midway_leaves_nothing(cli, tmp_path):
     (broken / "{{cookiecutter.project_name}}" / "BROKEN").write_text("{{ cookiecutter.nope }")
     work = tmp_path / "work"
     work.mkdir()
-    result = cli("init", "custom", "--template", str(broken), "--trust-template", "--data-remote",
-                 str(tmp_path / "r"), cwd=work)
+    result = cli(
+        "init", "custom", "--template", str(broken), "--trust-template", "--data-remote", str(tmp_path / "r"), cwd=work
+    )
     assert result.exit_code == 1
-    assert error_line(result.stderr).startswith("error: mlkit init failed, nothing was created: "
-                                                "template rendering failed: ")
+    assert error_line(result.stderr).startswith(
+        "error: mlkit init failed, nothing was created: template rendering failed: "
+    )
     assert result.stderr.splitlines()[-1] == "hint: check the template and the --set answers"
     assert list(work.iterdir()) == []
     assert not (tmp_path / "r").exists()
@@ -318,8 +361,13 @@ def test_missing_git_midway_leaves_nothing(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     env = {"PATH": str(bin_dir), "HOME": str(tmp_path), "NO_COLOR": "1", "CI": "true"}
-    result = subprocess.run([sys.executable, "-m", "mlkit", "init", "churn", "--data-remote",
-                             str(tmp_path / "r")], cwd=work, env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "mlkit", "init", "churn", "--data-remote", str(tmp_path / "r")],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 1, result.stderr
     assert error_line(result.stderr) == "error: mlkit init failed, nothing was created: git is not installed"
     assert result.stderr.splitlines()[-1] == "hint: install git, or pass --no-git"
@@ -339,9 +387,11 @@ def test_trusted_template_from_a_git_url_is_cloned_then_rendered(cli, tmp_path):
     refused = cli("init", "custom", "--template", url, cwd=work)
     assert refused.exit_code == 2
     assert error_line(refused.stderr) == (
-        f"error: template '{url}' is not bundled with mlkit; templates can run arbitrary code")
-    result = cli("init", "custom", "--template", url, "--trust-template", "--data-remote", str(tmp_path / "r"),
-                 cwd=work)
+        f"error: template '{url}' is not bundled with mlkit; templates can run arbitrary code"
+    )
+    result = cli(
+        "init", "custom", "--template", url, "--trust-template", "--data-remote", str(tmp_path / "r"), cwd=work
+    )
     assert result.exit_code == 0, result.output
     assert (work / "custom" / "GREETING").read_text().strip() == "hello"
     assert sorted(p.name for p in work.iterdir()) == ["custom"]
@@ -352,16 +402,20 @@ def test_template_url_that_cannot_be_cloned_leaves_nothing(cli, tmp_path):
     result = cli("init", "custom", "--template", url, "--trust-template", cwd=tmp_path)
     assert result.exit_code == 1
     assert error_line(result.stderr).startswith(
-        f"error: mlkit init failed, nothing was created: could not clone template {url}: ")
+        f"error: mlkit init failed, nothing was created: could not clone template {url}: "
+    )
     assert result.stderr.splitlines()[-1] == "hint: check the URL and your network, or clone it and pass the folder"
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
-@pytest.mark.parametrize(("args", "start"), [
-    (["--dir", "/proc/churn"], "error: cannot create /proc/churn: "),
-    (["--dir", "/proc", "--force"], "error: cannot write into /proc: "),
-])
+@pytest.mark.parametrize(
+    ("args", "start"),
+    [
+        (["--dir", "/proc/churn"], "error: cannot create /proc/churn: "),
+        (["--dir", "/proc", "--force"], "error: cannot write into /proc: "),
+    ],
+)
 def test_init_where_nothing_can_be_written_exits_2_before_any_work(cli, tmp_path, args, start):
     before = sorted(Path("/").iterdir())
     result = cli("init", "churn", *args, "--data-remote", str(tmp_path / "r"), cwd=tmp_path)
@@ -388,7 +442,7 @@ def move(source, destination):
 scaffold._move = move
 try:
     scaffold.init_project("churn", directory=Path({str(target)!r}), force=True,
-                          data_remote=Path({str(tmp_path / 'r')!r}))
+                          data_remote=Path({str(tmp_path / "r")!r}))
 except KeyboardInterrupt:
     sys.exit(130)
 """

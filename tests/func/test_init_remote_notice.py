@@ -11,9 +11,11 @@ def test_init_says_once_that_the_remote_is_local(cli, tmp_path):
     remote = tmp_path / "remote"
     result = cli("init", "churn", "--data-remote", str(remote), cwd=tmp_path)
     assert result.exit_code == 0, result.output
-    notice = (f"the DVC remote {remote} is a folder on this machine: CI runners cannot reach it. Before the "
-              "first push, add a shared one and send the data: `mlkit data remote add storage "
-              "s3://BUCKET/PATH --default && mlkit data push` (docs: ci.md)")
+    notice = (
+        f"the DVC remote {remote} is a folder on this machine: CI runners cannot reach it. Before the "
+        "first push, add a shared one and send the data: `mlkit data remote add storage "
+        "s3://BUCKET/PATH --default && mlkit data push` (docs: ci.md)"
+    )
     assert result.stderr.splitlines()[-1] == notice
     assert result.stderr.count("CI runners cannot reach it") == 1
     assert "CI runners" not in result.stdout

@@ -35,11 +35,13 @@ GATES = {
         "reproduced": True,
     },
 }
-CLEAN = {tags.GIT_COMMIT: "0123456789abcdef0123", tags.GIT_DIRTY: "false",
-         "mlkit.data.md5.data/train.csv": "d41d8cd9",
-         "mlkit.params": '{"seed": 42, "estimator": {"max_depth": 4}}'}
-REPRODUCED = {"mlkit.reproduced": "true", "mlkit.reproduced_by_run": "r0",
-              "mlkit.reproduced_at": "2026-01-01"}
+CLEAN = {
+    tags.GIT_COMMIT: "0123456789abcdef0123",
+    tags.GIT_DIRTY: "false",
+    "mlkit.data.md5.data/train.csv": "d41d8cd9",
+    "mlkit.params": '{"seed": 42, "estimator": {"max_depth": 4}}',
+}
+REPRODUCED = {"mlkit.reproduced": "true", "mlkit.reproduced_by_run": "r0", "mlkit.reproduced_at": "2026-01-01"}
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +77,9 @@ def model(project: Project) -> Callable[..., str]:
     return make
 
 
-def add_version(client: Any, experiment: str, name: str, f1: float | None = 0.95,
-                tag_values: dict[str, str] | None = None) -> str:
+def add_version(
+    client: Any, experiment: str, name: str, f1: float | None = 0.95, tag_values: dict[str, str] | None = None
+) -> str:
     run = client.create_run(experiment)
     if f1 is not None:
         client.log_metric(run.info.run_id, "f1", f1)
@@ -84,8 +87,9 @@ def add_version(client: Any, experiment: str, name: str, f1: float | None = 0.95
     for key, value in tag_values.items():
         client.set_tag(run.info.run_id, key, value)
     client.set_terminated(run.info.run_id)
-    version = client.create_model_version(name, f"{run.info.artifact_uri}/model", run_id=run.info.run_id,
-                                          tags=tag_values)
+    version = client.create_model_version(
+        name, f"{run.info.artifact_uri}/model", run_id=run.info.run_id, tags=tag_values
+    )
     return str(version.version)
 
 
@@ -117,8 +121,7 @@ def stored_trail(project: Project, name: str) -> list[dict[str, Any]]:
     return [json.loads(tag_values[key]) for key in sorted(tag_values) if key.startswith("mlkit.audit.")]
 
 
-def ready_challenger(project: Project, model: Callable[..., str], holder_f1: float = 0.90,
-                     **defect: Any) -> str:
+def ready_challenger(project: Project, model: Callable[..., str], holder_f1: float = 0.90, **defect: Any) -> str:
     """Version 1 holds production, version 2 holds staging and passes every production gate unless
     ``defect`` changes its f1 or tags."""
     challenger = {"f1": 0.95, "tag_values": {**CLEAN, **REPRODUCED}, **defect}
@@ -131,8 +134,10 @@ def ready_challenger(project: Project, model: Callable[..., str], holder_f1: flo
 
 # --- promote --------------------------------------------------------------------------------------------
 
-def test_promote_sets_the_alias_tag_and_audit_entry_mlflow_reads(project: Project, model: Callable,
-                                                                 cli: Callable) -> None:
+
+def test_promote_sets_the_alias_tag_and_audit_entry_mlflow_reads(
+    project: Project, model: Callable, cli: Callable
+) -> None:
     name = model({"f1": 0.91})
     result = cli("promote", name, "1", "--to", "staging", "--reason", "first cut", cwd=project.root)
     assert result.exit_code == 0, result.stderr
@@ -146,8 +151,15 @@ def test_promote_sets_the_alias_tag_and_audit_entry_mlflow_reads(project: Projec
     [entry] = stored_trail(project, name)
     keys = ("action", "stage", "version", "from_version", "to_version", "actor", "reason", "state")
     assert {k: entry[k] for k in keys} == {
-        "action": "promote", "stage": "staging", "version": "1", "from_version": None, "to_version": "1",
-        "actor": "Test User <test@example.com>", "reason": "first cut", "state": "done"}
+        "action": "promote",
+        "stage": "staging",
+        "version": "1",
+        "from_version": None,
+        "to_version": "1",
+        "actor": "Test User <test@example.com>",
+        "reason": "first cut",
+        "state": "done",
+    }
     assert entry["gates"] == [{"gate": "f1 >= 0.85", "passed": True, "detail": "f1 = 0.9100 (needs >= 0.85)"}]
     assert entry["time"].endswith("Z")
 
@@ -160,12 +172,16 @@ def test_models_uri_resolves_to_the_promoted_version(project: Project, model: Ca
     assert get_model_name_and_version(mlflow_client(project), f"models:/{name}@staging") == (name, 2)
 
 
-def test_staging_to_production_displaces_and_archives(project: Project, model: Callable,
-                                                      cli: Callable) -> None:
-    name = model({"f1": 0.91, "tag_values": {**CLEAN, **REPRODUCED}},
-                 {"f1": 0.95, "tag_values": {**CLEAN, **REPRODUCED}})
-    for args in (("1", "--to", "staging"), ("--from", "staging", "--to", "production"),
-                 ("2", "--to", "staging"), ("--from", "staging", "--to", "production")):
+def test_staging_to_production_displaces_and_archives(project: Project, model: Callable, cli: Callable) -> None:
+    name = model(
+        {"f1": 0.91, "tag_values": {**CLEAN, **REPRODUCED}}, {"f1": 0.95, "tag_values": {**CLEAN, **REPRODUCED}}
+    )
+    for args in (
+        ("1", "--to", "staging"),
+        ("--from", "staging", "--to", "production"),
+        ("2", "--to", "staging"),
+        ("--from", "staging", "--to", "production"),
+    ):
         result = cli("promote", name, *args, cwd=project.root)
         assert result.exit_code == 0, result.stdout + result.stderr
     assert f"promoted {name} version 2 to production (displacing version 1)" in result.stderr
@@ -176,8 +192,11 @@ def test_staging_to_production_displaces_and_archives(project: Project, model: C
     assert state["version_tags"]["2"]["mlkit.stage"] == "production"
     trail = stored_trail(project, name)
     assert [(e["stage"], e["from_version"], e["to_version"], e["from_stage"]) for e in trail] == [
-        ("staging", None, "1", None), ("production", None, "1", "staging"),
-        ("staging", None, "2", None), ("production", "1", "2", "staging")]
+        ("staging", None, "1", None),
+        ("production", None, "1", "staging"),
+        ("staging", None, "2", None),
+        ("production", "1", "2", "staging"),
+    ]
 
 
 def test_a_displaced_staging_version_loses_its_stage_tag(project: Project, model: Callable) -> None:
@@ -200,22 +219,30 @@ def test_promoting_the_holder_again_changes_nothing(project: Project, model: Cal
     assert snapshot(project, name) == before
 
 
-@pytest.mark.parametrize(("defect", "gate", "detail"), [
-    ({"f1": 0.895, "holder_f1": 0.85}, "f1 >= 0.9", "f1 = 0.8950 (needs >= 0.9)"),
-    ({"f1": 0.905}, "beat current on f1",
-     "f1 = 0.9050 vs 0.9000 for current version 1 (higher is better, needs a gain >= 0.01, got +0.0050)"),
-    ({"tag_values": {**CLEAN, tags.GIT_DIRTY: "true", **REPRODUCED}}, "clean commit",
-     "trained from uncommitted changes on 0123456789"),
-    ({"tag_values": {**CLEAN}}, "reproduced", "not reproduced"),
-    ({"tag_values": {**CLEAN, "mlkit.reproduced": "false"}}, "reproduced", "reproduction did not match"),
-])
-def test_each_gate_refuses_with_exit_3_and_changes_nothing(project: Project, model: Callable,
-                                                           cli: Callable, defect: dict, gate: str,
-                                                           detail: str) -> None:
+@pytest.mark.parametrize(
+    ("defect", "gate", "detail"),
+    [
+        ({"f1": 0.895, "holder_f1": 0.85}, "f1 >= 0.9", "f1 = 0.8950 (needs >= 0.9)"),
+        (
+            {"f1": 0.905},
+            "beat current on f1",
+            "f1 = 0.9050 vs 0.9000 for current version 1 (higher is better, needs a gain >= 0.01, got +0.0050)",
+        ),
+        (
+            {"tag_values": {**CLEAN, tags.GIT_DIRTY: "true", **REPRODUCED}},
+            "clean commit",
+            "trained from uncommitted changes on 0123456789",
+        ),
+        ({"tag_values": {**CLEAN}}, "reproduced", "not reproduced"),
+        ({"tag_values": {**CLEAN, "mlkit.reproduced": "false"}}, "reproduced", "reproduction did not match"),
+    ],
+)
+def test_each_gate_refuses_with_exit_3_and_changes_nothing(
+    project: Project, model: Callable, cli: Callable, defect: dict, gate: str, detail: str
+) -> None:
     name = ready_challenger(project, model, **defect)
     before = snapshot(project, name)
-    result = cli("promote", name, "--from", "staging", "--to", "production", "--reason", "try",
-                 cwd=project.root)
+    result = cli("promote", name, "--from", "staging", "--to", "production", "--reason", "try", cwd=project.root)
     assert result.exit_code == 3
     rows = [line for line in result.stdout.splitlines() if "│" in line]
     assert len(rows) == 5  # every gate is shown, passed or failed
@@ -224,14 +251,20 @@ def test_each_gate_refuses_with_exit_3_and_changes_nothing(project: Project, mod
     assert failed[0].split("│")[0].strip() == gate
     assert failed[0].split("│")[2].strip() == detail
     assert result.stderr.splitlines()[-2] == (
-        f"error: promotion of {name} version 2 to production refused: 1 of 5 gates failed ({gate})")
+        f"error: promotion of {name} version 2 to production refused: 1 of 5 gates failed ({gate})"
+    )
     after = snapshot(project, name)
     refusal_keys = set(after["model_tags"]) - set(before["model_tags"])
     assert {**after, "model_tags": before["model_tags"]} == before  # aliases and version tags unchanged
     [key] = refusal_keys
     entry = json.loads(after["model_tags"][key])
     assert (entry["action"], entry["state"], entry["version"], entry["from_version"], entry["reason"]) == (
-        "refuse", "refused", "2", "1", "try")
+        "refuse",
+        "refused",
+        "2",
+        "1",
+        "try",
+    )
     assert [g["gate"] for g in entry["gates"] if not g["passed"]] == [gate]
 
 
@@ -241,8 +274,9 @@ def test_skipping_staging_is_refused(project: Project, model: Callable, cli: Cal
     result = cli("promote", name, "1", "--to", "production", cwd=project.root)
     assert result.exit_code == 3
     assert "previous stage     │ FAILED │ version 1 holds no stage, needs staging" in result.stdout
-    assert (f"error: promotion of {name} version 1 to production refused: 1 of 5 gates failed "
-            "(previous stage)") in result.stderr
+    assert (
+        f"error: promotion of {name} version 1 to production refused: 1 of 5 gates failed (previous stage)"
+    ) in result.stderr
     assert snapshot(project, name)["aliases"] == before["aliases"] == {}
 
 
@@ -256,16 +290,24 @@ def test_refusal_as_json(project: Project, model: Callable, cli: Callable) -> No
     assert data["audit_id"].startswith("mlkit.audit.")
 
 
-@pytest.mark.parametrize(("f1", "code", "lines"), [
-    (0.95, 0, ["dry run: {name} version 1 would be promoted to staging; nothing changed"]),
-    (0.50, 3, ["dry run: {name} version 1 would be refused for staging; nothing changed",
-               "error: promotion of {name} version 1 to staging would be refused: 1 of 1 gates failed "
-               "(f1 >= 0.85)",
-               "hint: the gates are `promotion.staging` in mlkit.yaml; `mlkit models show {name}/1` shows "
-               "the version"]),
-])
-def test_dry_run_changes_nothing(project: Project, model: Callable, cli: Callable, f1: float, code: int,
-                                 lines: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("f1", "code", "lines"),
+    [
+        (0.95, 0, ["dry run: {name} version 1 would be promoted to staging; nothing changed"]),
+        (
+            0.50,
+            3,
+            [
+                "dry run: {name} version 1 would be refused for staging; nothing changed",
+                "error: promotion of {name} version 1 to staging would be refused: 1 of 1 gates failed (f1 >= 0.85)",
+                "hint: the gates are `promotion.staging` in mlkit.yaml; `mlkit models show {name}/1` shows the version",
+            ],
+        ),
+    ],
+)
+def test_dry_run_changes_nothing(
+    project: Project, model: Callable, cli: Callable, f1: float, code: int, lines: list[str]
+) -> None:
     name = model({"f1": f1})
     before = snapshot(project, name)
     result = cli("promote", name, "1", "--to", "staging", "--dry-run", cwd=project.root)
@@ -275,6 +317,7 @@ def test_dry_run_changes_nothing(project: Project, model: Callable, cli: Callabl
 
 
 # --- rollback -------------------------------------------------------------------------------------------
+
 
 def test_rollback_restores_the_previous_holder(project: Project, model: Callable, cli: Callable) -> None:
     name = model({"f1": 0.91}, {"f1": 0.92}, {"f1": 0.93})
@@ -288,10 +331,17 @@ def test_rollback_restores_the_previous_holder(project: Project, model: Callable
     assert client.get_model_version_by_alias(name, "production").version == 2
     state = snapshot(project, name)
     assert (state["version_tags"]["2"]["mlkit.stage"], state["version_tags"]["3"]["mlkit.stage"]) == (
-        "production", "archived")
+        "production",
+        "archived",
+    )
     last = stored_trail(project, name)[-1]
     assert (last["action"], last["from_version"], last["to_version"], last["reason"], last["state"]) == (
-        "rollback", "3", "2", "latency", "done")
+        "rollback",
+        "3",
+        "2",
+        "latency",
+        "done",
+    )
 
     # a second rollback walks further back instead of undoing the first
     assert cli("rollback", name, cwd=project.root).exit_code == 0
@@ -317,29 +367,39 @@ def test_rollback_with_no_holder(project: Project, model: Callable, cli: Callabl
 
 # --- bad input ------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("promote", "nope", "1", "--to", "staging"), "error: no registered model 'nope' in the registry"),
-    (("rollback", "nope"), "error: no registered model 'nope' in the registry"),
-    (("models", "show", "nope"), "error: no registered model 'nope' in the registry"),
-    (("models", "history", "nope"), "error: no registered model 'nope' in the registry"),
-    (("promote", "{name}", "9", "--to", "staging"), "error: model '{name}' has no version 9"),
-    (("models", "show", "{name}/9"), "error: model '{name}' has no version 9"),
-    (("promote", "{name}", "1", "--to", "prod"),
-     "error: unknown stage 'prod'; stages in mlkit.yaml: staging, production"),
-    (("promote", "{name}", "--from", "qa", "--to", "production"),
-     "error: unknown stage 'qa'; stages in mlkit.yaml: staging, production"),
-    (("rollback", "{name}", "--stage", "prod"),
-     "error: unknown stage 'prod'; stages in mlkit.yaml: staging, production"),
-    (("models", "show", "{name}@prod"),
-     "error: unknown stage 'prod'; stages in mlkit.yaml: staging, production"),
-    (("promote", "{name}", "one", "--to", "staging"), "error: version 'one' is not a version number"),
-    (("promote", "{name}", "--to", "staging"), "error: name a VERSION or --from STAGE to promote"),
-    (("promote", "{name}", "--from", "staging", "--to", "production"),
-     "error: no version of '{name}' holds staging"),
-    (("models", "show", "{name}@production"), "error: no version of '{name}' holds production"),
-])
-def test_bad_input_exits_2(project: Project, model: Callable, cli: Callable, args: tuple,
-                           message: str) -> None:
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("promote", "nope", "1", "--to", "staging"), "error: no registered model 'nope' in the registry"),
+        (("rollback", "nope"), "error: no registered model 'nope' in the registry"),
+        (("models", "show", "nope"), "error: no registered model 'nope' in the registry"),
+        (("models", "history", "nope"), "error: no registered model 'nope' in the registry"),
+        (("promote", "{name}", "9", "--to", "staging"), "error: model '{name}' has no version 9"),
+        (("models", "show", "{name}/9"), "error: model '{name}' has no version 9"),
+        (
+            ("promote", "{name}", "1", "--to", "prod"),
+            "error: unknown stage 'prod'; stages in mlkit.yaml: staging, production",
+        ),
+        (
+            ("promote", "{name}", "--from", "qa", "--to", "production"),
+            "error: unknown stage 'qa'; stages in mlkit.yaml: staging, production",
+        ),
+        (
+            ("rollback", "{name}", "--stage", "prod"),
+            "error: unknown stage 'prod'; stages in mlkit.yaml: staging, production",
+        ),
+        (("models", "show", "{name}@prod"), "error: unknown stage 'prod'; stages in mlkit.yaml: staging, production"),
+        (("promote", "{name}", "one", "--to", "staging"), "error: version 'one' is not a version number"),
+        (("promote", "{name}", "--to", "staging"), "error: name a VERSION or --from STAGE to promote"),
+        (
+            ("promote", "{name}", "--from", "staging", "--to", "production"),
+            "error: no version of '{name}' holds staging",
+        ),
+        (("models", "show", "{name}@production"), "error: no version of '{name}' holds production"),
+    ],
+)
+def test_bad_input_exits_2(project: Project, model: Callable, cli: Callable, args: tuple, message: str) -> None:
     name = model({"f1": 0.91})
     before = snapshot(project, name)
     result = cli(*(a.format(name=name) for a in args), cwd=project.root)
@@ -351,6 +411,7 @@ def test_bad_input_exits_2(project: Project, model: Callable, cli: Callable, arg
 
 # --- reading --------------------------------------------------------------------------------------------
 
+
 def test_models_list_show_and_history(project: Project, model: Callable, cli: Callable) -> None:
     name = model({"f1": 0.91}, {"f1": 0.93})
     promote(project, name, 2, to="staging", reason="best so far")
@@ -360,7 +421,11 @@ def test_models_list_show_and_history(project: Project, model: Callable, cli: Ca
 
     shown = json.loads(cli("models", "show", f"{name}@staging", "--json", cwd=project.root).stdout)
     assert (shown["version"], shown["stage"], shown["git_commit"], shown["git_dirty"]) == (
-        "2", "staging", CLEAN[tags.GIT_COMMIT], False)
+        "2",
+        "staging",
+        CLEAN[tags.GIT_COMMIT],
+        False,
+    )
     assert shown["metrics"] == {"f1": 0.93}
     assert shown["data_md5s"] == {"data/train.csv": "d41d8cd9"}
     assert shown["params"] == {"seed": 42, "estimator": {"max_depth": 4}}
@@ -384,8 +449,8 @@ def test_models_list_show_and_history(project: Project, model: Callable, cli: Ca
 
 # --- crash safety ---------------------------------------------------------------------------------------
 
-def test_a_move_interrupted_after_the_alias_is_finished_by_the_next_write(project: Project,
-                                                                          model: Callable) -> None:
+
+def test_a_move_interrupted_after_the_alias_is_finished_by_the_next_write(project: Project, model: Callable) -> None:
     name = model({"f1": 0.91}, {"f1": 0.92})
     client = mlflow.client(project)
     # what a process killed right after the commit point leaves behind: a pending entry and the alias
@@ -396,7 +461,9 @@ def test_a_move_interrupted_after_the_alias_is_finished_by_the_next_write(projec
     promote(project, name, 2, to="staging")
     trail = stored_trail(project, name)
     assert [(e["actor"], e["state"], e.get("recovered")) for e in trail] == [
-        ("ghost", "done", True), ("Test User <test@example.com>", "done", None)]
+        ("ghost", "done", True),
+        ("Test User <test@example.com>", "done", None),
+    ]
     assert trail[1]["from_version"] == "1"
     state = snapshot(project, name)
     assert state["aliases"] == {"staging": "2"}
@@ -429,14 +496,16 @@ def test_a_killed_promotion_leaves_a_settleable_trail(project: Project, model: C
         "audit._finish_move = die\n"
         f"promote(load_project(), {name!r}, 1, to='staging')\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], cwd=project.root, capture_output=True, text=True,
-                          env={**os.environ})
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=project.root, capture_output=True, text=True, env={**os.environ}
+    )
     assert done.returncode == -9
     assert [e["state"] for e in stored_trail(project, name)] == ["pending"]
     assert mlflow_client(project).get_model_version_by_alias(name, "staging").version == 1
 
-    audit.settle_pending(mlflow.client(project), registry.get_model(mlflow.client(project), name),
-                         project.config.stages, locked=True)
+    audit.settle_pending(
+        mlflow.client(project), registry.get_model(mlflow.client(project), name), project.config.stages, locked=True
+    )
     [entry] = stored_trail(project, name)
     assert (entry["state"], entry["recovered"]) == ("done", True)
     assert snapshot(project, name)["version_tags"]["1"]["mlkit.stage"] == "staging"
@@ -444,8 +513,10 @@ def test_a_killed_promotion_leaves_a_settleable_trail(project: Project, model: C
 
 # --- GitHub Actions -------------------------------------------------------------------------------------
 
-def test_github_actions_outputs_and_summary(project: Project, model: Callable, cli: Callable, tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_github_actions_outputs_and_summary(
+    project: Project, model: Callable, cli: Callable, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     outputs, summary = tmp_path / "out", tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     monkeypatch.setenv("GITHUB_ACTOR", "octocat")
@@ -454,17 +525,18 @@ def test_github_actions_outputs_and_summary(project: Project, model: Callable, c
     name = model({"f1": 0.91})
     result = cli("promote", name, "1", "--to", "staging", cwd=project.root)
     assert result.exit_code == 0
-    assert outputs.read_text().splitlines() == [
-        f"model={name}", "version=1", "stage=staging", "status=promoted"]
+    assert outputs.read_text().splitlines() == [f"model={name}", "version=1", "stage=staging", "status=promoted"]
     assert summary.read_text() == (
         f"### Promotion of {name} version 1 to staging: promoted\n\n"
         "| gate | result | detail |\n| --- | --- | --- |\n"
-        "| f1 >= 0.85 | ✅ passed | f1 = 0.9100 (needs >= 0.85) |\n\n")
+        "| f1 >= 0.85 | ✅ passed | f1 = 0.9100 (needs >= 0.85) |\n\n"
+    )
     assert stored_trail(project, name)[0]["actor"] == "octocat (github actions)"
 
 
-def test_models_commands_report_to_github_actions(project: Project, model: Callable, cli: Callable,
-                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_models_commands_report_to_github_actions(
+    project: Project, model: Callable, cli: Callable, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     outputs, summary = tmp_path / "out", tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     monkeypatch.setenv("GITHUB_OUTPUT", str(outputs))
@@ -475,8 +547,12 @@ def test_models_commands_report_to_github_actions(project: Project, model: Calla
     assert cli("models", "show", f"{name}@staging", "--json", cwd=project.root).exit_code == 0
     run_id = mlflow_client(project).get_model_version(name, "1").run_id
     assert outputs.read_text().splitlines() == [
-        f"model={name}", "version=1", "stage=staging", f"run_id={run_id}",
-        f"git_commit={CLEAN[tags.GIT_COMMIT]}"]
+        f"model={name}",
+        "version=1",
+        "stage=staging",
+        f"run_id={run_id}",
+        f"git_commit={CLEAN[tags.GIT_COMMIT]}",
+    ]
     assert summary.read_text().startswith(f"### {name} version 1\n\n| key | value |\n")
     assert "| metrics.f1 | 0.91 |" in summary.read_text()
 
@@ -491,15 +567,23 @@ def test_models_commands_report_to_github_actions(project: Project, model: Calla
 
 # --- concurrency ----------------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
-def test_eight_processes_promoting_at_once_leave_one_holder_and_a_full_trail(project: Project,
-                                                                             model: Callable) -> None:
+def test_eight_processes_promoting_at_once_leave_one_holder_and_a_full_trail(project: Project, model: Callable) -> None:
     name = model(*({"f1": 0.9 + i / 100} for i in range(8)))
     mlkit = str(Path(sys.executable).with_name("mlkit"))
     env = {**os.environ, "NO_COLOR": "1"}
-    procs = [subprocess.Popen([mlkit, "promote", name, str(v), "--to", "staging", "--json"], cwd=project.root,
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for v in range(1, 9)]
+    procs = [
+        subprocess.Popen(
+            [mlkit, "promote", name, str(v), "--to", "staging", "--json"],
+            cwd=project.root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for v in range(1, 9)
+    ]
     outcomes = [(p.wait(timeout=300), *p.communicate()) for p in procs]
     for code, _out, err in outcomes:
         assert code == 0, err
@@ -519,8 +603,9 @@ def test_eight_processes_promoting_at_once_leave_one_holder_and_a_full_trail(pro
     assert staged == [trail[-1]["to_version"]]
 
 
-def test_a_held_registry_lock_times_out_with_exit_1(project: Project, model: Callable, cli: Callable,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_held_registry_lock_times_out_with_exit_1(
+    project: Project, model: Callable, cli: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from filelock import FileLock
 
     name = model({"f1": 0.91})
@@ -531,5 +616,6 @@ def test_a_held_registry_lock_times_out_with_exit_1(project: Project, model: Cal
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
         "error: another mlkit process has held the registry lock for 0.2s",
-        f"hint: wait for it to finish, or remove {lock_file} if no mlkit is running"]
+        f"hint: wait for it to finish, or remove {lock_file} if no mlkit is running",
+    ]
     assert snapshot(project, name)["aliases"] == {}

@@ -37,8 +37,10 @@ def assert_user_tree_untouched(root: Path, before: str) -> None:
 
 @pytest.mark.parametrize(
     ("template", "estimator", "target"),
-    [("classification", "xgboost.XGBClassifier", "churn/1"),
-     ("regression", "sklearn.ensemble.RandomForestRegressor", "churn/v1")],  # as `mlkit models show` reads it
+    [
+        ("classification", "xgboost.XGBClassifier", "churn/1"),
+        ("regression", "sklearn.ensemble.RandomForestRegressor", "churn/v1"),
+    ],  # as `mlkit models show` reads it
 )
 def test_reproduce_matches_and_records_the_verdict(cli, make_project, template, estimator, target):
     root = make_project("churn", template=template)
@@ -52,8 +54,10 @@ def test_reproduce_matches_and_records_the_verdict(cli, make_project, template, 
     assert verdict["matched"] is True and verdict["mismatches"] == []
     assert verdict["run_id"] == run["run_id"]
     names = {check["name"] for check in verdict["checks"]}
-    assert {"predictions sha256", "data " + ("data/breast_cancer.csv" if template == "classification"
-                                             else "data/diabetes.csv")} <= names
+    assert {
+        "predictions sha256",
+        "data " + ("data/breast_cancer.csv" if template == "classification" else "data/diabetes.csv"),
+    } <= names
     assert set(run["metrics"]) <= names
 
     client = client_for(root)
@@ -103,8 +107,12 @@ def test_tampered_data_in_the_remote_is_a_mismatch_with_the_numbers(cli, make_pr
     remote_file.chmod(0o644)
     lines = remote_file.read_text().splitlines()
     # swap the diagnosis of a block of rows: same size, different content
-    swapped = [line.replace(",malignant", ",TMP").replace(",benign", ",malignant").replace(",TMP", ",benign")
-               if 1 <= index <= 120 else line for index, line in enumerate(lines)]
+    swapped = [
+        line.replace(",malignant", ",TMP").replace(",benign", ",malignant").replace(",TMP", ",benign")
+        if 1 <= index <= 120
+        else line
+        for index, line in enumerate(lines)
+    ]
     remote_file.write_text("\n".join(swapped) + "\n")
     shutil.rmtree(root / ".dvc" / "cache")
 
@@ -128,10 +136,14 @@ def test_code_that_depends_on_something_outside_git_is_a_mismatch(cli, make_proj
     knob = tmp_path / "scale.txt"
     knob.write_text("1.0")
     hook = root / "src" / "churn" / "features.py"
-    hook.write_text(hook.read_text().replace(
-        '    frame = frame.copy()\n',
-        f'    frame = frame.copy()\n    frame["mean_radius"] *= float(open({str(knob)!r}).read())\n'
-        '    frame.loc[frame.index[:200], "worst_area"] *= float(open(' + repr(str(knob)) + ').read())\n', 1))
+    hook.write_text(
+        hook.read_text().replace(
+            "    frame = frame.copy()\n",
+            f'    frame = frame.copy()\n    frame["mean_radius"] *= float(open({str(knob)!r}).read())\n'
+            '    frame.loc[frame.index[:200], "worst_area"] *= float(open(' + repr(str(knob)) + ").read())\n",
+            1,
+        )
+    )
     repo = git.Repo(root)
     repo.git.add(A=True)
     repo.git.commit("-m", "hook reads a file outside the repository")
@@ -144,7 +156,8 @@ def test_code_that_depends_on_something_outside_git_is_a_mismatch(cli, make_proj
     assert verdict["matched"] is False
     assert "predictions sha256" in verdict["mismatches"]
     assert verdict["likely_causes"] == [
-        "the environment is the same: look for unseeded randomness or inputs outside git and DVC"]
+        "the environment is the same: look for unseeded randomness or inputs outside git and DVC"
+    ]
 
 
 def test_tolerance_relaxes_metric_comparison(cli, make_project):
@@ -159,8 +172,9 @@ def test_tolerance_relaxes_metric_comparison(cli, make_project):
 def test_promotion_gate_reads_the_reproduced_tag(cli, make_project):
     root = make_project("churn")
     settings = root / "mlkit.yaml"
-    text = settings.read_text().replace("  staging:\n    thresholds:", "  staging:\n    reproduced: true\n"
-                                        "    thresholds:")
+    text = settings.read_text().replace(
+        "  staging:\n    thresholds:", "  staging:\n    reproduced: true\n    thresholds:"
+    )
     settings.write_text(text)
     repo = git.Repo(root)
     repo.git.commit("-am", "staging requires a reproduced model")
@@ -260,7 +274,8 @@ def test_run_not_made_by_mlkit(cli, make_project):
     result = cli("reproduce", run.info.run_id, cwd=root)
     assert result.exit_code == 2
     assert result.stderr.splitlines()[0] == (
-        f"error: run {run.info.run_id} was not made by mlkit (it has no mlkit lineage tags)")
+        f"error: run {run.info.run_id} was not made by mlkit (it has no mlkit lineage tags)"
+    )
 
 
 @pytest.mark.parametrize(

@@ -23,11 +23,15 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, s
     base = tmp_path_factory.mktemp("runs")
     with pytest.MonkeyPatch.context() as monkeypatch:
         isolate(monkeypatch, base / "home")
-        root = Path(init_project("runsdemo", template="regression", directory=base / "runsdemo",
-                                 data_remote=base / "remote").root)
+        root = Path(
+            init_project(
+                "runsdemo", template="regression", directory=base / "runsdemo", data_remote=base / "remote"
+            ).root
+        )
         first = train(load_project(root), TrainOptions(overrides={"params.estimator.n_estimators": 5}))
-        second = train(load_project(root), TrainOptions(overrides={"params.estimator.n_estimators": 10},
-                                                        register=False))
+        second = train(
+            load_project(root), TrainOptions(overrides={"params.estimator.n_estimators": 10}, register=False)
+        )
         yield root, first.run_id, second.run_id
 
 
@@ -114,8 +118,10 @@ def test_runs_are_found_by_prefix_and_by_model_reference(two_runs, cli):
     assert json.loads(result.stdout)["run_ids"] == [first, second]
     result = cli("runs", "show", "runsdemo@production", cwd=root)
     assert result.exit_code == ExitCode.USAGE
-    assert result.stderr.splitlines() == ["error: 'runsdemo@production': model 'runsdemo' has no alias 'production'",
-                                          "hint: see `mlkit models show runsdemo` or `mlkit models list`"]
+    assert result.stderr.splitlines() == [
+        "error: 'runsdemo@production': model 'runsdemo' has no alias 'production'",
+        "hint: see `mlkit models show runsdemo` or `mlkit models list`",
+    ]
 
 
 def test_show_unknown_run(two_runs, cli):

@@ -41,12 +41,14 @@ def test_nothing_to_serve_is_a_failed_operation(churn, cli):
 
 def test_predict_checks_its_paths_before_loading(churn, cli, tmp_path):
     (tmp_path / "rows.json").write_text("{}")
-    result = cli("predict", "churn@production", str(tmp_path / "rows.json"), "-o", str(tmp_path / "out.csv"),
-                 cwd=churn)
+    result = cli("predict", "churn@production", str(tmp_path / "rows.json"), "-o", str(tmp_path / "out.csv"), cwd=churn)
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [
-        f"error: {tmp_path / 'rows.json'}: the input must be a .csv or .parquet file", "hint: rename or convert it"]
-    result = cli("predict", "churn@production", str(tmp_path / "nothing.csv"), "-o", str(tmp_path / "out.csv"),
-                 cwd=churn)
+        f"error: {tmp_path / 'rows.json'}: the input must be a .csv or .parquet file",
+        "hint: rename or convert it",
+    ]
+    result = cli(
+        "predict", "churn@production", str(tmp_path / "nothing.csv"), "-o", str(tmp_path / "out.csv"), cwd=churn
+    )
     assert result.exit_code == 2
     assert f"error: {tmp_path / 'nothing.csv'}: no such file" in result.stderr

@@ -42,8 +42,11 @@ def test_rows_land_in_day_partitions_with_the_fixed_columns(tmp_path):
     assert table.column_names == [*META_COLUMNS, "usage", "tenure", "region", "member", "date"]
     rows = sorted(table.to_pylist(), key=lambda r: (r["_request_id"], r["usage"] is None))
     assert [(r["_request_id"], r["_version"], r["usage"], r["tenure"], r["region"], r["member"]) for r in rows] == [
-        ("a", "1", 1.0, 3, "east", True), ("a", "1", None, 4, None, None),
-        ("b", "2", 1.0, 3, "east", True), ("b", "2", None, 4, None, None)]
+        ("a", "1", 1.0, 3, "east", True),
+        ("a", "1", None, 4, None, None),
+        ("b", "2", 1.0, 3, "east", True),
+        ("b", "2", None, 4, None, None),
+    ]
     assert str(table.schema.field("tenure").type) == "int64"
     assert str(table.schema.field("_time").type) == "timestamp[us, tz=UTC]"
 
@@ -72,8 +75,12 @@ def test_the_oldest_files_go_when_the_budget_is_spent(tmp_path):
 
 def test_a_full_queue_sheds_rows_instead_of_blocking(tmp_path):
     counted: list[tuple[int, int]] = []
-    log = PredictionLog(tmp_path / "p", flush_seconds=60, max_pending_rows=3,
-                        on_written=lambda written, dropped: counted.append((written, dropped)))
+    log = PredictionLog(
+        tmp_path / "p",
+        flush_seconds=60,
+        max_pending_rows=3,
+        on_written=lambda written, dropped: counted.append((written, dropped)),
+    )
     now = datetime.now(timezone.utc)
     log.append(_entry("kept", now))
     log.append(_entry("shed", now))

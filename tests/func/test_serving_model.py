@@ -39,12 +39,14 @@ def test_raw_rows_with_gaps_and_integer_columns_give_the_data_labels(plans):
     import pandas as pd
 
     model = _load(plans)
-    rows = pd.DataFrame({
-        "usage": [50.0, np.nan, 3.0],
-        "tenure": np.array([12, 30, 2], dtype=np.int64),
-        "year": np.array([2020, 2021, 2024], dtype=np.int64),
-        "region": ["west", None, "north"],
-    })
+    rows = pd.DataFrame(
+        {
+            "usage": [50.0, np.nan, 3.0],
+            "tenure": np.array([12, 30, 2], dtype=np.int64),
+            "year": np.array([2020, 2021, 2024], dtype=np.int64),
+            "region": ["west", None, "north"],
+        }
+    )
     labels = model.predict(rows)
     assert list(labels) == ["premium", labels[1], "basic"]
     assert set(labels) <= LABELS
@@ -56,8 +58,12 @@ def test_raw_rows_with_gaps_and_integer_columns_give_the_data_labels(plans):
 def test_the_signature_has_the_types_of_the_data_file(plans):
     model = _load(plans)
     inputs = {c.name: (c.type.name, c.required) for c in model.metadata.get_input_schema().inputs}
-    assert inputs == {"usage": ("double", True), "tenure": ("long", True), "year": ("long", True),
-                      "region": ("string", True)}
+    assert inputs == {
+        "usage": ("double", True),
+        "tenure": ("long", True),
+        "year": ("long", True),
+        "region": ("string", True),
+    }
     assert [c.type.name for c in model.metadata.get_output_schema().inputs] == ["string"]
     assert model.metadata.metadata["mlkit.label_mapping"] == {"0": "basic", "1": "premium", "2": "standard"}
 
@@ -128,8 +134,14 @@ def test_predict_scores_a_parquet_file_larger_than_its_chunk(plans, tmp_path):
     rows.insert(0, "customer", [f"c{i}" for i in range(len(rows))])  # a column the model does not take
     rows.to_parquet(tmp_path / "in.parquet", index=False)
     lines: list[str] = []
-    result = predict_file(load_project(plans), "plans/1", tmp_path / "in.parquet", tmp_path / "out.parquet",
-                          chunk_rows=1000, progress=lines.append)
+    result = predict_file(
+        load_project(plans),
+        "plans/1",
+        tmp_path / "in.parquet",
+        tmp_path / "out.parquet",
+        chunk_rows=1000,
+        progress=lines.append,
+    )
     assert (result.rows, result.chunks, result.version) == (2500, 3, "1")
     assert lines[-3:] == ["1000 rows scored", "2000 rows scored", "2500 rows scored"]
     out = pd.read_parquet(tmp_path / "out.parquet")
@@ -146,8 +158,17 @@ def test_mlkit_predict_on_csv_with_gaps(plans, tmp_path):
     rows = plans_frame(rows=1500, seed=5).drop(columns=["plan"])
     rows.loc[::7, "year"] = None  # an integer column with gaps: pandas writes it as floats
     rows.to_csv(tmp_path / "in.csv", index=False)
-    done = mlkit("predict", "plans/1", str(tmp_path / "in.csv"), "-o", str(tmp_path / "out.csv"),
-                 "--chunk-rows", "400", "--json", cwd=plans)
+    done = mlkit(
+        "predict",
+        "plans/1",
+        str(tmp_path / "in.csv"),
+        "-o",
+        str(tmp_path / "out.csv"),
+        "--chunk-rows",
+        "400",
+        "--json",
+        cwd=plans,
+    )
     report = json.loads(done.stdout)
     assert (report["rows"], report["model"], report["version"]) == (1500, "plans", "1")
     assert report["chunks"] >= 2
@@ -155,7 +176,8 @@ def test_mlkit_predict_on_csv_with_gaps(plans, tmp_path):
     out = pd.read_csv(tmp_path / "out.csv")
     assert len(out) == 1500 and set(out["prediction"]) <= LABELS
     assert out["usage"].isna().sum() == rows["usage"].isna().sum()
-    again = mlkit("predict", "plans/1", str(tmp_path / "in.csv"), "-o", str(tmp_path / "in.csv"), cwd=plans,
-                  check=False)
+    again = mlkit(
+        "predict", "plans/1", str(tmp_path / "in.csv"), "-o", str(tmp_path / "in.csv"), cwd=plans, check=False
+    )
     assert again.returncode == 2
     assert f"error: {tmp_path / 'in.csv'}: the output would overwrite the input" in again.stderr

@@ -38,8 +38,9 @@ def _versions(root: Path, name: str) -> list:
 
 
 def _git_head(root: Path) -> str:
-    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def _dvc_md5(root: Path, data: str) -> str:
@@ -81,8 +82,13 @@ def test_classification_run_has_lineage_of_head_and_dvc_data(classification):
     assert tag_values[tags.DATA_MD5_PREFIX + "data/breast_cancer.csv"] == _dvc_md5(root, "data/breast_cancer.csv")
     assert json.loads(tag_values[tags.PARAMS])["estimator"]["max_depth"] == 4
     assert tag_values[tags.SEED] == "42"
-    assert json.loads(tag_values[tags.SPLIT]) == {"cv_folds": 0, "seed": 42, "stratify": True, "test_file": None,
-                                             "test_size": 0.2}
+    assert json.loads(tag_values[tags.SPLIT]) == {
+        "cv_folds": 0,
+        "seed": 42,
+        "stratify": True,
+        "test_file": None,
+        "test_size": 0.2,
+    }
     assert tag_values[tags.COMMAND] == "mlkit train"
     assert tag_values[tags.MLKIT_VERSION] == "0.1.0"
     assert tag_values[tags.PREDICTIONS_SHA256] == first.predictions_sha256
@@ -96,8 +102,12 @@ def test_classification_artifacts_and_per_iteration_metrics(classification):
     root, (first, _), _ = classification
     client = _client(root)
     names = {a.path for a in client.list_artifacts(first.run_id, "plots")}
-    assert names == {"plots/confusion_matrix.png", "plots/roc_curve.png", "plots/precision_recall_curve.png",
-                     "plots/feature_importance.png"}
+    assert names == {
+        "plots/confusion_matrix.png",
+        "plots/roc_curve.png",
+        "plots/precision_recall_curve.png",
+        "plots/feature_importance.png",
+    }
     lock = client.download_artifacts(first.run_id, tags.LOCK_ARTIFACT, str(root / ".mlkit"))
     assert "mlflow==" in Path(lock).read_text()
     history = client.get_metric_history(first.run_id, "xgb.test.logloss")
@@ -109,8 +119,7 @@ def test_one_model_version_per_train_with_lineage_tags(classification):
     versions = sorted(_versions(root, "cancer"), key=lambda v: int(v.version))
     assert [(str(v.version), v.run_id) for v in versions] == [("1", first.run_id), ("2", second.run_id)]
     assert versions[0].tags[tags.GIT_COMMIT] == head
-    assert versions[0].tags[tags.DATA_MD5_PREFIX + "data/breast_cancer.csv"] == _dvc_md5(root,
-                                                                                         "data/breast_cancer.csv")
+    assert versions[0].tags[tags.DATA_MD5_PREFIX + "data/breast_cancer.csv"] == _dvc_md5(root, "data/breast_cancer.csv")
     assert versions[0].tags["mlkit.run_id"] == first.run_id
 
 
@@ -159,8 +168,10 @@ def test_regression_params_describe_the_split_the_run_records(regression):
     split = json.loads(_client(root).get_run(result.run_id).data.tags[tags.SPLIT])
     assert split["stratify"] is False
     comment = next(line for line in (root / "params.yaml").read_text().splitlines() if "split" in line)
-    assert comment == "# 0: one train/test split (stratified by class for classification); k >= 2: k-fold " \
-                      "cross-validation as well"
+    assert (
+        comment == "# 0: one train/test split (stratified by class for classification); k >= 2: k-fold "
+        "cross-validation as well"
+    )
     assert result.warnings == []  # 442 rows: an 89-row test split
 
 
@@ -180,8 +191,16 @@ def test_a_registered_tree_model_loads_back_through_mlflow(regression):
 
 def test_cross_validation_logs_mean_and_std(regression, cli):
     root, _ = regression
-    result = cli("train", "--set", "params.cv_folds=3", "--set", "params.estimator.n_estimators=20",
-                 "--no-register", "--json", cwd=root)
+    result = cli(
+        "train",
+        "--set",
+        "params.cv_folds=3",
+        "--set",
+        "params.estimator.n_estimators=20",
+        "--no-register",
+        "--json",
+        cwd=root,
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert set(data["cv_metrics"]) == {f"cv_{m}_{s}" for m in ("rmse", "mae", "r2") for s in ("mean", "std")}
@@ -191,13 +210,19 @@ def test_cross_validation_logs_mean_and_std(regression, cli):
     assert data["fit_seconds"] == run.data.metrics["fit_seconds"]
     assert data["total_seconds"] > data["fit_seconds"] and "seconds" not in data
     # the run rewrote the DVC outputs: the summary says to commit them
-    status = subprocess.run(["git", "status", "--porcelain", "--", "dvc.lock", "metrics.json"], cwd=root,
-                            capture_output=True, text=True, check=True).stdout
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--", "dvc.lock", "metrics.json"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert data["uncommitted"] == [name for name in ("dvc.lock", "metrics.json") if name in status]
     assert "metrics.json" in data["uncommitted"]
     files = data["uncommitted"]
-    assert (f"{' and '.join(files)} changed: commit them with your code "
-            f"(git add {' '.join(files)} && git commit)\n") in result.stderr
+    assert (
+        f"{' and '.join(files)} changed: commit them with your code (git add {' '.join(files)} && git commit)\n"
+    ) in result.stderr
     assert run.data.metrics["cv_r2_mean"] == data["cv_metrics"]["cv_r2_mean"]
     assert run.data.params["cv_folds"] == "3"
     assert [str(v.version) for v in _versions(root, "diabetes")] == ["1"]
@@ -212,13 +237,15 @@ def test_entrypoint_builds_the_estimator_and_keeps_the_tracking(regression, monk
         "    return ridge(params['estimator'].get('alpha', 2.0))\n"
     )
     (root / "src" / "diabetes" / "linear.py").write_text(
-        "from sklearn.linear_model import Ridge\n\n\n"
-        "def ridge(alpha):\n"
-        "    return Ridge(alpha=alpha)\n"
+        "from sklearn.linear_model import Ridge\n\n\ndef ridge(alpha):\n    return Ridge(alpha=alpha)\n"
     )
     try:
-        result = train(load_project(root), TrainOptions(
-            overrides={"model.entrypoint": "diabetes.model:build", "params.estimator": {}}, write_metrics=False))
+        result = train(
+            load_project(root),
+            TrainOptions(
+                overrides={"model.entrypoint": "diabetes.model:build", "params.estimator": {}}, write_metrics=False
+            ),
+        )
     finally:
         (root / "src" / "diabetes" / "model.py").unlink()
         (root / "src" / "diabetes" / "linear.py").unlink()
@@ -241,12 +268,14 @@ def test_parquet_with_missing_values_string_categories_and_three_classes(make_pr
     rng = np.random.default_rng(7)
     rows = 600
     usage = rng.gamma(2.0, 10.0, rows)
-    frame = pd.DataFrame({
-        "usage": usage,
-        "tenure": rng.integers(1, 60, rows).astype(float),
-        "region": rng.choice(np.array(["north", "south", "east", None], dtype=object), rows),
-        "plan": np.where(usage > 30, "premium", np.where(usage > 12, "standard", "basic")),
-    })
+    frame = pd.DataFrame(
+        {
+            "usage": usage,
+            "tenure": rng.integers(1, 60, rows).astype(float),
+            "region": rng.choice(np.array(["north", "south", "east", None], dtype=object), rows),
+            "plan": np.where(usage > 30, "premium", np.where(usage > 12, "standard", "basic")),
+        }
+    )
     frame.loc[rng.random(rows) < 0.1, "usage"] = np.nan
     frame.loc[rng.random(rows) < 0.1, "tenure"] = np.nan
     frame.to_parquet(root / "data" / "plans.parquet", index=False)
@@ -254,8 +283,19 @@ def test_parquet_with_missing_values_string_categories_and_three_classes(make_pr
     subprocess.run(["git", "add", "-A"], cwd=root, check=True)
     subprocess.run(["git", "commit", "-qm", "plans data"], cwd=root, check=True)
 
-    result = cli("train", "--json", "--set", "data.train=data/plans.parquet", "--set", "data.target=plan",
-                 "--set", "data.hook=null", "--set", "params.estimator.n_estimators=30", cwd=root)
+    result = cli(
+        "train",
+        "--json",
+        "--set",
+        "data.train=data/plans.parquet",
+        "--set",
+        "data.target=plan",
+        "--set",
+        "data.hook=null",
+        "--set",
+        "params.estimator.n_estimators=30",
+        cwd=root,
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert set(data["metrics"]) == {"accuracy", "f1", "roc_auc", "precision", "recall", "log_loss"}
@@ -264,7 +304,10 @@ def test_parquet_with_missing_values_string_categories_and_three_classes(make_pr
     assert run.data.tags[tags.DATA_MD5_PREFIX + "data/plans.parquet"] == _dvc_md5(root, "data/plans.parquet")
     assert run.data.params["data.train"] == "data/plans.parquet"
     assert {a.path for a in _client(root).list_artifacts(data["run_id"], "plots")} >= {
-        "plots/confusion_matrix.png", "plots/roc_curve.png", "plots/precision_recall_curve.png"}
+        "plots/confusion_matrix.png",
+        "plots/roc_curve.png",
+        "plots/precision_recall_curve.png",
+    }
     version = _versions(root, "plans")[0]
     assert json.loads(version.tags["mlkit.label_mapping"]) == {"0": "basic", "1": "premium", "2": "standard"}
 
@@ -306,6 +349,7 @@ def test_a_separate_test_file_is_encoded_with_the_training_classes(make_project,
 
 # -- failures: one line, exit code, FAILED run with the reason, no new model version -------------------
 
+
 @pytest.fixture(scope="module")
 def failing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A regression project with extra DVC-tracked data files that break training in known ways."""
@@ -320,8 +364,7 @@ def failing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         nan_rows = [rows[0], *rows[1:40], ",".join(rows[40].split(",")[:-1]) + ","]
         (root / "data" / "nan_target.csv").write_text("\n".join(nan_rows) + "\n")
         (root / "data" / "gone.csv").write_text(rows[0] + "\n" + "\n".join(rows[1:20]) + "\n")
-        dvc.track(root, [root / "data" / "empty.csv", root / "data" / "nan_target.csv",
-                         root / "data" / "gone.csv"])
+        dvc.track(root, [root / "data" / "empty.csv", root / "data" / "nan_target.csv", root / "data" / "gone.csv"])
         (root / "data" / "gone.csv").unlink()
         yield root
 
@@ -329,29 +372,54 @@ def failing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.mark.parametrize(
     ("overrides", "message", "run_started"),
     [
-        (["model.estimator=sklearn.ensemble.RandomForestRegresor"],
-         "mlkit.yaml: model.estimator: 'sklearn.ensemble.RandomForestRegresor' not found; did you mean "
-         "sklearn.ensemble.RandomForestRegressor?", False),
-        (["params.estimator.n_estimatorz=10"],
-         "params.yaml: estimator.n_estimatorz: not a parameter of sklearn.ensemble.RandomForestRegressor; "
-         "did you mean 'n_estimators'?", False),
-        (["params.estimator.max_depth=deep"],
-         "params.yaml: estimator.max_depth: The 'max_depth' parameter of RandomForestRegressor must be an int "
-         "in the range [1, inf) or None. Got 'deep' instead.", False),
-        (["data.target=outcome"],
-         "mlkit.yaml: data.target: column 'outcome' is not in data/diabetes.csv; columns (12): age, sex, bmi, bp, "
-         "s1, s2, s3, s4, s5, s6, progression, bmi_x_bp", True),
-        (["data.hook=null", "data.target=progresion"],
-         "mlkit.yaml: data.target: column 'progresion' is not in data/diabetes.csv (did you mean 'progression'?); "
-         "columns (11): progression, age, sex, bmi, bp, s1, s2, s3, s4, s5, s6", False),
+        (
+            ["model.estimator=sklearn.ensemble.RandomForestRegresor"],
+            "mlkit.yaml: model.estimator: 'sklearn.ensemble.RandomForestRegresor' not found; did you mean "
+            "sklearn.ensemble.RandomForestRegressor?",
+            False,
+        ),
+        (
+            ["params.estimator.n_estimatorz=10"],
+            "params.yaml: estimator.n_estimatorz: not a parameter of sklearn.ensemble.RandomForestRegressor; "
+            "did you mean 'n_estimators'?",
+            False,
+        ),
+        (
+            ["params.estimator.max_depth=deep"],
+            "params.yaml: estimator.max_depth: The 'max_depth' parameter of RandomForestRegressor must be an int "
+            "in the range [1, inf) or None. Got 'deep' instead.",
+            False,
+        ),
+        (
+            ["data.target=outcome"],
+            "mlkit.yaml: data.target: column 'outcome' is not in data/diabetes.csv; columns (12): age, sex, bmi, bp, "
+            "s1, s2, s3, s4, s5, s6, progression, bmi_x_bp",
+            True,
+        ),
+        (
+            ["data.hook=null", "data.target=progresion"],
+            "mlkit.yaml: data.target: column 'progresion' is not in data/diabetes.csv (did you mean 'progression'?); "
+            "columns (11): progression, age, sex, bmi, bp, s1, s2, s3, s4, s5, s6",
+            False,
+        ),
         (["data.train=data/empty.csv"], "data/empty.csv: the data has no rows", True),
-        (["data.train=data/nan_target.csv"], "data/nan_target.csv: target column 'progression' has 1 missing "
-         "value(s)", True),
+        (
+            ["data.train=data/nan_target.csv"],
+            "data/nan_target.csv: target column 'progression' has 1 missing value(s)",
+            True,
+        ),
         (["data.train=data/gone.csv"], "data/gone.csv is tracked by DVC but missing from the workspace", False),
     ],
-    ids=["unknown-estimator", "unknown-param", "mistyped-param", "missing-target", "misspelled-target-no-hook",
-         "empty-data", "nan-target",
-         "not-pulled"],
+    ids=[
+        "unknown-estimator",
+        "unknown-param",
+        "mistyped-param",
+        "missing-target",
+        "misspelled-target-no-hook",
+        "empty-data",
+        "nan-target",
+        "not-pulled",
+    ],
 )
 def test_failures_leave_no_model_version(failing, cli, overrides, message, run_started):
     root = failing
@@ -367,8 +435,7 @@ def test_failures_leave_no_model_version(failing, cli, overrides, message, run_s
     assert len(_versions(root, "broken")) == before_versions
     if run_started:
         experiment = client.get_experiment_by_name("broken")
-        run = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"],
-                                 max_results=1)[0]
+        run = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)[0]
         assert run.info.status == "FAILED"
         assert run.data.tags[tags.FAILURE] == message
 
@@ -383,8 +450,9 @@ def test_dirty_tree_is_refused_in_ci(failing, cli, monkeypatch):
 
 def test_dirty_run_logs_its_diff(failing, cli, monkeypatch):
     monkeypatch.setenv("CI", "true")
-    result = cli("train", "--allow-dirty", "--no-register", "--json", "--set", "params.estimator.n_estimators=5",
-                 cwd=failing)
+    result = cli(
+        "train", "--allow-dirty", "--no-register", "--json", "--set", "params.estimator.n_estimators=5", cwd=failing
+    )
     assert result.exit_code == 0, result.output
     run_id = json.loads(result.stdout)["run_id"]
     client = _client(failing)

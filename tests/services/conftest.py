@@ -62,8 +62,9 @@ def s3() -> Iterator[S.S3Server]:
 @pytest.fixture(scope="session")
 def tracking_server(postgres: S.Postgres, s3: S.S3Server) -> Iterator[S.TrackingServer]:
     """`mlkit server` over PostgreSQL, artifacts proxied to the S3 server."""
-    server = S.start_tracking_server(postgres, database="team", extra_env=s3.env(),
-                                     artifacts_destination=f"s3://{s3.bucket('mlflow')}/artifacts")
+    server = S.start_tracking_server(
+        postgres, database="team", extra_env=s3.env(), artifacts_destination=f"s3://{s3.bucket('mlflow')}/artifacts"
+    )
     yield server
     S.stop_tracking_server(server)
 

@@ -14,8 +14,17 @@ from mlflow import MlflowClient
 from mlkit import tags
 
 FAST = ["--set", "params.estimator.n_estimators=30"]
-LINEAGE_KEYS = (tags.GIT_COMMIT, tags.GIT_BRANCH, tags.GIT_DIRTY, tags.PARAMS, tags.SEED, tags.SPLIT,
-                tags.PYTHON, tags.PACKAGE_LOCK, tags.MLKIT_VERSION)
+LINEAGE_KEYS = (
+    tags.GIT_COMMIT,
+    tags.GIT_BRANCH,
+    tags.GIT_DIRTY,
+    tags.PARAMS,
+    tags.SEED,
+    tags.SPLIT,
+    tags.PYTHON,
+    tags.PACKAGE_LOCK,
+    tags.MLKIT_VERSION,
+)
 
 
 def _train(cli: Callable, root: Path, *extra: str) -> dict:
@@ -31,8 +40,8 @@ def _version_tags(root: Path, name: str, version: str) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_dask_trained_model_is_registered_with_the_same_lineage_and_reruns_identically(
-        dask_cluster: S.DaskCluster, make_project: Callable[..., Path], cli: Callable,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    dask_cluster: S.DaskCluster, make_project: Callable[..., Path], cli: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = make_project("daskproj")
     local = _train(cli, root)
 
@@ -64,9 +73,9 @@ def test_dask_trained_model_is_registered_with_the_same_lineage_and_reruns_ident
 
 
 @pytest.mark.slow
-def test_unreachable_scheduler_fails_cleanly_and_registers_nothing(make_project: Callable[..., Path],
-                                                                  cli: Callable,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_scheduler_fails_cleanly_and_registers_nothing(
+    make_project: Callable[..., Path], cli: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = make_project("nodask")
     address = f"tcp://127.0.0.1:{S.free_port()}"
     monkeypatch.setenv("MLKIT_DASK_SCHEDULER", address)
@@ -74,14 +83,14 @@ def test_unreachable_scheduler_fails_cleanly_and_registers_nothing(make_project:
     assert result.exit_code == 1
     error, hint = result.stderr.splitlines()[-2:]
     assert error.startswith(f"error: Dask scheduler {address} is unreachable: ")  # then the OS's reason
-    assert hint == (f"hint: start it (`dask scheduler`, `dask worker {address}`) or fix "
-                    "training.scheduler / MLKIT_DASK_SCHEDULER")
+    assert hint == (
+        f"hint: start it (`dask scheduler`, `dask worker {address}`) or fix training.scheduler / MLKIT_DASK_SCHEDULER"
+    )
     uri = f"sqlite:///{root / '.mlkit' / 'mlflow.db'}"
     assert MlflowClient(tracking_uri=uri, registry_uri=uri).search_model_versions() == []
 
 
-def test_dask_backend_without_a_scheduler_is_a_usage_error(make_project: Callable[..., Path],
-                                                           cli: Callable) -> None:
+def test_dask_backend_without_a_scheduler_is_a_usage_error(make_project: Callable[..., Path], cli: Callable) -> None:
     root = make_project("noscheduler")
     result = cli("train", "--set", "training.backend=dask", cwd=root)
     assert result.exit_code == 2
@@ -92,10 +101,9 @@ def test_dask_backend_without_a_scheduler_is_a_usage_error(make_project: Callabl
 
 
 @pytest.mark.slow
-def test_scikit_learn_estimator_fits_under_joblibs_dask_backend(dask_cluster: S.DaskCluster,
-                                                                make_project: Callable[..., Path],
-                                                                cli: Callable,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_scikit_learn_estimator_fits_under_joblibs_dask_backend(
+    dask_cluster: S.DaskCluster, make_project: Callable[..., Path], cli: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = make_project("forest", template="regression")
     monkeypatch.setenv("MLKIT_DASK_SCHEDULER", dask_cluster.address)
     trained = _train(cli, root, "--set", "params.estimator.n_jobs=2")

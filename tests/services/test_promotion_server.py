@@ -39,9 +39,9 @@ def _audit(client: MlflowClient, name: str) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_promote_and_rollback_through_a_server(tracking_server: S.TrackingServer,
-                                               make_project: Callable[..., Path], cli: Callable,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_promote_and_rollback_through_a_server(
+    tracking_server: S.TrackingServer, make_project: Callable[..., Path], cli: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = make_project("served")
     monkeypatch.setenv("MLKIT_TRACKING_URI", tracking_server.url)
     name = f"served-{uuid.uuid4().hex[:6]}"
@@ -54,7 +54,10 @@ def test_promote_and_rollback_through_a_server(tracking_server: S.TrackingServer
     assert result.exit_code == 0, result.stderr
     assert str(client.get_model_version_by_alias(name, "staging").version) == "1"
     assert [(e["action"], e["to_version"], e["state"]) for e in _audit(client, name)] == [
-        ("promote", "1", "done"), ("promote", "2", "done"), ("rollback", "1", "done")]
+        ("promote", "1", "done"),
+        ("promote", "2", "done"),
+        ("rollback", "1", "done"),
+    ]
     assert not (root / ".mlkit" / "mlflow.db").exists()  # nothing fell back to the embedded store
 
 
@@ -63,21 +66,31 @@ RACERS = 16
 
 @pytest.mark.slow
 def test_sixteen_concurrent_promotions_on_an_authenticated_server_leave_one_holder_and_an_honest_trail(
-        tracking_server: S.TrackingServer, make_project: Callable[..., Path]) -> None:
+    tracking_server: S.TrackingServer, make_project: Callable[..., Path]
+) -> None:
     assert tracking_server.auth
     root = make_project("raced")
     name = f"raced-{uuid.uuid4().hex[:6]}"
     client = _register(tracking_server.url, name, [0.90 + i / 1000 for i in range(RACERS + 1)])
     env = {**os.environ, "MLKIT_TRACKING_URI": tracking_server.url}  # signed in (the services fixture)
-    first = subprocess.run([MLKIT, "promote", name, "1", "--to", "staging"], cwd=root, env=env, text=True,
-                           capture_output=True, timeout=300)
+    first = subprocess.run(
+        [MLKIT, "promote", name, "1", "--to", "staging"], cwd=root, env=env, text=True, capture_output=True, timeout=300
+    )
     assert first.returncode == 0, first.stderr
 
     started = time.perf_counter()
     versions = [str(v) for v in range(2, RACERS + 2)]
-    procs = [subprocess.Popen([MLKIT, "promote", name, v, "--to", "staging", "--json"], cwd=root,
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for v in versions]
+    procs = [
+        subprocess.Popen(
+            [MLKIT, "promote", name, v, "--to", "staging", "--json"],
+            cwd=root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for v in versions
+    ]
     outcomes = {v: (p.wait(timeout=900), *p.communicate()) for v, p in zip(versions, procs, strict=True)}
     elapsed = time.perf_counter() - started
 
@@ -97,8 +110,10 @@ def test_sixteen_concurrent_promotions_on_an_authenticated_server_leave_one_hold
         else:
             superseded_by = next(e["superseded_by"] for e in entries if e["to_version"] == version)
             assert code == 1, err
-            assert errors == [f"error: promotion of {name} version {version} to staging was superseded: version "
-                              f"{superseded_by} holds staging now (another promotion moved it at the same time)"]
+            assert errors == [
+                f"error: promotion of {name} version {version} to staging was superseded: version "
+                f"{superseded_by} holds staging now (another promotion moved it at the same time)"
+            ]
             assert json.loads(_out)["status"] == "superseded"
     # one holder, and the stage tag on it alone (search results carry no aliases over REST: read each version)
     every = [str(v) for v in range(1, RACERS + 2)]
@@ -107,16 +122,24 @@ def test_sixteen_concurrent_promotions_on_an_authenticated_server_leave_one_hold
     assert [v for v in every if read[v].tags.get("mlkit.stage") == "staging"] == [holder]
     S.FIGURES[f"{RACERS} concurrent promotions (authenticated)"] = (
         f"{elapsed:.1f} s wall, {sum(1 for s in state.values() if s == 'done')} done, "
-        f"{sum(1 for s in state.values() if s == 'superseded')} superseded, 0 errors")
+        f"{sum(1 for s in state.values() if s == 'superseded')} superseded, 0 errors"
+    )
 
     # models show: the stage is the alias, never a stale tag
-    shown = subprocess.run([MLKIT, "models", "show", f"{name}/1", "--json"], cwd=root, env=env, text=True,
-                           capture_output=True, timeout=300)
+    shown = subprocess.run(
+        [MLKIT, "models", "show", f"{name}/1", "--json"], cwd=root, env=env, text=True, capture_output=True, timeout=300
+    )
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["stage"] is None
     # rollback never lands on a version whose move was superseded
-    rolled = subprocess.run([MLKIT, "rollback", name, "--stage", "staging", "--json"], cwd=root, env=env,
-                            text=True, capture_output=True, timeout=300)
+    rolled = subprocess.run(
+        [MLKIT, "rollback", name, "--stage", "staging", "--json"],
+        cwd=root,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=300,
+    )
     assert rolled.returncode == 0, rolled.stderr
     target = json.loads(rolled.stdout)["to_version"]
     assert target == "1" or state[target] == "done"

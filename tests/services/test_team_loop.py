@@ -16,16 +16,28 @@ from mlflow import MlflowClient
 
 @pytest.mark.slow
 def test_init_push_train_promote_reproduce_on_postgres_server_and_s3(
-        tracking_server: S.TrackingServer, s3: S.S3Server, s3_env: dict[str, str],
-        make_project: Callable[..., Path], cli: Callable) -> None:
+    tracking_server: S.TrackingServer,
+    s3: S.S3Server,
+    s3_env: dict[str, str],
+    make_project: Callable[..., Path],
+    cli: Callable,
+) -> None:
     root = make_project("teamloop")
     config = root / "mlkit.yaml"
-    config.write_text(config.read_text().replace("  # uri: http://127.0.0.1:5000",
-                                                 f"  uri: {tracking_server.url}"))
+    config.write_text(config.read_text().replace("  # uri: http://127.0.0.1:5000", f"  uri: {tracking_server.url}"))
 
     bucket = s3.bucket("data")
-    added = cli("data", "remote", "add", "storage", f"s3://{bucket}/teamloop", "--default",
-                "--endpoint-url", s3.endpoint, cwd=root)
+    added = cli(
+        "data",
+        "remote",
+        "add",
+        "storage",
+        f"s3://{bucket}/teamloop",
+        "--default",
+        "--endpoint-url",
+        s3.endpoint,
+        cwd=root,
+    )
     assert added.exit_code == 0, added.stderr
     subprocess.run(["git", "commit", "-qam", "team tracking server and S3 data remote"], cwd=root, check=True)
     dvc_config = (root / ".dvc" / "config").read_text()
@@ -62,8 +74,12 @@ def test_init_push_train_promote_reproduce_on_postgres_server_and_s3(
     assert registry.get_model_version_by_alias(name, "staging").version == version
     tags = registry.get_model_version(name, version).tags
     assert tags["mlkit.run_id"] == result["run_id"]
-    assert tags["mlkit.git.commit"] == subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, check=True,
-                                                      capture_output=True, text=True).stdout.strip()
+    assert (
+        tags["mlkit.git.commit"]
+        == subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, check=True, capture_output=True, text=True
+        ).stdout.strip()
+    )
     assert any(key.startswith("mlkit.data.md5.") for key in tags)
     artifacts = list((s3.root / "mlflow" / "artifacts").rglob("MLmodel"))
     assert artifacts, "the model did not reach object storage through the server"

@@ -29,9 +29,9 @@ def _registry(uri: str) -> MlflowClient:
 
 
 @pytest.mark.slow
-def test_postgresql_uri_with_the_password_from_the_environment(postgres: S.Postgres, pg_password: str,
-                                                               make_project: Callable[..., Path],
-                                                               cli: Callable) -> None:
+def test_postgresql_uri_with_the_password_from_the_environment(
+    postgres: S.Postgres, pg_password: str, make_project: Callable[..., Path], cli: Callable
+) -> None:
     uri = postgres.create_database("direct")  # no password in it: libpq reads PGPASSWORD
     root = make_project("direct")
     config = root / "mlkit.yaml"
@@ -52,18 +52,19 @@ def test_postgresql_uri_with_the_password_from_the_environment(postgres: S.Postg
     assert json.loads(shown.stdout)["tracking_uri"] == uri
 
 
-def test_password_in_the_environment_uri_is_never_shown(postgres: S.Postgres,
-                                                        make_project: Callable[..., Path], cli: Callable,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_password_in_the_environment_uri_is_never_shown(
+    postgres: S.Postgres, make_project: Callable[..., Path], cli: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = make_project("redacted")
     monkeypatch.setenv("MLKIT_TRACKING_URI", postgres.uri_with_password)
     shown = cli("config", "show", "--json", cwd=root)
     assert json.loads(shown.stdout)["tracking_uri"] == postgres.uri.replace(
-        f"{postgres.user}@", f"{postgres.user}:***@")
+        f"{postgres.user}@", f"{postgres.user}:***@"
+    )
     assert postgres.password not in shown.stdout + shown.stderr
 
 
-KILLER_HOOK = '''
+KILLER_HOOK = """
 import os, signal, time
 
 
@@ -78,14 +79,19 @@ def build_features(frame):
             break
         time.sleep(0.05)
     return frame
-'''
+"""
 
 
 @pytest.mark.slow
 def test_server_down_mid_run_fails_in_one_line_and_registers_nothing(
-        postgres: S.Postgres, s3: S.S3Server, make_project: Callable[..., Path], tmp_path: Path) -> None:
-    server = S.start_tracking_server(postgres, database="downmidway", extra_env=s3.env(),
-                                     artifacts_destination=f"s3://{s3.bucket('downmidway')}/artifacts")
+    postgres: S.Postgres, s3: S.S3Server, make_project: Callable[..., Path], tmp_path: Path
+) -> None:
+    server = S.start_tracking_server(
+        postgres,
+        database="downmidway",
+        extra_env=s3.env(),
+        artifacts_destination=f"s3://{s3.bucket('downmidway')}/artifacts",
+    )
     restarted = None
     try:
         root = make_project("downmidway")
@@ -100,8 +106,7 @@ def test_server_down_mid_run_fails_in_one_line_and_registers_nothing(
         # the run is opened in a background thread while the data load: the server may be gone before
         # the run exists (caught by the reachability check) or after (caught when logging)
         assert errors[0] in (
-            f"error: tracking server {server.url} is unreachable after 4 attempts: "
-            "[Errno 111] Connection refused",
+            f"error: tracking server {server.url} is unreachable after 4 attempts: [Errno 111] Connection refused",
             f"error: tracking server {server.url} became unreachable during the run (connection refused); "
             "nothing was registered",
         )
@@ -109,12 +114,16 @@ def test_server_down_mid_run_fails_in_one_line_and_registers_nothing(
         assert not (root / ".mlkit" / "mlflow.db").exists()  # nothing fell back to a local store
 
         # the same database behind a new server: the run is there, no model version is
-        restarted = S.start_tracking_server(postgres, extra_env=s3.env(),
-                                            artifacts_destination=f"s3://{s3.bucket('downmidway')}/artifacts",
-                                            backend_uri=server.backend_uri)
+        restarted = S.start_tracking_server(
+            postgres,
+            extra_env=s3.env(),
+            artifacts_destination=f"s3://{s3.bucket('downmidway')}/artifacts",
+            backend_uri=server.backend_uri,
+        )
         assert _registry(restarted.url).search_model_versions() == []
         runs = _registry(restarted.url).search_runs(
-            [e.experiment_id for e in _registry(restarted.url).search_experiments()])
+            [e.experiment_id for e in _registry(restarted.url).search_experiments()]
+        )
         assert len(runs) <= 1
         assert all(run.info.status != "FINISHED" for run in runs)
     finally:
@@ -125,8 +134,8 @@ def test_server_down_mid_run_fails_in_one_line_and_registers_nothing(
 
 @pytest.mark.slow
 def test_eight_concurrent_trains_against_the_server_are_all_registered(
-        tracking_server: S.TrackingServer, s3: S.S3Server, make_project: Callable[..., Path],
-        tmp_path: Path) -> None:
+    tracking_server: S.TrackingServer, s3: S.S3Server, make_project: Callable[..., Path], tmp_path: Path
+) -> None:
     root = make_project("octet")
     clones = []
     for index in range(8):  # eight people, each with their own checkout of the project
@@ -135,10 +144,17 @@ def test_eight_concurrent_trains_against_the_server_are_all_registered(
         clones.append(clone)
     env = {**os.environ, **s3.env(), "MLKIT_TRACKING_URI": tracking_server.url}  # signed in as the admin
     started = time.perf_counter()
-    processes = [subprocess.Popen([MLKIT, "train", "--json", *FAST, "--set", "model.name=concurrent"],
-                                  cwd=clone, env=env, text=True, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE)
-                 for clone in clones]
+    processes = [
+        subprocess.Popen(
+            [MLKIT, "train", "--json", *FAST, "--set", "model.name=concurrent"],
+            cwd=clone,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for clone in clones
+    ]
     outputs = [process.communicate(timeout=900) for process in processes]
     elapsed = time.perf_counter() - started
     for process, (_, stderr) in zip(processes, outputs, strict=True):
@@ -146,7 +162,8 @@ def test_eight_concurrent_trains_against_the_server_are_all_registered(
     results = [json.loads(stdout) for stdout, _ in outputs]
     assert sorted(int(r["model_version"]) for r in results) == list(range(1, 9))
     S.FIGURES["8 concurrent trains (authenticated)" if tracking_server.auth else "8 concurrent trains"] = (
-        f"{elapsed:.1f} s wall, 8 of 8 registered, 0 errors")
+        f"{elapsed:.1f} s wall, 8 of 8 registered, 0 errors"
+    )
 
     registry = _registry(tracking_server.url)
     versions = registry.search_model_versions("name='concurrent'")
@@ -157,17 +174,27 @@ def test_eight_concurrent_trains_against_the_server_are_all_registered(
 
 
 @pytest.mark.slow
-def test_processes_opening_a_fresh_database_at_once_all_succeed(postgres: S.Postgres, pg_password: str,
-                                                                make_project: Callable[..., Path]) -> None:
+def test_processes_opening_a_fresh_database_at_once_all_succeed(
+    postgres: S.Postgres, pg_password: str, make_project: Callable[..., Path]
+) -> None:
     # MLflow creates its tables on first use; without a lock all but one of several first users fail
     uri = postgres.create_database("fresh", migrated=False)
     root = make_project("fresh")
     env = {**os.environ, "MLKIT_TRACKING_URI": uri}
-    processes = [subprocess.Popen([MLKIT, "runs", "list", "--json"], cwd=root, env=env, text=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                 for _ in range(4)]
+    processes = [
+        subprocess.Popen(
+            [MLKIT, "runs", "list", "--json"],
+            cwd=root,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(4)
+    ]
     outputs = [process.communicate(timeout=300) for process in processes]
-    assert [(process.returncode, stderr) for process, (_, stderr) in zip(processes, outputs, strict=True)] \
-        == [(0, "")] * 4
+    assert [(process.returncode, stderr) for process, (_, stderr) in zip(processes, outputs, strict=True)] == [
+        (0, "")
+    ] * 4
     assert [json.loads(stdout) for stdout, _ in outputs] == [[]] * 4
     assert [e.name for e in _registry(uri).search_experiments()] == ["Default"]

@@ -39,8 +39,9 @@ def module_name(path: Path) -> str:
 
 
 def all_modules() -> dict[str, ast.Module]:
-    return {module_name(p): ast.parse(p.read_text(encoding="utf-8"), filename=str(p))
-            for p in sorted(PACKAGE.rglob("*.py"))}
+    return {
+        module_name(p): ast.parse(p.read_text(encoding="utf-8"), filename=str(p)) for p in sorted(PACKAGE.rglob("*.py"))
+    }
 
 
 MODULES = all_modules()
@@ -55,8 +56,12 @@ def _type_checking_only(tree: ast.Module) -> set[int]:
     skipped: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            skipped |= {id(inner) for stmt in node.body for inner in ast.walk(stmt)
-                        if isinstance(inner, (ast.Import, ast.ImportFrom))}
+            skipped |= {
+                id(inner)
+                for stmt in node.body
+                for inner in ast.walk(stmt)
+                if isinstance(inner, (ast.Import, ast.ImportFrom))
+            }
     return skipped
 
 
@@ -92,8 +97,10 @@ def is_core(name: str) -> bool:
 
 def import_graph(modules: dict[str, ast.Module]) -> dict[str, set[str]]:
     known = set(modules)
-    return {name: {i.target for i in imports(name, tree, known) if i.target in known and i.target != name}
-            for name, tree in modules.items()}
+    return {
+        name: {i.target for i in imports(name, tree, known) if i.target in known and i.target != name}
+        for name, tree in modules.items()
+    }
 
 
 def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -156,9 +163,10 @@ def git_processes(tree: ast.Module) -> list[int]:
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args):
             continue
         owner = ast.unparse(node.func.value)
-        runs_process = ((owner == "subprocess" and node.func.attr in SUBPROCESS_CALLS)
-                        or (owner == "os" and (node.func.attr == "system" or node.func.attr.startswith(
-                            ("exec", "spawn", "posix_spawn")))))
+        runs_process = (owner == "subprocess" and node.func.attr in SUBPROCESS_CALLS) or (
+            owner == "os"
+            and (node.func.attr == "system" or node.func.attr.startswith(("exec", "spawn", "posix_spawn")))
+        )
         if runs_process and any(starts_with_git(arg) for arg in node.args[:2]):
             lines.append(node.lineno)
     return lines
@@ -170,17 +178,19 @@ def imports_gitpython(name: str, tree: ast.Module) -> list[int]:
 
 # --- the rules, on mlkit/ -----------------------------------------------------------------------------
 
+
 def test_every_module_is_parsed() -> None:
-    assert {"mlkit", "mlkit.cli", "mlkit.engines.git", "mlkit.tracking_server", "mlkit.training.runner"} <= set(
-        MODULES)
+    assert {"mlkit", "mlkit.cli", "mlkit.engines.git", "mlkit.tracking_server", "mlkit.training.runner"} <= set(MODULES)
 
 
 def test_the_core_imports_no_cli_and_no_terminal_library() -> None:
-    offending = [f"{name}:{i.line} imports {i.target}"
-                 for name, tree in MODULES.items() if is_core(name)
-                 for i in imports(name, tree)
-                 if i.target.split(".")[0] in UI_LIBRARIES or i.target == "mlkit.cli"
-                 or i.target.startswith("mlkit.cli.")]
+    offending = [
+        f"{name}:{i.line} imports {i.target}"
+        for name, tree in MODULES.items()
+        if is_core(name)
+        for i in imports(name, tree)
+        if i.target.split(".")[0] in UI_LIBRARIES or i.target == "mlkit.cli" or i.target.startswith("mlkit.cli.")
+    ]
     assert offending == []
 
 
@@ -189,52 +199,70 @@ def test_no_import_cycle_among_mlkit_modules() -> None:
 
 
 def test_git_runs_only_in_the_git_engine() -> None:
-    offending = {name: git_processes(tree) + imports_gitpython(name, tree)
-                 for name, tree in MODULES.items() if name != GIT_ENGINE}
+    offending = {
+        name: git_processes(tree) + imports_gitpython(name, tree)
+        for name, tree in MODULES.items()
+        if name != GIT_ENGINE
+    }
     assert {name: lines for name, lines in offending.items() if lines} == {}
 
 
 # --- the checks themselves can fail -------------------------------------------------------------------
 
+
 def _parse(source: str) -> ast.Module:
     return ast.parse(source)
 
 
-@pytest.mark.parametrize("source", [
-    "import subprocess\nsubprocess.run(['git', 'status'])",
-    "import subprocess\ndef f():\n    subprocess.check_output(('git', 'rev-parse', 'HEAD'), text=True)",
-    "import subprocess\nargv = ['git', 'add', '-A']\nsubprocess.Popen(argv)",
-    "import subprocess\nsubprocess.run('git status', shell=True)",
-    "import os\nos.system(f'git commit -m {message}')",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import subprocess\nsubprocess.run(['git', 'status'])",
+        "import subprocess\ndef f():\n    subprocess.check_output(('git', 'rev-parse', 'HEAD'), text=True)",
+        "import subprocess\nargv = ['git', 'add', '-A']\nsubprocess.Popen(argv)",
+        "import subprocess\nsubprocess.run('git status', shell=True)",
+        "import os\nos.system(f'git commit -m {message}')",
+    ],
+)
 def test_a_git_process_is_found(source: str) -> None:
     assert git_processes(_parse(source)) != []
 
 
-@pytest.mark.parametrize("source", [
-    "import subprocess\nsubprocess.run(['dvc', 'push'])",
-    "from mlkit.engines import git\ngit.run(root, 'status')",
-    "import subprocess\nsubprocess.run([sys.executable, '-m', 'mlflow', 'server'])",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import subprocess\nsubprocess.run(['dvc', 'push'])",
+        "from mlkit.engines import git\ngit.run(root, 'status')",
+        "import subprocess\nsubprocess.run([sys.executable, '-m', 'mlflow', 'server'])",
+    ],
+)
 def test_other_processes_are_not_git(source: str) -> None:
     assert git_processes(_parse(source)) == []
 
 
 def test_gitpython_is_told_from_the_git_engine() -> None:
-    assert imports_gitpython("mlkit.x", _parse("def f():\n    import git\n    from git.exc import GitError")) == [
-        2, 3]
+    assert imports_gitpython("mlkit.x", _parse("def f():\n    import git\n    from git.exc import GitError")) == [2, 3]
     assert imports_gitpython("mlkit.x", _parse("from mlkit.engines import git")) == []
 
 
 def test_imports_resolve_modules_relative_and_function_level() -> None:
-    source = ("from __future__ import annotations\nfrom typing import TYPE_CHECKING\n"
-              "from mlkit import tags, __version__\nfrom . import runner\n"
-              "if TYPE_CHECKING:\n    from mlkit.project import Project\n"
-              "def f():\n    from mlkit.training import train\n    import mlkit.cli._output\n")
+    source = (
+        "from __future__ import annotations\nfrom typing import TYPE_CHECKING\n"
+        "from mlkit import tags, __version__\nfrom . import runner\n"
+        "if TYPE_CHECKING:\n    from mlkit.project import Project\n"
+        "def f():\n    from mlkit.training import train\n    import mlkit.cli._output\n"
+    )
     known = {"mlkit", "mlkit.tags", "mlkit.training", "mlkit.training.runner", "mlkit.project"}
     found = [i.target for i in imports("mlkit.training.fitting", _parse(source), known)]
-    assert found == ["__future__", "typing", "mlkit.tags", "mlkit", "mlkit.training.runner", "mlkit.training",
-                     "mlkit.cli._output"]
+    assert found == [
+        "__future__",
+        "typing",
+        "mlkit.tags",
+        "mlkit",
+        "mlkit.training.runner",
+        "mlkit.training",
+        "mlkit.cli._output",
+    ]
 
 
 def test_a_cycle_through_a_function_level_import_is_found() -> None:
@@ -270,8 +298,13 @@ def test_api_names_are_the_core_functions() -> None:
     from mlkit.training import runner
 
     assert (mlkit.init, mlkit.load_project, mlkit.train, mlkit.TrainOptions, mlkit.promote, mlkit.MlkitError) == (
-        scaffold.init_project, project.load_project, runner.train, runner.TrainOptions, promotion.promote,
-        errors.MlkitError)
+        scaffold.init_project,
+        project.load_project,
+        runner.train,
+        runner.TrainOptions,
+        promotion.promote,
+        errors.MlkitError,
+    )
     assert mlkit.rollback is promotion.rollback
     assert mlkit.reproduce is reproduce
     assert sorted(mlkit.__all__) == dir(mlkit)

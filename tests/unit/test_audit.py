@@ -17,9 +17,18 @@ GATES = [{"gate": "f1 >= 0.85", "passed": True, "detail": "f1 = 0.9100 (needs >=
 def stored(**changes: Any) -> dict[str, Any]:
     """An entry's document exactly as earlier mlkit versions wrote it."""
     return {
-        "time": "2026-11-27T10:52:50.579Z", "action": "promote", "model": "churn", "stage": "production",
-        "version": "3", "from_version": "2", "to_version": "3", "from_stage": "staging",
-        "actor": "Test User <test@example.com>", "reason": "better recall", "gates": GATES, "state": DONE,
+        "time": "2026-11-27T10:52:50.579Z",
+        "action": "promote",
+        "model": "churn",
+        "stage": "production",
+        "version": "3",
+        "from_version": "2",
+        "to_version": "3",
+        "from_stage": "staging",
+        "actor": "Test User <test@example.com>",
+        "reason": "better recall",
+        "gates": GATES,
+        "state": DONE,
         **changes,
     }
 
@@ -30,9 +39,18 @@ def as_tag(document: dict[str, Any]) -> str:
 
 def entry(**changes: Any) -> AuditEntry:
     fields: dict[str, Any] = {
-        "id": KEY, "time": "2026-11-27T10:52:50.579Z", "action": "promote", "model": "churn",
-        "stage": "production", "to_version": "3", "from_version": "2", "from_stage": "staging",
-        "actor": "Test User <test@example.com>", "reason": "better recall", "gates": tuple(GATES), "state": DONE,
+        "id": KEY,
+        "time": "2026-11-27T10:52:50.579Z",
+        "action": "promote",
+        "model": "churn",
+        "stage": "production",
+        "to_version": "3",
+        "from_version": "2",
+        "from_stage": "staging",
+        "actor": "Test User <test@example.com>",
+        "reason": "better recall",
+        "gates": tuple(GATES),
+        "state": DONE,
     }
     return AuditEntry(**{**fields, **changes})
 
@@ -41,24 +59,31 @@ def test_the_tag_json_is_the_documented_shape() -> None:
     assert entry().to_json() == as_tag(stored())
 
 
-@pytest.mark.parametrize(("changes", "document"), [
-    ({"state": PENDING}, stored(state="pending")),
-    ({"state": REFUSED, "action": "refuse"}, stored(state="refused", action="refuse")),
-    ({"state": ABORTED, "recovered": True}, stored(state="aborted", recovered=True)),
-    ({"state": SUPERSEDED, "superseded_by": "4"}, stored(state="superseded", superseded_by="4")),
-    ({"state": SUPERSEDED}, stored(state="superseded", superseded_by=None)),  # the alias was deleted meanwhile
-    ({"from_version": None, "from_stage": None, "gates": ()},
-     stored(from_version=None, from_stage=None, gates=[])),
-])
+@pytest.mark.parametrize(
+    ("changes", "document"),
+    [
+        ({"state": PENDING}, stored(state="pending")),
+        ({"state": REFUSED, "action": "refuse"}, stored(state="refused", action="refuse")),
+        ({"state": ABORTED, "recovered": True}, stored(state="aborted", recovered=True)),
+        ({"state": SUPERSEDED, "superseded_by": "4"}, stored(state="superseded", superseded_by="4")),
+        ({"state": SUPERSEDED}, stored(state="superseded", superseded_by=None)),  # the alias was deleted meanwhile
+        ({"from_version": None, "from_stage": None, "gates": ()}, stored(from_version=None, from_stage=None, gates=[])),
+    ],
+)
 def test_optional_keys_appear_only_when_set(changes: dict[str, Any], document: dict[str, Any]) -> None:
     assert entry(**changes).to_json() == as_tag(document)
 
 
-@pytest.mark.parametrize("document", [
-    stored(), stored(state="done", recovered=True), stored(state="superseded", superseded_by="5"),
-    stored(action="rollback", from_stage=None, gates=[]),
-    stored(note="written by a newer mlkit"),  # unknown keys survive a rewrite
-])
+@pytest.mark.parametrize(
+    "document",
+    [
+        stored(),
+        stored(state="done", recovered=True),
+        stored(state="superseded", superseded_by="5"),
+        stored(action="rollback", from_stage=None, gates=[]),
+        stored(note="written by a newer mlkit"),  # unknown keys survive a rewrite
+    ],
+)
 def test_reading_and_rewriting_a_tag_changes_no_byte(document: dict[str, Any]) -> None:
     text = as_tag(document)
     read = AuditEntry.from_tag(KEY, text)
@@ -92,12 +117,21 @@ def test_a_tag_that_is_not_an_entry_is_unreadable(text: str) -> None:
 
 
 def test_a_new_entry_is_stamped_now_under_a_key_that_starts_with_the_time() -> None:
-    first = AuditEntry.new("promote", "churn", "staging", "1", actor="me", reason="", from_version=None,
-                           gates=GATES)
-    stamp = first.id[len("mlkit.audit."):]
+    first = AuditEntry.new("promote", "churn", "staging", "1", actor="me", reason="", from_version=None, gates=GATES)
+    stamp = first.id[len("mlkit.audit.") :]
     assert first.time.endswith("Z")
     assert stamp[:15] == first.time[:19].replace("-", "").replace(":", "")  # 20261127T105250
     assert json.loads(first.to_json()) == {
-        "time": first.time, "action": "promote", "model": "churn", "stage": "staging", "version": "1",
-        "from_version": None, "to_version": "1", "from_stage": None, "actor": "me", "reason": "",
-        "gates": GATES, "state": "pending"}
+        "time": first.time,
+        "action": "promote",
+        "model": "churn",
+        "stage": "staging",
+        "version": "1",
+        "from_version": None,
+        "to_version": "1",
+        "from_stage": None,
+        "actor": "me",
+        "reason": "",
+        "gates": GATES,
+        "state": "pending",
+    }

@@ -74,9 +74,16 @@ def test_unknown_provider_is_a_usage_error():
 
 
 def test_github_workflows_follow_mlkit_yaml():
-    files = ci.render(settings(python="3.12", default_branch="trunk", schedule="30 2 * * *",
-                               production_environment="prod-approval",
-                               secrets={"tracking_uri": "TRACKING", "tracking_token": "TOKEN"}), "github")
+    files = ci.render(
+        settings(
+            python="3.12",
+            default_branch="trunk",
+            schedule="30 2 * * *",
+            production_environment="prod-approval",
+            secrets={"tracking_uri": "TRACKING", "tracking_token": "TOKEN"},
+        ),
+        "github",
+    )
     main = yaml.safe_load(files[".github/workflows/mlkit.yml"])
     # PyYAML reads the key `on` as True
     assert main[True]["push"]["branches"] == ["trunk"]
@@ -85,8 +92,10 @@ def test_github_workflows_follow_mlkit_yaml():
     assert main[True]["push"]["paths-ignore"] == ["**.md", "docs/**"]  # documentation alone trains nothing
     assert main["jobs"]["release"]["if"] == "github.event_name == 'push' && github.ref == 'refs/heads/trunk'"
     for job in ("review", "release"):
-        assert main["jobs"][job]["env"] == {"MLKIT_TRACKING_URI": "${{ secrets.TRACKING }}",
-                                            "MLFLOW_TRACKING_TOKEN": "${{ secrets.TOKEN }}"}
+        assert main["jobs"][job]["env"] == {
+            "MLKIT_TRACKING_URI": "${{ secrets.TRACKING }}",
+            "MLFLOW_TRACKING_TOKEN": "${{ secrets.TOKEN }}",
+        }
     setup = main["jobs"]["test"]["steps"][1]
     assert setup["with"]["python-version"] == "3.12"
     promote = yaml.safe_load(files[".github/workflows/mlkit-promote.yml"])
@@ -119,8 +128,11 @@ def test_no_expression_inside_run_scripts():
 def test_values_are_quoted_so_yaml_and_shell_stay_intact():
     nasty = dataclasses.replace(settings(), model='we"ird: $(rm -rf /) #x')
     for provider in ci.PROVIDERS:
-        for text in workflows(ci.render(nasty, provider)).values() if provider == "github" else \
-                ci.render(nasty, provider).values():
+        for text in (
+            workflows(ci.render(nasty, provider)).values()
+            if provider == "github"
+            else ci.render(nasty, provider).values()
+        ):
             data = yaml.safe_load(text)
             dispatch = data.get(True, {}).get("workflow_dispatch") or {}
             if "model" in dispatch.get("inputs", {}):
@@ -145,8 +157,10 @@ def test_gitlab_pipeline_maps_secrets_and_reports():
     secrets = {"tracking_uri": "MLFLOW_TRACKING_URI", "data_remote_access_key_id": "AWS_ACCESS_KEY_ID"}
     text = ci.render(settings(secrets=secrets), "gitlab")[".gitlab-ci.yml"]
     data = yaml.safe_load(text)
-    assert data["default"]["before_script"][1] == \
-        '[ -z "${MLFLOW_TRACKING_URI:-}" ] || export MLKIT_TRACKING_URI="$MLFLOW_TRACKING_URI"'
+    assert (
+        data["default"]["before_script"][1]
+        == '[ -z "${MLFLOW_TRACKING_URI:-}" ] || export MLKIT_TRACKING_URI="$MLFLOW_TRACKING_URI"'
+    )
     # a secret already named like the variable needs no mapping
     assert not any("AWS_ACCESS_KEY_ID=" in line for line in data["default"]["before_script"])
     assert data["train"]["artifacts"]["reports"] == {"dotenv": "train.env", "metrics": "metrics.txt"}
@@ -155,8 +169,10 @@ def test_gitlab_pipeline_maps_secrets_and_reports():
     assert data[".promote"]["interruptible"] is False and data["promote-staging"]["extends"] == ".promote"
     # the manual job promotes this pipeline's version (the train job's dotenv), not what staging holds now
     assert data["promote-production"]["needs"] == ["train", "promote-staging"]
-    assert data["promote-production"]["script"][-1] == \
-        'mlkit promote "$MODEL_NAME" "$MLKIT_MODEL_VERSION" --to production --json'
+    assert (
+        data["promote-production"]["script"][-1]
+        == 'mlkit promote "$MODEL_NAME" "$MLKIT_MODEL_VERSION" --to production --json'
+    )
     assert data[".promote"]["allow_failure"] == {"exit_codes": [3]}
 
 
@@ -169,9 +185,17 @@ def test_hand_edits_break_the_digest():
 
 
 def test_raw_settings_equal_validated_settings(tmp_path):
-    raw = {**BASE, "stages": ["staging", "production"],
-           "ci": {"provider": "github", "python": "3.12", "default_branch": "main",
-                  "production_environment": "production", "secrets": {"tracking_uri": "MLFLOW_TRACKING_URI"}}}
+    raw = {
+        **BASE,
+        "stages": ["staging", "production"],
+        "ci": {
+            "provider": "github",
+            "python": "3.12",
+            "default_branch": "main",
+            "production_environment": "production",
+            "secrets": {"tracking_uri": "MLFLOW_TRACKING_URI"},
+        },
+    }
     from mlkit.ci import _settings_from_raw
 
     assert _settings_from_raw(raw) == ci.CISettings.from_config(MlkitConfig.model_validate(raw))
@@ -181,23 +205,40 @@ def test_raw_settings_equal_validated_settings(tmp_path):
 
 def test_export_turns_a_result_into_dotenv_and_metrics(tmp_path):
     result = tmp_path / "train.json"
-    result.write_text(json.dumps({"run_id": "abc", "version": 3, "registered": True, "note": "two\nlines",
-                                  "metrics": {"f1": 0.91, "roc_auc": 0.97, "label": "x"},
-                                  "params": {"a": 1}}))
-    variables = ci.export_result(result, dotenv=tmp_path / "out" / "train.env",
-                                 metrics=tmp_path / "metrics.txt")
-    assert variables == {"MLKIT_RUN_ID": "abc", "MLKIT_VERSION": "3", "MLKIT_REGISTERED": "true",
-                         "MLKIT_METRIC_F1": "0.91", "MLKIT_METRIC_ROC_AUC": "0.97"}
+    result.write_text(
+        json.dumps(
+            {
+                "run_id": "abc",
+                "version": 3,
+                "registered": True,
+                "note": "two\nlines",
+                "metrics": {"f1": 0.91, "roc_auc": 0.97, "label": "x"},
+                "params": {"a": 1},
+            }
+        )
+    )
+    variables = ci.export_result(result, dotenv=tmp_path / "out" / "train.env", metrics=tmp_path / "metrics.txt")
+    assert variables == {
+        "MLKIT_RUN_ID": "abc",
+        "MLKIT_VERSION": "3",
+        "MLKIT_REGISTERED": "true",
+        "MLKIT_METRIC_F1": "0.91",
+        "MLKIT_METRIC_ROC_AUC": "0.97",
+    }
     assert (tmp_path / "out" / "train.env").read_text() == (
-        "MLKIT_RUN_ID=abc\nMLKIT_VERSION=3\nMLKIT_REGISTERED=true\nMLKIT_METRIC_F1=0.91\nMLKIT_METRIC_ROC_AUC=0.97\n")
+        "MLKIT_RUN_ID=abc\nMLKIT_VERSION=3\nMLKIT_REGISTERED=true\nMLKIT_METRIC_F1=0.91\nMLKIT_METRIC_ROC_AUC=0.97\n"
+    )
     assert (tmp_path / "metrics.txt").read_text() == "f1 0.91\nroc_auc 0.97\n"
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (None, "{path}: file not found"),
-    ("[1, 2]", "{path}: expected a JSON object, got list"),
-    ("not json", "{path}: not a JSON result: Expecting value: line 1 column 1 (char 0)"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "{path}: file not found"),
+        ("[1, 2]", "{path}: expected a JSON object, got list"),
+        ("not json", "{path}: not a JSON result: Expecting value: line 1 column 1 (char 0)"),
+    ],
+)
 def test_export_rejects_bad_input(tmp_path, content, message):
     path = tmp_path / "result.json"
     if content is not None:
@@ -243,8 +284,10 @@ def test_a_data_remote_secret_reaches_mlkit_data_pull_as_mlkit_data_remote():
     gitlab = yaml.safe_load(rendered[".gitlab-ci.yml"])
     assert gitlab["train"]["script"][2] == "mlkit data pull"
     assert "or set the variable DVC_REMOTE_URL;" in gitlab["train"]["script"][1]
-    assert '[ -z "${DVC_REMOTE_URL:-}" ] || export MLKIT_DATA_REMOTE="$DVC_REMOTE_URL"' in \
-        gitlab["default"]["before_script"]
+    assert (
+        '[ -z "${DVC_REMOTE_URL:-}" ] || export MLKIT_DATA_REMOTE="$DVC_REMOTE_URL"'
+        in gitlab["default"]["before_script"]
+    )
 
 
 def test_oidc_replaces_stored_keys():
@@ -272,13 +315,17 @@ def test_oidc_replaces_stored_keys():
     assert "id_tokens" not in gitlab["test"]
     # without oidc nothing of it appears
     assert "id-token" not in "".join(ci.render(settings(), "github").values())
-    (step,) = [s for s in yaml.safe_load(files[".github/workflows/mlkit.yml"])["jobs"]["release"]["steps"]
-               if s["name"] == "AWS credentials through OIDC"]
+    (step,) = [
+        s
+        for s in yaml.safe_load(files[".github/workflows/mlkit.yml"])["jobs"]["release"]["steps"]
+        if s["name"] == "AWS credentials through OIDC"
+    ]
     assert "(while sleep 240; do fetch || true; done)" in step["run"]  # refreshed: a token lives 5 minutes
     assert "id_tokens" not in ci.render(settings(), "gitlab")[".gitlab-ci.yml"]
 
 
 # --- install, trust, retraining ---------------------------------------------------------------------
+
 
 def _steps(job: dict) -> dict[str, dict]:
     return {step["name"]: step for step in job["steps"]}
@@ -287,8 +334,10 @@ def _steps(job: dict) -> dict[str, dict]:
 def test_ci_install_replaces_the_pinned_requirement_in_every_job():
     plain = yaml.safe_load(ci.render(settings(), "github")[".github/workflows/mlkit.yml"])
     install = _steps(plain["jobs"]["test"])["Install mlkit and the project's dependencies"]
-    assert install == {"name": "Install mlkit and the project's dependencies",
-                       "run": "python -m pip install -r requirements.txt"}
+    assert install == {
+        "name": "Install mlkit and the project's dependencies",
+        "run": "python -m pip install -r requirements.txt",
+    }
     wheel = "git+https://example.org/acme/mlkit@v0.2.0"
     files = ci.render(settings(install=wheel, secrets={"index_url": "PRIVATE_INDEX"}), "github")
     for path, text in workflows(files).items():
@@ -296,19 +345,25 @@ def test_ci_install_replaces_the_pinned_requirement_in_every_job():
             if job.get("permissions") == {"pull-requests": "write"}:
                 continue
             step = _steps(job)["Install mlkit and the project's dependencies"]
-            assert step["env"] == {"MLKIT_REQUIREMENT": wheel,
-                                   "PIP_EXTRA_INDEX_URL": "${{ secrets.PRIVATE_INDEX }}"}, path
-            assert step["run"].splitlines()[-1] == \
-                'python -m pip install "$MLKIT_REQUIREMENT" -r "$RUNNER_TEMP/requirements.txt"'
+            assert step["env"] == {"MLKIT_REQUIREMENT": wheel, "PIP_EXTRA_INDEX_URL": "${{ secrets.PRIVATE_INDEX }}"}, (
+                path
+            )
+            assert (
+                step["run"].splitlines()[-1]
+                == 'python -m pip install "$MLKIT_REQUIREMENT" -r "$RUNNER_TEMP/requirements.txt"'
+            )
     gitlab = yaml.safe_load(ci.render(settings(install=wheel), "gitlab")[".gitlab-ci.yml"])
     assert gitlab["default"]["before_script"][-1] == f"python -m pip install {wheel} -r /tmp/requirements.txt"
 
 
-@pytest.mark.parametrize(("install", "message"), [
-    ("", "'' is not one pip requirement"),
-    ("--index-url http://evil mlkit-ops", "'--index-url http://evil mlkit-ops' is not one pip requirement"),
-    ("mlkit-ops\nrm", "'mlkit-ops\\nrm' is not one pip requirement"),
-])
+@pytest.mark.parametrize(
+    ("install", "message"),
+    [
+        ("", "'' is not one pip requirement"),
+        ("--index-url http://evil mlkit-ops", "'--index-url http://evil mlkit-ops' is not one pip requirement"),
+        ("mlkit-ops\nrm", "'mlkit-ops\\nrm' is not one pip requirement"),
+    ],
+)
 def test_a_bad_install_is_refused(install, message):
     with pytest.raises(ValidationError) as info:
         config(install=install)
@@ -319,20 +374,27 @@ def test_extra_secret_variables_reach_the_jobs_that_hold_credentials():
     extra = {"MLFLOW_TRACKING_USERNAME": "MLFLOW_USER", "MLFLOW_TRACKING_PASSWORD": "MLFLOW_PASSWORD"}
     files = ci.render(settings(secrets={"tracking_uri": "T", "env": extra}), "github")
     main = yaml.safe_load(files[".github/workflows/mlkit.yml"])
-    assert main["jobs"]["release"]["env"] == {"MLKIT_TRACKING_URI": "${{ secrets.T }}",
-                                              "MLFLOW_TRACKING_USERNAME": "${{ secrets.MLFLOW_USER }}",
-                                              "MLFLOW_TRACKING_PASSWORD": "${{ secrets.MLFLOW_PASSWORD }}"}
+    assert main["jobs"]["release"]["env"] == {
+        "MLKIT_TRACKING_URI": "${{ secrets.T }}",
+        "MLFLOW_TRACKING_USERNAME": "${{ secrets.MLFLOW_USER }}",
+        "MLFLOW_TRACKING_PASSWORD": "${{ secrets.MLFLOW_PASSWORD }}",
+    }
     assert "env" not in main["jobs"]["test"] and "env" not in main["jobs"]["comment"]
     gitlab = yaml.safe_load(ci.render(settings(secrets={"env": extra}), "gitlab")[".gitlab-ci.yml"])
-    assert '[ -z "${MLFLOW_USER:-}" ] || export MLFLOW_TRACKING_USERNAME="$MLFLOW_USER"' in \
-        gitlab["default"]["before_script"]
+    assert (
+        '[ -z "${MLFLOW_USER:-}" ] || export MLFLOW_TRACKING_USERNAME="$MLFLOW_USER"'
+        in gitlab["default"]["before_script"]
+    )
 
 
-@pytest.mark.parametrize(("variable", "secret", "message"), [
-    ("GITHUB_TOKEN", "S", "'GITHUB_TOKEN' is not an environment variable a job may set"),
-    ("lower", "S", "'lower' is not an environment variable a job may set"),
-    ("MLFLOW_TRACKING_USERNAME", "1bad", "'1bad' is not a secret name"),
-])
+@pytest.mark.parametrize(
+    ("variable", "secret", "message"),
+    [
+        ("GITHUB_TOKEN", "S", "'GITHUB_TOKEN' is not an environment variable a job may set"),
+        ("lower", "S", "'lower' is not an environment variable a job may set"),
+        ("MLFLOW_TRACKING_USERNAME", "1bad", "'1bad' is not a secret name"),
+    ],
+)
 def test_extra_variables_are_checked(variable, secret, message):
     with pytest.raises(ValidationError) as info:
         config(secrets={"env": {variable: secret}})
@@ -356,8 +418,9 @@ def test_pull_request_jobs_hold_no_credential_that_can_move_a_stage():
         for name, job in yaml.safe_load(text)["jobs"].items():
             if any("mlkit promote" in step.get("run", "") for step in job["steps"]):
                 assert "environment" in job, (path, name)
-    custom = yaml.safe_load(ci.render(settings(pull_request_environment="ci-read"), "github")[
-        ".github/workflows/mlkit.yml"])
+    custom = yaml.safe_load(
+        ci.render(settings(pull_request_environment="ci-read"), "github")[".github/workflows/mlkit.yml"]
+    )
     assert custom["jobs"]["review"]["environment"] == "ci-read"
 
 
@@ -374,8 +437,7 @@ def test_retraining_shares_the_promotion_rules():
     main = yaml.safe_load(files[".github/workflows/mlkit.yml"])["jobs"]["release"]
     retrain = yaml.safe_load(files[".github/workflows/mlkit-retrain.yml"])
     job = retrain["jobs"]["retrain"]
-    assert job["concurrency"] == main["concurrency"] == {"group": "mlkit-promote-staging",
-                                                         "cancel-in-progress": False}
+    assert job["concurrency"] == main["concurrency"] == {"group": "mlkit-promote-staging", "cancel-in-progress": False}
     assert job["environment"] == main["environment"] == "staging"
     assert "concurrency" not in retrain  # no group of its own that would let it run beside a push
     assert retrain[True]["workflow_dispatch"]["inputs"]["force"]["type"] == "boolean"
@@ -386,9 +448,12 @@ def test_retraining_shares_the_promotion_rules():
 
 def test_one_rule_for_a_refused_gate():
     files = ci.render(settings(), "github")
-    rule = ('          if [ "$status" -eq 3 ]; then\n            echo "::warning::')
-    for path in (".github/workflows/mlkit.yml", ".github/workflows/mlkit-retrain.yml",
-                 ".github/workflows/mlkit-promote.yml"):
+    rule = '          if [ "$status" -eq 3 ]; then\n            echo "::warning::'
+    for path in (
+        ".github/workflows/mlkit.yml",
+        ".github/workflows/mlkit-retrain.yml",
+        ".github/workflows/mlkit-promote.yml",
+    ):
         for name, job in yaml.safe_load(files[path])["jobs"].items():
             for step in job["steps"]:
                 if "mlkit promote" in step.get("run", ""):
@@ -401,8 +466,14 @@ def test_one_rule_for_a_refused_gate():
 
 def test_dependabot_keeps_the_action_pins_current():
     data = yaml.safe_load(ci.render(settings(), "github")[".github/dependabot.yml"])
-    assert data["updates"] == [{"package-ecosystem": "github-actions", "directory": "/",
-                                "schedule": {"interval": "weekly"}, "cooldown": {"default-days": 7}}]
+    assert data["updates"] == [
+        {
+            "package-ecosystem": "github-actions",
+            "directory": "/",
+            "schedule": {"interval": "weekly"},
+            "cooldown": {"default-days": 7},
+        }
+    ]
 
 
 def test_the_digest_leaves_the_action_pins_out():
@@ -423,10 +494,13 @@ def test_a_single_stage_is_promoted_in_the_approval_environment():
     release = yaml.safe_load(files[".github/workflows/mlkit.yml"])["jobs"]["release"]
     assert release["environment"] == "prod-approval"
     assert _steps(release)["Check the tracking server"]["env"]["ENVIRONMENT"] == "prod-approval"
-    assert yaml.safe_load(files[".github/workflows/mlkit-retrain.yml"])["jobs"]["retrain"]["environment"] == \
-        "prod-approval"
-    gitlab = yaml.safe_load(ci.render(settings(stages=["production"], production_environment="prod-approval"),
-                                      "gitlab")[".gitlab-ci.yml"])
+    assert (
+        yaml.safe_load(files[".github/workflows/mlkit-retrain.yml"])["jobs"]["retrain"]["environment"]
+        == "prod-approval"
+    )
+    gitlab = yaml.safe_load(
+        ci.render(settings(stages=["production"], production_environment="prod-approval"), "gitlab")[".gitlab-ci.yml"]
+    )
     assert gitlab["promote-production"]["environment"] == {"name": "prod-approval", "deployment_tier": "production"}
     two = yaml.safe_load(ci.render(settings(), "github")[".github/workflows/mlkit.yml"])["jobs"]["release"]
     assert two["environment"] == "staging"

@@ -103,8 +103,9 @@ def test_expected_error_is_one_line_with_hint_and_exit_2(cli, tmp_path):
     ]
 
 
-@pytest.mark.parametrize("switch", ["flag", "flag-after", "env"],
-                         ids=["--debug", "--debug after the command", "MLKIT_DEBUG=1"])
+@pytest.mark.parametrize(
+    "switch", ["flag", "flag-after", "env"], ids=["--debug", "--debug after the command", "MLKIT_DEBUG=1"]
+)
 def test_debug_shows_the_traceback_before_the_error(cli, tmp_path, monkeypatch, switch):
     args: tuple[str, ...] = ("config", "show")
     if switch == "flag":
@@ -118,8 +119,10 @@ def test_debug_shows_the_traceback_before_the_error(cli, tmp_path, monkeypatch, 
     assert result.stdout == ""
     lines = result.stderr.splitlines()
     assert lines[0] == "Traceback (most recent call last):"
-    assert (f"mlkit.errors.ProjectNotFoundError: not inside an mlkit project (no mlkit.yaml in "
-            f"{tmp_path.resolve()} or any parent)") in lines
+    assert (
+        f"mlkit.errors.ProjectNotFoundError: not inside an mlkit project (no mlkit.yaml in "
+        f"{tmp_path.resolve()} or any parent)"
+    ) in lines
     assert lines[-2:] == [
         f"error: not inside an mlkit project (no mlkit.yaml in {tmp_path.resolve()} or any parent)",
         "hint: run `mlkit init NAME` to create one, or cd into a project",
@@ -172,7 +175,8 @@ def test_errors_become_annotations_inside_github_actions(cli, tmp_path, monkeypa
     assert result.stdout == ""
     assert result.stderr.splitlines()[-1] == (
         f"::error::not inside an mlkit project (no mlkit.yaml in {tmp_path.resolve()} or any parent) "
-        "(run `mlkit init NAME` to create one, or cd into a project)")
+        "(run `mlkit init NAME` to create one, or cd into a project)"
+    )
 
 
 def test_config_show_json_is_the_resolved_settings(cli, make_project):
@@ -192,16 +196,16 @@ def test_config_show_reports_bad_field(cli, make_project):
     (root / "mlkit.yaml").write_text(text)
     result = cli("config", "show", cwd=root)
     assert result.exit_code == 2
-    assert result.stderr.splitlines()[0] == (
-        "error: mlkit.yaml: model.task: must be 'classification' or 'regression'"
-    )
+    assert result.stderr.splitlines()[0] == ("error: mlkit.yaml: model.task: must be 'classification' or 'regression'")
 
 
 @pytest.mark.parametrize(
     ("exc", "plain", "typed"),
-    [(ValueError("bad value\nmore detail"), "bad value", "ValueError: bad value"),
-     (OSError("\n  \n  disk full  \ncontext"), "disk full", "OSError: disk full"),
-     (TimeoutError(), "TimeoutError", "TimeoutError")],
+    [
+        (ValueError("bad value\nmore detail"), "bad value", "ValueError: bad value"),
+        (OSError("\n  \n  disk full  \ncontext"), "disk full", "OSError: disk full"),
+        (TimeoutError(), "TimeoutError", "TimeoutError"),
+    ],
     ids=["two-lines", "blank-lines-first", "no-message"],
 )
 def test_first_line_of_an_error(exc, plain, typed):
@@ -212,6 +216,7 @@ def test_first_line_of_an_error(exc, plain, typed):
 
 
 # --- _output.emit: one result, every channel ----------------------------------------------------------
+
 
 @pytest.fixture
 def actions(tmp_path, monkeypatch):
@@ -226,13 +231,17 @@ def actions(tmp_path, monkeypatch):
 def test_emit_prints_json_and_reports_to_the_step(actions, capsys):
     from mlkit.cli import _output
 
-    _output.emit({"version": "3", "gates": [1, 2]}, json_output=True, table=lambda: print("never"),
-                 summary_markdown=_output.mapping_markdown("mlkit thing", {"version": "3", "gates": [1, 2],
-                                                                           "note": "a|b"}),
-                 outputs={"version": 3, "detail": "two\nlines"})
+    _output.emit(
+        {"version": "3", "gates": [1, 2]},
+        json_output=True,
+        table=lambda: print("never"),
+        summary_markdown=_output.mapping_markdown("mlkit thing", {"version": "3", "gates": [1, 2], "note": "a|b"}),
+        outputs={"version": 3, "detail": "two\nlines"},
+    )
     assert json.loads(capsys.readouterr().out) == {"version": "3", "gates": [1, 2]}
     assert actions["summary"].read_text() == (
-        "### mlkit thing\n\n| key | value |\n| --- | --- |\n| version | 3 |\n| gates | [1, 2] |\n| note | a\\|b |\n\n")
+        "### mlkit thing\n\n| key | value |\n| --- | --- |\n| version | 3 |\n| gates | [1, 2] |\n| note | a\\|b |\n\n"
+    )
     lines = actions["outputs"].read_text().splitlines()
     assert lines[0] == "version=3"
     assert lines[1].startswith("detail<<ghadelimiter_") and lines[2:4] == ["two", "lines"]
@@ -243,8 +252,9 @@ def test_emit_shows_a_table_and_writes_nothing_outside_actions(tmp_path, monkeyp
     from mlkit.cli import _output
 
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))  # set, but not inside Actions
-    _output.emit({"raw": 1.5}, json_output=False, table={"shown": "1.5 s"}, summary_markdown="### x\n",
-                 outputs={"raw": 1.5})
+    _output.emit(
+        {"raw": 1.5}, json_output=False, table={"shown": "1.5 s"}, summary_markdown="### x\n", outputs={"raw": 1.5}
+    )
     assert [line.split() for line in capsys.readouterr().out.splitlines()[-1:]] == [["shown", "│", "1.5", "s"]]
     assert not (tmp_path / "summary.md").exists()
 
@@ -261,21 +271,27 @@ def test_emit_calls_a_table_renderer_or_shows_the_result(capsys):
 @pytest.mark.parametrize(
     ("args", "message", "hint"),
     [
-        (("pandas",),
-         "error: project name 'pandas' would make a package 'pandas' that shadows the installed package pandas: "
-         "training would import the project instead (ModuleNotFoundError)",
-         "hint: choose another name, e.g. `mlkit init my-pandas`, or keep the name with "
-         "`--set package_name=pandas_project`"),
-        (("mlflow",),
-         "error: project name 'mlflow' would make a package 'mlflow' that shadows the installed package mlflow: "
-         "training would import the project instead (ModuleNotFoundError)",
-         "hint: choose another name, e.g. `mlkit init my-mlflow`, or keep the name with "
-         "`--set package_name=mlflow_project`"),
-        (("churn", "--set", "package_name=sklearn"),
-         "error: --set package_name=sklearn would make a package 'sklearn' that shadows the installed package "
-         "scikit-learn: training would import the project instead (ModuleNotFoundError)",
-         "hint: choose another name, e.g. `mlkit init churn --set package_name=my_sklearn`, or keep the name "
-         "with `--set package_name=sklearn_project`"),
+        (
+            ("pandas",),
+            "error: project name 'pandas' would make a package 'pandas' that shadows the installed package pandas: "
+            "training would import the project instead (ModuleNotFoundError)",
+            "hint: choose another name, e.g. `mlkit init my-pandas`, or keep the name with "
+            "`--set package_name=pandas_project`",
+        ),
+        (
+            ("mlflow",),
+            "error: project name 'mlflow' would make a package 'mlflow' that shadows the installed package mlflow: "
+            "training would import the project instead (ModuleNotFoundError)",
+            "hint: choose another name, e.g. `mlkit init my-mlflow`, or keep the name with "
+            "`--set package_name=mlflow_project`",
+        ),
+        (
+            ("churn", "--set", "package_name=sklearn"),
+            "error: --set package_name=sklearn would make a package 'sklearn' that shadows the installed package "
+            "scikit-learn: training would import the project instead (ModuleNotFoundError)",
+            "hint: choose another name, e.g. `mlkit init churn --set package_name=my_sklearn`, or keep the name "
+            "with `--set package_name=sklearn_project`",
+        ),
     ],
 )
 def test_init_refuses_a_package_that_shadows_an_installed_one(cli, tmp_path, args, message, hint):

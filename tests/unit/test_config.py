@@ -37,23 +37,35 @@ def test_defaults_are_filled_in(tmp_path):
     ("config", "message"),
     [
         (with_("model.task", "classify"), "mlkit.yaml: model.task: must be 'classification' or 'regression'"),
-        (with_("model.estimator", "XGBClassifier"),
-         "mlkit.yaml: model.estimator: must be an import path like xgboost.XGBClassifier or "
-         "sklearn.linear_model.Ridge"),
-        (with_("model.colour", "red"), "mlkit.yaml: model.colour: unknown field; allowed: name, task, estimator, "
-                                       "entrypoint"),
+        (
+            with_("model.estimator", "XGBClassifier"),
+            "mlkit.yaml: model.estimator: must be an import path like xgboost.XGBClassifier or "
+            "sklearn.linear_model.Ridge",
+        ),
+        (
+            with_("model.colour", "red"),
+            "mlkit.yaml: model.colour: unknown field; allowed: name, task, estimator, entrypoint",
+        ),
         (with_("data.train", "data/train.xlsx"), "mlkit.yaml: data.train: must be a .csv or .parquet file"),
-        (with_("training.metrics", ["rmse"]),
-         "mlkit.yaml: training.metrics: 'rmse' is not a classification metric; allowed: accuracy, f1, roc_auc, "
-         "precision, recall, log_loss"),
-        (with_("promotion", {"prod": {"thresholds": ["f1 >= 0.9"]}}),
-         "mlkit.yaml: promotion.prod: is not a stage; stages are staging, production"),
-        (with_("promotion", {"staging": {"thresholds": ["f1 => 0.9"]}}),
-         "mlkit.yaml: promotion.staging.thresholds: 'f1 => 0.9' must look like 'f1 >= 0.85' (operators >=, >, "
-         "<=, <, ==)"),
-        (with_("promotion", {"staging": {"thresholds": ["rmse <= 3"]}}),
-         "mlkit.yaml: promotion.staging.thresholds: unknown metric 'rmse'; allowed: accuracy, f1, roc_auc, "
-         "precision, recall, log_loss"),
+        (
+            with_("training.metrics", ["rmse"]),
+            "mlkit.yaml: training.metrics: 'rmse' is not a classification metric; allowed: accuracy, f1, roc_auc, "
+            "precision, recall, log_loss",
+        ),
+        (
+            with_("promotion", {"prod": {"thresholds": ["f1 >= 0.9"]}}),
+            "mlkit.yaml: promotion.prod: is not a stage; stages are staging, production",
+        ),
+        (
+            with_("promotion", {"staging": {"thresholds": ["f1 => 0.9"]}}),
+            "mlkit.yaml: promotion.staging.thresholds: 'f1 => 0.9' must look like 'f1 >= 0.85' (operators >=, >, "
+            "<=, <, ==)",
+        ),
+        (
+            with_("promotion", {"staging": {"thresholds": ["rmse <= 3"]}}),
+            "mlkit.yaml: promotion.staging.thresholds: unknown metric 'rmse'; allowed: accuracy, f1, roc_auc, "
+            "precision, recall, log_loss",
+        ),
         (with_("stages", ["staging", "staging"]), "mlkit.yaml: stages: stage names must be unique"),
         (with_("ci.python", "three"), "mlkit.yaml: ci.python: must be a Python version like 3.11"),
         ({k: v for k, v in BASE.items() if k != "data"}, "mlkit.yaml: data: is required"),
@@ -71,8 +83,7 @@ def test_bad_settings_name_file_field_and_what_is_allowed(tmp_path, config, mess
     [
         ({"test_size": 1.5}, "params.yaml: test_size: Input should be less than 1"),
         ({"cv_folds": 1}, "params.yaml: cv_folds: must be 0 (single split) or at least 2"),
-        ({"seed": "abc"}, "params.yaml: seed: Input should be a valid integer, unable to parse string as an "
-                          "integer"),
+        ({"seed": "abc"}, "params.yaml: seed: Input should be a valid integer, unable to parse string as an integer"),
         ([1, 2], "params.yaml: must be a mapping of settings, got list"),
     ],
 )
@@ -96,8 +107,9 @@ def test_layering_defaults_file_environment_flags(tmp_path):
     resolved, params = load_config(root, {}, env)
     assert resolved.tracking.experiment == "from-env"
     assert resolved.tracking.uri == "http://127.0.0.1:5000"
-    resolved, params = load_config(root, {"tracking.experiment": "from-flag", "params.estimator.max_depth": 6,
-                                          "params.seed": 7}, env)
+    resolved, params = load_config(
+        root, {"tracking.experiment": "from-flag", "params.estimator.max_depth": 6, "params.seed": 7}, env
+    )
     assert resolved.tracking.experiment == "from-flag"
     assert params.seed == 7 and params.estimator == {"max_depth": 6}
 
@@ -126,7 +138,10 @@ def test_assignment_values_are_yaml_typed():
 
 def test_set_strings_become_a_mapping_in_command_line_order():
     assert parse_overrides(["params.seed=7", "tracking.experiment=exp2", "params.estimator={}"]) == {
-        "params.seed": 7, "tracking.experiment": "exp2", "params.estimator": {}}
+        "params.seed": 7,
+        "tracking.experiment": "exp2",
+        "params.estimator": {},
+    }
     # a repeated key keeps its last value, applied after what came between
     overrides = parse_overrides(["params.estimator.max_depth=3", "params.estimator={}", "params.estimator.max_depth=5"])
     assert list(overrides.items()) == [("params.estimator", {}), ("params.estimator.max_depth", 5)]
@@ -146,10 +161,13 @@ def test_overrides_are_applied_in_order_and_left_unchanged(tmp_path):
     assert overrides == {"params.estimator": {}, "params.estimator.max_depth": 5}
 
 
-@pytest.mark.parametrize(("key", "message"), [
-    ("params", "override 'params': name a parameter, e.g. params.seed"),
-    ("a..b", "override 'a..b': must be a dotted key, e.g. params.estimator.max_depth"),
-])
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("params", "override 'params': name a parameter, e.g. params.seed"),
+        ("a..b", "override 'a..b': must be a dotted key, e.g. params.estimator.max_depth"),
+    ],
+)
 def test_bad_override_keys(tmp_path, key, message):
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, BASE), {key: 1}, {})

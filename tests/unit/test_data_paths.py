@@ -91,10 +91,16 @@ def test_stat_token_follows_inode_mtime_size_and_names(tmp_path: Path) -> None:
 
 
 def _project(root: Path) -> Project:
-    (root / "mlkit.yaml").write_text(yaml.safe_dump({
-        "version": 1, "project": {"name": "churn", "package": "churn"},
-        "data": {"train": "data/train.csv", "target": "label"},
-        "model": {"name": "churn", "task": "classification", "estimator": "xgboost.XGBClassifier"}}))
+    (root / "mlkit.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "version": 1,
+                "project": {"name": "churn", "package": "churn"},
+                "data": {"train": "data/train.csv", "target": "label"},
+                "model": {"name": "churn", "task": "classification", "estimator": "xgboost.XGBClassifier"},
+            }
+        )
+    )
     return load_project(root)
 
 
@@ -118,17 +124,24 @@ def test_gc_needs_yes_unless_dry_run(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("value", "url"),
-    [("s3://ml-data/churn", "s3://ml-data/churn"), ("  gs://bucket/dvc\n", "gs://bucket/dvc"),
-     ("shared/dvc", "{cwd}/shared/dvc"), ("~/dvc-store", "{home}/dvc-store")],
+    [
+        ("s3://ml-data/churn", "s3://ml-data/churn"),
+        ("  gs://bucket/dvc\n", "gs://bucket/dvc"),
+        ("shared/dvc", "{cwd}/shared/dvc"),
+        ("~/dvc-store", "{home}/dvc-store"),
+    ],
 )
-def test_the_environment_remote_keeps_urls_and_makes_paths_absolute(value: str, url: str, tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_environment_remote_keeps_urls_and_makes_paths_absolute(
+    value: str, url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from mlkit.engines.dvc import environment_remote
 
     monkeypatch.chdir(tmp_path)
     expected = url.format(cwd=tmp_path.resolve(), home=Path.home().resolve())
     assert environment_remote({"MLKIT_DATA_REMOTE": value}) == {
-        "core": {"remote": "mlkit_data_remote"}, "remote": {"mlkit_data_remote": {"url": expected}}}
+        "core": {"remote": "mlkit_data_remote"},
+        "remote": {"mlkit_data_remote": {"url": expected}},
+    }
 
 
 @pytest.mark.parametrize("environ", [{}, {"MLKIT_DATA_REMOTE": ""}, {"MLKIT_DATA_REMOTE": "  "}])

@@ -11,11 +11,19 @@ from mlkit.errors import ExitCode, UsageError
 
 
 def _lineage(**changes):
-    values = dict(git_commit="a" * 40, git_branch="main", git_dirty=False,
-                  data_md5s={"data/train.csv": "0" * 32}, params={"seed": 7, "estimator": {"max_depth": 3}},
-                  seed=7, split={"test_size": 0.2, "cv_folds": 0, "stratify": True, "seed": 7, "test_file": None},
-                  python_version="3.11.7", package_lock_sha256="f" * 64, mlkit_version="0.1.0",
-                  command="mlkit train --set params.seed=7")
+    values = dict(
+        git_commit="a" * 40,
+        git_branch="main",
+        git_dirty=False,
+        data_md5s={"data/train.csv": "0" * 32},
+        params={"seed": 7, "estimator": {"max_depth": 3}},
+        seed=7,
+        split={"test_size": 0.2, "cv_folds": 0, "stratify": True, "seed": 7, "test_file": None},
+        python_version="3.11.7",
+        package_lock_sha256="f" * 64,
+        mlkit_version="0.1.0",
+        command="mlkit train --set params.seed=7",
+    )
     values.update(changes)
     return L.RunLineage(**values)
 
@@ -44,8 +52,9 @@ def test_fingerprint_changes_with_any_prediction_and_with_shape():
 
 
 def test_command_line_names_mlkit_not_the_script_path():
-    assert L.command_line(["/opt/venv/bin/mlkit", "train", "--set", "params.seed=7"]) == \
-        "mlkit train --set params.seed=7"
+    assert (
+        L.command_line(["/opt/venv/bin/mlkit", "train", "--set", "params.seed=7"]) == "mlkit train --set params.seed=7"
+    )
 
 
 def test_dirty_tree_is_refused_in_ci_unless_allowed():

@@ -28,8 +28,10 @@ def test_valid_names_become_packages(name, package):
         ("..", "project name '..' must not contain path separators or '..'"),
         ("x..y", "project name 'x..y' must not contain path separators or '..'"),
         ("1churn", "project name '1churn' must start with a letter and contain only letters, digits, '-' and '_'"),
-        ("churn model", "project name 'churn model' must start with a letter and contain only letters, digits, "
-                        "'-' and '_'"),
+        (
+            "churn model",
+            "project name 'churn model' must start with a letter and contain only letters, digits, '-' and '_'",
+        ),
         ("class", "project name 'class' cannot become a Python package ('class' is a keyword)"),
         ("json", "project name 'json' would make a package 'json' that shadows Python's standard library"),
         ("a" * 300, "project name is 300 characters long; at most 100 are allowed"),
@@ -67,12 +69,23 @@ def test_names_with_separators_are_always_refused(text):
 
 @pytest.mark.parametrize(
     ("package", "message", "hint"),
-    [("class", "error: --set package_name=class cannot become a Python package ('class' is a keyword)",
-      "hint: choose another name"),
-     ("churn-core", "error: --set package_name=churn-core cannot become a Python package ('churn-core' is not an "
-      "identifier)", "hint: choose another name"),
-     ("json", "error: --set package_name=json would make a package 'json' that shadows Python's standard library",
-      "hint: choose another name, e.g. `mlkit init churn --set package_name=my_json`")],
+    [
+        (
+            "class",
+            "error: --set package_name=class cannot become a Python package ('class' is a keyword)",
+            "hint: choose another name",
+        ),
+        (
+            "churn-core",
+            "error: --set package_name=churn-core cannot become a Python package ('churn-core' is not an identifier)",
+            "hint: choose another name",
+        ),
+        (
+            "json",
+            "error: --set package_name=json would make a package 'json' that shadows Python's standard library",
+            "hint: choose another name, e.g. `mlkit init churn --set package_name=my_json`",
+        ),
+    ],
 )
 def test_a_package_name_answer_is_checked_like_a_name(cli, tmp_path, package, message, hint):
     result = cli("init", "churn", "--set", f"package_name={package}", cwd=tmp_path)
@@ -82,8 +95,7 @@ def test_a_package_name_answer_is_checked_like_a_name(cli, tmp_path, package, me
 
 
 def test_a_package_name_answer_is_the_package_init_reports(cli, tmp_path):
-    result = cli("init", "churn", "--set", "package_name=churn_core", "--json", "--no-git", "--no-dvc",
-                 cwd=tmp_path)
+    result = cli("init", "churn", "--set", "package_name=churn_core", "--json", "--no-git", "--no-dvc", cwd=tmp_path)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["package"] == "churn_core"
     assert (tmp_path / "churn" / "src" / "churn_core" / "features.py").is_file()
@@ -92,14 +104,23 @@ def test_a_package_name_answer_is_the_package_init_reports(cli, tmp_path):
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("model_name", "churn\nentrypoint: x", "--set model_name: control characters (newlines, tabs, ...) are not "
-                                                "allowed in answers"),
+        (
+            "model_name",
+            "churn\nentrypoint: x",
+            "--set model_name: control characters (newlines, tabs, ...) are not allowed in answers",
+        ),
         ("target", "a\u2028b", "--set target: control characters (newlines, tabs, ...) are not allowed in answers"),
         ("target", "label\u202e", "--set target: control characters (newlines, tabs, ...) are not allowed in answers"),
-        ("model_name", "{{ 7 * 7 }}", "--set model_name: must start with a letter or digit and contain only "
-                                      "letters, digits, '.', '-' and '_'"),
-        ("target", "{% if 1 %}x{% endif %}", "--set target: '{{', '{%' and '{#' are not allowed: answers are data, "
-                                             "not templates"),
+        (
+            "model_name",
+            "{{ 7 * 7 }}",
+            "--set model_name: must start with a letter or digit and contain only letters, digits, '.', '-' and '_'",
+        ),
+        (
+            "target",
+            "{% if 1 %}x{% endif %}",
+            "--set target: '{{', '{%' and '{#' are not allowed: answers are data, not templates",
+        ),
         ("model_name", "m" * 101, "--set model_name: is 101 characters long; at most 100 are allowed"),
     ],
 )
@@ -112,8 +133,9 @@ def test_hostile_answers_are_refused(key, value, message):
     assert info.value.exit_code == ExitCode.USAGE
 
 
-@pytest.mark.parametrize(("key", "value"), [("target", 'label: "yes" # x'), ("model_name", "churn.v2"),
-                                            ("target", "ünïcode 😀")])
+@pytest.mark.parametrize(
+    ("key", "value"), [("target", 'label: "yes" # x'), ("model_name", "churn.v2"), ("target", "ünïcode 😀")]
+)
 def test_plain_answers_pass(key, value):
     from mlkit.scaffold import check_answer
 

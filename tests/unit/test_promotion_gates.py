@@ -18,8 +18,9 @@ def gates(**kwargs) -> StageGates:
     return StageGates.model_validate(kwargs)
 
 
-def one(policy: StageGates, candidate: Candidate, holder: Candidate | None = None,
-        target: str = "production") -> GateResult:
+def one(
+    policy: StageGates, candidate: Candidate, holder: Candidate | None = None, target: str = "production"
+) -> GateResult:
     results = evaluate_gates(policy, stages=STAGES, target=target, candidate=candidate, holder=holder)
     assert len(results) == 1
     return results[0]
@@ -29,14 +30,17 @@ def test_no_policy_means_no_gates() -> None:
     assert evaluate_gates(None, stages=STAGES, target="staging", candidate=Candidate("1"), holder=None) == []
 
 
-@pytest.mark.parametrize(("rule", "value", "passed", "detail"), [
-    ("f1 >= 0.85", 0.85, True, "f1 = 0.8500 (needs >= 0.85)"),
-    ("f1 >= 0.85", 0.8499, False, "f1 = 0.8499 (needs >= 0.85)"),
-    ("f1 > 0.85", 0.85, False, "f1 = 0.8500 (needs > 0.85)"),
-    ("log_loss <= 0.2", 0.1, True, "log_loss = 0.1000 (needs <= 0.2)"),
-    ("log_loss < 0.2", 0.2, False, "log_loss = 0.2000 (needs < 0.2)"),
-    ("accuracy == 1", 1.0, True, "accuracy = 1.0000 (needs == 1)"),
-])
+@pytest.mark.parametrize(
+    ("rule", "value", "passed", "detail"),
+    [
+        ("f1 >= 0.85", 0.85, True, "f1 = 0.8500 (needs >= 0.85)"),
+        ("f1 >= 0.85", 0.8499, False, "f1 = 0.8499 (needs >= 0.85)"),
+        ("f1 > 0.85", 0.85, False, "f1 = 0.8500 (needs > 0.85)"),
+        ("log_loss <= 0.2", 0.1, True, "log_loss = 0.1000 (needs <= 0.2)"),
+        ("log_loss < 0.2", 0.2, False, "log_loss = 0.2000 (needs < 0.2)"),
+        ("accuracy == 1", 1.0, True, "accuracy = 1.0000 (needs == 1)"),
+    ],
+)
 def test_threshold(rule: str, value: float, passed: bool, detail: str) -> None:
     metric = rule.split()[0]
     result = one(gates(thresholds=[rule]), Candidate("3", metrics={metric: value}))
@@ -53,8 +57,9 @@ def test_beat_current_higher_is_better() -> None:
     holder = Candidate("2", metrics={"f1": 0.90})
     won = one(policy, Candidate("3", metrics={"f1": 0.92}), holder)
     assert won.passed
-    assert won.detail == ("f1 = 0.9200 vs 0.9000 for current version 2 (higher is better, "
-                          "needs a gain >= 0.01, got +0.0200)")
+    assert won.detail == (
+        "f1 = 0.9200 vs 0.9000 for current version 2 (higher is better, needs a gain >= 0.01, got +0.0200)"
+    )
     lost = one(policy, Candidate("3", metrics={"f1": 0.905}), holder)
     assert not lost.passed
     assert lost.detail.endswith("needs a gain >= 0.01, got +0.0050)")
@@ -85,46 +90,72 @@ def test_beat_current_against_a_holder_without_the_metric_fails() -> None:
     assert result == GateResult("beat current on f1", False, "current version 2 has no f1 to compare")
 
 
-@pytest.mark.parametrize(("tags", "passed", "detail"), [
-    (CLEAN, True, "trained from clean commit 0123456789"),
-    ({**CLEAN, "mlkit.git.dirty": "true"}, False, "trained from uncommitted changes on 0123456789"),
-    ({}, False, "no git commit recorded for this version"),
-])
+@pytest.mark.parametrize(
+    ("tags", "passed", "detail"),
+    [
+        (CLEAN, True, "trained from clean commit 0123456789"),
+        ({**CLEAN, "mlkit.git.dirty": "true"}, False, "trained from uncommitted changes on 0123456789"),
+        ({}, False, "no git commit recorded for this version"),
+    ],
+)
 def test_clean_commit(tags: dict, passed: bool, detail: str) -> None:
     result = one(gates(clean_commit=True), Candidate("3", tags=tags))
     assert result == GateResult("clean commit", passed, detail)
 
 
-@pytest.mark.parametrize(("stage", "target", "passed", "detail"), [
-    ("staging", "production", True, "version 3 holds staging"),
-    (None, "production", False, "version 3 holds no stage, needs staging"),
-    ("production", "production", False, "version 3 holds production, needs staging"),
-    (None, "staging", True, "staging is the first stage"),
-])
+@pytest.mark.parametrize(
+    ("stage", "target", "passed", "detail"),
+    [
+        ("staging", "production", True, "version 3 holds staging"),
+        (None, "production", False, "version 3 holds no stage, needs staging"),
+        ("production", "production", False, "version 3 holds production, needs staging"),
+        (None, "staging", True, "staging is the first stage"),
+    ],
+)
 def test_previous_stage(stage: str | None, target: str, passed: bool, detail: str) -> None:
     result = one(gates(previous_stage=True), Candidate("3", stage=stage), target=target)
     assert result == GateResult("previous stage", passed, detail)
 
 
-@pytest.mark.parametrize(("tags", "passed", "detail"), [
-    ({}, False, "not reproduced"),
-    ({"mlkit.reproduced": "false"}, False, "reproduction did not match"),
-    ({"mlkit.reproduced": "true", "mlkit.reproduced_by_run": "r9", "mlkit.reproduced_at": "2026-01-02"}, True,
-     "reproduced by run r9 at 2026-01-02"),
-])
+@pytest.mark.parametrize(
+    ("tags", "passed", "detail"),
+    [
+        ({}, False, "not reproduced"),
+        ({"mlkit.reproduced": "false"}, False, "reproduction did not match"),
+        (
+            {"mlkit.reproduced": "true", "mlkit.reproduced_by_run": "r9", "mlkit.reproduced_at": "2026-01-02"},
+            True,
+            "reproduced by run r9 at 2026-01-02",
+        ),
+    ],
+)
 def test_reproduced(tags: dict, passed: bool, detail: str) -> None:
     assert one(gates(reproduced=True), Candidate("3", tags=tags)) == GateResult("reproduced", passed, detail)
 
 
 def test_every_gate_is_evaluated_even_after_a_failure() -> None:
-    policy = gates(thresholds=["f1 >= 0.9", "accuracy >= 0.5"], beat_current={"metric": "f1"},
-                   clean_commit=True, previous_stage=True, reproduced=True)
-    results = evaluate_gates(policy, stages=STAGES, target="production",
-                             candidate=Candidate("3", metrics={"f1": 0.5, "accuracy": 0.9}, tags=CLEAN),
-                             holder=None)
+    policy = gates(
+        thresholds=["f1 >= 0.9", "accuracy >= 0.5"],
+        beat_current={"metric": "f1"},
+        clean_commit=True,
+        previous_stage=True,
+        reproduced=True,
+    )
+    results = evaluate_gates(
+        policy,
+        stages=STAGES,
+        target="production",
+        candidate=Candidate("3", metrics={"f1": 0.5, "accuracy": 0.9}, tags=CLEAN),
+        holder=None,
+    )
     assert [(r.gate, r.passed) for r in results] == [
-        ("f1 >= 0.9", False), ("accuracy >= 0.5", True), ("beat current on f1", True), ("clean commit", True),
-        ("previous stage", False), ("reproduced", False)]
+        ("f1 >= 0.9", False),
+        ("accuracy >= 0.5", True),
+        ("beat current on f1", True),
+        ("clean commit", True),
+        ("previous stage", False),
+        ("reproduced", False),
+    ]
 
 
 def entry(action: str, to: str, frm: str | None, stage: str = "production", state: str = "done") -> AuditEntry:
@@ -137,25 +168,36 @@ def test_rollback_goes_to_the_version_before() -> None:
 
 
 def test_rollbacks_walk_further_back_rather_than_toggle() -> None:
-    trail = [entry("promote", "1", None), entry("promote", "2", "1"), entry("promote", "3", "2"),
-             entry("rollback", "2", "3")]
+    trail = [
+        entry("promote", "1", None),
+        entry("promote", "2", "1"),
+        entry("promote", "3", "2"),
+        entry("rollback", "2", "3"),
+    ]
     assert rollback_target(trail, "production", "2") == "1"
     trail.append(entry("rollback", "1", "2"))
     assert rollback_target(trail, "production", "1") is None
 
 
 def test_rollback_ignores_refusals_aborted_moves_and_other_stages() -> None:
-    trail = [entry("promote", "1", None), entry("promote", "5", "1", stage="staging"),
-             entry("refuse", "4", "1", state="refused"), entry("promote", "4", "1", state="aborted"),
-             entry("promote", "2", "1")]
+    trail = [
+        entry("promote", "1", None),
+        entry("promote", "5", "1", stage="staging"),
+        entry("refuse", "4", "1", state="refused"),
+        entry("promote", "4", "1", state="aborted"),
+        entry("promote", "2", "1"),
+    ]
     assert rollback_target(trail, "production", "2") == "1"
 
 
 def test_rollback_skips_versions_whose_moves_were_superseded() -> None:
     # versions 2 and 3 raced on a server: 2 lost (superseded), 3 recorded either 1 or 2 as displaced
     for displaced in ("1", "2"):
-        trail = [entry("promote", "1", None), entry("promote", "2", "1", state="superseded"),
-                 entry("promote", "3", displaced)]
+        trail = [
+            entry("promote", "1", None),
+            entry("promote", "2", "1", state="superseded"),
+            entry("promote", "3", displaced),
+        ]
         assert rollback_target(trail, "production", "3") == "1", displaced
 
 
@@ -168,15 +210,18 @@ def test_nothing_to_roll_back_to() -> None:
     assert rollback_target([], "production", "1") is None
 
 
-@pytest.mark.parametrize(("text", "ref"), [
-    ("churn", ModelRef("churn")),
-    ("churn@production", ModelRef("churn", stage="production")),
-    ("churn/3", ModelRef("churn", version="3")),
-    ("churn/v12", ModelRef("churn", version="12")),
-    ("team/churn@staging", ModelRef("team/churn", stage="staging")),
-    ("team/churn", ModelRef("team/churn")),
-    ("team/churn/2", ModelRef("team/churn", version="2")),
-])
+@pytest.mark.parametrize(
+    ("text", "ref"),
+    [
+        ("churn", ModelRef("churn")),
+        ("churn@production", ModelRef("churn", stage="production")),
+        ("churn/3", ModelRef("churn", version="3")),
+        ("churn/v12", ModelRef("churn", version="12")),
+        ("team/churn@staging", ModelRef("team/churn", stage="staging")),
+        ("team/churn", ModelRef("team/churn")),
+        ("team/churn/2", ModelRef("team/churn", version="2")),
+    ],
+)
 def test_model_refs(text: str, ref: ModelRef) -> None:
     assert ModelRef.parse(text) == ref
 

@@ -46,8 +46,9 @@ def test_the_metric_really_is_off_by_about_1e_12() -> None:
     assert 1e-13 < abs(F1_OFF - F1) < 1e-9
 
 
-@pytest.mark.parametrize(("tolerance", "equal"), [(0.0, False), (1e-9, True), (1e-13, False)],
-                         ids=["exact", "1e-9", "1e-13"])
+@pytest.mark.parametrize(
+    ("tolerance", "equal"), [(0.0, False), (1e-9, True), (1e-13, False)], ids=["exact", "1e-9", "1e-13"]
+)
 def test_a_metric_off_by_1e_12(rebuilt_metrics: dict[str, float], tolerance: float, equal: bool) -> None:
     rebuilt_metrics.update({"f1": F1_OFF, "accuracy": 0.97})
     checks = compare(rebuilt_metrics, {"f1": F1, "accuracy": 0.97}, SHA, tolerance)
@@ -67,8 +68,9 @@ def test_different_predictions_fail_an_exact_reproduction(rebuilt_metrics: dict[
 
 
 @pytest.mark.parametrize("tolerance", [1e-13, 1e-9, 1.0])
-def test_under_tolerance_different_predictions_are_reported_as_not_compared(rebuilt_metrics: dict[str, float],
-                                                                           tolerance: float) -> None:
+def test_under_tolerance_different_predictions_are_reported_as_not_compared(
+    rebuilt_metrics: dict[str, float], tolerance: float
+) -> None:
     rebuilt_metrics.update({"f1": F1})
     assert compare(rebuilt_metrics, {"f1": F1}, OTHER_SHA, tolerance) == [
         Check("f1", F1, F1, True),

@@ -25,29 +25,35 @@ def test_unknown_estimator_module_is_a_usage_error():
 def test_misspelled_estimator_class_suggests_the_right_one():
     with pytest.raises(UsageError) as caught:
         resolve_estimator("sklearn.ensemble.RandomForestClassifer")
-    assert caught.value.message == ("mlkit.yaml: model.estimator: 'sklearn.ensemble.RandomForestClassifer' not "
-                                    "found; did you mean sklearn.ensemble.RandomForestClassifier?")
+    assert caught.value.message == (
+        "mlkit.yaml: model.estimator: 'sklearn.ensemble.RandomForestClassifer' not "
+        "found; did you mean sklearn.ensemble.RandomForestClassifier?"
+    )
 
 
 def test_a_function_is_not_an_estimator():
     with pytest.raises(UsageError) as caught:
         resolve_estimator("sklearn.metrics.f1_score")
-    assert caught.value.message == ("mlkit.yaml: model.estimator: 'sklearn.metrics.f1_score' is not a "
-                                    "scikit-learn compatible estimator class (needs fit and get_params)")
+    assert caught.value.message == (
+        "mlkit.yaml: model.estimator: 'sklearn.metrics.f1_score' is not a "
+        "scikit-learn compatible estimator class (needs fit and get_params)"
+    )
 
 
 def test_regressor_for_classification_is_refused():
     with pytest.raises(UsageError) as caught:
         build_estimator("sklearn.linear_model.Ridge", {}, seed=1, task="classification")
-    assert caught.value.message == ("mlkit.yaml: model.estimator: sklearn.linear_model.Ridge is a regressor "
-                                    "but model.task is classification")
+    assert caught.value.message == (
+        "mlkit.yaml: model.estimator: sklearn.linear_model.Ridge is a regressor but model.task is classification"
+    )
 
 
 def test_unknown_param_names_the_file_and_suggests():
     with pytest.raises(UsageError) as caught:
         build_estimator("xgboost.XGBClassifier", {"max_dept": 3}, seed=1, task="classification")
-    assert caught.value.message == ("params.yaml: estimator.max_dept: not a parameter of xgboost.XGBClassifier; "
-                                    "did you mean 'max_depth'?")
+    assert caught.value.message == (
+        "params.yaml: estimator.max_dept: not a parameter of xgboost.XGBClassifier; did you mean 'max_depth'?"
+    )
 
 
 def test_every_unknown_param_is_reported_at_once():
@@ -66,8 +72,9 @@ def test_every_unknown_param_is_reported_at_once():
 
 def test_every_mistyped_xgboost_value_is_reported_at_once():
     with pytest.raises(UsageError) as caught:
-        build_estimator("xgboost.XGBClassifier", {"max_depth": "deep", "subsample": "most"}, seed=1,
-                        task="classification")
+        build_estimator(
+            "xgboost.XGBClassifier", {"max_depth": "deep", "subsample": "most"}, seed=1, task="classification"
+        )
     assert caught.value.message == (
         "params.yaml: estimator.max_depth: must be an integer for xgboost.XGBClassifier, got 'deep'; "
         "estimator.subsample: must be a number for xgboost.XGBClassifier, got 'most'"
@@ -77,13 +84,22 @@ def test_every_mistyped_xgboost_value_is_reported_at_once():
 @pytest.mark.parametrize(
     ("path", "params", "message"),
     [
-        ("xgboost.XGBClassifier", {"max_depth": "deep"},
-         "params.yaml: estimator.max_depth: must be an integer for xgboost.XGBClassifier, got 'deep'"),
-        ("xgboost.XGBRegressor", {"learning_rate": "fast"},
-         "params.yaml: estimator.learning_rate: must be a number for xgboost.XGBRegressor, got 'fast'"),
-        ("sklearn.ensemble.RandomForestRegressor", {"n_estimators": "many"},
-         "params.yaml: estimator.n_estimators: The 'n_estimators' parameter of RandomForestRegressor must be an "
-         "int in the range [1, inf). Got 'many' instead."),
+        (
+            "xgboost.XGBClassifier",
+            {"max_depth": "deep"},
+            "params.yaml: estimator.max_depth: must be an integer for xgboost.XGBClassifier, got 'deep'",
+        ),
+        (
+            "xgboost.XGBRegressor",
+            {"learning_rate": "fast"},
+            "params.yaml: estimator.learning_rate: must be a number for xgboost.XGBRegressor, got 'fast'",
+        ),
+        (
+            "sklearn.ensemble.RandomForestRegressor",
+            {"n_estimators": "many"},
+            "params.yaml: estimator.n_estimators: The 'n_estimators' parameter of RandomForestRegressor must be an "
+            "int in the range [1, inf). Got 'many' instead.",
+        ),
     ],
 )
 def test_mistyped_param_values_are_refused_before_fitting(path, params, message):
@@ -113,12 +129,17 @@ def test_prepare_encodes_string_labels_sorted():
     ("frame", "target", "message"),
     [
         (pd.DataFrame({"x": [1.0], "y": ["a"]}).iloc[:0], "y", "d.csv: the data has no rows"),
-        (pd.DataFrame({"x": [1.0, 2.0], "y": ["a", "b"]}), "label",
-         "mlkit.yaml: data.target: column 'label' is not in d.csv; columns (2): x, y"),
-        (pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": ["a", None, "b"]}), "y",
-         "d.csv: target column 'y' has 1 missing value(s)"),
-        (pd.DataFrame({"x": [1.0, 2.0], "y": ["a", "a"]}), "y",
-         "d.csv: target column 'y' has a single class 'a'"),
+        (
+            pd.DataFrame({"x": [1.0, 2.0], "y": ["a", "b"]}),
+            "label",
+            "mlkit.yaml: data.target: column 'label' is not in d.csv; columns (2): x, y",
+        ),
+        (
+            pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": ["a", None, "b"]}),
+            "y",
+            "d.csv: target column 'y' has 1 missing value(s)",
+        ),
+        (pd.DataFrame({"x": [1.0, 2.0], "y": ["a", "a"]}), "y", "d.csv: target column 'y' has a single class 'a'"),
     ],
 )
 def test_prepare_refuses_bad_data(frame, target, message):
@@ -135,11 +156,13 @@ def test_missing_data_file_says_to_pull(tmp_path):
 
 
 def test_missing_values_and_string_categories_work_out_of_the_box():
-    frame = pd.DataFrame({
-        "age": [30.0, None, 45.0, 52.0, None, 23.0, 40.0, 33.0],
-        "plan": ["basic", "pro", None, "pro", "basic", "basic", None, "pro"],
-        "active": [True, False, True, True, False, True, False, True],
-    })
+    frame = pd.DataFrame(
+        {
+            "age": [30.0, None, 45.0, 52.0, None, 23.0, 40.0, 33.0],
+            "plan": ["basic", "pro", None, "pro", "basic", "basic", None, "pro"],
+            "active": [True, False, True, True, False, True, False, True],
+        }
+    )
     y = np.array([0, 1, 0, 1, 1, 0, 1, 0])
     numeric, categorical = infer_columns(frame, None, None)
     assert (numeric, categorical) == (["age"], ["plan", "active"])
@@ -157,21 +180,24 @@ def test_listed_columns_win_over_dtypes():
 def test_unknown_backend_is_refused():
     with pytest.raises(UsageError) as caught:
         fitting.check_backend("spark")
-    assert caught.value.message == ("mlkit.yaml: training.backend: 'spark' is not available in this version of "
-                                    "mlkit; available: local, dask")
+    assert caught.value.message == (
+        "mlkit.yaml: training.backend: 'spark' is not available in this version of mlkit; available: local, dask"
+    )
 
 
 def test_metrics_binary_and_regression():
     y = np.array([0, 1, 1, 0])
     scores = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.7, 0.3]])
     predicted = scores.argmax(axis=1)
-    got = evaluation.compute_metrics(["accuracy", "f1", "roc_auc", "precision", "recall", "log_loss"],
-                                     "classification", y, predicted, scores)
+    got = evaluation.compute_metrics(
+        ["accuracy", "f1", "roc_auc", "precision", "recall", "log_loss"], "classification", y, predicted, scores
+    )
     assert got["accuracy"] == 0.75 and got["precision"] == 1.0 and got["recall"] == 0.5
     assert got["roc_auc"] == 1.0
     assert math.isclose(got["f1"], 2 / 3)
-    reg = evaluation.compute_metrics(["rmse", "mae", "r2"], "regression", np.array([1.0, 2.0]),
-                                     np.array([1.0, 4.0]), None)
+    reg = evaluation.compute_metrics(
+        ["rmse", "mae", "r2"], "regression", np.array([1.0, 2.0]), np.array([1.0, 4.0]), None
+    )
     assert reg == {"rmse": math.sqrt(2.0), "mae": 1.0, "r2": -7.0}
 
 
@@ -187,10 +213,14 @@ def test_xgboost_early_stopping_logs_rounds_and_best_iteration():
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300)})
     y = (frame["a"] + 0.1 * rng.normal(size=300) > 0).astype(int).to_numpy()
-    estimator = build_estimator("xgboost.XGBClassifier", {"n_estimators": 500, "learning_rate": 0.3}, seed=0,
-                                task="classification")
+    estimator = build_estimator(
+        "xgboost.XGBClassifier", {"n_estimators": 500, "learning_rate": 0.3}, seed=0, task="classification"
+    )
     fitted = fitting.fit_model(
-        estimator, frame.iloc[:200], y[:200], preprocessor=build_preprocessor(["a", "b"], []),
+        estimator,
+        frame.iloc[:200],
+        y[:200],
+        preprocessor=build_preprocessor(["a", "b"], []),
         eval_sets=[("train", frame.iloc[:200], y[:200]), ("validation", frame.iloc[200:], y[200:])],
         early_stopping_rounds=5,
     )
@@ -330,8 +360,7 @@ def test_the_ui_refuses_a_busy_port_before_starting_anything(tmp_path, monkeypat
         port = busy.getsockname()[1]
         said = []
         with pytest.raises(UsageError) as raised:
-            runs.open_ui(SimpleNamespace(root=tmp_path, tracking_uri="sqlite:///x.db"), port=port,
-                         progress=said.append)
+            runs.open_ui(SimpleNamespace(root=tmp_path, tracking_uri="sqlite:///x.db"), port=port, progress=said.append)
     assert raised.value.exit_code == ExitCode.USAGE
     assert raised.value.message == f"port {port} on 127.0.0.1 is already in use (another server?)"
     assert raised.value.hint == f"choose another port, e.g. `mlkit ui --port {port + 1}`"
@@ -348,8 +377,9 @@ def test_the_ui_of_a_tracking_server_is_the_server_itself(tmp_path, monkeypatch)
     said = []
     project = SimpleNamespace(root=tmp_path, tracking_uri="https://ops:s3cret@mlflow.example.com:8443/")
     runs.open_ui(project, port=5000, progress=said.append)
-    assert said == ["the project tracks to a server: its UI is https://mlflow.example.com:8443/ "
-                    "(mlkit ui starts nothing)"]
+    assert said == [
+        "the project tracks to a server: its UI is https://mlflow.example.com:8443/ (mlkit ui starts nothing)"
+    ]
 
 
 def test_the_ui_port_must_be_a_port(tmp_path):
@@ -369,10 +399,7 @@ def test_a_failing_hook_is_named_with_its_file_line_and_exception(tmp_path):
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("")
     (package / "features.py").write_text(
-        "def build(frame):\n"
-        "    frame = frame.copy()\n"
-        "    frame['ratio'] = frame['mean_area'] / 2\n"
-        "    return frame\n"
+        "def build(frame):\n    frame = frame.copy()\n    frame['ratio'] = frame['mean_area'] / 2\n    return frame\n"
     )
     with pytest.raises(OperationError) as caught:
         datasets.apply_hook(pd.DataFrame({"x": [1.0]}), "hookpkg.features:build", tmp_path)
@@ -411,8 +438,9 @@ def test_a_wrong_target_lists_every_column_closest_first_before_mlflow_is_import
         "    print(exc.message)\n    print(exc.hint)\n"
         "print(','.join(m for m in ('mlflow', 'dvc') if m in sys.modules))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
-                            check=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True, timeout=300
+    )
     others = [c for c in columns if c != "diagnosis_code"]
     assert result.stdout.splitlines() == [
         "2",
@@ -491,16 +519,20 @@ class _Runs:
     ("text", "message"),
     [
         ("2d661", "run id prefix '2d661' is too short: give at least 6 characters"),
-        ("2d661e", "run id prefix '2d661e' is ambiguous: it matches 2d661e3fce22aaaa0000000000000001, "
-                   "2d661e3fce22bbbb0000000000000002"),
+        (
+            "2d661e",
+            "run id prefix '2d661e' is ambiguous: it matches 2d661e3fce22aaaa0000000000000001, "
+            "2d661e3fce22bbbb0000000000000002",
+        ),
         ("ffffff", "run 'ffffff' not found in the tracking store"),
     ],
 )
 def test_run_ids_by_unique_prefix_as_git_does(text, message):
     from mlkit.runs import resolve_run
 
-    client = _Runs("2d661e3fce22aaaa0000000000000001", "2d661e3fce22bbbb0000000000000002",
-                   "9a0b1c2d3e4f00000000000000000003")
+    client = _Runs(
+        "2d661e3fce22aaaa0000000000000001", "2d661e3fce22bbbb0000000000000002", "9a0b1c2d3e4f00000000000000000003"
+    )
     assert resolve_run(client, "9a0b1c").info.run_id == "9a0b1c2d3e4f00000000000000000003"
     assert resolve_run(client, "2d661e3fce22bbbb").info.run_id == "2d661e3fce22bbbb0000000000000002"
     with pytest.raises(UsageError) as caught:

@@ -36,9 +36,14 @@ from mlkit.uris import redact, redact_text
         ("https://host/x?token=abc", "https://host/x?token=***"),
         ("https://host/x?access_token=abc&id=1", "https://host/x?access_token=***&id=1"),
         ("s3://bucket/x?access_key=AK&secret_key=SK", "s3://bucket/x?access_key=***&secret_key=***"),
-        ("https://acct.blob.core.windows.net/c?sv=2020&sig=abc%2Bdef", "https://acct.blob.core.windows.net/c?sv=2020&sig=***"),
-        ("https://b.s3.amazonaws.com/k?X-Amz-Credential=AK%2F2024&X-Amz-Signature=ff",
-         "https://b.s3.amazonaws.com/k?X-Amz-Credential=***&X-Amz-Signature=***"),
+        (
+            "https://acct.blob.core.windows.net/c?sv=2020&sig=abc%2Bdef",
+            "https://acct.blob.core.windows.net/c?sv=2020&sig=***",
+        ),
+        (
+            "https://b.s3.amazonaws.com/k?X-Amz-Credential=AK%2F2024&X-Amz-Signature=ff",
+            "https://b.s3.amazonaws.com/k?X-Amz-Credential=***&X-Amz-Signature=***",
+        ),
         ("https://host/x?apiKey=abc", "https://host/x?apiKey=***"),
         ("https://host/x?Secret=abc", "https://host/x?Secret=***"),
         ("https://host/cb#access_token=abc&state=1", "https://host/cb#access_token=***&state=1"),
@@ -60,10 +65,18 @@ def test_redact_text_masks_every_uri_in_a_message():
 
 
 def test_the_recorded_command_line_holds_no_password():
-    argv = ["/venv/bin/mlkit", "train", "--set", "tracking.uri=http://alice:pw@host:5000?token=t",
-            "--set", "params.seed=7"]
-    assert command_line(argv) == "mlkit train --set 'tracking.uri=http://alice:***@host:5000?token=***' " \
-                                 "--set params.seed=7"
+    argv = [
+        "/venv/bin/mlkit",
+        "train",
+        "--set",
+        "tracking.uri=http://alice:pw@host:5000?token=t",
+        "--set",
+        "params.seed=7",
+    ]
+    assert (
+        command_line(argv) == "mlkit train --set 'tracking.uri=http://alice:***@host:5000?token=***' "
+        "--set params.seed=7"
+    )
 
 
 def test_errors_from_dvc_name_remotes_without_credentials():
@@ -71,7 +84,9 @@ def test_errors_from_dvc_name_remotes_without_credentials():
 
     from mlkit.engines.dvc.repo import translate
 
-    for exc in (DvcException("unable to reach 's3://AK:SECRET@bucket/p?token=TOK'"),
-                ValueError("bad URL https://TOKEN@host/x")):
+    for exc in (
+        DvcException("unable to reach 's3://AK:SECRET@bucket/p?token=TOK'"),
+        ValueError("bad URL https://TOKEN@host/x"),
+    ):
         message = translate(exc, "pushing to the DVC remote 'team'").message
         assert "SECRET" not in message and "TOK" not in message and "***" in message, message

@@ -63,10 +63,16 @@ def _reporting_bar(base: type, report: ProgressCallback) -> type:
             if self._mlkit_unit == "B" and (total or 0) < _PROGRESS_MIN_BYTES:
                 return
             with suppress(Exception):  # a broken display must not break the data operation
-                report(ProgressEvent(key=id(self), description=self._mlkit_desc,
-                                     completed=float(getattr(self, "n", 0)),
-                                     total=float(total) if total else None, unit=self._mlkit_unit,
-                                     finished=finished))
+                report(
+                    ProgressEvent(
+                        key=id(self),
+                        description=self._mlkit_desc,
+                        completed=float(getattr(self, "n", 0)),
+                        total=float(total) if total else None,
+                        unit=self._mlkit_unit,
+                        finished=finished,
+                    )
+                )
 
         def update(self, n: float | None = 1) -> bool | None:
             self.n = getattr(self, "n", 0) + (n or 0)

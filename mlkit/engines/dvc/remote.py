@@ -26,15 +26,20 @@ class RemoteInfo:
     endpoint_url: str | None = None
 
 
-def push(root: Path, *, remote: str | None = None, jobs: int | None = None,
-         progress: ProgressCallback | None = None, lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S) -> int:
+def push(
+    root: Path,
+    *,
+    remote: str | None = None,
+    jobs: int | None = None,
+    progress: ProgressCallback | None = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S,
+) -> int:
     """Upload the workspace's data sets to the remote; returns how many files were transferred."""
     from dvc.exceptions import UploadError
 
     with open_repo(root) as repo, locked(repo, lock_timeout):
         name, destination = _usable_remote(repo, remote)
-        with no_reflink_unless(reflink_works(Path(repo.cache.local.path), destination)), \
-                forward_progress(progress):
+        with no_reflink_unless(reflink_works(Path(repo.cache.local.path), destination)), forward_progress(progress):
             try:
                 found = repo.cloud.get_remote(name)
                 if found.worktree or found.fs.version_aware:
@@ -42,8 +47,7 @@ def push(root: Path, *, remote: str | None = None, jobs: int | None = None,
                 # Repo.push first writes every entry into DVC's sqlite data index (one commit per
                 # folder level: seconds for 10,000 files); the object transfer below is the same
                 # upload without that bookkeeping, which only version-aware remotes need.
-                used = {hash_info for ids in repo.used_objs(remote=name, jobs=jobs).values()
-                        for hash_info in ids}
+                used = {hash_info for ids in repo.used_objs(remote=name, jobs=jobs).values() for hash_info in ids}
                 result = repo.cloud.push(used, jobs=jobs, remote=name)
                 if result.failed:
                     raise UploadError(len(result.failed))
@@ -51,31 +55,41 @@ def push(root: Path, *, remote: str | None = None, jobs: int | None = None,
             except UploadError as exc:
                 raise OperationError(
                     f"{first_line(exc)} to the DVC remote {name!r}",
-                    hint="check the remote's storage and run `mlkit data push` again") from exc
+                    hint="check the remote's storage and run `mlkit data push` again",
+                ) from exc
             except Exception as exc:
                 raise translate(exc, f"pushing to the DVC remote {name!r}") from exc
 
 
-def pull(root: Path, targets: Sequence[Path] = (), *, remote: str | None = None, jobs: int | None = None,
-         force: bool = False, progress: ProgressCallback | None = None,
-         lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S) -> dict[str, Any]:
+def pull(
+    root: Path,
+    targets: Sequence[Path] = (),
+    *,
+    remote: str | None = None,
+    jobs: int | None = None,
+    force: bool = False,
+    progress: ProgressCallback | None = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S,
+) -> dict[str, Any]:
     """Download data sets from the remote into the cache and link them into the workspace."""
     with open_repo(root) as repo, locked(repo, lock_timeout):
         skip_unsupported_reflink(repo)
         name, source = _usable_remote(repo, remote, write=False)
-        with no_reflink_unless(reflink_works(source, Path(repo.cache.local.path))), \
-                forward_progress(progress):
+        with no_reflink_unless(reflink_works(source, Path(repo.cache.local.path))), forward_progress(progress):
             try:
                 found = repo.cloud.get_remote(name)
                 if found.worktree or found.fs.version_aware:
-                    stats = repo.pull(targets=[str(t) for t in targets] or None, remote=name, jobs=jobs,
-                                      force=force)
+                    stats = repo.pull(targets=[str(t) for t in targets] or None, remote=name, jobs=jobs, force=force)
                     return transfer_stats(root, stats)
                 # as in push: the objects straight from the remote, without Repo.fetch's sqlite
                 # data-index bookkeeping; listings of folders are fetched before their files
-                used = {hash_info for ids in repo.used_objs(targets=[str(t) for t in targets] or None,
-                                                            remote=name, jobs=jobs).values()
-                        for hash_info in ids}
+                used = {
+                    hash_info
+                    for ids in repo.used_objs(
+                        targets=[str(t) for t in targets] or None, remote=name, jobs=jobs
+                    ).values()
+                    for hash_info in ids
+                }
                 fetched = repo.cloud.pull(used, jobs=jobs, remote=name)
                 stats = repo.checkout(targets=[str(t) for t in targets] or None, force=force)
             except Exception as exc:
@@ -89,8 +103,7 @@ def remote_holds(repo: Any, items: Sequence[tuple[str, str]], remote: str | None
     from dvc.config import NoRemoteError
 
     try:
-        odbs = {name: repo.cloud.get_remote_odb(remote, "status", hash_name=name)
-                for name in {n for _, n in items}}
+        odbs = {name: repo.cloud.get_remote_odb(remote, "status", hash_name=name) for name in {n for _, n in items}}
     except NoRemoteError:
         return None
     except Exception as exc:
@@ -105,20 +118,36 @@ def remotes(root: Path) -> list[RemoteInfo]:
     """The remotes DVC's merged configuration knows, the default first."""
     with open_repo(root) as repo:
         default = repo.config["core"].get("remote")
-        found = [RemoteInfo(name=name, url=str(conf.get("url", "")), default=name == default,
-                            endpoint_url=conf.get("endpointurl"))
-                 for name, conf in repo.config["remote"].items()]
+        found = [
+            RemoteInfo(
+                name=name, url=str(conf.get("url", "")), default=name == default, endpoint_url=conf.get("endpointurl")
+            )
+            for name, conf in repo.config["remote"].items()
+        ]
     return sorted(found, key=lambda r: (not r.default, r.name))
 
 
 # Credentials a remote URL may carry, as the options of DVC's remotes that hold them in config.local.
-_USERINFO_OPTIONS = {"s3": ("access_key_id", "secret_access_key"), "http": ("user", "password"),
-                     "https": ("user", "password"), "webdav": ("user", "password"),
-                     "webdavs": ("user", "password"), "ssh": ("user", "password")}
-_QUERY_OPTIONS = {"s3": {"access_key": "access_key_id", "access_key_id": "access_key_id",
-                         "aws_access_key_id": "access_key_id", "secret_key": "secret_access_key",
-                         "secret_access_key": "secret_access_key", "aws_secret_access_key": "secret_access_key",
-                         "session_token": "session_token", "aws_session_token": "session_token"}}
+_USERINFO_OPTIONS = {
+    "s3": ("access_key_id", "secret_access_key"),
+    "http": ("user", "password"),
+    "https": ("user", "password"),
+    "webdav": ("user", "password"),
+    "webdavs": ("user", "password"),
+    "ssh": ("user", "password"),
+}
+_QUERY_OPTIONS = {
+    "s3": {
+        "access_key": "access_key_id",
+        "access_key_id": "access_key_id",
+        "aws_access_key_id": "access_key_id",
+        "secret_key": "secret_access_key",
+        "secret_access_key": "secret_access_key",
+        "aws_secret_access_key": "secret_access_key",
+        "session_token": "session_token",
+        "aws_session_token": "session_token",
+    }
+}
 
 
 def split_credentials(name: str, url: str) -> tuple[str, dict[str, str]]:
@@ -171,14 +200,24 @@ def split_credentials(name: str, url: str) -> tuple[str, dict[str, str]]:
 
 
 def _credentials_refused(name: str, url: str) -> UsageError:
-    return UsageError(f"the URL of remote {name!r} carries credentials ({redact(url)}), which .dvc/config "
-                      "would share through git; nothing was written",
-                      hint=f"add the URL without them, then keep them out of git: `dvc remote modify --local "
-                           f"{name} OPTION VALUE` (.dvc/config.local), or the storage's environment variables")
+    return UsageError(
+        f"the URL of remote {name!r} carries credentials ({redact(url)}), which .dvc/config "
+        "would share through git; nothing was written",
+        hint=f"add the URL without them, then keep them out of git: `dvc remote modify --local "
+        f"{name} OPTION VALUE` (.dvc/config.local), or the storage's environment variables",
+    )
 
 
-def add_remote(root: Path, name: str, url: str, *, default: bool = False, endpoint_url: str | None = None,
-               force: bool = False, credentials: dict[str, str] | None = None) -> tuple[Path, Path | None]:
+def add_remote(
+    root: Path,
+    name: str,
+    url: str,
+    *,
+    default: bool = False,
+    endpoint_url: str | None = None,
+    force: bool = False,
+    credentials: dict[str, str] | None = None,
+) -> tuple[Path, Path | None]:
     """Write a remote to the project's `.dvc/config` (the file git shares) and its ``credentials`` (DVC
     option -> value, see :func:`split_credentials`) to `.dvc/config.local` (git-ignored by DVC).
 
@@ -188,8 +227,10 @@ def add_remote(root: Path, name: str, url: str, *, default: bool = False, endpoi
 
     with open_repo(root) as repo:
         if name in repo.config["remote"] and not force:
-            raise UsageError(f"a DVC remote named {name!r} already exists",
-                             hint="pass --force to replace it, or list them with `mlkit data remote list`")
+            raise UsageError(
+                f"a DVC remote named {name!r} already exists",
+                hint="pass --force to replace it, or list them with `mlkit data remote list`",
+            )
         shared = Path(repo.config.files["repo"])
         before = shared.read_bytes() if shared.exists() else None
         try:
@@ -207,8 +248,10 @@ def add_remote(root: Path, name: str, url: str, *, default: bool = False, endpoi
         except DvcConfigError as exc:
             if before is not None and credentials:
                 shared.write_bytes(before)
-            raise UsageError(f"DVC rejected remote {name!r}: {first_line(exc)}",
-                             hint="check the URL, e.g. /mnt/storage/dvc or s3://bucket/path") from exc
+            raise UsageError(
+                f"DVC rejected remote {name!r}: {first_line(exc)}",
+                hint="check the URL, e.g. /mnt/storage/dvc or s3://bucket/path",
+            ) from exc
         return shared, Path(repo.config.files["local"]) if credentials else None
 
 
@@ -220,30 +263,41 @@ def _usable_remote(repo: Any, remote: str | None, *, write: bool = True) -> tupl
         found = repo.cloud.get_remote(remote)
     except NoRemoteError:
         if remote:
-            raise UsageError(f"no DVC remote named {remote!r}",
-                             hint="list them with `mlkit data remote list`") from None
-        raise UsageError("no DVC remote configured",
-                         hint="run `mlkit data remote add NAME URL --default`") from None
+            raise UsageError(
+                f"no DVC remote named {remote!r}", hint="list them with `mlkit data remote list`"
+            ) from None
+        raise UsageError("no DVC remote configured", hint="run `mlkit data remote add NAME URL --default`") from None
     except Exception as exc:
         raise translate(exc, "opening the DVC remote") from exc
     if found.fs.protocol not in ("local", "file"):
         return found.name, None
     path = Path(found.path)
-    other = (f"or set {C.ENV_DATA_REMOTE} to another one" if found.name == ENV_REMOTE_NAME
-             else f"or `mlkit data remote add {found.name} URL --default --force`")
+    other = (
+        f"or set {C.ENV_DATA_REMOTE} to another one"
+        if found.name == ENV_REMOTE_NAME
+        else f"or `mlkit data remote add {found.name} URL --default --force`"
+    )
     if path.exists() and not path.is_dir():
-        raise UsageError(f"the DVC remote {found.name!r} points to {path}, which is a file, not a folder",
-                         hint="point the remote at a folder: " + (
-                             f"set {C.ENV_DATA_REMOTE} to another one" if found.name == ENV_REMOTE_NAME
-                             else f"`mlkit data remote add {found.name} URL --default --force`"))
+        raise UsageError(
+            f"the DVC remote {found.name!r} points to {path}, which is a file, not a folder",
+            hint="point the remote at a folder: "
+            + (
+                f"set {C.ENV_DATA_REMOTE} to another one"
+                if found.name == ENV_REMOTE_NAME
+                else f"`mlkit data remote add {found.name} URL --default --force`"
+            ),
+        )
     if not path.is_dir():
-        raise UsageError(f"the DVC remote {found.name!r} points to {path}, which does not exist",
-                         hint=f"create it (`mkdir -p {path}`) {other}")
+        raise UsageError(
+            f"the DVC remote {found.name!r} points to {path}, which does not exist",
+            hint=f"create it (`mkdir -p {path}`) {other}",
+        )
     if write and not _writable(path):
-        raise UsageError(f"the DVC remote {found.name!r} at {path} is not writable",
-                         hint="fix its permissions or choose another remote with "
-                              + (f"{C.ENV_DATA_REMOTE}" if found.name == ENV_REMOTE_NAME
-                                 else "`mlkit data remote add`"))
+        raise UsageError(
+            f"the DVC remote {found.name!r} at {path} is not writable",
+            hint="fix its permissions or choose another remote with "
+            + (f"{C.ENV_DATA_REMOTE}" if found.name == ENV_REMOTE_NAME else "`mlkit data remote add`"),
+        )
     return found.name, path
 
 
@@ -277,13 +331,16 @@ def fetch(root: Path, paths: Sequence[Path], remote: str | None = None) -> None:
         try:
             repo.fetch(targets=[str(Path(p).resolve()) for p in paths], remote=remote)
         except Exception as exc:
-            raise OperationError(f"fetching data from the DVC remote failed: {first_line(exc)}",
-                                 hint="check the remote with `mlkit data remote list`") from exc
+            raise OperationError(
+                f"fetching data from the DVC remote failed: {first_line(exc)}",
+                hint="check the remote with `mlkit data remote list`",
+            ) from exc
 
 
 def _remote_odb(repo: Any, remote: str | None) -> Any:
     try:
         return repo.cloud.get_remote_odb(remote)
     except Exception as exc:
-        raise OperationError(f"no usable DVC remote: {first_line(exc)}",
-                             hint="add one with `mlkit data remote add NAME URL --default`") from exc
+        raise OperationError(
+            f"no usable DVC remote: {first_line(exc)}", hint="add one with `mlkit data remote add NAME URL --default`"
+        ) from exc

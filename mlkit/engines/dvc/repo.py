@@ -74,16 +74,19 @@ def open_repo(root: Path, config: dict[str, Any] | None = None) -> Iterator[Any]
     try:
         repo = Repo(str(root), config=config)
     except NotDvcRepoError:
-        raise UsageError(f"DVC is not set up in {root} (no .dvc folder)",
-                         hint="run `dvc init` there, then `mlkit data remote add NAME URL --default`") from None
+        raise UsageError(
+            f"DVC is not set up in {root} (no .dvc folder)",
+            hint="run `dvc init` there, then `mlkit data remote add NAME URL --default`",
+        ) from None
     try:
         yield repo
     finally:
         repo.close()
 
 
-def init_repo(root: Path, *, remote: Path | str | None, link_types: str, scm: bool = True,
-              remote_name: str = "local") -> None:
+def init_repo(
+    root: Path, *, remote: Path | str | None, link_types: str, scm: bool = True, remote_name: str = "local"
+) -> None:
     """``dvc init`` with mlkit's defaults: no analytics, autostage, link-based cache, default remote."""
     from dvc.repo import Repo
 
@@ -123,7 +126,8 @@ def locked(repo: Any, timeout: float) -> Iterator[None]:
                 raise OperationError(
                     f"another process holds DVC's lock on this project (waited {timeout:g}s)",
                     hint="let the other `mlkit data` or `dvc` command finish, then run this again; if none "
-                    "is running, delete .dvc/tmp/lock") from None
+                    "is running, delete .dvc/tmp/lock",
+                ) from None
             time.sleep(0.2)
     try:
         yield
@@ -149,8 +153,12 @@ def transfer_stats(root: Path, stats: Any) -> dict[str, Any]:
         return sorted(out)
 
     counts = stats.get("stats") or {}
-    return {"fetched": int(counts.get("fetched", 0) or 0), "added": rel(stats.get("added")),
-            "modified": rel(stats.get("modified")), "deleted": rel(stats.get("deleted"))}
+    return {
+        "fetched": int(counts.get("fetched", 0) or 0),
+        "added": rel(stats.get("added")),
+        "modified": rel(stats.get("modified")),
+        "deleted": rel(stats.get("deleted")),
+    }
 
 
 def _relative_to(root: Path, path: str) -> str:
@@ -175,27 +183,35 @@ def _translate(exc: BaseException, doing: str, root: Path | None) -> MlkitError:
     from dvc.output import OutputAlreadyTrackedError
 
     if isinstance(exc, OutputAlreadyTrackedError):
-        return UsageError(f"{first_line(exc)}; DVC cannot track what git tracks",
-                          hint="run `git rm -r --cached PATH` first, then `mlkit data add PATH`")
+        return UsageError(
+            f"{first_line(exc)}; DVC cannot track what git tracks",
+            hint="run `git rm -r --cached PATH` first, then `mlkit data add PATH`",
+        )
     if isinstance(exc, OutputDuplicationError):
         return UsageError(first_line(exc), hint="a pipeline stage produces it: run the pipeline instead")
     if isinstance(exc, ConfirmRemoveError) or str(exc).startswith("Can't remove the following unsaved"):
         paths = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()]
-        return UsageError(f"{', '.join(paths) or 'data'} has changes DVC has not recorded; checkout would "
-                          "overwrite them", hint="keep them with `mlkit data add PATH`, or discard them with "
-                          "--force")
+        return UsageError(
+            f"{', '.join(paths) or 'data'} has changes DVC has not recorded; checkout would overwrite them",
+            hint="keep them with `mlkit data add PATH`, or discard them with --force",
+        )
     if isinstance(exc, CheckoutError):
         # DVC names the targets relative to the working directory
-        missing = ", ".join(sorted(_relative_to(root, os.path.abspath(str(t))) for t in exc.target_infos)
-                            ) if root else "some data"
+        missing = (
+            ", ".join(sorted(_relative_to(root, os.path.abspath(str(t))) for t in exc.target_infos))
+            if root
+            else "some data"
+        )
         if doing.startswith("pulling"):
-            return OperationError(f"{doing} failed: {missing} is in neither the cache nor the remote",
-                                  hint="push it from a machine that has it (`mlkit data push`), "
-                                  "then pull again")
-        return OperationError(f"{doing} failed: {missing} is not in the cache",
-                              hint="run `mlkit data pull` to fetch it from the remote")
+            return OperationError(
+                f"{doing} failed: {missing} is in neither the cache nor the remote",
+                hint="push it from a machine that has it (`mlkit data push`), then pull again",
+            )
+        return OperationError(
+            f"{doing} failed: {missing} is not in the cache", hint="run `mlkit data pull` to fetch it from the remote"
+        )
     if isinstance(exc, DvcException):
-        return OperationError(f"{doing} failed: {first_line(exc)}",
-                              hint="run again with --debug for DVC's traceback")
-    return OperationError(f"{doing} failed: {first_line(exc, with_type=True)}",
-                          hint="run again with --debug for the traceback")
+        return OperationError(f"{doing} failed: {first_line(exc)}", hint="run again with --debug for DVC's traceback")
+    return OperationError(
+        f"{doing} failed: {first_line(exc, with_type=True)}", hint="run again with --debug for the traceback"
+    )

@@ -82,8 +82,13 @@ class Output:
     nfiles: int | None
 
 
-def add(root: Path, paths: Sequence[Path], *, progress: ProgressCallback | None = None,
-        lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S) -> list[str]:
+def add(
+    root: Path,
+    paths: Sequence[Path],
+    *,
+    progress: ProgressCallback | None = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S,
+) -> list[str]:
     """``dvc add`` absolute ``paths`` under DVC's lock; returns the `.dvc` files written (relative).
 
     All or nothing: when any path fails, every `.dvc` file and `.gitignore` this call touched is put
@@ -110,8 +115,9 @@ def outputs(root: Path) -> list[Output]:
         return _outputs(repo, root)
 
 
-def describe(root: Path, *, remote: str | None = None,
-             check_remote: bool = True) -> list[tuple[Output, bool, bool | None]]:
+def describe(
+    root: Path, *, remote: str | None = None, check_remote: bool = True
+) -> list[tuple[Output, bool, bool | None]]:
     """Each data set with whether the cache and the remote hold it (None: no remote), on one ``Repo``."""
     with open_repo(root) as repo:
         found = _outputs(repo, root)
@@ -130,15 +136,22 @@ def _outputs(repo: Any, root: Path) -> list[Output]:
         for out in stage.outs:
             if not out.hash_info or not out.hash_info.value:
                 continue
-            found.append(Output(
-                path=Path(out.fs_path).resolve().relative_to(root.resolve()).as_posix(),
-                dvc_file=dvc_file, md5=out.hash_info.value, hash_name=out.hash_info.name,
-                size=out.meta.size, nfiles=out.meta.nfiles))
+            found.append(
+                Output(
+                    path=Path(out.fs_path).resolve().relative_to(root.resolve()).as_posix(),
+                    dvc_file=dvc_file,
+                    md5=out.hash_info.value,
+                    hash_name=out.hash_info.name,
+                    size=out.meta.size,
+                    nfiles=out.meta.nfiles,
+                )
+            )
     return sorted(found, key=lambda o: o.path)
 
 
-def checkout_workspace(root: Path, targets: Sequence[Path] = (), *, force: bool = False,
-                       lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S) -> dict[str, Any]:
+def checkout_workspace(
+    root: Path, targets: Sequence[Path] = (), *, force: bool = False, lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S
+) -> dict[str, Any]:
     """Make the workspace match the `.dvc` files, from the cache (no network)."""
     with open_repo(root) as repo, locked(repo, lock_timeout):
         skip_unsupported_reflink(repo)
