@@ -149,6 +149,7 @@ def train(
                     tags.PREDICTIONS_SHA256: outcome["fingerprint"],
                     **{tags.METRIC_PREFIX + k: repr(v) for k, v in outcome["metrics"].items()},
                     **({tags.LABEL_MAPPING: outcome["labels"]} if outcome["labels"] else {}),
+                    **outcome["profile_tags"],
                 },
             )
         tracking.retry_locked(lambda: client.set_terminated(run_id, "FINISHED"))
@@ -339,6 +340,12 @@ def _train_in_run(
         if labels:
             (folder / tags.LABELS_ARTIFACT).write_text(labels + "\n")
         run_tags = {tags.PREDICTIONS_SHA256: fingerprint, **({tags.LABEL_MAPPING: labels} if labels else {})}
+        # monitoring: the reference profile `mlkit monitor` compares current data with, and its hash
+        from mlkit.monitoring.profile import write_reference
+
+        profile_tags = write_reference(folder, X_train, numeric=numeric, categorical=categorical, task=task,
+                                       predictions=predicted, target=y_train, classes=data.classes, metrics=metrics)
+        run_tags.update(profile_tags)
         _log_batch(
             client,
             run_id,
@@ -370,6 +377,7 @@ def _train_in_run(
         "model_uri": model_info.model_uri,
         "labels": labels,
         "artifacts": sorted(artifacts),
+        "profile_tags": profile_tags,
     }
 
 
