@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 # metrics that need class probabilities, which the prediction log does not hold
 _SCORE_METRICS = ("roc_auc", "log_loss")
+_PROGRESS_EVERY_S = 1.0
 
 
 @dataclass
@@ -136,6 +137,10 @@ def monitor(project: Project, target: str, options: MonitorOptions, progress: Pr
     model = store.load_model(project, watched) if scan.needs_model else None
     scan.run(model, say)
 
+    if scan.rows == 0:
+        raise UsageError(f"no rows to monitor in {source.description}"
+                         + (f" for {watched.name} version {watched.version}" if source.log else ""),
+                         hint="pass a file with rows, or a longer --since")
     current_metrics = scan.metrics(project)
     checks = A.metric_checks(project.config.metrics, current_metrics, profile.metrics, floors)
     assessment = A.assess(profile, scan.sketches, policy, columns=scan.columns, ignored_columns=scan.ignored,
@@ -146,10 +151,6 @@ def monitor(project: Project, target: str, options: MonitorOptions, progress: Pr
         current_rows=scan.rows, labelled_rows=scan.labelled_rows, assessment=assessment,
         drift_share_limit=policy.drift_share, skipped_rows=scan.skipped,
     )
-    if scan.rows == 0:
-        raise UsageError(f"no rows to monitor in {source.description}"
-                         + (f" for {watched.name} version {watched.version}" if source.log else ""),
-                         hint="pass a file with rows, or a longer --since")
     from mlkit.monitoring import render
 
     if options.html or options.log_run:
@@ -165,6 +166,28 @@ def monitor(project: Project, target: str, options: MonitorOptions, progress: Pr
                    **({tags.REPORT_HTML_ARTIFACT: report.html} if report.html else {})},
         )
     return report
+
+
+def compare_file(profile: ReferenceProfile, path: Path, policy: MonitoringSection | None = None,
+                 progress: Progress | None = None) -> A.Assessment:
+    """Data drift and quality of the file at ``path`` against ``profile``, with no model and no tracking
+    store: the part of :func:`monitor` that reads the data (what the benchmark measures)."""
+    from mlkit.config import MonitoringSection
+
+    say = or_silent(progress)
+    source = reader.open_file(path)
+    sketches = {f.name: f.empty_sketch() for f in profile.features if f.name in source.columns}
+    categorical = [f.name for f in profile.features if f.kind == "categorical"]
+    rows, shown = 0, time.monotonic()
+    for chunk in reader.chunks(source, list(sketches), categorical=categorical):
+        for name, sketch in sketches.items():
+            _Scan._add(sketch, chunk[name])
+        rows += len(chunk)
+        if time.monotonic() - shown >= _PROGRESS_EVERY_S:
+            say(f"read {rows:,} rows")
+            shown = time.monotonic()
+    say(f"read {rows:,} rows")
+    return A.assess(profile, sketches, policy or MonitoringSection(), columns=source.columns)
 
 
 def _floors(project: Project, policy: MonitoringSection) -> list[tuple[str, str, float]]:
@@ -243,6 +266,7 @@ class _Scan:
         if self.id_column and self.id_column not in self.source.columns:
             raise UsageError(f"--id {self.id_column!r}: no such column in {self.source.description}",
                              hint="name a column both the current data and the labels file have")
+        shown = time.monotonic()
         for chunk in reader.chunks(self.source, wanted, categorical=categorical):
             chunk = self._filter_log(chunk)
             if not len(chunk):
@@ -255,7 +279,10 @@ class _Scan:
             if predicted is not None and self.prediction is not None:
                 self._add(self.prediction, predicted)
             self._add_labels(chunk, predicted, scores)
-            say(f"read {self.rows:,} rows")
+            if time.monotonic() - shown >= _PROGRESS_EVERY_S:
+                say(f"read {self.rows:,} rows")
+                shown = time.monotonic()
+        say(f"read {self.rows:,} rows")
         for reference in self.profile.features:
             if reference.name in self.columns or self.hook:
                 self.sketches.setdefault(reference.name, reference.empty_sketch())
