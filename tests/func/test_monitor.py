@@ -186,7 +186,7 @@ def test_flipped_labels_are_performance_decay_below_the_floor(project, tmp_path)
     assert report["findings"] == []  # the id column is not reported as an extra column
 
 
-def test_the_prediction_log_of_the_last_days_is_read_for_the_watched_version(project):
+def test_the_prediction_log_of_the_last_days_is_read_for_the_watched_version(project, tmp_path):
     now = datetime.now(timezone.utc)
     frame = current(project, seed=5, rows=120)
     log = pd.DataFrame({
@@ -203,15 +203,23 @@ def test_the_prediction_log_of_the_last_days_is_read_for_the_watched_version(pro
         target = folder / f"date={day.strftime('%Y-%m-%d')}"
         target.mkdir(parents=True, exist_ok=True)
         part.to_parquet(target / "part-0000.parquet", index=False)
+    # late labels for 40 requests: the logged prediction for half of them, the other label for the rest
+    answers = pd.DataFrame({"_request_id": [f"r{i}" for i in range(40)],
+                            "diagnosis": [("benign", "malignant")[(i % 2) ^ (i >= 20)] for i in range(40)]})
+    labels = write(answers, tmp_path / "labels.parquet")
     try:
         report = monitor(load_project(project), "churn@staging",
-                         MonitorOptions(since=timedelta(days=7), log_run=False, html=False))
+                         MonitorOptions(since=timedelta(days=7), labels=labels, id_column="_request_id",
+                                        log_run=False, html=False))
     finally:
         shutil.rmtree(folder)
     assert (report.current_rows, report.skipped_rows) == (90, 10)
     assert report.source.startswith("prediction log since ") and report.source.endswith("(1 file(s))")
     assert report.assessment.prediction is not None and report.assessment.prediction.current_rows == 90
     assert [f.kind for f in report.assessment.findings] == []
+    accuracy = next(m for m in report.assessment.metrics if m.name == "accuracy")
+    assert (report.labelled_rows, accuracy.current) == (40, 0.5)
+    assert "roc_auc" not in [m.name for m in report.assessment.metrics]  # the log holds no probabilities
 
 
 @pytest.mark.parametrize(
