@@ -5,8 +5,9 @@ Numeric columns (on the reference's bin edges, see :mod:`mlkit.monitoring.sketch
 ``ks``
     Two-sample Kolmogorov–Smirnov: D is the largest gap between the two empirical CDFs, evaluated at the
     reference's edges (exact there, so exact for discrete columns kept value by value; for continuous columns
-    the edges are the 101 reference percentiles and D can only be underestimated by the mass inside one
-    bin). The p-value is the two-sample Kolmogorov distribution at the effective size n·m/(n+m).
+    the edges are the reference's percentiles, finer in the tails, and D can only be underestimated by the
+    mass inside one bin). The p-value is the two-sample Kolmogorov distribution at the effective size
+    n·m/(n+m) (its limiting form above 10,000).
 ``wasserstein``
     The earth mover's distance between the two distributions divided by the reference's standard deviation,
     so a value of 0.1 means "the mass moved by a tenth of a standard deviation on average". Inside the

@@ -137,7 +137,10 @@ def category_key(value: Any) -> str:
 
 
 def numeric_values(series: Any) -> tuple[Any, int]:
-    """(float64 array with NaN for missing, number of present values that are not numbers)."""
+    """(float64 array with NaN for missing, number of present values that are not numbers).
+
+    Infinite values count as missing: they have no place on a distribution's bins.
+    """
     import numpy as np
     import pandas as pd
     from pandas.api import types
@@ -145,7 +148,12 @@ def numeric_values(series: Any) -> tuple[Any, int]:
     if types.is_bool_dtype(series.dtype):
         series = series.astype("float64")
     if types.is_numeric_dtype(series.dtype):
-        return series.to_numpy(dtype=np.float64, na_value=np.nan), 0
-    coerced = pd.to_numeric(series, errors="coerce")
-    unparsable = int((coerced.isna() & series.notna()).sum())
-    return coerced.to_numpy(dtype=np.float64, na_value=np.nan), unparsable
+        values, unparsable = series.to_numpy(dtype=np.float64, na_value=np.nan), 0
+    else:
+        coerced = pd.to_numeric(series, errors="coerce")
+        unparsable = int((coerced.isna() & series.notna()).sum())
+        values = coerced.to_numpy(dtype=np.float64, na_value=np.nan)
+    infinite = np.isinf(values)
+    if infinite.any():
+        values = np.where(infinite, np.nan, values)
+    return values, unparsable

@@ -103,3 +103,9 @@ def test_one_spelling_per_category_and_text_in_a_numeric_column_is_counted():
     assert [category_key(v) for v in (5, 5.0, "5", np.int64(5), True, 2.5)] == ["5", "5", "5", "5", "True", "2.5"]
     values, unparsable = numeric_values(pd.Series(["1.5", "x", None, "3"], dtype=object))
     assert unparsable == 1 and np.isnan(values[1]) and values[3] == 3.0
+
+
+def test_infinite_values_count_as_missing_so_the_profile_stays_valid_json():
+    result = profile_column("ratio", pd.Series([1.0, np.inf, 2.0, -np.inf, 3.0]), "numeric")
+    assert (result.count, result.missing, result.minimum, result.maximum) == (3, 2, 1.0, 3.0)
+    assert json.loads(ReferenceProfile(task="regression", rows=5, features=[result]).to_json())["rows"] == 5
