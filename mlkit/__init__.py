@@ -20,6 +20,9 @@ The Python API is the command line's own core, one call per operation::
 ``promote``          move a version to a stage if the policy gates pass; audited
 ``rollback``         give a stage back to the version that held it before; audited
 ``reproduce``        retrain a run or version from its lineage and compare with the original
+``serve``            answer requests with the version a stage points at (``ServeOptions``)
+``predict``          score a CSV or Parquet file of any size with a stage's version
+``monitor``          compare current data with the version's training profile (``MonitorOptions``)
 ``MlkitError``       the root of every expected failure (``.message``, ``.hint``, ``.exit_code``)
 ===================  ===========================================================================
 
@@ -44,18 +47,28 @@ _API: dict[str, tuple[str, str]] = {
     "promote": ("mlkit.promotion", "promote"),
     "rollback": ("mlkit.promotion", "rollback"),
     "reproduce": ("mlkit.reproduction", "reproduce"),
+    "serve": ("mlkit.serving.server", "serve"),
+    "ServeOptions": ("mlkit.serving.server", "ServeOptions"),
+    "predict": ("mlkit.serving.batch", "predict_file"),
+    "monitor": ("mlkit.monitoring.monitor", "monitor"),
+    "MonitorOptions": ("mlkit.monitoring.monitor", "MonitorOptions"),
     "MlkitError": ("mlkit.errors", "MlkitError"),
 }
 
 __all__ = [
     "MlkitError",
+    "MonitorOptions",
+    "ServeOptions",
     "TrainOptions",
     "__version__",
     "init",
     "load_project",
+    "monitor",
+    "predict",
     "promote",
     "reproduce",
     "rollback",
+    "serve",
     "train",
 ]
 
@@ -63,7 +76,10 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from mlkit.errors import MlkitError
     from mlkit.project import load_project
     from mlkit.promotion import promote, rollback
+    from mlkit.monitoring.monitor import MonitorOptions, monitor
     from mlkit.reproduction import reproduce
+    from mlkit.serving.batch import predict_file as predict
+    from mlkit.serving.server import ServeOptions, serve
     from mlkit.scaffold import init_project as init
     from mlkit.training.runner import TrainOptions, train
 

@@ -268,6 +268,53 @@ class CISection(_Strict):
         return value
 
 
+# --- monitoring (`mlkit monitor`) ---------------------------------------------------------------------
+
+
+class MonitoringThresholds(_Strict):
+    """Where each drift test flags a column: a p-value below (ks, chi2) or a distance above (the others)."""
+
+    ks: float = Field(default=0.05, gt=0.0, lt=1.0, description="p-value of Kolmogorov-Smirnov")
+    chi2: float = Field(default=0.05, gt=0.0, lt=1.0, description="p-value of chi-square")
+    wasserstein: float = Field(default=0.1, gt=0.0, description="Wasserstein distance / reference std")
+    jensenshannon: float = Field(default=0.1, gt=0.0, lt=0.833, description="Jensen-Shannon distance")
+    psi: float = Field(default=0.2, gt=0.0, description="population stability index")
+
+
+class MonitoringSection(_Strict):
+    """The monitoring policy: crossing it makes `mlkit monitor` exit with code 5."""
+
+    numeric_test: Literal["auto", "ks", "wasserstein", "psi"] = "auto"
+    categorical_test: Literal["auto", "chi2", "jensenshannon"] = "auto"
+    small_sample: int = Field(default=1000, ge=1, description="rows up to which `auto` uses ks and chi2")
+    thresholds: MonitoringThresholds = Field(default_factory=MonitoringThresholds)
+    drift_share: float = Field(
+        default=0.5, gt=0.0, le=1.0, description="share of drifted features that crosses the policy"
+    )
+    prediction_drift: bool = Field(default=True, description="drift of the predictions crosses the policy")
+    metric_floors: list[str] = Field(default_factory=list, description='on labelled data, e.g. "f1 >= 0.85"')
+    max_missing_increase: float = Field(default=0.1, ge=0.0, le=1.0)
+    max_out_of_range_share: float = Field(default=0.05, ge=0.0, le=1.0)
+    max_new_category_share: float = Field(default=0.01, ge=0.0, le=1.0)
+    fail_on_data_quality: bool = Field(default=False, description="data-quality findings cross the policy")
+
+    @field_validator("metric_floors")
+    @classmethod
+    def _floors(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not _THRESHOLD.match(value):
+                raise ValueError(f"{value!r} must look like 'f1 >= 0.85' (operators >=, >, <=, <, ==)")
+        return values
+
+    def parsed_floors(self) -> list[tuple[str, str, float]]:
+        out = []
+        for value in self.metric_floors:
+            match = _THRESHOLD.match(value)
+            assert match is not None  # validated on load
+            out.append((match.group(1), match.group(2), float(match.group(3))))
+        return out
+
+
 class MlkitConfig(_Strict):
     version: Literal[1] = 1
     project: ProjectSection
@@ -278,6 +325,7 @@ class MlkitConfig(_Strict):
     stages: list[str] = Field(default_factory=lambda: ["staging", "production"])
     promotion: dict[str, StageGates] = Field(default_factory=dict)
     ci: CISection = Field(default_factory=CISection)
+    monitoring: MonitoringSection = Field(default_factory=MonitoringSection)
 
     @field_validator("stages")
     @classmethod

@@ -15,6 +15,7 @@ class ExitCode(IntEnum):
     USAGE = 2
     REFUSED = 3
     MISMATCH = 4
+    DRIFT = 5
     INTERRUPTED = 130
 
 
@@ -82,6 +83,12 @@ class MismatchError(MlkitError):
     """A reproduction did not give the recorded result."""
 
     exit_code = ExitCode.MISMATCH
+
+
+class MonitoringPolicyError(MlkitError):
+    """Current data crossed the monitoring policy: drift, decay of the model, or bad data quality."""
+
+    exit_code = ExitCode.DRIFT
 
 
 def first_line(exc: BaseException, *, with_type: bool = False) -> str:

@@ -22,11 +22,20 @@ PACKAGE_LOCK_ARTIFACT = "mlkit.package_lock_artifact"
 MLKIT_VERSION = "mlkit.version"
 COMMAND = "mlkit.command"
 PREDICTIONS_SHA256 = "mlkit.predictions.sha256"  # fingerprint of the test-split predictions
+PROFILE_SHA256 = "mlkit.monitoring.profile_sha256"  # sha256 of the reference profile logged as an artifact
 
 # --- the run ------------------------------------------------------------------------------------------
 FAILURE = "mlkit.failure"  # why a run ended FAILED or KILLED
 LABEL_MAPPING = "mlkit.label_mapping"  # JSON: the data's class labels by their integer codes
 REPRODUCES = "mlkit.reproduces"  # on a reproducing run: the run it rebuilt
+
+# --- a monitoring run (`mlkit monitor`): the version it watched and its verdict ----------------------
+MONITORED_MODEL = "mlkit.monitoring.model"
+MONITORED_VERSION = "mlkit.monitoring.version"
+MONITORED_STAGE = "mlkit.monitoring.stage"
+MONITORING_CROSSED = "mlkit.monitoring.crossed"  # "true" / "false": the policy was crossed
+MONITORING_RUN_TYPE = "monitoring"  # value of mlkit.run_type on monitoring runs
+RUN_TYPE = "mlkit.run_type"
 
 # --- the model version --------------------------------------------------------------------------------
 RUN_ID = "mlkit.run_id"
@@ -45,3 +54,6 @@ PLOTS_DIR = "plots"
 LABELS_ARTIFACT = "label_mapping.json"
 DIFF_ARTIFACT = "lineage/uncommitted.diff"
 LOCK_ARTIFACT = "lineage/requirements.lock"
+PROFILE_ARTIFACT = "monitoring/reference_profile.json"  # on the training run
+REPORT_JSON_ARTIFACT = "monitoring/report.json"  # on a monitoring run
+REPORT_HTML_ARTIFACT = "monitoring/report.html"

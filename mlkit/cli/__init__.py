@@ -20,6 +20,7 @@ from mlkit.cli import config as config_cli
 from mlkit.cli import data as data_cli
 from mlkit.cli import init as init_cli
 from mlkit.cli import models as models_cli
+from mlkit.cli import monitor as monitor_cli
 from mlkit.cli import promote as promote_cli
 from mlkit.cli import reproduce as reproduce_cli
 from mlkit.cli import runs as runs_cli
@@ -126,6 +127,7 @@ app.command("promote")(promote_cli.promote)
 app.command("rollback")(promote_cli.rollback)
 app.add_typer(models_cli.app, name="models")
 app.command("reproduce")(reproduce_cli.reproduce)
+app.command("monitor")(monitor_cli.monitor)
 app.add_typer(ci_cli.app, name="ci")
 app.add_typer(server_cli.app, name="server")
 app.command("serve")(serve_cli.serve)

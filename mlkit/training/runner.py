@@ -22,6 +22,7 @@ from mlkit import tags
 from mlkit.config import flatten
 from mlkit.engines import mlflow
 from mlkit.errors import MlkitError, OperationError, first_line
+from mlkit.monitoring.profile import write_reference
 from mlkit.progress import Progress
 from mlkit.project import Project, load_project
 from mlkit.runs import FIT_SECONDS
@@ -110,6 +111,7 @@ class TrainOutcome:
     artifacts: list[str]
     fit_seconds: float
     warnings: list[str] = field(default_factory=list)
+    profile_tags: dict[str, str] = field(default_factory=dict)  # the reference profile's hash, for monitoring
 
 
 @dataclass(frozen=True)
@@ -311,7 +313,7 @@ def _train_in_run(
     evaluated = _evaluate(project, fit.fitted, data)
     opened = session.result()  # usually ready by now: the store opened while the model was fitting
     say(f"logging to run {opened.run_id}: params, metrics, plots and the model")
-    model_uri, artifacts = _log_run(project, opened, lineage, data, fit, evaluated, cv)
+    model_uri, artifacts, profile_tags = _log_run(project, opened, lineage, data, fit, evaluated, cv)
     return TrainOutcome(
         metrics=evaluated.metrics,
         cv_metrics=cv,
@@ -321,6 +323,7 @@ def _train_in_run(
         artifacts=artifacts,
         fit_seconds=round(fit.seconds, 3),
         warnings=data.warnings,
+        profile_tags=profile_tags,
     )
 
 
@@ -431,12 +434,26 @@ def _log_run(
     fit: _Fit,
     evaluated: _Evaluation,
     cv: Mapping[str, float],
-) -> tuple[str, list[str]]:
-    """Params, metrics, tags, artifacts and the model into the run; (the model's URI, artifact names)."""
+) -> tuple[str, list[str], dict[str, str]]:
+    """Params, metrics, tags, artifacts and the model into the run; (the model's URI, artifact names, the
+    tags naming the reference profile that `mlkit monitor` compares current data with)."""
     fitted = fit.fitted
+    config = project.config
     with tempfile.TemporaryDirectory(prefix="mlkit-train-") as scratch:
         folder = Path(scratch)
         _write_artifacts(folder, project, lineage, data, fitted, evaluated)
+        numeric, categorical = infer_columns(data.X_train, config.data.numeric, config.data.categorical)
+        profile_tags = write_reference(
+            folder,
+            data.X_train,
+            numeric=numeric,
+            categorical=categorical,
+            task=config.model.task,
+            predictions=evaluated.predicted,
+            target=data.y_train,
+            classes=data.classes,
+            metrics=evaluated.metrics,
+        )
         mlflow.log_batch(
             opened.client,
             opened.run_id,
@@ -453,6 +470,7 @@ def _log_run(
             run_tags={
                 tags.PREDICTIONS_SHA256: evaluated.fingerprint,
                 **({tags.LABEL_MAPPING: data.label_mapping} if data.label_mapping else {}),
+                **profile_tags,
             },
         )
         mlflow.log_artifacts(opened.client, opened.run_id, folder)
@@ -465,7 +483,7 @@ def _log_run(
             classes=data.classes,
             pip_requirements=mlflow.pinned_requirements(_model_distributions(fitted.pipeline)),
         )
-    return str(info.model_uri), sorted([*artifacts, tags.MODEL_ARTIFACT])
+    return str(info.model_uri), sorted([*artifacts, tags.MODEL_ARTIFACT]), profile_tags
 
 
 def _write_artifacts(
@@ -519,6 +537,7 @@ def _register(project: Project, opened: OpenedRun, lineage: L.RunLineage, outcom
         tags.PREDICTIONS_SHA256: outcome.predictions_sha256,
         **{tags.METRIC_PREFIX + k: repr(v) for k, v in outcome.metrics.items()},
         **({tags.LABEL_MAPPING: outcome.label_mapping} if outcome.label_mapping else {}),
+        **outcome.profile_tags,
     }
     return mlflow.register_version(opened.client, project.model_name, outcome.model_uri, opened.run_id, version_tags)
 
