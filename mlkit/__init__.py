@@ -74,13 +74,13 @@ __all__ = [
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ resolves the same names
     from mlkit.errors import MlkitError
+    from mlkit.monitoring.monitor import MonitorOptions, monitor
     from mlkit.project import load_project
     from mlkit.promotion import promote, rollback
-    from mlkit.monitoring.monitor import MonitorOptions, monitor
     from mlkit.reproduction import reproduce
+    from mlkit.scaffold import init_project as init
     from mlkit.serving.batch import predict_file as predict
     from mlkit.serving.server import ServeOptions, serve
-    from mlkit.scaffold import init_project as init
     from mlkit.training.runner import TrainOptions, train
 
 
