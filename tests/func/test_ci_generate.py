@@ -121,7 +121,9 @@ def test_check_from_python_raises_with_the_result_and_writes_nothing(project):
     assert caught.value.hint == "run `mlkit ci generate` and commit the result"
     result = caught.value.result
     assert (result.check, result.up_to_date) == (True, False)
-    assert [(f.path, f.status) for f in result.files] == [(p, "differs") for p in GITHUB_FILES]
+    # the Python version is in the workflows, not in dependabot.yml
+    expected = [(p, "unchanged" if p.endswith("dependabot.yml") else "differs") for p in GITHUB_FILES]
+    assert [(f.path, f.status) for f in result.files] == expected
     assert '+          python-version: "3.12"\n' in result.files[0].diff
     assert read(project, GITHUB_FILES) == before
 

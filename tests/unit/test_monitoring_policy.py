@@ -46,7 +46,8 @@ def test_monitoring_defaults_and_a_policy_from_mlkit_yaml(tmp_path):
         ({"numeric_test": "t"}, "mlkit.yaml: monitoring.numeric_test: must be 'auto', 'ks', 'wasserstein' or 'psi'"),
         (
             {"metric_floors": ["f1 > high"]},
-            "mlkit.yaml: monitoring.metric_floors: 'f1 > high' must look like 'f1 >= 0.85' (operators >=, >, <=, <, ==)",
+            "mlkit.yaml: monitoring.metric_floors: 'f1 > high' must look like 'f1 >= 0.85' "
+            "(operators >=, >, <=, <, ==)",
         ),
         (
             {"thresholds": {"kl": 0.1}},
