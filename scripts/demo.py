@@ -205,6 +205,10 @@ def main() -> None:
         f"$GITHUB_OUTPUT:\n{(runner / 'output.txt').read_text()}",
         flush=True,
     )
+    # -- serving and monitoring ----------------------------------------------------------------------
+    from demo_serve import serve_and_monitor
+
+    serve_and_monitor(run, project, "data/breast_cancer.csv", "diagnosis")
     # -- team and scale -----------------------------------------------------------------------------
     from demo_scale import team_and_scale
 

@@ -8,8 +8,9 @@ def table(header, rows):
 print(f"### {model}: this run against {stage}\n")
 if "rows" in data:
     old, new = (run[:12] for run in data["run_ids"])
-    metrics = [r for r in data["rows"] if r["section"] == "metric"]
-    other = [r for r in data["rows"] if r["section"] != "metric" and r["differs"]]
+    # `runs compare` keeps timing metrics in a section of their own
+    metrics = [r for r in data["rows"] if r["section"] in ("metric", "timing")]
+    other = [r for r in data["rows"] if r["section"] not in ("metric", "timing") and r["differs"]]
 else:
     old, new = None, data["run_id"][:12]
     # per-iteration curves (xgb.*) stay in the tracking UI, as in `mlkit runs compare`
