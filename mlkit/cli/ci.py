@@ -62,24 +62,27 @@ def generate(
 
 def _render_generated(result: CIResult, json_: bool) -> None:
     rows = [(f.path, _STATUS_NOTE.get(f.status, f.status)) for f in result.files]
-    if json_:
-        _output.print_json(result.to_dict())
-    else:
-        if result.check:
-            sys.stdout.write("".join(f.diff for f in result.changed))
-            sys.stdout.flush()
-        _output.print_table(("file", "status"), rows, title=f"CI files ({result.provider})")
     summary = f"### mlkit ci generate ({result.provider})\n\n"
     summary += _output.markdown_table(("file", "status"), rows)
     if result.check and not result.up_to_date:
         summary += "\n```diff\n" + "".join(f.diff for f in result.changed) + "```\n"
-    _output.github_summary(summary)
-    _output.github_outputs(
-        {
+
+    def table() -> None:
+        if result.check:
+            sys.stdout.write("".join(f.diff for f in result.changed))
+            sys.stdout.flush()
+        _output.print_table(("file", "status"), rows, title=f"CI files ({result.provider})")
+
+    _output.emit(
+        result.to_dict(),
+        json_output=json_,
+        table=table,
+        summary_markdown=summary,
+        outputs={
             "ci_provider": result.provider,
             "ci_up_to_date": str(result.up_to_date).lower(),
             "ci_changed": ",".join(f.path for f in result.changed),
-        }
+        },
     )
 
 
@@ -97,11 +100,10 @@ def export(
     from mlkit import ci
 
     variables = ci.export_result(result_file, dotenv=dotenv, metrics=metrics)
-    _output.github_summary(
-        f"### mlkit ci export {result_file.name}\n\n" + _output.markdown_table(("variable", "value"), variables.items())
+    _output.emit(
+        variables,
+        json_output=json_,
+        summary_markdown=f"### mlkit ci export {result_file.name}\n\n"
+        + _output.markdown_table(("variable", "value"), variables.items()),
+        outputs=variables,
     )
-    _output.github_outputs(variables)
-    if json_:
-        _output.print_json(variables)
-        return
-    _output.print_mapping(variables)

@@ -56,16 +56,19 @@ def add(
     with _progress() as report:
         result = data.add(project, paths, commit=commit, message=message, progress=report)
     rows = [(d.path, _size(d.size), d.nfiles or "", d.md5) for d in result.added]
-    if json_:
-        _output.print_json(result.to_dict())
-    else:
+
+    def table() -> None:
         _output.print_table(("path", "size", "files", "md5"), rows)
         _output.status(
             f"staged in git: {' '.join(result.staged)}"
             if not result.commit
             else f"committed {result.commit[:12]}: {' '.join(result.staged)}"
         )
-    _github(
+
+    _emit(
+        result.to_dict(),
+        json_,
+        table,
         ("path", "size", "files", "md5"),
         rows,
         {"data_md5": ",".join(d.md5 for d in result.added), "data_commit": result.commit or ""},
@@ -81,16 +84,21 @@ def status(json_: bool = _JSON) -> None:
     from mlkit import data
 
     entries = data.status(load_project())
-    if json_:
-        _output.print_json([e.to_dict() for e in entries])
-    elif not entries:
-        _output.status("no data sets tracked yet; add one with `mlkit data add PATH`")
-    else:
-        _output.print_table(("path", "state"), [(e.path, e.state) for e in entries])
+    rows = [(e.path, e.state) for e in entries]
+
+    def table() -> None:
+        if not entries:
+            _output.status("no data sets tracked yet; add one with `mlkit data add PATH`")
+        else:
+            _output.print_table(("path", "state"), rows)
+
     changed = [e.path for e in entries if e.state != "unchanged"]
-    _github(
+    _emit(
+        [e.to_dict() for e in entries],
+        json_,
+        table,
         ("path", "state"),
-        [(e.path, e.state) for e in entries],
+        rows,
         {"data_changed": ",".join(changed), "data_clean": str(not changed).lower()},
     )
 
@@ -158,14 +166,22 @@ def ls(
     found = data.data_sets(load_project(), remote=remote, check_remote=not no_remote)
     columns = ("path", "size", "files", "md5", "cache", "remote")
     rows = [(d.path, _size(d.size), d.nfiles or "", d.md5, _yes(d.in_cache), _yes(d.in_remote)) for d in found]
-    if json_:
-        _output.print_json([d.to_dict() for d in found])
-    elif not found:
-        _output.status("no data sets tracked yet; add one with `mlkit data add PATH`")
-    else:
-        _output.print_table(columns, rows)
+
+    def table() -> None:
+        if not found:
+            _output.status("no data sets tracked yet; add one with `mlkit data add PATH`")
+        else:
+            _output.print_table(columns, rows)
+
     missing = [d.path for d in found if d.in_remote is False]
-    _github(columns, rows, {"data_sets": len(found), "data_not_pushed": ",".join(missing)})
+    _emit(
+        [d.to_dict() for d in found],
+        json_,
+        table,
+        columns,
+        rows,
+        {"data_sets": len(found), "data_not_pushed": ",".join(missing)},
+    )
 
 
 @app.command("gc")
@@ -181,14 +197,17 @@ def gc(
     from mlkit import data
 
     result = data.gc(load_project(), dry_run=dry_run, yes=yes)
-    if json_:
-        _output.print_json(result.to_dict())
-    else:
+
+    def table() -> None:
         verb = "would remove" if dry_run else "removed"
         for oid in result.objects:
             typer.echo(oid)
         _output.status(f"{verb} {len(result.objects)} cached objects ({_size(result.bytes)})")
-    _github(
+
+    _emit(
+        result.to_dict(),
+        json_,
+        table,
         ("object",),
         [(o,) for o in result.objects],
         {"data_gc_objects": len(result.objects), "data_gc_bytes": result.bytes},
@@ -216,10 +235,7 @@ def remote_add(
     from mlkit import data
 
     result = data.add_remote(load_project(), name, url, default=default, endpoint_url=endpoint_url, force=force)
-    if json_:
-        _output.print_json(result)
-    else:
-        _output.print_mapping(result)
+    _output.emit(result, json_output=json_)
 
 
 @remote_app.command("list")
@@ -231,42 +247,55 @@ def remote_list(json_: bool = _JSON) -> None:
     from mlkit import data
 
     found = data.remotes(load_project())
-    if json_:
-        _output.print_json(found)
-    elif not found:
-        _output.status("no remotes; add one with `mlkit data remote add NAME URL --default`")
-    else:
-        _output.print_table(
-            ("name", "url", "default", "endpoint"),
-            [(r["name"], r["url"], _yes(r["default"]), r["endpoint_url"] or "") for r in found],
-        )
+
+    def table() -> None:
+        if not found:
+            _output.status("no remotes; add one with `mlkit data remote add NAME URL --default`")
+        else:
+            _output.print_table(
+                ("name", "url", "default", "endpoint"),
+                [(r["name"], r["url"], _yes(r["default"]), r["endpoint_url"] or "") for r in found],
+            )
+
+    _output.emit(found, json_output=json_, table=table)
 
 
 # --- rendering -----------------------------------------------------------------------------------
 
 
 def _transfer_output(result: data.TransferResult, json_: bool, counted: str | None) -> None:
-    if json_:
-        _output.print_json(result.to_dict())
-        return
     rows = [(p, change) for change in ("added", "modified", "deleted") for p in getattr(result, change)]
-    if rows:
-        _output.print_table(("path", "change"), rows)
-    if counted:
-        where = f" ({result.remote})" if result.remote else ""
-        _output.status(f"{counted} {result.transferred} files{where}")
-    elif not rows:
-        _output.status("workspace already matches the .dvc files")
-    _github(
-        ("path", "change"), rows, {"data_transferred": result.transferred, "data_changed": ",".join(p for p, _ in rows)}
+
+    def table() -> None:
+        if rows:
+            _output.print_table(("path", "change"), rows)
+        if counted:
+            where = f" ({result.remote})" if result.remote else ""
+            _output.status(f"{counted} {result.transferred} files{where}")
+        elif not rows:
+            _output.status("workspace already matches the .dvc files")
+
+    _emit(
+        result.to_dict(),
+        json_,
+        table,
+        ("path", "change"),
+        rows,
+        {"data_transferred": result.transferred, "data_changed": ",".join(p for p, _ in rows)},
     )
 
 
-def _github(columns: tuple[str, ...], rows: list[tuple[Any, ...]], outputs: dict[str, Any]) -> None:
-    if not _output.in_github_actions():
-        return
-    _output.github_summary(_output.markdown_table(columns, rows) if rows else "_no data sets changed_")
-    _output.github_outputs(outputs)
+def _emit(
+    result: Any,
+    json_: bool,
+    table: Callable[[], None],
+    columns: tuple[str, ...],
+    rows: list[tuple[Any, ...]],
+    outputs: dict[str, Any],
+) -> None:
+    """The result on stdout (table or JSON); inside GitHub Actions the rows as the step summary and outputs."""
+    summary = _output.markdown_table(columns, rows) if rows else "_no data sets changed_"
+    _output.emit(result, json_output=json_, table=table, summary_markdown=summary, outputs=outputs)
 
 
 @contextmanager

@@ -85,10 +85,6 @@ def init(
             f"--force replaced {count} file{'s' if count != 1 else ''} of yours with the template's: "
             + ", ".join(result.overwritten)
         )
-    if json_:
-        _output.print_json(result.to_dict())
-        return
-    _output.out().print(f"Created [bold]{result.name}[/] in {result.root} ({result.seconds:.2f}s)")
     rows = [
         ("template", result.template),
         ("package", result.package),
@@ -96,10 +92,19 @@ def init(
         ("data remote", result.data_remote or "-"),
         ("commit", (result.commit or "-")[:12]),
     ]
-    _output.print_table(("", ""), rows)
-    _output.out().print(f"Next: cd {result.root} && mlkit train")
-    notice = local_remote_notice(result.data_remote)
-    if notice:
-        _output.status(notice)
-    _output.github_outputs({"project": result.root, "commit": result.commit or ""})
-    _output.github_summary(f"### mlkit init {result.name}\n\n" + _output.markdown_table(("", ""), rows))
+
+    def table() -> None:
+        _output.out().print(f"Created [bold]{result.name}[/] in {result.root} ({result.seconds:.2f}s)")
+        _output.print_table(("", ""), rows)
+        _output.out().print(f"Next: cd {result.root} && mlkit train")
+        notice = local_remote_notice(result.data_remote)
+        if notice:
+            _output.status(notice)
+
+    _output.emit(
+        result.to_dict(),
+        json_output=json_,
+        table=table,
+        summary_markdown=f"### mlkit init {result.name}\n\n" + _output.markdown_table(("", ""), rows),
+        outputs={"project": result.root, "commit": result.commit or ""},
+    )

@@ -55,11 +55,11 @@ def monitor(
     if html is not None and report.html is not None:
         html.write_text(report.html, encoding="utf-8")
     markdown = render.markdown(report, _output.markdown_table)
-    if json_:
-        _output.print_json(report.to_dict())
-    elif format_ == "markdown":
-        _output.out().print(markdown, markup=False, highlight=False)
-    else:
+
+    def tables() -> None:
+        if format_ == "markdown":
+            _output.out().print(markdown, markup=False, highlight=False)
+            return
         _output.print_table(render.FEATURE_COLUMNS, render.feature_rows(report), title=render.headline(report))
         if report.assessment.findings:
             _output.print_table(
@@ -73,20 +73,24 @@ def monitor(
                 render.metric_rows(report),
                 title=f"Performance on {report.labelled_rows:,} labelled rows",
             )
-    if html is not None:
-        _output.status(f"wrote {html}")
-    if report.monitoring_run_id:
-        _output.status(f"monitoring run {report.monitoring_run_id}")
-    _output.github_outputs(
-        {
+
+    _output.emit(
+        report.to_dict(),
+        json_output=json_,
+        table=tables,
+        summary_markdown=markdown,
+        outputs={
             "crossed": str(report.crossed).lower(),
             "model": report.model,
             "version": report.version,
             "monitoring_run_id": report.monitoring_run_id or "",
             "drifted_features": ",".join(f.name for f in report.assessment.drifted),
-        }
+        },
     )
-    _output.github_summary(markdown)
+    if html is not None:
+        _output.status(f"wrote {html}")
+    if report.monitoring_run_id:
+        _output.status(f"monitoring run {report.monitoring_run_id}")
     if report.crossed:
         raise MonitoringPolicyError(
             f"monitoring policy crossed for {report.target} (version {report.version}): "

@@ -122,7 +122,11 @@ def predict(
     from mlkit.serving.batch import predict_file
 
     result = predict_file(load_project(), ref, source, output, chunk_rows=chunk_rows, progress=_output.status)
-    if json_:
-        _output.print_json(result.to_dict())
-    else:
-        _output.print_table(("field", "value"), [(k, str(v)) for k, v in result.to_dict().items()])
+    data = result.to_dict()
+    _output.emit(
+        data,
+        json_output=json_,
+        table=lambda: _output.print_table(("field", "value"), [(k, str(v)) for k, v in data.items()]),
+        summary_markdown=_output.mapping_markdown(f"mlkit predict {ref}", data),
+        outputs={k: v for k, v in data.items() if isinstance(v, (str, int, float))},
+    )

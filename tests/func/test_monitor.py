@@ -48,7 +48,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         frame.insert(3, "clinic", np.random.default_rng(0).choice(CLINICS, len(frame)))
         frame.to_csv(root / DATA, index=False)
         monkeypatch.chdir(root)
-        data_ops.add(root, [DATA], commit=True, message="data: a clinic column")
+        data_ops.add(load_project(root), [DATA], commit=True, message="data: a clinic column")
         result = train(load_project(root), TrainOptions(command=["mlkit", "train"]))
         assert result.model_version == "1"
         promoted = CliRunner().invoke(app, ["promote", "churn", "1", "--to", "staging"], catch_exceptions=False)
