@@ -51,6 +51,18 @@ class RunLineage:
     diff: str = field(default="", repr=False)
     package_lock: str = field(default="", repr=False)
 
+    @property
+    def diff_bytes(self) -> bytes:
+        """The uncommitted diff exactly as logged: its sha256 is what `mlkit reproduce` checks."""
+        return self.diff.encode("utf-8", "surrogateescape")
+
+    def artifacts(self) -> dict[str, bytes]:
+        """Run-relative artifact path -> content: the package lock and, when dirty, the diff."""
+        out = {tags.LOCK_ARTIFACT: self.package_lock.encode()}
+        if self.git_dirty:
+            out[tags.DIFF_ARTIFACT] = self.diff_bytes
+        return out
+
     def tags(self) -> dict[str, str]:
         """The lineage as MLflow tags (string values), for the run and its model version."""
         out = {
@@ -68,6 +80,7 @@ class RunLineage:
         }
         if self.git_dirty:
             out[tags.GIT_DIFF] = tags.DIFF_ARTIFACT
+            out[tags.DIFF_SHA256] = hashlib.sha256(self.diff_bytes).hexdigest()
         for path, md5 in sorted(self.data_md5s.items()):
             out[tags.DATA_MD5_PREFIX + path] = md5
         return out

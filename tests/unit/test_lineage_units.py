@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 
@@ -34,6 +36,25 @@ def test_dirty_lineage_points_at_the_diff_artifact():
     tag_values = _lineage(git_dirty=True, diff="diff --git a/x b/x\n").tags()
     assert tag_values[tags.GIT_DIRTY] == "true"
     assert tag_values[tags.GIT_DIFF] == "lineage/uncommitted.diff"
+    assert tag_values[tags.DIFF_SHA256] == hashlib.sha256(b"diff --git a/x b/x\n").hexdigest()
+
+
+def test_the_logged_diff_is_the_hashed_one():
+    lineage = _lineage(git_dirty=True, diff="diff --git a/é b/é\n", package_lock="a==1\n")
+    logged = lineage.artifacts()
+    assert logged == {"lineage/requirements.lock": b"a==1\n", "lineage/uncommitted.diff": lineage.diff_bytes}
+    assert hashlib.sha256(logged["lineage/uncommitted.diff"]).hexdigest() == lineage.tags()[tags.DIFF_SHA256]
+    assert set(_lineage().artifacts()) == {"lineage/requirements.lock"}
+
+
+def test_diff_summary_names_files_lines_and_hash():
+    from mlkit.reproduction import diff_summary
+
+    diff = (b"diff --git a/params.yaml b/params.yaml\n--- a/params.yaml\n+++ b/params.yaml\n@@ -1 +1 @@\n"
+            b"-max_depth: 4\n+max_depth: 2\ndiff --git a/src/x.py b/src/x.py\n--- a/src/x.py\n+++ b/src/x.py\n"
+            b"@@ -0,0 +1,2 @@\n+import os\n+os.system('id')\n")
+    assert diff_summary(diff) == (f"recorded diff: 2 files (params.yaml, src/x.py), +3 -1 lines, sha256 "
+                                  f"{hashlib.sha256(diff).hexdigest()}")
 
 
 def test_fingerprint_changes_with_any_prediction_and_with_shape():

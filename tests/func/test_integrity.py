@@ -1,0 +1,180 @@
+"""Integrity of what mlkit records and later trusts: the recorded diff, the `reproduced` verdict, the
+files a run's lineage may hold. docs/errors.md ("Hostile input") lists every case."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import git
+import pytest
+from mlflow import MlflowClient
+
+pytestmark = pytest.mark.slow
+
+
+def client_for(root: Path) -> MlflowClient:
+    uri = f"sqlite:///{root}/.mlkit/mlflow.db"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def train(cli, root: Path, *args: str) -> dict:
+    result = cli("train", "--json", *args, cwd=root)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def artifact_folder(root: Path, run_id: str) -> Path:
+    """The run's folder in the SQLite store's artifact root, where an attacker with disk access edits."""
+    return Path(unquote(urlparse(client_for(root).get_run(run_id).info.artifact_uri).path))
+
+
+def dirty_run(cli, root: Path) -> dict:
+    params = root / "params.yaml"
+    params.write_text(params.read_text().replace("max_depth: 4", "max_depth: 2"))
+    return train(cli, root, "--allow-dirty")
+
+
+def malicious_diff(root: Path, marker: Path) -> str:
+    """A diff that makes the project's feature hook write ``marker`` when it runs."""
+    hook = root / "src" / "churn" / "features.py"
+    original = hook.read_text()
+    hook.write_text(f"import os\nos.system('touch {marker}')\n" + original)
+    diff = git.Repo(root).git.diff("HEAD", "--", str(hook.relative_to(root))) + "\n"
+    hook.write_text(original)
+    return diff
+
+
+def assert_no_worktree_left(root: Path) -> None:
+    assert not list((root / ".mlkit" / "worktrees").glob("*"))
+
+
+# --- the recorded diff is checked before it is applied, and applied only on request ---------------------
+
+def test_tampered_diff_is_refused_and_its_code_never_runs(cli, make_project, tmp_path):
+    root = make_project("churn")
+    run = dirty_run(cli, root)
+    marker = tmp_path / "pwned"
+    (artifact_folder(root, run["run_id"]) / "lineage" / "uncommitted.diff").write_text(malicious_diff(root, marker))
+
+    result = cli("reproduce", run["run_id"], "--apply-diff", cwd=root)
+    assert result.exit_code == 1, result.output
+    recorded = run["lineage"]["mlkit.git.diff_sha256"]
+    lines = result.stderr.splitlines()
+    assert lines[-2].startswith(f"error: the recorded diff of run {run['run_id']} has sha256 ")
+    assert lines[-2].endswith(f", not {recorded} as recorded at train time: it was changed; nothing was applied")
+    assert lines[-1] == "hint: reproduce from a store you trust, or train again"
+    assert not marker.exists()
+    run_tags = client_for(root).get_run(run["run_id"]).data.tags
+    assert "mlkit.reproduced" not in run_tags
+    assert "mlkit.reproduced" not in client_for(root).get_model_version("churn", "1").tags
+    assert_no_worktree_left(root)
+
+
+def test_diff_without_a_recorded_hash_is_refused(cli, make_project):
+    root = make_project("churn")
+    run = dirty_run(cli, root)
+    client_for(root).delete_tag(run["run_id"], "mlkit.git.diff_sha256")
+
+    result = cli("reproduce", run["run_id"], "--apply-diff", cwd=root)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.splitlines()[-2:] == [
+        f"error: run {run['run_id']} records no sha256 for its diff (mlkit.git.diff_sha256); "
+        "an unverifiable diff is never applied",
+        "hint: train again from this mlkit version to record one",
+    ]
+    assert "mlkit.reproduced" not in client_for(root).get_run(run["run_id"]).data.tags
+
+
+def test_dirty_run_is_refused_without_apply_diff(cli, make_project):
+    root = make_project("churn")
+    run = dirty_run(cli, root)
+    assert run["lineage"]["mlkit.git.diff_sha256"] == __import__("hashlib").sha256(
+        (artifact_folder(root, run["run_id"]) / "lineage" / "uncommitted.diff").read_bytes()).hexdigest()
+
+    result = cli("reproduce", "churn/1", cwd=root)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines()[-2:] == [
+        f"error: run {run['run_id']} was trained with uncommitted changes; their recorded diff is applied "
+        "only when asked",
+        "hint: run `mlkit reproduce churn/1 --apply-diff` to apply it (its files and sha256 are shown first)",
+    ]
+    assert "mlkit.reproduced" not in client_for(root).get_run(run["run_id"]).data.tags
+    assert_no_worktree_left(root)
+
+
+def test_apply_diff_shows_its_summary_first_and_matches(cli, make_project):
+    root = make_project("churn")
+    run = dirty_run(cli, root)
+    result = cli("reproduce", "churn/1", "--apply-diff", cwd=root)
+    assert result.exit_code == 0, result.output
+    sha = run["lineage"]["mlkit.git.diff_sha256"]
+    assert f"recorded diff: 1 file (params.yaml), +1 -1 lines, sha256 {sha}" in result.stderr
+    assert result.stderr.index("recorded diff:") < result.stderr.index("training with the recorded params")
+
+
+# --- the `reproduced` gate trusts evidence, not a flag -------------------------------------------------
+
+@pytest.fixture
+def gated(cli, make_project):
+    root = make_project("churn")
+    settings = root / "mlkit.yaml"
+    settings.write_text(settings.read_text().replace("  staging:\n    thresholds:",
+                                                     "  staging:\n    reproduced: true\n    thresholds:"))
+    git.Repo(root).git.commit("-am", "staging requires a reproduced model")
+    return root, train(cli, root)
+
+
+def reproduced_gate(stdout: str) -> tuple[bool, str]:
+    gate = next(g for g in json.loads(stdout)["gates"] if g["gate"] == "reproduced")
+    return gate["passed"], gate["detail"]
+
+
+@pytest.mark.parametrize("by_run", [None, "own run", "unknown"])
+def test_reproduced_flag_set_by_hand_fails_the_gate(cli, gated, by_run):
+    root, run = gated
+    client = client_for(root)
+    client.set_model_version_tag("churn", "1", "mlkit.reproduced", "true")
+    names = {None: "", "own run": run["run_id"], "unknown": "0" * 32}
+    if by_run is not None:
+        client.set_model_version_tag("churn", "1", "mlkit.reproduced_by_run", names[by_run])
+    details = {
+        None: "mlkit.reproduced is set but names no reproducing run",
+        "own run": f"mlkit.reproduced is set but run {run['run_id']} does not reproduce run "
+                   f"{run['run_id']}",
+        "unknown": f"mlkit.reproduced is set but its reproducing run {'0' * 32} is not in the "
+                   "tracking store",
+    }
+
+    result = cli("promote", "churn", "1", "--to", "staging", "--json", cwd=root)
+    assert result.exit_code == 3, result.output
+    assert reproduced_gate(result.stdout) == (False, details[by_run])
+    assert result.stderr.splitlines()[-2] == (
+        "error: promotion of churn version 1 to staging refused: 1 of 2 gates failed (reproduced)")
+    assert client.get_registered_model("churn").aliases == {}
+
+
+def test_reproducing_run_with_other_predictions_fails_the_gate(cli, gated):
+    root, _ = gated
+    assert cli("reproduce", "churn/1", cwd=root).exit_code == 0
+    client = client_for(root)
+    by = client.get_model_version("churn", "1").tags["mlkit.reproduced_by_run"]
+    client.set_tag(by, "mlkit.predictions.sha256", "0" * 64)
+
+    result = cli("promote", "churn", "1", "--to", "staging", "--json", cwd=root)
+    assert result.exit_code == 3, result.output
+    assert reproduced_gate(result.stdout) == (False, (
+        f"mlkit.reproduced is set but run {by} predicted differently (its predictions sha256 is not the "
+        "version's)"))
+
+
+def test_genuine_reproduction_passes_the_gate(cli, gated):
+    root, _ = gated
+    assert cli("reproduce", "churn/1", cwd=root).exit_code == 0
+    by = client_for(root).get_model_version("churn", "1").tags["mlkit.reproduced_by_run"]
+    result = cli("promote", "churn", "1", "--to", "staging", "--json", cwd=root)
+    assert result.exit_code == 0, result.output
+    passed, detail = reproduced_gate(result.stdout)
+    assert passed and detail.startswith(f"reproduced by run {by} at ")
+
