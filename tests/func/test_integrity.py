@@ -178,3 +178,36 @@ def test_genuine_reproduction_passes_the_gate(cli, gated):
     passed, detail = reproduced_gate(result.stdout)
     assert passed and detail.startswith(f"reproduced by run {by} at ")
 
+
+# --- what a dirty tree puts in the store: tracked changes, never untracked contents or secrets ----------
+
+def test_secrets_and_large_untracked_files_never_reach_the_store(cli, make_project):
+    import hashlib
+
+    root = make_project("churn")
+    secret = "AKIA-s3cr3t-value-9f8e7d"
+    (root / ".env").write_text(f"AWS_SECRET_ACCESS_KEY={secret}\n")
+    (root / "deploy.key").write_text("old\n")
+    repo = git.Repo(root)
+    repo.git.add("deploy.key")
+    repo.git.commit("-m", "a tracked key file")
+    (root / "deploy.key").write_text(f"{secret}\n")  # tracked and changed: still never recorded
+    big = root / "dump.bin"
+    with big.open("wb") as handle:
+        for _ in range(50):
+            handle.write(b"\x07" * (1024 * 1024))
+    assert repo.git.check_ignore(".env", "dump.bin", with_exceptions=False) == ""
+
+    run = train(cli, root, "--allow-dirty")
+    store = root / ".mlkit"
+    for path in store.rglob("*"):
+        if path.is_file():
+            assert path.stat().st_size < 20 * 1024 * 1024, path
+            assert secret.encode() not in path.read_bytes(), path
+    folder = artifact_folder(root, run["run_id"])
+    listing = json.loads((folder / "lineage" / "untracked.json").read_text())
+    assert listing["secret_files_not_recorded"] == [".env", "deploy.key"]
+    digest = hashlib.sha256(big.read_bytes()).hexdigest()
+    assert {"path": "dump.bin", "size": 50 * 1024 * 1024, "sha256": digest} in listing["untracked"]
+    assert run["lineage"]["mlkit.git.untracked_artifact"] == "lineage/untracked.json"
+    assert b"dump.bin" not in (folder / "lineage" / "uncommitted.diff").read_bytes()
