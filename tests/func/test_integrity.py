@@ -211,3 +211,62 @@ def test_secrets_and_large_untracked_files_never_reach_the_store(cli, make_proje
     assert {"path": "dump.bin", "size": 50 * 1024 * 1024, "sha256": digest} in listing["untracked"]
     assert run["lineage"]["mlkit.git.untracked_artifact"] == "lineage/untracked.json"
     assert b"dump.bin" not in (folder / "lineage" / "uncommitted.diff").read_bytes()
+
+
+# --- params.yaml and mlkit.yaml: refused before any work -----------------------------------------------
+
+def assert_nothing_trained(root: Path) -> None:
+    client = client_for(root)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    assert (client.search_runs(experiments) if experiments else []) == []
+    assert client.search_registered_models() == []
+
+
+def test_duplicate_key_in_params_is_refused_before_training(cli, make_project):
+    root = make_project("churn")
+    params = root / "params.yaml"
+    params.write_text(params.read_text() + "seed: 7\n")
+    line = params.read_text().count("\n")
+    first = params.read_text().splitlines().index(next(x for x in params.read_text().splitlines()
+                                                        if x.startswith("seed:"))) + 1
+
+    result = cli("train", cwd=root)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines()[-2:] == [
+        f"error: params.yaml: line {line}: duplicate key 'seed' (first at line {first})",
+        "hint: keep one 'seed' in params.yaml",
+    ]
+    assert_nothing_trained(root)
+
+
+def test_alias_bomb_in_params_is_refused_within_seconds(cli, make_project):
+    import time
+
+    root = make_project("churn")
+    bomb = 'a: &a ["x","x","x","x","x","x","x","x","x"]\n' + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{','.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8))
+    params = root / "params.yaml"
+    params.write_text(params.read_text() + "bomb:\n" + "".join("  " + line + "\n" for line in bomb.splitlines()))
+    started = time.monotonic()
+    result = cli("train", cwd=root)
+    assert time.monotonic() - started < 30
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert lines[-2].startswith("error: params.yaml: line ")
+    assert lines[-2].endswith(": YAML aliases (*a) are not allowed")
+    assert lines[-1] == "hint: write the value out where it is used"
+    assert_nothing_trained(root)
+
+
+def test_non_utf8_settings_file_is_refused(cli, make_project):
+    root = make_project("churn")
+    settings = root / "mlkit.yaml"
+    settings.write_bytes(settings.read_bytes() + "# caf\xe9\n".encode("latin-1"))
+    result = cli("config", "show", cwd=root)
+    assert result.exit_code == 2, result.output
+    line = settings.read_bytes().count(b"\n")
+    assert result.stderr.splitlines()[-2:] == [
+        f"error: mlkit.yaml: not UTF-8 text (byte 0xe9 at line {line})",
+        "hint: save mlkit.yaml as UTF-8",
+    ]
+
