@@ -270,3 +270,28 @@ def test_non_utf8_settings_file_is_refused(cli, make_project):
         "hint: save mlkit.yaml as UTF-8",
     ]
 
+
+# --- a SQLite tracking URI never creates folders outside the project's state folder -----------------
+
+def test_sqlite_store_in_a_missing_folder_is_refused(cli, make_project, tmp_path, monkeypatch):
+    root = make_project("churn")
+    missing = tmp_path / "nowhere" / "deep"
+    monkeypatch.setenv("MLKIT_TRACKING_URI", f"sqlite:///{missing}/mlflow.db")
+
+    result = cli("runs", "list", cwd=root)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines()[-2:] == [
+        f"error: the SQLite tracking store {missing}/mlflow.db is in a folder that does not exist: {missing}",
+        f"hint: create {missing} first if that is where the store belongs, or leave tracking.uri unset for the "
+        "project's own store in .mlkit/",
+    ]
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_sqlite_store_inside_the_state_folder_is_created(cli, make_project, monkeypatch):
+    root = make_project("churn")
+    monkeypatch.setenv("MLKIT_TRACKING_URI", f"sqlite:///{root}/.mlkit/stores/team.db")
+    result = cli("runs", "list", cwd=root)
+    assert result.exit_code == 0, result.output
+    assert (root / ".mlkit" / "stores" / "team.db").is_file()
+
