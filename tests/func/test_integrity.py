@@ -295,3 +295,39 @@ def test_sqlite_store_inside_the_state_folder_is_created(cli, make_project, monk
     assert result.exit_code == 0, result.output
     assert (root / ".mlkit" / "stores" / "team.db").is_file()
 
+
+# --- SIGTERM is an interrupt on every command ----------------------------------------------------------
+
+def catches_sigterm(pid: int) -> bool:
+    """Whether the process has a handler for SIGTERM (``SigCgt`` in /proc: bit 14 is signal 15)."""
+    import signal
+
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
+    return bool(caught >> (signal.SIGTERM - 1) & 1)
+
+
+def test_sigterm_while_promote_waits_for_the_lock_exits_130(make_project):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from filelock import FileLock
+
+    root = make_project("churn")
+    lock_file = root / ".mlkit" / "mlflow.db.registry.lock"
+    with FileLock(str(lock_file)):
+        process = subprocess.Popen([str(Path(sys.executable).with_name("mlkit")), "promote", "churn", "1",
+                                    "--to", "staging"], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True)
+        deadline = time.monotonic() + 100
+        while time.monotonic() < deadline and process.poll() is None and not catches_sigterm(process.pid):
+            time.sleep(0.05)
+        time.sleep(3)  # on to the lock, which it waits for until the signal
+        assert process.poll() is None, process.communicate()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "error: interrupted"
+
