@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mlkit import constants as C
+from mlkit import yamlio
 from mlkit.errors import ConfigError
 
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")
@@ -462,13 +463,13 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def read_yaml(path: Path) -> Any:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = yamlio.read_text(path)  # UTF-8, at most 1 MB
     except FileNotFoundError:
         raise ConfigError(
             f"{path.name}: file not found in {path.parent}", hint="run `mlkit init NAME` to create a project"
         ) from None
     try:
-        return yaml.safe_load(text)
+        return yamlio.loads(text, path.name)  # no duplicate keys, aliases or deep nesting
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
@@ -488,7 +489,7 @@ def parse_assignment(text: str) -> tuple[list[str], Any]:
             hint="quote the whole KEY=VALUE pair",
         )
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yamlio.loads(raw, f"--set {key}") if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return key.split("."), value

@@ -31,6 +31,24 @@ from mlkit.uris import redact_text
 
 # Files `mlkit train` itself rewrites: changing them does not make the code that trains dirty.
 _OWN_OUTPUTS = (C.METRICS_FILE, "dvc.lock")
+# Files that usually hold credentials: never in the recorded diff, even when tracked; listed by name only.
+SECRET_PATTERNS = (
+    ".env",
+    ".env.*",
+    "*.pem",
+    "*.key",
+    "id_rsa*",
+    ".netrc",
+    "*.p12",
+    "*.pfx",
+    "credentials",
+    "credentials.*",
+    ".git-credentials",
+)
+# A larger diff is not logged (only its sha256 and the list of files): the store is not a place for data.
+MAX_DIFF_BYTES = 10 * 1024 * 1024
+# Untracked files listed in lineage/untracked.json, at most.
+MAX_LISTED_FILES = 1000
 
 
 @dataclass(frozen=True)
@@ -50,6 +68,23 @@ class RunLineage:
     command: str
     diff: str = field(default="", repr=False)
     package_lock: str = field(default="", repr=False)
+    # what the diff leaves out: untracked files (path, size, sha256), secret files (by name), an omitted diff
+    untracked: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    diff_omitted: str = ""
+
+    @property
+    def diff_bytes(self) -> bytes:
+        """The uncommitted diff exactly as logged: its sha256 is what `mlkit reproduce` checks."""
+        return self.diff.encode("utf-8", "surrogateescape")
+
+    def artifacts(self) -> dict[str, bytes]:
+        """Run-relative artifact path -> content: the package lock and, when dirty, the diff."""
+        out = {tags.LOCK_ARTIFACT: self.package_lock.encode()}
+        if self.git_dirty and not self.diff_omitted:
+            out[tags.DIFF_ARTIFACT] = self.diff_bytes
+        if self.untracked:
+            out[tags.UNTRACKED_ARTIFACT] = (json.dumps(self.untracked, indent=2, sort_keys=True) + "\n").encode()
+        return out
 
     def tags(self) -> dict[str, str]:
         """The lineage as MLflow tags (string values), for the run and its model version."""
@@ -66,8 +101,13 @@ class RunLineage:
             tags.MLKIT_VERSION: self.mlkit_version,
             tags.COMMAND: self.command,
         }
-        if self.git_dirty:
+        if self.git_dirty and self.diff_omitted:
+            out[tags.DIFF_OMITTED] = self.diff_omitted
+        elif self.git_dirty:
             out[tags.GIT_DIFF] = tags.DIFF_ARTIFACT
+            out[tags.DIFF_SHA256] = hashlib.sha256(self.diff_bytes).hexdigest()
+        if self.untracked:
+            out[tags.UNTRACKED] = tags.UNTRACKED_ARTIFACT
         for path, md5 in sorted(self.data_md5s.items()):
             out[tags.DATA_MD5_PREFIX + path] = md5
         return out
@@ -89,6 +129,7 @@ class RunLineage:
             package_lock_sha256=values.get(tags.PACKAGE_LOCK, ""),
             mlkit_version=values.get(tags.MLKIT_VERSION, ""),
             command=values.get(tags.COMMAND, ""),
+            diff_omitted=values.get(tags.DIFF_OMITTED, ""),
         )
 
 
@@ -109,12 +150,12 @@ def collect_lineage(
     from mlkit.data import input_md5s
 
     root = Path(root).resolve()
-    commit, branch, dirty, diff = git_state(root)
+    state = read_git_state(root)
     lock = package_lock()
     return RunLineage(
-        git_commit=commit,
-        git_branch=branch,
-        git_dirty=dirty,
+        git_commit=state.commit,
+        git_branch=state.branch,
+        git_dirty=state.dirty,
         data_md5s=dict(input_md5s(root, list(inputs))),
         params=dict(params),
         seed=int(seed),
@@ -123,8 +164,10 @@ def collect_lineage(
         package_lock_sha256=hashlib.sha256(lock.encode()).hexdigest(),
         mlkit_version=__version__,
         command=command_line(command),
-        diff=diff,
+        diff=state.diff,
         package_lock=lock,
+        untracked=state.untracked,
+        diff_omitted=state.diff_omitted,
     )
 
 
@@ -139,31 +182,94 @@ def command_line(argv: Sequence[str] | None = None) -> str:
 
 
 def git_state(root: Path) -> tuple[str | None, str | None, bool, str]:
-    """(commit, branch, dirty, diff) of the git work tree at ``root``; no repository gives Nones.
+    """(commit, branch, dirty, diff) of the git work tree at ``root``; see :func:`read_git_state`."""
+    state = read_git_state(root)
+    return state.commit, state.branch, state.dirty, state.diff
+
+
+@dataclass(frozen=True)
+class GitState:
+    commit: str | None
+    branch: str | None
+    dirty: bool
+    diff: str  # tracked changes only, secret files left out; '' when omitted
+    untracked: dict[str, Any]  # the content of lineage/untracked.json; {} when there is nothing to say
+    diff_omitted: str  # why the diff was not kept, or ''
+
+
+def read_git_state(root: Path) -> GitState:
+    """The git work tree at ``root``: commit, branch, dirty flag, and what of the changes is recorded.
 
     Dirty means tracked files changed or untracked files present, ignoring the files training itself
-    rewrites (metrics.json, dvc.lock). The diff covers tracked changes plus untracked files' contents.
+    rewrites (metrics.json, dvc.lock). The diff covers changes to tracked files only, never a file matching
+    :data:`SECRET_PATTERNS`; untracked files are listed by path, size and sha256, never copied; secret files
+    by path only. A diff over :data:`MAX_DIFF_BYTES` is dropped: only its sha256 and its files are kept.
+    No repository gives Nones.
     """
     if git.run(root, "rev-parse", "--is-inside-work-tree", check=False, read_only=True) != "true":
-        return None, None, False, ""
+        return GitState(None, None, False, "", {}, "")
     commit = git.run(root, "rev-parse", "--verify", "-q", "HEAD", check=False, read_only=True) or None
     branch = git.run(root, "rev-parse", "--abbrev-ref", "HEAD", check=False, read_only=True) or None
     if branch == "HEAD":
         branch = None  # detached, as in a reproduction worktree
     excludes = [f":(exclude){name}" for name in _OWN_OUTPUTS]
     status = git.run(root, "status", "--porcelain", "--untracked-files=all", "--", ".", *excludes, read_only=True)
-    dirty = bool(status.strip())
-    diff = ""
-    if dirty:
-        if commit:
-            diff = git.run(root, "diff", "HEAD", "--binary", "--", ".", *excludes, strip=False, read_only=True)
-        untracked = git.run(root, "ls-files", "--others", "--exclude-standard", "--", ".", *excludes, read_only=True)
-        for name in untracked.splitlines():
-            # `git diff --no-index` exits 1 when files differ, which they always do here
-            diff += git.run(
-                root, "diff", "--binary", "--no-index", "/dev/null", name, check=False, strip=False, read_only=True
+    if not status.strip():
+        return GitState(commit, branch, False, "", {}, "")
+    secret_specs = [f":(glob)**/{pattern}" for pattern in SECRET_PATTERNS]
+    not_secret = [f":(exclude,glob)**/{pattern}" for pattern in SECRET_PATTERNS]
+    secrets: list[str] = []
+    diff, omitted, changed = "", "", []
+    if commit:
+        diff = git.run(root, "diff", "HEAD", "--binary", "--", ".", *excludes, *not_secret, strip=False, read_only=True)
+        secrets = git.run(root, "diff", "HEAD", "--name-only", "--", *secret_specs, read_only=True).splitlines()
+        size = len(diff.encode("utf-8", "surrogateescape"))
+        if size > MAX_DIFF_BYTES:
+            digest = hashlib.sha256(diff.encode("utf-8", "surrogateescape")).hexdigest()
+            omitted = (
+                f"the uncommitted diff is {size} bytes, over the {MAX_DIFF_BYTES // 1024 // 1024} MB limit; "
+                f"not logged (sha256 {digest})"
             )
-    return commit, branch, dirty, diff
+            changed = git.run(
+                root, "diff", "HEAD", "--name-only", "--", ".", *excludes, *not_secret, read_only=True
+            ).splitlines()
+            diff = ""
+    names = git.run(
+        root, "ls-files", "--others", "--exclude-standard", "--", ".", *excludes, read_only=True
+    ).splitlines()
+    plain = [name for name in names if not is_secret_file(name)]
+    secrets += [name for name in names if is_secret_file(name)]
+    untracked: dict[str, Any] = {}
+    if plain:
+        untracked["untracked"] = [_describe(root, name) for name in plain[:MAX_LISTED_FILES]]
+    if len(plain) > MAX_LISTED_FILES:
+        untracked["untracked_not_listed"] = len(plain) - MAX_LISTED_FILES
+    if secrets:
+        untracked["secret_files_not_recorded"] = sorted(set(secrets))
+    if omitted:
+        untracked["diff_omitted"] = omitted
+        untracked["changed_files"] = changed
+    return GitState(commit, branch, True, diff, untracked, omitted)
+
+
+def is_secret_file(path: str) -> bool:
+    """Whether ``path``'s name matches one of :data:`SECRET_PATTERNS`."""
+    import fnmatch
+
+    name = path.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in SECRET_PATTERNS)
+
+
+def _describe(root: Path, name: str) -> dict[str, Any]:
+    """An untracked file by path, size and sha256 (streamed: the file may be large)."""
+    path = root / name
+    if path.is_symlink() or not path.is_file():
+        return {"path": name, "size": None, "sha256": None}
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"path": name, "size": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
 def package_lock() -> str:

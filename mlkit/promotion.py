@@ -68,6 +68,10 @@ class Candidate:
     metrics: Mapping[str, float] = field(default_factory=dict)
     tags: Mapping[str, str] = field(default_factory=dict)
     stage: str | None = None
+    # --- for the `reproduced` gate, which checks the reproducing run in the store ---
+    run_id: str = ""
+    client: Any = field(default=None, repr=False, compare=False)
+    # --- end ---
 
 
 @dataclass
@@ -400,14 +404,39 @@ def _previous_stage(candidate: Candidate, stages: Sequence[str], target: str) ->
 
 
 def _reproduced(candidate: Candidate) -> GateResult:
+    # --- the verdict counts only with its evidence: the reproducing run, re-read from the store ---
     flag = candidate.tags.get(tags.REPRODUCED)
-    if flag == "true":
-        by = candidate.tags.get(tags.REPRODUCED_BY_RUN, "?")
-        at = candidate.tags.get(tags.REPRODUCED_AT, "?")
-        return GateResult("reproduced", True, f"reproduced by run {by} at {at}")
     if flag == "false":
         return GateResult("reproduced", False, "reproduction did not match")
-    return GateResult("reproduced", False, "not reproduced")
+    if flag != "true":
+        return GateResult("reproduced", False, "not reproduced")
+    by = candidate.tags.get(tags.REPRODUCED_BY_RUN, "")
+    problem = _reproduction_problem(candidate, by)
+    if problem:
+        return GateResult("reproduced", False, f"{tags.REPRODUCED} is set but {problem}")
+    at = candidate.tags.get(tags.REPRODUCED_AT, "?")
+    return GateResult("reproduced", True, f"reproduced by run {by} at {at}")
+
+
+def _reproduction_problem(candidate: Candidate, by: str) -> str:
+    """Why the run ``by`` does not prove that ``candidate`` was reproduced; '' when it does."""
+    if not by:
+        return "names no reproducing run"
+    if candidate.client is None:
+        return f"its reproducing run {by} could not be checked (no tracking store)"
+    try:
+        run = candidate.client.get_run(by)
+    except Exception:
+        return f"its reproducing run {by} is not in the tracking store"
+    if run.info.status != "FINISHED":
+        return f"its reproducing run {by} is {run.info.status}, not FINISHED"
+    if not candidate.run_id or run.data.tags.get(tags.REPRODUCES) != candidate.run_id:
+        return f"run {by} does not reproduce run {candidate.run_id or '?'}"
+    fingerprint = candidate.tags.get(tags.PREDICTIONS_SHA256, "")
+    if not fingerprint or run.data.tags.get(tags.PREDICTIONS_SHA256) != fingerprint:
+        return f"run {by} predicted differently (its predictions sha256 is not the version's)"
+    return ""
+    # --- end ---
 
 
 # --- private ------------------------------------------------------------------------------------------
@@ -537,6 +566,15 @@ def _candidate(client: MlflowClient, mv: ModelVersion, stage: str | None, policy
         or (policy.reproduced and tags.REPRODUCED not in version_tags)
     )
     if not (needs_metrics or needs_run_tags):
-        return Candidate(version=str(mv.version), tags=version_tags, stage=stage)
+        return Candidate(
+            version=str(mv.version), tags=version_tags, stage=stage, run_id=mv.run_id or "", client=client
+        )  # run_id, client: the `reproduced` gate
     metrics, run_tags = registry.run_facts(client, mv)
-    return Candidate(version=str(mv.version), metrics=metrics, tags={**run_tags, **version_tags}, stage=stage)
+    return Candidate(
+        version=str(mv.version),
+        metrics=metrics,
+        tags={**run_tags, **version_tags},
+        stage=stage,
+        run_id=mv.run_id or "",
+        client=client,
+    )  # run_id, client: the `reproduced` gate

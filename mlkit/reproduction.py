@@ -94,7 +94,7 @@ class ReproductionMismatch(MismatchError):
 
 
 def reproduce(
-    project: Project, target: str, *, tolerance: float = 0.0, progress: Progress | None = None
+    project: Project, target: str, *, tolerance: float = 0.0, apply_diff: bool = False, progress: Progress | None = None
 ) -> ReproduceResult:
     """Rebuild ``target`` (a run id, ``NAME@STAGE`` or ``NAME/VERSION``) and compare it with the original.
 
@@ -103,6 +103,10 @@ def reproduce(
     (unknown target, a run not made by mlkit, a commit missing from the repository, data in neither the
     cache nor the remote); a reproduction that runs and differs raises :class:`ReproductionMismatch`
     (exit code 4) once the verdict is recorded, with the result (``matched=False``) on it.
+
+    A run trained with uncommitted changes is rebuilt only with ``apply_diff``: the recorded diff comes
+    from the tracking store, which anyone with write access to it could have replaced, so it is applied
+    only when asked, after its summary is reported and its sha256 matches the one recorded at train time.
     """
     if tolerance < 0:
         raise UsageError(f"--tolerance {tolerance}: must be 0 or more", hint="e.g. --tolerance 1e-9")
@@ -123,18 +127,24 @@ def reproduce(
             f"run {run_id} was trained outside a git repository; there is no commit to rebuild",
             hint="train inside the project's git repository",
         )
+    if original.git_dirty and not apply_diff:
+        raise UsageError(
+            f"run {run_id} was trained with uncommitted changes; their recorded diff is applied only when asked",
+            hint=f"run `mlkit reproduce {target} --apply-diff` to apply it (its files and sha256 are shown first)",
+        )
     _require_commit(project.root, original.git_commit)
 
     say(f"reproducing run {run_id} from commit {original.git_commit[:12]}")
-    with _worktree(project.root, original.git_commit) as tree:
-        applied = False
-        if original.git_dirty:
-            say("applying the recorded uncommitted diff")
-            _apply_diff(client, run_id, run_tags, tree)
-            applied = True
-        data_checks = _bring_data(project.root, tree, original.data_md5s, say)
-        say("training with the recorded params and seed")
-        outcome = _retrain(client, project, tree, run, original)
+    with tempfile.TemporaryDirectory() as downloads:
+        diff = _verified_diff(client, run_id, run_tags, Path(downloads), say) if original.git_dirty else None
+        with _worktree(project.root, original.git_commit) as tree:
+            if diff is not None:
+                say("applying the recorded uncommitted diff")
+                _apply_diff(run_id, diff, tree)
+            data_checks = _bring_data(project.root, tree, original.data_md5s, say)
+            say("training with the recorded params and seed")
+            outcome = _retrain(client, project, tree, run, original)
+    applied = diff is not None
     checks = data_checks + _compare(client, run, outcome, run_tags, tolerance)
     matched = all(check.equal for check in checks)
     causes = [] if matched else likely_causes(client, run_id, original)
@@ -249,24 +259,65 @@ def _worktree(root: Path, commit: str) -> Iterator[Path]:
         git.run(root, "worktree", "prune", check=False)
 
 
-def _apply_diff(client: Any, run_id: str, run_tags: Mapping[str, str], tree: Path) -> None:
+def _verified_diff(client: Any, run_id: str, run_tags: Mapping[str, str], folder: Path, say: Progress) -> Path:
+    """The run's recorded diff, downloaded into ``folder``, once its sha256 is the one recorded at train time;
+    its summary (files, lines, sha256) is reported first."""
+    if run_tags.get(tags.DIFF_OMITTED):
+        raise OperationError(
+            f"run {run_id} recorded no diff: {run_tags[tags.DIFF_OMITTED]}", hint="the run cannot be rebuilt exactly"
+        )
+    expected = run_tags.get(tags.DIFF_SHA256, "")
+    if not expected:
+        raise OperationError(
+            f"run {run_id} records no sha256 for its diff ({tags.DIFF_SHA256}); an unverifiable diff is never applied",
+            hint="train again from this mlkit version to record one",
+        )
     artifact = run_tags.get(tags.GIT_DIFF) or tags.DIFF_ARTIFACT
-    with tempfile.TemporaryDirectory() as tmp:
+    try:
+        path = Path(client.download_artifacts(run_id, artifact, str(folder)))
+    except Exception as exc:
+        raise OperationError(
+            f"run {run_id} came from a dirty tree but its diff ({artifact}) is missing: {first_line(exc)}",
+            hint="the run cannot be rebuilt exactly",
+        ) from None
+    content = path.read_bytes()
+    say(diff_summary(content))
+    actual = hashlib.sha256(content).hexdigest()
+    if actual != expected:
+        raise OperationError(
+            f"the recorded diff of run {run_id} has sha256 {actual}, not {expected} as recorded "
+            "at train time: it was changed; nothing was applied",
+            hint="reproduce from a store you trust, or train again",
+        )
+    return path
+
+
+def diff_summary(content: bytes) -> str:
+    """One line: the files a diff touches, the lines it adds and removes, its sha256."""
+    files, added, removed = [], 0, 0
+    for line in content.decode("utf-8", "replace").splitlines():
+        if line.startswith("diff --git "):
+            files.append(line.rsplit(" b/", 1)[-1])
+        elif line.startswith("+") and not line.startswith("+++"):
+            added += 1
+        elif line.startswith("-") and not line.startswith("---"):
+            removed += 1
+    shown = ", ".join(files[:10]) + (f", and {len(files) - 10} more" if len(files) > 10 else "")
+    return (
+        f"recorded diff: {len(files)} file{'' if len(files) == 1 else 's'} ({shown}), +{added} -{removed} "
+        f"lines, sha256 {hashlib.sha256(content).hexdigest()}"
+    )
+
+
+def _apply_diff(run_id: str, path: Path, tree: Path) -> None:
+    if path.stat().st_size:
         try:
-            path = Path(client.download_artifacts(run_id, artifact, tmp))
-        except Exception as exc:
+            git.run(tree, "apply", "--binary", "--whitespace=nowarn", str(path))
+        except OperationError as exc:
             raise OperationError(
-                f"run {run_id} came from a dirty tree but its diff ({artifact}) is missing: {first_line(exc)}",
-                hint="the run cannot be rebuilt exactly",
+                f"the recorded diff of run {run_id} does not apply to its commit: "
+                f"{exc.message.removeprefix('git apply failed: ')}"
             ) from None
-        if path.stat().st_size:
-            try:
-                git.run(tree, "apply", "--binary", "--whitespace=nowarn", str(path))
-            except OperationError as exc:
-                raise OperationError(
-                    f"the recorded diff of run {run_id} does not apply to its commit: "
-                    f"{exc.message.removeprefix('git apply failed: ')}"
-                ) from None
 
 
 def _bring_data(root: Path, tree: Path, md5s: Mapping[str, str], say: Progress) -> list[Check]:

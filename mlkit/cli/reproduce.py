@@ -23,13 +23,24 @@ def reproduce(
         help="Largest allowed difference per metric (default: exact); the predictions "
         "fingerprint is then not compared.",
     ),
+    apply_diff: bool = typer.Option(
+        False,
+        "--apply-diff",
+        help="Apply the run's recorded uncommitted diff (needed for a run trained with uncommitted changes); "
+        "its files, lines and sha256 are shown on stderr first, and it is applied only if its sha256 is the "
+        "one recorded at train time.",
+    ),
     json_: bool = typer.Option(False, "--json", help="Print the verdict as JSON."),
 ) -> None:
     """Rebuild a model from its recorded commit, data, params and seed, and check the result matches.
 
-    Exit code 0 when every metric and the test-split predictions match, 4 when they do not.
+    Exit code 0 when every metric and the test-split predictions match, 4 when they do not. A run trained
+    with uncommitted changes needs --apply-diff (exit code 2 without it); a recorded diff whose sha256 is
+    not the one recorded at train time is never applied (exit code 1).
 
     Example: mlkit reproduce churn@production
+
+    Example: mlkit reproduce 3f2a9c... --apply-diff
     """
     from mlkit.cli import _output
     from mlkit.project import load_project
@@ -37,8 +48,13 @@ def reproduce(
     from mlkit.reproduction import reproduce as run_reproduction
 
     try:
+        # with --apply-diff the diff's summary goes to stderr even with --json: it is shown before it is applied
         result = run_reproduction(
-            load_project(), target, tolerance=tolerance, progress=None if json_ else _output.status
+            load_project(),
+            target,
+            tolerance=tolerance,
+            apply_diff=apply_diff,
+            progress=_output.status if apply_diff or not json_ else None,
         )
     except ReproductionMismatch as exc:
         _render(exc.result, json_)

@@ -67,6 +67,7 @@ def ensure_sqlite_store(uri: str, state_dir: Path) -> None:
     db = sqlite_path(uri)
     if marker.exists() and db.exists():
         return
+    _require_sqlite_folder(db, state_dir)
     from filelock import FileLock, Timeout
 
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -83,6 +84,20 @@ def ensure_sqlite_store(uri: str, state_dir: Path) -> None:
             f"another mlkit process has been creating the tracking store for {_LOCK_TIMEOUT_S:.0f}s",
             hint=f"wait for it to finish, or remove {state_dir / 'mlflow.db.lock'} if no mlkit is running",
         ) from None
+
+
+def _require_sqlite_folder(db: Path, state_dir: Path) -> None:
+    """Only the project's own state folder is created for a SQLite store: a URI naming a folder that does not
+    exist elsewhere is a typo far more often than a wish, and mlkit creates no folders out of sight."""
+    folder = db.absolute().parent
+    state = state_dir.absolute()
+    if folder.is_dir() or folder == state or state in folder.parents:
+        return
+    raise UsageError(
+        f"the SQLite tracking store {db} is in a folder that does not exist: {folder}",
+        hint=f"create {folder} first if that is where the store belongs, or leave tracking.uri "
+        f"unset for the project's own store in {state_dir.name}/",
+    )
 
 
 def _create_store(uri: str) -> None:

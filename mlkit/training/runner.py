@@ -501,9 +501,8 @@ def _write_artifacts(
     )
     lineage_dir = folder / "lineage"
     lineage_dir.mkdir()
-    (lineage_dir / Path(tags.LOCK_ARTIFACT).name).write_text(lineage.package_lock)
-    if lineage.git_dirty:
-        (lineage_dir / Path(tags.DIFF_ARTIFACT).name).write_text(lineage.diff)
+    for name, content in lineage.artifacts().items():  # lock, diff (its sha256 is in the tags), file list
+        (folder / name).write_bytes(content)
     if data.label_mapping:
         (folder / tags.LABELS_ARTIFACT).write_text(data.label_mapping + "\n")
 

@@ -84,6 +84,8 @@ def add_version(
     if f1 is not None:
         client.log_metric(run.info.run_id, "f1", f1)
     tag_values = dict(CLEAN if tag_values is None else tag_values)
+    if tag_values.get(tags.REPRODUCED) == "true":  # the `reproduced` gate checks the reproducing run
+        tag_values.update(reproducing_run(client, experiment, run.info.run_id))
     for key, value in tag_values.items():
         client.set_tag(run.info.run_id, key, value)
     client.set_terminated(run.info.run_id)
@@ -91,6 +93,14 @@ def add_version(
         name, f"{run.info.artifact_uri}/model", run_id=run.info.run_id, tags=tag_values
     )
     return str(version.version)
+
+
+def reproducing_run(client: Any, experiment: str, run_id: str) -> dict[str, str]:
+    """A finished run that reproduces ``run_id`` with the same predictions: the tags naming it."""
+    fingerprint = "5" * 64
+    by = client.create_run(experiment, tags={tags.REPRODUCES: run_id, tags.PREDICTIONS_SHA256: fingerprint})
+    client.set_terminated(by.info.run_id)
+    return {tags.REPRODUCED_BY_RUN: by.info.run_id, tags.PREDICTIONS_SHA256: fingerprint}
 
 
 def ungated(project: Project) -> Project:

@@ -84,7 +84,7 @@ def test_run_from_a_dirty_tree_matches_through_the_recorded_diff(cli, make_proje
     baseline = train(cli, root, "--allow-dirty", "--no-register", "--set", "params.estimator.max_depth=4")
     assert run["metrics"] != baseline["metrics"], "the uncommitted change must matter for this test"
 
-    result = cli("reproduce", run["run_id"], cwd=root)
+    result = cli("reproduce", run["run_id"], "--apply-diff", cwd=root)
     assert result.exit_code == 0, result.output
     assert "+ recorded diff matches" in " ".join(result.stdout.split())
     assert params.read_text().count("max_depth: 2") == 1  # the user's uncommitted change is still there

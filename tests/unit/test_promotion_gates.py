@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from mlkit.audit import AuditEntry, actor
@@ -117,20 +119,65 @@ def test_previous_stage(stage: str | None, target: str, passed: bool, detail: st
     assert result == GateResult("previous stage", passed, detail)
 
 
+class _Runs:
+    """A stand-in for MLflow's client holding the reproducing runs the gate reads."""
+
+    def __init__(self, **runs: tuple[str, dict[str, str]]) -> None:
+        self.runs = runs
+
+    def get_run(self, run_id: str) -> SimpleNamespace:
+        status, run_tags = self.runs[run_id]  # KeyError: not in the store
+        return SimpleNamespace(info=SimpleNamespace(status=status), data=SimpleNamespace(tags=run_tags))
+
+
+_FLAG = {
+    "mlkit.reproduced": "true",
+    "mlkit.reproduced_by_run": "r9",
+    "mlkit.reproduced_at": "2026-01-02",
+    "mlkit.predictions.sha256": "p1",
+}
+_GENUINE = ("FINISHED", {"mlkit.reproduces": "r1", "mlkit.predictions.sha256": "p1"})
+
+
 @pytest.mark.parametrize(
-    ("tags", "passed", "detail"),
+    ("tags", "runs", "passed", "detail"),
     [
-        ({}, False, "not reproduced"),
-        ({"mlkit.reproduced": "false"}, False, "reproduction did not match"),
+        ({}, {}, False, "not reproduced"),
+        ({"mlkit.reproduced": "false"}, {}, False, "reproduction did not match"),
+        (_FLAG, {"r9": _GENUINE}, True, "reproduced by run r9 at 2026-01-02"),
+        ({**_FLAG, "mlkit.reproduced_by_run": ""}, {}, False, "mlkit.reproduced is set but names no reproducing run"),
+        (_FLAG, {}, False, "mlkit.reproduced is set but its reproducing run r9 is not in the tracking store"),
         (
-            {"mlkit.reproduced": "true", "mlkit.reproduced_by_run": "r9", "mlkit.reproduced_at": "2026-01-02"},
-            True,
-            "reproduced by run r9 at 2026-01-02",
+            _FLAG,
+            {"r9": ("FAILED", _GENUINE[1])},
+            False,
+            "mlkit.reproduced is set but its reproducing run r9 is FAILED, not FINISHED",
+        ),
+        (
+            _FLAG,
+            {"r9": ("FINISHED", {**_GENUINE[1], "mlkit.reproduces": "r2"})},
+            False,
+            "mlkit.reproduced is set but run r9 does not reproduce run r1",
+        ),
+        (
+            _FLAG,
+            {"r9": ("FINISHED", {**_GENUINE[1], "mlkit.predictions.sha256": "p2"})},
+            False,
+            "mlkit.reproduced is set but run r9 predicted differently (its predictions sha256 is not the version's)",
         ),
     ],
 )
-def test_reproduced(tags: dict, passed: bool, detail: str) -> None:
-    assert one(gates(reproduced=True), Candidate("3", tags=tags)) == GateResult("reproduced", passed, detail)
+def test_reproduced(tags: dict, runs: dict, passed: bool, detail: str) -> None:
+    candidate = Candidate("3", tags=tags, run_id="r1", client=_Runs(**runs))
+    assert one(gates(reproduced=True), candidate) == GateResult("reproduced", passed, detail)
+
+
+def test_reproduced_flag_without_a_store_fails() -> None:
+    assert one(gates(reproduced=True), Candidate("3", tags=_FLAG, run_id="r1")) == GateResult(
+        "reproduced",
+        False,
+        "mlkit.reproduced is set but its reproducing run r9 could not be checked (no tracking store)",
+    )
 
 
 def test_every_gate_is_evaluated_even_after_a_failure() -> None:
