@@ -407,18 +407,7 @@ def _url_host(host: str) -> str:
 
 def _health(url: str, cafile: str | None = None, timeout: float = 2.0) -> str:
     """'' when the server at ``url`` answers its health check, else why not (trusting ``cafile`` too)."""
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url + "/health", timeout=timeout, context=_tls(url, cafile)) as response:
-            return "" if response.status == 200 else f"HTTP {response.status}"
-    except urllib.error.HTTPError as exc:
-        return f"HTTP {exc.code}"
-    except urllib.error.URLError as exc:
-        return str(exc.reason)
-    except (OSError, ValueError) as exc:
-        return str(exc) or type(exc).__name__
+    return mlflow.answer_of(url + "/health", timeout=timeout, context=_tls(url, cafile))
 
 
 def _tls(url: str, cafile: str | None) -> Any:

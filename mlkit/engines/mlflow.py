@@ -502,6 +502,14 @@ def probe_http(uri: str, timeout: float) -> str:
         request.add_header("Authorization", header)
     context = credentials.ssl_context(uri)
     # --- end of server authentication and TLS ---
+    return answer_of(request, timeout=timeout, context=context)
+
+
+def answer_of(request: Any, *, timeout: float, context: Any = None) -> str:
+    """'' when a GET of ``request`` (a URL or a ``urllib`` request) answers 200, else why not, in a few words."""
+    import urllib.error
+    import urllib.request
+
     try:
         with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             return "" if response.status == 200 else f"HTTP {response.status}"
