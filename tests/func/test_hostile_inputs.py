@@ -77,7 +77,7 @@ def test_plain_answers_stay_plain_in_mlkit_yaml(cli, tmp_path):
     text = (tmp_path / "churn" / "mlkit.yaml").read_text()
     assert "  name: churn.v2\n" in text and "  target: diagnosis\n" in text and '  python: "3.11"\n' in text
     code = (tmp_path / "churn" / "tests" / "test_features.py").read_text()
-    assert 'pd.read_csv("data/breast_cancer.csv")' in code and 'drop(columns=["diagnosis"])' in code
+    assert '"diagnosis": [0, 0, 1]' in code and 'drop(columns=["diagnosis"])' in code
 
 
 # --- credentials are never shown -----------------------------------------------------------------

@@ -8,10 +8,10 @@ def sample() -> pd.DataFrame:
     # data nor any credential, so CI runs them before anything else
 {%- if cookiecutter.task == 'classification' %}
     return pd.DataFrame({"mean_area": [1001.0, 1326.0, 386.1], "mean_perimeter": [122.8, 132.9, 77.58],
-                         "{{ cookiecutter.target }}": [0, 0, 1]})
+                         {{ cookiecutter.target | py_string }}: [0, 0, 1]})
 {%- else %}
     return pd.DataFrame({"bmi": [0.0617, -0.0515, 0.0445], "bp": [0.0219, -0.0263, -0.0057],
-                         "{{ cookiecutter.target }}": [151.0, 75.0, 141.0]})
+                         {{ cookiecutter.target | py_string }}: [151.0, 75.0, 141.0]})
 {%- endif %}
 
 
