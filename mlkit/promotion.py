@@ -177,6 +177,7 @@ def promote(
     audit trail (not on a dry run). Promoting a version to the stage it already holds changes nothing.
     """
     registry.require_stage(project, to)
+    registry.check_reason(reason)
     if from_stage is not None:
         registry.require_stage(project, from_stage)
     if version is None and from_stage is None:
@@ -268,6 +269,7 @@ def rollback(
     Raises :class:`SupersededError` (exit code 1) when, on a server, another move overwrote it at once.
     """
     registry.require_stage(project, stage)
+    registry.check_reason(reason)
     stages = project.config.stages
     client = mlflow.client(project)
     who = audit.actor(project.root, tracking_uri=project.tracking_uri)  # may run git: kept out of the locked section

@@ -64,12 +64,32 @@ class ModelRef:
         return cls(text)  # a model name may contain "/" itself
 
 
+MAX_VERSION = 2**31 - 1
+# An audit entry is one registered-model tag, whose value MLflow caps at 5,000 characters.
+MAX_REASON = 1000
+
+
+def check_reason(reason: str) -> None:
+    """A promotion or rollback reason fits in its audit entry, or the move is bad input before any work."""
+    if len(reason) > MAX_REASON:
+        raise UsageError(
+            f"--reason is {len(reason):,} characters long; at most {MAX_REASON:,} are recorded",
+            hint="say why in a sentence; link to a longer text (an issue, a pull request)",
+        )
+
+
 def normalize_version(text: str | int) -> str:
     """``3``, ``"3"`` or ``"v3"`` -> ``"3"``; anything else is bad input."""
     match = _VERSION.match(str(text).strip())
     if not match:
         raise UsageError(f"version {text!r} is not a version number", hint="versions are numbers, e.g. 3")
-    return str(int(match.group(1)))
+    number = int(match.group(1))
+    if number > MAX_VERSION:  # MLflow keeps versions as 32-bit integers: a larger one is no version at all
+        raise UsageError(
+            f"version {str(text)[:20]}... is larger than any model version",
+            hint="`mlkit models show NAME` shows the latest version",
+        )
+    return str(number)
 
 
 # --- reading ------------------------------------------------------------------------------------------

@@ -629,3 +629,26 @@ def test_a_held_registry_lock_times_out_with_exit_1(
         f"hint: wait for it to finish, or remove {lock_file} if no mlkit is running",
     ]
     assert snapshot(project, name)["aliases"] == {}
+
+
+def test_a_huge_version_number_or_reason_is_bad_input_and_changes_nothing(
+    project: Project, model: Callable, cli: Callable
+) -> None:
+    name = model({"f1": 0.91})
+    before = snapshot(project, name)
+    huge = cli("promote", name, "9" * 30, "--to", "staging", cwd=project.root)
+    assert huge.exit_code == 2
+    assert huge.stderr.splitlines()[-2:] == [
+        "error: version 99999999999999999999... is larger than any model version",
+        "hint: `mlkit models show NAME` shows the latest version",
+    ]
+    long = cli("promote", name, "1", "--to", "staging", "--reason", "x" * 100_000, cwd=project.root)
+    assert long.exit_code == 2
+    assert long.stderr.splitlines()[-2:] == [
+        "error: --reason is 100,000 characters long; at most 1,000 are recorded",
+        "hint: say why in a sentence; link to a longer text (an issue, a pull request)",
+    ]
+    rolled = cli("rollback", name, "--stage", "staging", "--reason", "y" * 5_000, cwd=project.root)
+    assert rolled.exit_code == 2
+    assert rolled.stderr.splitlines()[-2] == "error: --reason is 5,000 characters long; at most 1,000 are recorded"
+    assert snapshot(project, name) == before
