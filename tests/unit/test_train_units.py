@@ -270,6 +270,8 @@ def test_a_client_leaves_mlflows_process_wide_uris_alone(tmp_path, monkeypatch):
 
     from mlkit.engines import mlflow
 
+    # an earlier test in the same process may have set it through MLflow's own API: start from unset
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", None)
     uri = f"sqlite:///{tmp_path / 'state' / 'mlflow.db'}"
     client = mlflow.client(SimpleNamespace(tracking_uri=uri, state_dir=tmp_path / "state"))
     assert client.tracking_uri == uri
