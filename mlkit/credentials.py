@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import base64
 import os
-import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import ssl
 
 ENV_USERNAME = "MLFLOW_TRACKING_USERNAME"
 ENV_PASSWORD = "MLFLOW_TRACKING_PASSWORD"
@@ -91,6 +94,8 @@ def ssl_context(uri: str, environ: Mapping[str, str] | None = None) -> ssl.SSLCo
     """The TLS context for ``uri`` that trusts what MLflow's client trusts; None for plain http."""
     if not str(uri).lower().startswith("https://"):
         return None
+    import ssl  # only for https: `mlkit --help` loads this module
+
     env = os.environ if environ is None else environ
     if env.get(ENV_INSECURE_TLS, "").lower() == "true":
         context = ssl.create_default_context()

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from mlkit import constants as C
-from mlkit import credentials, tracking_server
+from mlkit import credentials
 from mlkit.cli import _output
 from mlkit.clock import utc_iso
 from mlkit.errors import OperationError, ProjectNotFoundError, UsageError
 from mlkit.project import find_root
+
+# mlkit.tracking_server is imported inside each command: `mlkit --help` would pay for its imports
+if TYPE_CHECKING:
+    from mlkit import tracking_server
 
 app = typer.Typer(
     help="Run a shared MLflow tracking server (PostgreSQL store, proxied artifacts).", no_args_is_help=True
@@ -75,6 +80,8 @@ def start(
 
     Example: PGPASSWORD=... mlkit server start -b postgresql://mlflow@127.0.0.1:5432/mlflow -a s3://mlflow/artifacts
     """
+    from mlkit import tracking_server
+
     uri = tracking_server.backend_uri_from(backend_store_uri)
     folder = _state_dir(state_dir)
     state = tracking_server.start(
@@ -115,6 +122,8 @@ def status(
 
     Example: mlkit server status --json
     """
+    from mlkit import tracking_server
+
     state = tracking_server.status(_state_dir(state_dir))
     _render(state, json_)
     if state.problem:
@@ -130,6 +139,8 @@ def stop(
 
     Example: mlkit server stop
     """
+    from mlkit import tracking_server
+
     _render(tracking_server.stop(_state_dir(state_dir), progress=_output.status), json_)
 
 
@@ -156,6 +167,8 @@ def user_add(
     """
     import os
     import sys
+
+    from mlkit import tracking_server
 
     password = os.environ.get(ENV_NEW_PASSWORD)
     if password is None:
@@ -192,6 +205,8 @@ def user_grant(
 
     Example: mlkit server user grant alice --model churn --permission MANAGE
     """
+    from mlkit import tracking_server
+
     server, creds = _server_and_admin(url, state_dir)
     result = tracking_server.grant(
         server, name, permission=permission.upper(), admin=creds, model=model, experiment=experiment
@@ -201,6 +216,8 @@ def user_grant(
 
 def _server_and_admin(url: str | None, state_dir: Path | None) -> tuple[str, credentials.Credentials]:
     import os
+
+    from mlkit import tracking_server
 
     folder = _state_dir(state_dir)
     recorded = tracking_server.status(folder, check=False)
