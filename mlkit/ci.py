@@ -376,7 +376,7 @@ def _digest(body: str, *, raw: bool = False) -> str:
     return hashlib.sha256(body.encode("utf-8")).hexdigest()[:16]
 
 
-# --- action pins: the digest leaves them out, so Dependabot can move them ---
+# action pins: the digest leaves them out, so Dependabot can move them
 _PIN = re.compile(r"(uses: [\w.-]+/[\w.-]+)@[0-9a-f]{40} # v([\d.]+)")
 
 
@@ -395,9 +395,6 @@ def _keep_newer_pins(text: str, current: str) -> str:
 
 def _release(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split(".") if part.isdigit())
-
-
-# --- end ---
 
 
 def _diff(path: str, current: str, new: str) -> str:

@@ -146,7 +146,7 @@ class CISecrets(_Strict):
     data_remote: str | None = Field(default=None, description="secret holding the DVC remote URL")
     data_remote_access_key_id: str | None = None
     data_remote_secret_access_key: str | None = None
-    # --- ci.install / extra variables ---
+    # ci.install / extra variables
     index_url: str | None = Field(default=None, description="secret holding an extra package index URL for pip")
     env: dict[str, str] = Field(
         default_factory=dict, description="any other variable the jobs set: ENVIRONMENT_VARIABLE: SECRET_NAME"
@@ -163,8 +163,6 @@ class CISecrets(_Strict):
                 )
             cls._secret_name(secret)
         return value
-
-    # --- end ---
 
     @field_validator(
         "tracking_uri",
@@ -216,14 +214,13 @@ class CISection(_Strict):
     default_branch: str = "main"
     schedule: str = "0 4 * * 1"
     production_environment: str = "production"
-    # --- ci.install / pull requests ---
+    # ci.install / pull requests
     install: str | None = Field(
         default=None,
         description="pip requirement for mlkit in CI (default: "
         "requirements.txt's pin): mlkit-ops==X.Y.Z, a VCS URL or a wheel path",
     )
     pull_request_environment: str = "pull-request"
-    # --- end ---
     secrets: CISecrets = Field(default_factory=CISecrets)
     oidc: CIOidc | None = None
 

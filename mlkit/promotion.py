@@ -68,10 +68,9 @@ class Candidate:
     metrics: Mapping[str, float] = field(default_factory=dict)
     tags: Mapping[str, str] = field(default_factory=dict)
     stage: str | None = None
-    # --- for the `reproduced` gate, which checks the reproducing run in the store ---
+    # for the `reproduced` gate, which checks the reproducing run in the store
     run_id: str = ""
     client: Any = field(default=None, repr=False, compare=False)
-    # --- end ---
 
 
 @dataclass
@@ -177,7 +176,7 @@ def promote(
     audit trail (not on a dry run). Promoting a version to the stage it already holds changes nothing.
     """
     registry.require_stage(project, to)
-    registry.check_reason(reason)
+    _check_reason(reason)
     if from_stage is not None:
         registry.require_stage(project, from_stage)
     if version is None and from_stage is None:
@@ -269,7 +268,7 @@ def rollback(
     Raises :class:`SupersededError` (exit code 1) when, on a server, another move overwrote it at once.
     """
     registry.require_stage(project, stage)
-    registry.check_reason(reason)
+    _check_reason(reason)
     stages = project.config.stages
     client = mlflow.client(project)
     who = audit.actor(project.root, tracking_uri=project.tracking_uri)  # may run git: kept out of the locked section
@@ -406,7 +405,7 @@ def _previous_stage(candidate: Candidate, stages: Sequence[str], target: str) ->
 
 
 def _reproduced(candidate: Candidate) -> GateResult:
-    # --- the verdict counts only with its evidence: the reproducing run, re-read from the store ---
+    # the verdict counts only with its evidence: the reproducing run, re-read from the store
     flag = candidate.tags.get(tags.REPRODUCED)
     if flag == "false":
         return GateResult("reproduced", False, "reproduction did not match")
@@ -438,7 +437,19 @@ def _reproduction_problem(candidate: Candidate, by: str) -> str:
     if not fingerprint or run.data.tags.get(tags.PREDICTIONS_SHA256) != fingerprint:
         return f"run {by} predicted differently (its predictions sha256 is not the version's)"
     return ""
-    # --- end ---
+
+
+# An audit entry is one registered-model tag, whose value MLflow caps at 5,000 characters.
+MAX_REASON = 1000
+
+
+def _check_reason(reason: str) -> None:
+    """A promotion or rollback reason fits in its audit entry, or the move is bad input before any work."""
+    if len(reason) > MAX_REASON:
+        raise UsageError(
+            f"--reason is {len(reason):,} characters long; at most {MAX_REASON:,} are recorded",
+            hint="say why in a sentence; link to a longer text (an issue, a pull request)",
+        )
 
 
 # --- private ------------------------------------------------------------------------------------------

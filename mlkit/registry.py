@@ -65,17 +65,6 @@ class ModelRef:
 
 
 MAX_VERSION = 2**31 - 1
-# An audit entry is one registered-model tag, whose value MLflow caps at 5,000 characters.
-MAX_REASON = 1000
-
-
-def check_reason(reason: str) -> None:
-    """A promotion or rollback reason fits in its audit entry, or the move is bad input before any work."""
-    if len(reason) > MAX_REASON:
-        raise UsageError(
-            f"--reason is {len(reason):,} characters long; at most {MAX_REASON:,} are recorded",
-            hint="say why in a sentence; link to a longer text (an issue, a pull request)",
-        )
 
 
 def normalize_version(text: str | int) -> str:

@@ -461,7 +461,6 @@ def _write_template_record(project: Path, template: str, context: Mapping[str, A
     (state / C.TEMPLATE_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
-# --- CI reachability of the data remote ---
 def local_remote_notice(data_remote: str | None) -> str | None:
     """One line telling that the DVC remote is a folder on this machine, which CI runners cannot reach."""
     if not data_remote or "://" in data_remote:
@@ -471,9 +470,6 @@ def local_remote_notice(data_remote: str | None) -> str | None:
         "the first push, add a shared one and send the data: `mlkit data remote add storage "
         "s3://BUCKET/PATH --default && mlkit data push` (docs: ci.md)"
     )
-
-
-# --- end ---
 
 
 def _default_remote(slug: str) -> Path:

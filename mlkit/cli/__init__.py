@@ -146,14 +146,13 @@ def main() -> None:
 
     first, second, third = gc.get_threshold()
     gc.set_threshold(max(_GC_FIRST_THRESHOLD, first), second, third)
-    # --- SIGTERM is an interrupt like Ctrl-C on every command: the same clean-up, exit 130 ---
+    # SIGTERM is an interrupt like Ctrl-C on every command: the same clean-up, exit 130
     import signal
 
     def _terminated(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _terminated)
-    # --- end ---
     try:
         app(prog_name="mlkit")
     finally:

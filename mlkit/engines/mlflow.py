@@ -497,11 +497,10 @@ def probe_http(uri: str, timeout: float) -> str:
     if parts.username:  # urllib does not take user:password@ from the URL; requests (MLflow) does
         token = base64.b64encode(f"{parts.username}:{parts.password or ''}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
-    # --- server authentication and TLS (mlkit.credentials): what MLflow's client sends and trusts ---
+    # server authentication and TLS (mlkit.credentials): what MLflow's client sends and trusts
     elif header := credentials.from_environment().header():
         request.add_header("Authorization", header)
     context = credentials.ssl_context(uri)
-    # --- end of server authentication and TLS ---
     return answer_of(request, timeout=timeout, context=context)
 
 
