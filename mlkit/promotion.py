@@ -517,7 +517,7 @@ def _server_refusals(project: Project, name: str, stage: str, action: str) -> It
     try:
         yield
     except Exception as exc:
-        status = _denied_status(exc)
+        status = mlflow.denied_status(exc)
         if status is None:
             raise
         uri = project.tracking_uri
@@ -535,20 +535,6 @@ def _server_refusals(project: Project, name: str, stage: str, action: str) -> It
             f"registered model {name!r}; moving a stage needs EDIT, dropping one MANAGE)",
             hint=f"an admin grants it: `mlkit server user grant {user} --model {name} --permission EDIT`",
         ) from None
-
-
-def _denied_status(exc: BaseException) -> int | None:
-    """401 or 403 when ``exc`` is MLflow's client reporting the server refused the request."""
-    code = getattr(exc, "error_code", None)
-    if code == "PERMISSION_DENIED":
-        return 403
-    if code == "UNAUTHENTICATED":
-        return 401
-    text = str(exc)
-    for status in (403, 401):
-        if f"error code {status}" in text or f"status code {status}" in text:
-            return status
-    return None
 
 
 def _choose_version(name: str, wanted: str | None, from_stage: str | None, holders: Mapping[str, str]) -> str:

@@ -105,6 +105,8 @@ class VersionInfo:
     promoted_by: str | None
     reproduced: str | None
     tags: dict[str, str] = field(repr=False)
+    # the latest `mlkit monitor` of this version: run_id, crossed ("true"/"false"), time
+    monitored: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -219,6 +221,13 @@ def describe_version(
         promoted_by=moved[-1].actor if moved else None,
         reproduced=version_tags.get(tags.REPRODUCED),
         tags=version_tags,
+        monitored={
+            "run_id": version_tags[tags.MONITORING_LATEST_RUN],
+            "crossed": version_tags.get(tags.MONITORING_LATEST_CROSSED, ""),
+            "time": version_tags.get(tags.MONITORING_LATEST_TIME, ""),
+        }
+        if tags.MONITORING_LATEST_RUN in version_tags
+        else None,
     )
 
 

@@ -38,6 +38,10 @@ MONITORED_VERSION = "mlkit.monitoring.version"
 MONITORED_STAGE = "mlkit.monitoring.stage"
 MONITORING_CROSSED = "mlkit.monitoring.crossed"  # "true" / "false": the policy was crossed
 MONITORING_RUN_TYPE = "monitoring"  # value of mlkit.run_type on monitoring runs
+# on the watched version: its latest monitoring run, that run's verdict and when it ended
+MONITORING_LATEST_RUN = "mlkit.monitoring.latest_run"
+MONITORING_LATEST_CROSSED = "mlkit.monitoring.latest_crossed"
+MONITORING_LATEST_TIME = "mlkit.monitoring.latest_time"
 RUN_TYPE = "mlkit.run_type"
 
 # --- the model version --------------------------------------------------------------------------------

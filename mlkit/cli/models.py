@@ -53,9 +53,11 @@ def show(
     from mlkit.project import load_project
 
     info = registry.show_version(load_project(), ref).to_dict()
-    flat = {k: v for k, v in info.items() if k not in ("tags", "metrics", "data_md5s", "params")}
+    flat = {k: v for k, v in info.items() if k not in ("tags", "metrics", "data_md5s", "params", "monitored")}
     flat["aliases"] = ", ".join(info["aliases"])
     nested = {"metrics": info["metrics"], "data_md5": info["data_md5s"], "params": info["params"]}
+    if info["monitored"]:
+        nested["monitored"] = info["monitored"]
     flat.update(flatten(nested))
     title = f"{info['name']} version {info['version']}"
     _output.emit(

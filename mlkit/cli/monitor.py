@@ -13,7 +13,9 @@ def monitor(
     target: str = typer.Argument(
         ..., metavar="NAME@STAGE|NAME/VERSION", help="The model version to watch, e.g. churn@production."
     ),
-    current: Path | None = typer.Option(None, "--current", help="Current data: a CSV or Parquet file."),
+    current: Path | None = typer.Option(
+        None, "--current", help="Current data: a CSV or Parquet file (default: monitoring.current in mlkit.yaml)."
+    ),
     since: str | None = typer.Option(
         None, "--since", help="Read the prediction log of `mlkit serve` over this span instead (30m, 12h, 7d, 2w)."
     ),

@@ -504,6 +504,20 @@ def probe_http(uri: str, timeout: float) -> str:
     return answer_of(request, timeout=timeout, context=context)
 
 
+def denied_status(exc: BaseException) -> int | None:
+    """401 or 403 when ``exc`` is MLflow's client reporting the server refused the request."""
+    code = getattr(exc, "error_code", None)
+    if code == "PERMISSION_DENIED":
+        return 403
+    if code == "UNAUTHENTICATED":
+        return 401
+    text = str(exc)
+    for status in (403, 401):
+        if f"error code {status}" in text or f"status code {status}" in text:
+            return status
+    return None
+
+
 def answer_of(request: Any, *, timeout: float, context: Any = None) -> str:
     """'' when a GET of ``request`` (a URL or a ``urllib`` request) answers 200, else why not, in a few words."""
     import urllib.error

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,6 +65,7 @@ class MonitorReport:
     drift_share_limit: float
     skipped_rows: int = 0  # prediction-log rows of other models or versions
     monitoring_run_id: str | None = None
+    version_marked: bool = False  # the version's tags point at this monitoring run
     seconds: float = 0.0
     html: str | None = field(default=None, repr=False)
 
@@ -100,6 +101,7 @@ class MonitorReport:
             "findings": [f.to_dict() for f in a.findings],
             "metrics": [m.to_dict() for m in a.metrics],
             "monitoring_run_id": self.monitoring_run_id,
+            "version_marked": self.version_marked,
             "seconds": self.seconds,
         }
 
@@ -115,11 +117,13 @@ def monitor(project: Project, target: str, options: MonitorOptions, progress: Pr
     started = time.perf_counter()
     policy = project.config.monitoring
     floors = _floors(project, policy)
-    if (options.current is None) == (options.since is None):
+    if options.current is not None and options.since is not None:
         raise UsageError(
-            "give either --current FILE or --since SPAN (the prediction log)",
+            "give either --current FILE or --since SPAN (the prediction log), not both",
             hint="e.g. `mlkit monitor churn@production --current data/new.csv`",
         )
+    if options.current is None and options.since is None:
+        options = _from_settings(project, options)
     if (options.labels is None) != (options.id_column is None):
         raise UsageError("--labels and --id go together", hint="e.g. --labels labels.csv --id customer_id")
 
@@ -198,7 +202,33 @@ def monitor(project: Project, target: str, options: MonitorOptions, progress: Pr
                 **({tags.REPORT_HTML_ARTIFACT: report.html} if report.html else {}),
             },
         )
+        report.version_marked = store.mark_version(project, watched, report.monitoring_run_id, report.crossed)
     return report
+
+
+def _from_settings(project: Project, options: MonitorOptions) -> MonitorOptions:
+    """``monitoring.current`` (and ``labels``/``id`` unless given) from mlkit.yaml, for a bare `mlkit monitor`."""
+    policy = project.config.monitoring
+    if policy.current is None:
+        raise UsageError(
+            "nothing to monitor: give --current FILE or --since SPAN, or set monitoring.current in mlkit.yaml",
+            hint="e.g. `mlkit monitor churn@production --current data/new.csv`",
+        )
+    current = project.root / policy.current
+    if not current.is_file():
+        raise UsageError(
+            f"monitoring.current: {policy.current} not found",
+            hint="run `mlkit data pull` to fetch the versioned data, or fix monitoring.current in mlkit.yaml",
+        )
+    if not current.resolve().is_relative_to(project.root.resolve()):
+        raise UsageError(
+            f"monitoring.current: {policy.current} leads outside the project",
+            hint="name a file inside the project, tracked with `mlkit data add`",
+        )
+    labels, id_column = options.labels, options.id_column
+    if labels is None and id_column is None and policy.labels is not None:
+        labels, id_column = project.root / policy.labels, policy.id
+    return replace(options, current=current, labels=labels, id_column=id_column)
 
 
 def compare_file(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlkit import registry, tags
+from mlkit.clock import utc_iso
 from mlkit.engines import mlflow
 from mlkit.errors import OperationError, UsageError, first_line
 from mlkit.monitoring.profile import ReferenceProfile
@@ -129,3 +130,25 @@ def log_run(
         client.log_artifacts(run_id, str(folder))
     mlflow.retry_locked(lambda: client.set_terminated(run_id, "FINISHED"))
     return str(run_id)
+
+
+def mark_version(project: Project, watched: WatchedVersion, run_id: str, crossed: bool) -> bool:
+    """Point the watched version at its latest monitoring run; False when the store refused the tags.
+
+    A user who may read a model but not edit it still monitors it: the run is recorded, only the pointer on
+    the version is left as it was.
+    """
+    client = mlflow.client(project)
+    values = {
+        tags.MONITORING_LATEST_RUN: run_id,
+        tags.MONITORING_LATEST_CROSSED: str(crossed).lower(),
+        tags.MONITORING_LATEST_TIME: utc_iso(time.time() * 1000),
+    }
+    try:
+        for key, value in values.items():
+            mlflow.retry_locked(partial(client.set_model_version_tag, watched.name, watched.version, key, value))
+    except Exception as exc:
+        if mlflow.denied_status(exc) is not None:
+            return False
+        raise
+    return True

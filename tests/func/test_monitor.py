@@ -243,7 +243,11 @@ def test_the_prediction_log_of_the_last_days_is_read_for_the_watched_version(pro
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ([], "error: give either --current FILE or --since SPAN (the prediction log)"),
+        ([], "error: nothing to monitor: give --current FILE or --since SPAN, or set monitoring.current in mlkit.yaml"),
+        (
+            ["--current", "{batch}", "--since", "7d"],
+            "error: give either --current FILE or --since SPAN (the prediction log), not both",
+        ),
         (["--since", "7x"], "error: --since '7x': must look like 7d, 12h, 30m or 2w"),
         (["--current", "missing.csv"], "error: missing.csv: file not found"),
         (["--current", "{batch}", "--labels", "y.csv"], "error: --labels and --id go together"),
@@ -261,3 +265,40 @@ def test_bad_usage_is_exit_2_with_one_line(project, args, message, tmp_path):
     # the window's start is printed to the second; allow the one the command saw
     starts = {(started + timedelta(seconds=s)).strftime("%Y-%m-%dT%H:%M:%SZ") for s in (0, 1, 2)}
     assert error in {message.format(start=start) for start in starts}
+
+
+def test_monitoring_current_in_the_settings_is_read_and_the_version_points_at_the_run(project, tmp_path):
+    batch = project / "data" / "this_week.csv"
+    write(current(project, seed=8), batch)
+    set_policy(project, current="data/this_week.csv")
+    try:
+        result = run("churn@staging", "--json")
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout)
+        assert (report["source"], report["current_rows"]) == (str(batch), 300)
+        assert report["version_marked"] is True
+        version = _client(project).get_model_version("churn", "1")
+        assert version.tags[tags.MONITORING_LATEST_RUN] == report["monitoring_run_id"]
+        assert version.tags[tags.MONITORING_LATEST_CROSSED] == "false"
+        shown = CliRunner().invoke(app, ["models", "show", "churn@staging", "--json"], catch_exceptions=False)
+        monitored = json.loads(shown.stdout)["monitored"]
+        assert monitored["run_id"] == report["monitoring_run_id"] and monitored["crossed"] == "false"
+        assert monitored["time"].endswith("Z")
+    finally:
+        batch.unlink()
+
+
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        ({"current": "data/gone.csv"}, "error: monitoring.current: data/gone.csv not found"),
+        ({"current": "../outside.csv"}, "monitoring.current: '../outside.csv' must be a .csv or .parquet file inside"),
+        ({"current": "data/x.csv", "labels": "data/y.csv"}, "labels and id go together"),
+    ],
+)
+def test_bad_monitoring_settings_are_exit_2_with_one_line(project, policy, message):
+    set_policy(project, **policy)
+    result = run("churn@staging")
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.output

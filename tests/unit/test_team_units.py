@@ -284,7 +284,7 @@ def test_the_auth_files_are_private_and_hold_no_password_in_the_config(tmp_path)
 def test_the_servers_refusals_are_recognised_in_both_forms_mlflow_raises() -> None:
     from mlflow.exceptions import MlflowException, RestException
 
-    from mlkit.promotion import _denied_status
+    from mlkit.engines.mlflow import denied_status as _denied_status
 
     assert _denied_status(RestException({"error_code": "PERMISSION_DENIED", "message": "no"})) == 403
     assert _denied_status(RestException({"error_code": "UNAUTHENTICATED", "message": "no"})) == 401
