@@ -35,6 +35,7 @@ FILES: dict[str, tuple[tuple[str, str], ...]] = {
         (".github/workflows/mlkit.yml", "github/mlkit.yml.j2"),
         (".github/workflows/mlkit-promote.yml", "github/mlkit-promote.yml.j2"),
         (".github/workflows/mlkit-retrain.yml", "github/mlkit-retrain.yml.j2"),
+        (".github/workflows/mlkit-monitor.yml", "github/mlkit-monitor.yml.j2"),
         (".github/dependabot.yml", "github/dependabot.yml.j2"),
     ),
     "gitlab": ((".gitlab-ci.yml", "gitlab/gitlab-ci.yml.j2"),),
@@ -56,6 +57,7 @@ class PinnedAction:
 ACTIONS = {
     "checkout": PinnedAction("actions/checkout", "df4cb1c069e1874edd31b4311f1884172cec0e10", "v6.0.3"),
     "setup_python": PinnedAction("actions/setup-python", "a309ff8b426b58ec0e2a45f0f869d46889d02405", "v6.2.0"),
+    "upload_artifact": PinnedAction("actions/upload-artifact", "bbbca2ddaa5d8feaa63e36b76fdaad77386f024f", "v7.0.0"),
 }
 
 # The distribution mlkit is published as (the import and the command stay `mlkit`): the pin written into
@@ -68,6 +70,8 @@ DOCS_PAGE = "mlkit docs, ci.md: Secrets and environments"
 SECRET_VARIABLES = {
     "tracking_uri": C.ENV_TRACKING_URI,
     "tracking_token": "MLFLOW_TRACKING_TOKEN",
+    "tracking_username": "MLFLOW_TRACKING_USERNAME",
+    "tracking_password": "MLFLOW_TRACKING_PASSWORD",
     "data_remote": C.ENV_DATA_REMOTE,
     "data_remote_access_key_id": "AWS_ACCESS_KEY_ID",
     "data_remote_secret_access_key": "AWS_SECRET_ACCESS_KEY",
@@ -89,6 +93,7 @@ class CISettings:
     python: str = "3.11"
     default_branch: str = "main"
     schedule: str = "0 4 * * 1"
+    monitor_schedule: str = "0 5 * * *"
     production_environment: str = "production"
     stages: tuple[str, ...] = ("staging", "production")
     secrets: tuple[tuple[str, str], ...] = ()  # (environment variable, secret name)
@@ -108,6 +113,7 @@ class CISettings:
             python=ci.python,
             default_branch=ci.default_branch,
             schedule=ci.schedule,
+            monitor_schedule=ci.monitor_schedule,
             production_environment=ci.production_environment,
             stages=tuple(config.stages),
             secrets=_secret_pairs(ci.secrets.model_dump()) + tuple(ci.secrets.env.items()),
@@ -131,6 +137,7 @@ class CISettings:
             "python": self.python,
             "default_branch": self.default_branch,
             "schedule": self.schedule,
+            "monitor_schedule": self.monitor_schedule,
             "production_environment": self.production_environment,
             "stages": list(self.stages),
             "first_stage": self.stages[0],
@@ -444,7 +451,8 @@ def _settings_from_raw(raw: Any) -> CISettings | None:
     if not (isinstance(ci, Mapping) and isinstance(project, Mapping) and isinstance(model, Mapping)):
         return None
     secrets = ci.get("secrets") or {}
-    known = {"provider", "python", "default_branch", "schedule", "production_environment", "secrets"}
+    known = {"provider", "python", "default_branch", "schedule", "monitor_schedule", "production_environment"}
+    known.add("secrets")
     values = [v for k, v in ci.items() if k != "secrets"]
     values += list(secrets.values()) if isinstance(secrets, Mapping) else [None]
     if (

@@ -143,6 +143,8 @@ class CISecrets(_Strict):
 
     tracking_uri: str | None = Field(default=None, description="secret holding the tracking server URI")
     tracking_token: str | None = None
+    tracking_username: str | None = Field(default=None, description="secret holding the tracking server user")
+    tracking_password: str | None = Field(default=None, description="secret holding that user's password")
     data_remote: str | None = Field(default=None, description="secret holding the DVC remote URL")
     data_remote_access_key_id: str | None = None
     data_remote_secret_access_key: str | None = None
@@ -167,6 +169,8 @@ class CISecrets(_Strict):
     @field_validator(
         "tracking_uri",
         "tracking_token",
+        "tracking_username",
+        "tracking_password",
         "data_remote",
         "data_remote_access_key_id",
         "data_remote_secret_access_key",
@@ -213,6 +217,9 @@ class CISection(_Strict):
     python: str = "3.11"
     default_branch: str = "main"
     schedule: str = "0 4 * * 1"
+    monitor_schedule: str = Field(
+        default="0 5 * * *", description="cron of the monitoring workflow (UTC); it retrains when the policy is crossed"
+    )
     production_environment: str = "production"
     # ci.install / pull requests
     install: str | None = Field(
@@ -238,7 +245,7 @@ class CISection(_Strict):
             raise ValueError(f"{value!r} is not a branch name like main or release/v1")
         return value
 
-    @field_validator("schedule")
+    @field_validator("schedule", "monitor_schedule")
     @classmethod
     def _cron(cls, value: str) -> str:
         fields = value.split()
@@ -295,6 +302,28 @@ class MonitoringSection(_Strict):
     max_out_of_range_share: float = Field(default=0.05, ge=0.0, le=1.0)
     max_new_category_share: float = Field(default=0.01, ge=0.0, le=1.0)
     fail_on_data_quality: bool = Field(default=False, description="data-quality findings cross the policy")
+    # what `mlkit monitor` reads when neither --current nor --since is given (the scheduled CI workflow)
+    current: str | None = Field(
+        default=None, description="project-relative CSV or Parquet file of recent production inputs (DVC-tracked)"
+    )
+    labels: str | None = Field(default=None, description="project-relative file of late labels, joined on `id`")
+    id: str | None = Field(default=None, description="the column joining `labels` to `current`")
+
+    @field_validator("current", "labels")
+    @classmethod
+    def _relative_file(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = value.replace("\\", "/").split("/")
+        if value.startswith(("/", "~")) or ".." in parts or not value.endswith((".csv", ".parquet", ".pq")):
+            raise ValueError(f"{value!r} must be a .csv or .parquet file inside the project, e.g. data/current.csv")
+        return value
+
+    @model_validator(mode="after")
+    def _labels_need_id(self) -> MonitoringSection:
+        if (self.labels is None) != (self.id is None):
+            raise ValueError("labels and id go together, e.g. labels: data/labels.csv and id: customer_id")
+        return self
 
     @field_validator("metric_floors")
     @classmethod

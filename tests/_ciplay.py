@@ -269,6 +269,7 @@ class JobResult:
     outputs: dict[str, str] = field(default_factory=dict)
     summary: str = ""
     uses: list[str] = field(default_factory=list)
+    artifacts: dict[str, Path] = field(default_factory=dict)  # uploaded by actions/upload-artifact
 
     @property
     def annotations(self) -> list[str]:
@@ -339,6 +340,7 @@ class Runner:
         workspace.mkdir()  # empty until a checkout fills it, as on a runner
         summary = folder / "summary.md"
         summary.touch()
+        context.runner = {"temp": str(temp), "os": "Linux"}
         event_file = folder / "event.json"
         event_file.write_text(json.dumps(context.event_payload()))
         env: dict[str, str] = {
@@ -376,8 +378,11 @@ class Runner:
                 continue
             if "uses" in step:
                 result.uses.append(step["uses"])
-                self._uses(step, event, workspace, folder, env)
-                result.steps.append(StepResult(label, "success"))
+                problem = self._uses(step, event, workspace, folder, env, context, result)
+                result.steps.append(StepResult(label, "failure" if problem else "success", problem))
+                if problem:
+                    failed = True
+                    result.status = "failure"
                 continue
             output = folder / f"output-{index}"
             output.touch()
@@ -409,8 +414,19 @@ class Runner:
         result.outputs = {k: render(context.substitute(v)) for k, v in (job.get("outputs") or {}).items()}
         return result
 
-    def _uses(self, step: dict[str, Any], event: Event, workspace: Path, folder: Path, env: dict[str, str]) -> None:
+    def _uses(
+        self,
+        step: dict[str, Any],
+        event: Event,
+        workspace: Path,
+        folder: Path,
+        env: dict[str, str],
+        context: _Context,
+        result: JobResult,
+    ) -> str:
+        """Play an action; '' when it succeeded, else the error it reports."""
         action = step["uses"].split("@")[0]
+        given = {k: render(context.substitute(v)) for k, v in (step.get("with") or {}).items()}
         if action == "actions/checkout":
             depth = int((step.get("with") or {}).get("fetch-depth", 1))
             clone = ["git", "clone", "-q", "--no-checkout"]
@@ -434,7 +450,20 @@ class Runner:
         elif action == "actions/setup-python":
             bin_dir = make_job_python(folder / "python", self.dependencies)
             env["PATH"] = os.pathsep.join([str(self.stubs), str(bin_dir), *env["PATH"].split(os.pathsep)[1:]])
+        elif action == "actions/upload-artifact":
+            source = Path(given["path"])
+            if not source.is_absolute():
+                source = workspace / source
+            if not source.exists():
+                if given.get("if-no-files-found", "warn") == "error":
+                    return f"::error::No files were found with the provided path: {given['path']}"
+                return ""
+            kept = self.work / "artifacts" / given.get("name", "artifact") / source.name
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, kept)
+            result.artifacts[given.get("name", "artifact")] = kept
         # any other action is recorded only
+        return ""
 
     def _secrets(self, environment: str | None) -> dict[str, str]:
         merged = dict(self.secrets.get(None, {}))
@@ -455,6 +484,7 @@ class _Context:
     needs: Mapping[str, JobResult]
     secrets: Mapping[str, str]
     steps: dict[str, dict[str, str]] = field(default_factory=dict)
+    runner: dict[str, str] = field(default_factory=dict)
 
     def event_payload(self) -> dict[str, Any]:
         payload: dict[str, Any] = {"ref": self.event.ref, "repository": {"full_name": self.repository}}
@@ -479,6 +509,8 @@ class _Context:
             return self.secrets.get(rest, "")
         if head == "inputs":
             return self.event.inputs.get(rest, "")
+        if head == "runner" and rest in self.runner:
+            return self.runner[rest]
         if head == "github":
             values: dict[str, Any] = {
                 "event_name": self.event.name,
@@ -622,9 +654,11 @@ class GitLabRunner:
                 elif when == "manual" and name not in manual:
                     results[name] = GitLabJob(name, "manual")
                 else:
-                    dotenv = {k: v for n in needs for k, v in results[n].dotenv.items()}
+                    # with needs, the dotenv reports of those jobs; without, of every job of an earlier stage
+                    sources = needs if "needs" in job else [n for n, r in results.items() if r.status != "skipped"]
+                    dotenv = {k: v for n in sources for k, v in results[n].dotenv.items()}
                     results[name] = self._job(
-                        name, job, pipeline, {**context, **dotenv}, sha, [results[n].artifacts for n in needs]
+                        name, job, pipeline, {**context, **dotenv}, sha, [results[n].artifacts for n in sources]
                     )
         return results
 
@@ -661,7 +695,7 @@ class GitLabRunner:
             check=True,
         )
         subprocess.run(["git", "checkout", "-q", "--detach", sha], cwd=project, check=True)
-        for files in artifacts:  # `needs` downloads the artifacts of those jobs
+        for files in artifacts:  # the artifacts of the jobs in `needs`, else of every earlier job
             for relative, text in files.items():
                 (project / relative).write_text(text)
         bin_dir = make_job_python(folder / "python", self.dependencies)

@@ -41,7 +41,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_new_project_passes_its_own_ci_check(project):
     result = run("ci", "generate", "--check", cwd=project / "src")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count("up to date") == 4
+    assert result.stdout.count("up to date") == 5
     status = subprocess.run(["git", "status", "--porcelain"], cwd=project, capture_output=True, text=True, check=True)
     assert status.stdout == ""
 

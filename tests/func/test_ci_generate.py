@@ -75,7 +75,7 @@ def test_init_commits_the_ci_files_and_they_match_mlkit_yaml(cli, base_projects)
         assert sorted(repo.git.ls_files(".github").splitlines()) == sorted(GITHUB_FILES)
         result = cli("ci", "generate", "--check", cwd=root)
         assert result.exit_code == 0, result.output
-        assert result.stdout.count("up to date") == 4
+        assert result.stdout.count("up to date") == 5
         assert repo.git.status("--porcelain") == ""
 
 
@@ -98,15 +98,15 @@ def test_check_shows_a_diff_and_exits_1_when_mlkit_yaml_changed(cli, project):
     assert '-          python-version: "3.11"\n' in result.stdout
     assert '+          python-version: "3.12"\n' in result.stdout
     assert error_line(result.stderr) == (
-        "error: 3 CI file(s) differ from what mlkit.yaml gives: .github/workflows/mlkit.yml, "
-        ".github/workflows/mlkit-promote.yml, .github/workflows/mlkit-retrain.yml"
+        "error: 4 CI file(s) differ from what mlkit.yaml gives: .github/workflows/mlkit.yml, "
+        ".github/workflows/mlkit-promote.yml, .github/workflows/mlkit-retrain.yml, .github/workflows/mlkit-monitor.yml"
     )
     assert "hint: run `mlkit ci generate` and commit the result" in result.stderr
     assert read(project, GITHUB_FILES) == before  # --check writes nothing
 
     result = cli("ci", "generate", cwd=project)
     assert result.exit_code == 0, result.output
-    assert result.stdout.count("regenerated") == 3
+    assert result.stdout.count("regenerated") == 4
     assert all('python-version: "3.12"' in text for text in read(project, WORKFLOW_FILES).values())
     assert cli("ci", "generate", "--check", cwd=project).exit_code == 0
 
@@ -150,6 +150,7 @@ def test_hand_edited_files_are_kept_without_force(cli, project):
         ".github/workflows/mlkit.yml": "replaced",
         ".github/workflows/mlkit-promote.yml": "updated",
         ".github/workflows/mlkit-retrain.yml": "updated",
+        ".github/workflows/mlkit-monitor.yml": "updated",
         ".github/dependabot.yml": "unchanged",
     }
     assert "-q -x" not in workflow.read_text()
@@ -218,7 +219,7 @@ def test_unknown_provider_exits_2(cli, project):
             "production_environment: production",
             "production_environment: production\n  runner: big",
             "mlkit.yaml: ci.runner: unknown field; allowed: provider, python, default_branch, schedule, "
-            "production_environment, install, pull_request_environment, secrets, oidc",
+            "monitor_schedule, production_environment, install, pull_request_environment, secrets, oidc",
         ),
     ],
 )

@@ -109,7 +109,7 @@ def test_actionlint_finds_nothing(tmp_path, name):
     root = write(tmp_path, SETTINGS[name])
     done = subprocess.run([tool, ".github/workflows/*.yml"], cwd=root, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.splitlines() == ["Checking 3 workflow file(s)...", "✓ All workflow files passed lint checks"]
+    assert done.stdout.splitlines() == ["Checking 4 workflow file(s)...", "✓ All workflow files passed lint checks"]
 
 
 @pytest.mark.parametrize("name", list(SETTINGS))

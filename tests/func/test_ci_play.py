@@ -27,6 +27,7 @@ MLKIT = str(Path(sys.executable).with_name("mlkit"))
 MAIN = ".github/workflows/mlkit.yml"
 RETRAIN = ".github/workflows/mlkit-retrain.yml"
 PROMOTE = ".github/workflows/mlkit-promote.yml"
+MONITOR = ".github/workflows/mlkit-monitor.yml"
 
 
 @dataclass
@@ -323,3 +324,81 @@ def test_approval_new_data_and_a_pull_request_against_production(lab, staged):
     assert "\nTiming (not compared): fit_seconds " in comparison
     # the pull request registered nothing
     assert json.loads(lab.mlkit("models", "show", "churn", "--json", env=tracking).stdout)["version"] == "2"
+
+
+def test_monitoring_production_retrains_when_the_policy_is_crossed(lab, staged):
+    import pandas as pd
+
+    _, secrets, _ = staged
+    tracking = {"MLKIT_TRACKING_URI": secrets["staging"]["MLFLOW_TRACKING_URI"]}
+    shared = {"MLKIT_DATA_REMOTE": secrets["staging"]["DVC_REMOTE_URL"]}
+
+    def play(name: str) -> dict[str, JobResult]:
+        event = Event("schedule", "refs/heads/main", lab.git("rev-parse", "HEAD"))
+        return lab.runner(name, secrets).play(lab.workflow(MONITOR), event)
+
+    def version_data(message: str, *paths: str) -> None:
+        added = lab.mlkit("data", "add", *paths, "--commit", "-m", message, env=shared)
+        assert added.returncode == 0, added.stderr
+        pushed = lab.mlkit("data", "push", env=shared)
+        assert pushed.returncode == 0, pushed.stderr
+        lab.git("push", "-q", "origin", "main")
+
+    # nothing named to monitor yet: one notice, nothing else
+    jobs = play("monitor-unset")
+    assert statuses(jobs) == {"monitor": "success"}
+    assert annotations(jobs) == [
+        "::notice::nothing to monitor: set monitoring.current in mlkit.yaml to a file of recent production inputs "
+        "tracked with `mlkit data add`; see mlkit docs, monitor.md"
+    ]
+
+    # a week of production inputs drawn like the training data: within the policy, no training
+    training = pd.read_csv(lab.project / "data" / "breast_cancer.csv")
+    week = lab.project / "data" / "this_week.csv"
+    training.sample(200, random_state=3).drop(columns=["diagnosis"]).to_csv(week, index=False)
+    config = lab.project / "mlkit.yaml"
+    config.write_text(config.read_text() + "\nmonitoring:\n  current: data/this_week.csv\n  drift_share: 0.2\n")
+    lab.git("commit", "-qam", "monitor the inputs of this week")
+    version_data("inputs of this week", "data/this_week.csv")
+    jobs = play("monitor-calm")
+    monitor = jobs["monitor"]
+    assert monitor.status == "success" and annotations(jobs) == []
+    assert monitor.step("Monitor production").status == "success"
+    assert monitor.step("Train").status == "skipped"
+    assert "### mlkit monitor churn@production\n\nchurn version 1 (production): " in monitor.summary
+    assert ": within the monitoring policy\n" in monitor.summary
+    assert monitor.artifacts["monitoring-report"].read_text().startswith("<!DOCTYPE html>")
+    shown = json.loads(lab.mlkit("models", "show", "churn@production", "--json", env=tracking).stdout)
+    assert shown["monitored"]["crossed"] == "false"
+
+    # the world moves: this week's inputs are shifted, and the labelled rows join the training data
+    moved = training.sample(200, random_state=4)
+    for column in [c for c in moved.columns if c.startswith("worst_")] + ["mean_radius", "mean_area"]:
+        moved[column] = moved[column] * 1.6
+    moved.drop(columns=["diagnosis"]).to_csv(week, index=False)
+    pd.concat([training, moved]).to_csv(lab.project / "data" / "breast_cancer.csv", index=False)
+    version_data("shifted inputs, labelled", "data/this_week.csv", "data/breast_cancer.csv")
+    jobs = play("monitor-drifted")
+    monitor = jobs["monitor"]
+    assert monitor.status == "success", [(s.name, s.status, s.output[-2000:]) for s in monitor.steps]
+    run_id = monitor.step("Monitor production").output.split("monitoring run ")[1].split()[0]
+    (error,) = annotations(jobs)  # mlkit monitor's own, naming what crossed the policy
+    assert error.startswith("::error::monitoring policy crossed for churn@production (version 1): ")
+    assert "features drifted (mean_radius, mean_area, worst_radius" in error
+    assert monitor.step("Train").status == "success"
+    assert "### Promotion of churn version 3 to staging: promoted" in monitor.summary
+    assert "CROSSED the monitoring policy" in monitor.artifacts["monitoring-report"].read_text()
+    history = json.loads(lab.mlkit("models", "history", "churn", "--json", env=tracking).stdout)
+    assert (history[-1]["to_version"], history[-1]["reason"]) == ("3", f"monitoring run {run_id} crossed the policy")
+    shown = json.loads(lab.mlkit("models", "show", "churn@production", "--json", env=tracking).stdout)
+    assert shown["version"] == "1"  # production moves only through its own approval
+    assert (shown["monitored"]["run_id"], shown["monitored"]["crossed"]) == (run_id, "true")
+
+    # crossed again with nothing new to train on: the job fails and says what to do
+    jobs = play("monitor-nothing-new")
+    assert statuses(jobs) == {"monitor": "failure"}
+    assert jobs["monitor"].step("Train").status == "skipped"
+    crossed, error = annotations(jobs)
+    assert crossed.startswith("::error::monitoring policy crossed for churn@production (version 1): ")
+    assert error.startswith("::error::no training input changed since version 3 of churn, the latest (commit ")
+    assert json.loads(lab.mlkit("models", "show", "churn", "--json", env=tracking).stdout)["version"] == "3"

@@ -106,6 +106,7 @@ def test_the_first_push_is_green_without_variables(lab):
     jobs = lab.runner("first-push").play(lab.pipeline, "push", lab.head(), branch="main")
     assert statuses(jobs) == {
         "test": "success",
+        "monitor": "skipped",
         "train": "success",
         "comment": "skipped",
         "promote-staging": "success",
@@ -134,6 +135,7 @@ def test_a_merge_request_gets_one_note_updated_in_place(lab):
         )
         assert statuses(jobs) == {
             "test": "success",
+            "monitor": "skipped",
             "train": "success",
             "comment": "success",
             "promote-staging": "skipped",
@@ -167,6 +169,7 @@ def test_a_configured_push_promotes_and_a_person_promotes_that_version(lab, trac
     )
     assert statuses(jobs) == {
         "test": "success",
+        "monitor": "skipped",
         "train": "success",
         "comment": "skipped",
         "promote-staging": "success",
@@ -183,6 +186,7 @@ def test_a_schedule_with_unchanged_inputs_trains_nothing(lab, tracking):
     jobs = lab.runner("schedule", tracking).play(lab.pipeline, "schedule", lab.head(), branch="main")
     assert statuses(jobs) == {
         "test": "success",
+        "monitor": "skipped",
         "train": "success",
         "comment": "skipped",
         "promote-staging": "success",
@@ -203,6 +207,7 @@ def test_a_refused_gate_is_a_warning(lab, tracking):
     # exit 3, allowed: the job shows a warning and the pipeline passes; the manual stage is still offered
     assert statuses(jobs) == {
         "test": "success",
+        "monitor": "skipped",
         "train": "success",
         "comment": "skipped",
         "promote-staging": "warning",
@@ -210,3 +215,61 @@ def test_a_refused_gate_is_a_warning(lab, tracking):
     }
     result = jobs["promote-staging"].output
     assert '"status": "refused"' in result and '"version": "2"' in result and "f1 >= 0.9999" in result
+
+
+def test_a_monitoring_schedule_retrains_only_when_the_policy_is_crossed(lab, tracking):
+    import pandas as pd
+
+    env = {"MLKIT_TRACKING_URI": tracking["MLFLOW_TRACKING_URI"]}
+    monitoring = {**tracking, "MLKIT_SCHEDULE": "monitor"}
+    config = lab.project / "mlkit.yaml"
+    text = config.read_text().replace('thresholds: ["f1 >= 0.9999"]', 'thresholds: ["f1 >= 0.85"]')
+    config.write_text(text + "\nmonitoring:\n  current: data/this_week.csv\n  drift_share: 0.2\n")
+    training = pd.read_csv(lab.project / "data" / "breast_cancer.csv")
+    week = lab.project / "data" / "this_week.csv"
+    training.sample(200, random_state=3).drop(columns=["diagnosis"]).to_csv(week, index=False)
+
+    def version_data(message: str, *paths: str) -> None:
+        added = lab.mlkit("data", "add", *paths, "--commit", "-m", message)
+        assert added.returncode == 0, added.stderr
+        assert lab.mlkit("data", "push").returncode == 0
+        lab.git("push", "-q", "origin", "main")
+
+    lab.git("commit", "-qam", "monitor the inputs of this week")
+    version_data("inputs of this week", "data/this_week.csv")
+    jobs = lab.runner("monitor-calm", monitoring).play(lab.pipeline, "schedule", lab.head(), branch="main")
+    assert statuses(jobs) == {
+        "test": "success",
+        "monitor": "success",
+        "train": "success",
+        "comment": "skipped",
+        "promote-staging": "success",
+        "promote-production": "skipped",
+    }
+    assert jobs["monitor"].dotenv["MLKIT_MONITOR_CROSSED"] == "false"
+    assert jobs["monitor"].artifacts["monitoring-report.html"].startswith("<!DOCTYPE html>")
+    assert "the monitoring policy was not crossed: nothing to retrain" in jobs["train"].output
+
+    # shifted inputs, and the labelled rows join the training data: retrained, promoted with the reason
+    moved = training.sample(200, random_state=4)
+    for column in [c for c in moved.columns if c.startswith("worst_")] + ["mean_radius", "mean_area"]:
+        moved[column] = moved[column] * 1.6
+    moved.drop(columns=["diagnosis"]).to_csv(week, index=False)
+    pd.concat([training, moved]).to_csv(lab.project / "data" / "breast_cancer.csv", index=False)
+    version_data("shifted inputs, labelled", "data/this_week.csv", "data/breast_cancer.csv")
+    jobs = lab.runner("monitor-drifted", monitoring).play(lab.pipeline, "schedule", lab.head(), branch="main")
+    assert statuses(jobs)["promote-staging"] == "success", jobs["train"].output[-3000:]
+    run_id = jobs["monitor"].dotenv["MLKIT_MONITORING_RUN"]
+    assert jobs["monitor"].dotenv["MLKIT_MONITOR_CROSSED"] == "true" and len(run_id) == 32
+    version = jobs["train"].dotenv["MLKIT_MODEL_VERSION"]
+    history = json.loads(lab.mlkit("models", "history", "churn", "--json", env=env).stdout)
+    assert (history[-1]["to_version"], history[-1]["stage"]) == (version, "staging")
+    assert history[-1]["reason"] == f"monitoring run {run_id} crossed the policy"
+
+    # crossed again with nothing new to train on: the train job fails with one error
+    jobs = lab.runner("monitor-nothing-new", monitoring).play(lab.pipeline, "schedule", lab.head(), branch="main")
+    assert (statuses(jobs)["monitor"], statuses(jobs)["train"]) == ("success", "failed")
+    assert (
+        f"error: no training input changed since version {version} of churn, the latest (commit "
+        in jobs["train"].output
+    )

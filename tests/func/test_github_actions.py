@@ -126,12 +126,12 @@ def test_ci_check_reports_the_diff_to_the_summary(cli, actions, project):
         "ci_provider": "github",
         "ci_up_to_date": "false",
         "ci_changed": ".github/workflows/mlkit.yml,.github/workflows/mlkit-promote.yml,"
-        ".github/workflows/mlkit-retrain.yml",
+        ".github/workflows/mlkit-retrain.yml,.github/workflows/mlkit-monitor.yml",
     }
     assert "::" not in result.stdout  # the diff alone: annotations go to stderr
     assert result.stderr.splitlines()[-1] == (
-        "::error::3 CI file(s) differ from what mlkit.yaml gives: .github/workflows/mlkit.yml, "
-        ".github/workflows/mlkit-promote.yml, .github/workflows/mlkit-retrain.yml "
+        "::error::4 CI file(s) differ from what mlkit.yaml gives: .github/workflows/mlkit.yml, "
+        ".github/workflows/mlkit-promote.yml, .github/workflows/mlkit-retrain.yml, .github/workflows/mlkit-monitor.yml "
         "(run `mlkit ci generate` and commit the result)"
     )
 

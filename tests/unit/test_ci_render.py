@@ -453,6 +453,7 @@ def test_one_rule_for_a_refused_gate():
         ".github/workflows/mlkit.yml",
         ".github/workflows/mlkit-retrain.yml",
         ".github/workflows/mlkit-promote.yml",
+        ".github/workflows/mlkit-monitor.yml",
     ):
         for name, job in yaml.safe_load(files[path])["jobs"].items():
             for step in job["steps"]:
