@@ -22,6 +22,7 @@ from mlkit.engines import dvc, git
 from mlkit.engines.dvc import ProgressCallback
 from mlkit.errors import UsageError, first_line
 from mlkit.project import Project
+from mlkit.training import datasets
 from mlkit.uris import redact
 
 DVC_SUFFIX = ".dvc"
@@ -635,3 +636,209 @@ def _cached(root: Path, md5: str) -> bool:
         return all((cache / e["md5"][:2] / e["md5"][2:]).is_file() for e in entries)
     except (OSError, ValueError, KeyError, TypeError):
         return False
+
+
+# --- a data file of the user's own: checks, the task it implies -----------------------------------
+
+TASKS = ("classification", "regression")
+TABULAR_SUFFIXES = (".csv", ".parquet", ".pq")
+# fewer rows leave a test split too small to say anything (20 % of 50 is 10 rows)
+MIN_ROWS = 50
+# a numeric target with at most this many distinct whole numbers is read as class labels
+MAX_CLASSES = 20
+_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+MAX_FILE_NAME_LENGTH = 100
+
+
+@dataclass
+class DataFileCheck:
+    """What :func:`check_data_file` found in a CSV or Parquet file: its shape and the task its target implies."""
+
+    path: str  # absolute
+    name: str  # the file name kept in the project
+    rows: int
+    columns: list[str]
+    target: str
+    task: str
+    reason: str  # why this task, in one phrase
+    inferred: bool  # False when the task was given
+    classes: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_file_name(given: str | os.PathLike[str]) -> str:
+    """The file name of ``given`` if it can be kept in a project as is (and in mlkit.yaml, dvc.yaml, shell
+    commands): letters, digits, '.', '-' and '_', a CSV or Parquet suffix; else UsageError."""
+    name = Path(given).name
+    if not name.endswith(TABULAR_SUFFIXES):
+        raise UsageError(
+            f"{given}: not a CSV or Parquet file (the name must end in .csv, .parquet or .pq)",
+            hint="save the data as CSV (with a header row) or Parquet",
+        )
+    if not _FILE_NAME.match(name) or len(name) > MAX_FILE_NAME_LENGTH:
+        stem, suffix = name.rsplit(".", 1)
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-")[: MAX_FILE_NAME_LENGTH - 10] or "data"
+        raise UsageError(
+            f"{given}: the file name {name!r} cannot be kept in the project: at most {MAX_FILE_NAME_LENGTH} "
+            "characters, letters, digits, '.', '-' and '_', starting with a letter or digit",
+            hint=f"rename the file, e.g. to {safe}.{suffix}",
+        )
+    return name
+
+
+def check_data_file(
+    path: str | os.PathLike[str],
+    target: str,
+    task: str | None = None,
+    *,
+    drop: Sequence[str] = (),
+    target_option: str | None = "--target",
+    task_option: str = "--task",
+) -> DataFileCheck:
+    """Check that ``path`` is a readable CSV or Parquet file mlkit can train on with ``target``, and
+    decide the task: ``task`` when given (refused when the target contradicts it), else inferred.
+
+    ``target_option`` and ``task_option`` name where the target and task came from, for messages (None:
+    the target comes from mlkit.yaml's ``data.target``).
+    """
+    given = str(path)
+    file = Path(path).expanduser()
+    if not file.exists():
+        raise UsageError(f"{given}: no such file", hint="give the path to your CSV or Parquet file")
+    if file.is_dir():
+        raise UsageError(f"{given}: is a folder, not a CSV or Parquet file", hint="give one file")
+    name = check_file_name(given)
+    try:
+        with file.open("rb") as handle:
+            handle.read(1)
+    except OSError as exc:
+        raise UsageError(
+            f"{given}: cannot be read ({exc.strerror or first_line(exc)})", hint="check the file's permissions"
+        ) from None
+    if task is not None and task not in TASKS:
+        raise UsageError(
+            f"{task_option} {task}: must be one of " + ", ".join(TASKS), hint="or leave it out to infer it"
+        )
+    columns = datasets.read_columns(file)
+    if columns is not None:
+        _check_target_column(columns, target, drop, name, target_option)
+    frame = datasets.read_table(file)
+    columns = [str(c) for c in frame.columns]
+    _check_target_column(columns, target, drop, name, target_option)
+    rows = len(frame)
+    if rows < MIN_ROWS:
+        raise UsageError(
+            f"{given}: {rows} row{'s' if rows != 1 else ''}; mlkit needs at least {MIN_ROWS} to train and test a model",
+            hint="use a larger data set",
+        )
+    if len(set(columns) - {target, *drop}) == 0:
+        raise UsageError(f"{given}: no column besides the target {target!r} to learn from", hint="check the file")
+    values = frame[target]
+    missing = int(values.isna().sum())
+    if missing:
+        raise UsageError(
+            f"{given}: target {target!r} is empty in {missing} of {rows} rows; every row needs a target",
+            hint="drop those rows from the file (or fill them in), then run the command again",
+        )
+    inferred_task, reason = infer_task(values, target)
+    if task is None:
+        task, inferred = inferred_task, True
+    else:
+        _check_task_fits(values, target, task, task_option)
+        reason, inferred = f"given by {task_option}", False
+    classes = None
+    if task == "classification":
+        counts = values.value_counts()
+        classes = len(counts)
+        if classes < 2:
+            raise UsageError(
+                f"{given}: target {target!r} has a single value {counts.index[0]!r}; classification needs two or more",
+                hint="check the target column",
+            )
+        rare = counts[counts < 2]
+        if len(rare):
+            raise UsageError(
+                f"{given}: target {target!r}: class {rare.index[0]!r} has a single row; every class needs at "
+                "least 2 (one to train on, one to test on)",
+                hint="drop or merge the rare classes in the file",
+            )
+    return DataFileCheck(
+        path=str(file.resolve()),
+        name=name,
+        rows=rows,
+        columns=columns,
+        target=target,
+        task=task,
+        reason=reason,
+        inferred=inferred,
+        classes=classes,
+    )
+
+
+def infer_task(values: Any, target: str) -> tuple[str, str]:
+    """(task, why) from a target column without missing values: strings and booleans are classes; whole
+    numbers with at most :data:`MAX_CLASSES` distinct values are classes; any other number is a quantity."""
+    from pandas.api import types
+
+    distinct = int(values.nunique())
+    if types.is_bool_dtype(values.dtype):
+        return "classification", f"target {target!r} has {distinct} boolean values"
+    if not types.is_numeric_dtype(values.dtype):
+        return "classification", f"target {target!r} has {distinct} distinct string values"
+    if _whole_numbers(values):
+        if distinct <= MAX_CLASSES:
+            return "classification", (
+                f"target {target!r} is numeric with {distinct} distinct integer values "
+                f"(at most {MAX_CLASSES} integers are read as classes)"
+            )
+        return "regression", (
+            f"target {target!r} is numeric with {distinct} distinct integer values "
+            f"(more than {MAX_CLASSES} are read as a quantity)"
+        )
+    return "regression", f"target {target!r} is numeric with {distinct} distinct values"
+
+
+def _whole_numbers(values: Any) -> bool:
+    import numpy as np
+
+    numbers = np.asarray(values, dtype=np.float64)
+    return bool(np.all(np.isfinite(numbers)) and np.all(numbers == np.round(numbers)))
+
+
+def _check_task_fits(values: Any, target: str, task: str, task_option: str) -> None:
+    """Refuse a task the target plainly contradicts: regression on text, classification on a quantity."""
+    from pandas.api import types
+
+    distinct = int(values.nunique())
+    numeric = types.is_numeric_dtype(values.dtype) and not types.is_bool_dtype(values.dtype)
+    if task == "regression" and not numeric:
+        raise UsageError(
+            f"{task_option} regression: target {target!r} is not numeric ({distinct} distinct values such as "
+            f"{str(values.iloc[0])!r})",
+            hint="use --task classification, or leave --task out to infer it",
+        )
+    if task == "classification" and numeric and distinct > MAX_CLASSES and not _whole_numbers(values):
+        raise UsageError(
+            f"{task_option} classification: target {target!r} is numeric with {distinct} distinct non-integer "
+            "values; each would be a class of its own",
+            hint="use --task regression, or leave --task out to infer it",
+        )
+
+
+def _check_target_column(
+    columns: list[str], target: str, drop: Sequence[str], source: str, target_option: str | None
+) -> None:
+    """The training check for a wrong target (every column listed, closest first), worded for the option
+    the target came from when it is not mlkit.yaml's ``data.target``."""
+    try:
+        datasets.check_columns(columns, target=target, drop=list(drop), source=source)
+    except UsageError as exc:
+        settings_prefix = f"{C.CONFIG_FILE}: data.target: "
+        if target_option is None or not exc.message.startswith(settings_prefix):
+            raise
+        raise UsageError(
+            f"{target_option}: " + exc.message.removeprefix(settings_prefix),
+            hint=f"give one of the columns above with {target_option}",
+        ) from None
