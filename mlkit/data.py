@@ -815,8 +815,9 @@ def _check_task_fits(values: Any, target: str, task: str, task_option: str) -> N
     numeric = types.is_numeric_dtype(values.dtype) and not types.is_bool_dtype(values.dtype)
     if task == "regression" and not numeric:
         raise UsageError(
-            f"{task_option} regression: target {target!r} is not numeric ({distinct} distinct values such as "
-            f"{str(values.iloc[0])!r})",
+            f"{task_option} regression: target {target!r} is not numeric ({distinct} distinct values, e.g. "
+            + ", ".join(repr(v) for v in sorted(map(str, values.unique()))[:3])
+            + ")",
             hint=_other_task_hint("classification", task_option),
         )
     if task == "classification" and numeric and distinct > MAX_CLASSES and not _whole_numbers(values):
