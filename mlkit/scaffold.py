@@ -260,7 +260,7 @@ def _check_own_data(
         raise UsageError("--data needs --target COLUMN: the column to predict", hint="e.g. --target species")
     if "target" in answers:
         raise UsageError("--set target: with --data the target is given with --target", hint=f"--target {target}")
-    check_answer("target", target)
+    check_answer("target", target, option="--target")
     return data_sets.check_data_file(data, target, task)
 
 
@@ -402,29 +402,39 @@ _ANSWER_RULES: dict[str, tuple[re.Pattern[str], str]] = {
 _JINJA_MARKERS = ("{{", "{%", "{#")
 
 
-def check_answer(key: str, value: str, *, bundled: bool = True, markers: tuple[str, ...] = _JINJA_MARKERS) -> None:
+def check_answer(
+    key: str,
+    value: str,
+    *,
+    bundled: bool = True,
+    markers: tuple[str, ...] = _JINJA_MARKERS,
+    option: str | None = None,
+) -> None:
     """Refuse an answer that could be more than data: control characters (a newline would start a new
-    YAML key), template markup (cookiecutter renders answers with Jinja), a malformed name."""
+    YAML key), template markup (cookiecutter renders answers with Jinja), a malformed name. ``option``
+    names where the answer came from in messages (default ``--set KEY``)."""
     import unicodedata
+
+    given = option or f"--set {key}"
 
     # Cc: C0/C1 controls; Cf: invisible format characters (bidi overrides); Zl, Zp: line separators
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") for ch in value):
         raise UsageError(
-            f"--set {key}: control characters (newlines, tabs, ...) are not allowed in answers",
+            f"{given}: control characters (newlines, tabs, ...) are not allowed in answers",
             hint="give the answer on one line of printable text",
         )
     rule = _ANSWER_RULES.get(key) if bundled else None
     if rule is not None and len(value) > MAX_NAME_LENGTH:
         raise UsageError(
-            f"--set {key}: is {len(value)} characters long; at most {MAX_NAME_LENGTH} are allowed",
+            f"{given}: is {len(value)} characters long; at most {MAX_NAME_LENGTH} are allowed",
             hint="give a shorter value",
         )
     if rule is not None and not rule[0].fullmatch(value):
-        raise UsageError(f"--set {key}: {rule[1]}", hint=f"for example --set {key}={_ANSWER_EXAMPLES[key]}")
+        raise UsageError(f"{given}: {rule[1]}", hint=f"for example --set {key}={_ANSWER_EXAMPLES[key]}")
     if any(marker in value for marker in markers):
         shown = ", ".join(f"{m!r}" for m in markers[:-1]) + f" and {markers[-1]!r}"
         raise UsageError(
-            f"--set {key}: {shown} are not allowed: answers are data, not templates",
+            f"{given}: {shown} are not allowed: answers are data, not templates",
             hint="give the literal value the project should hold",
         )
 

@@ -256,6 +256,12 @@ def _write(tmp_path: Path, name: str, frame: pd.DataFrame) -> Path:
             "error: --data needs --target COLUMN: the column to predict",
             "hint: e.g. --target species",
         ),
+        (
+            lambda t: _write(t, "iris.csv", flowers()),
+            ["--target", "{{ 7 * 7 }}"],
+            "error: --target: '{{', '{%' and '{#' are not allowed: answers are data, not templates",
+            "hint: give the literal value the project should hold",
+        ),
     ],
     ids=[
         "wrong-target",
@@ -267,6 +273,7 @@ def _write(tmp_path: Path, name: str, frame: pd.DataFrame) -> Path:
         "unsafe-name",
         "not-tabular",
         "no-target",
+        "template-markup",
     ],
 )
 def test_bad_data_exits_2_and_creates_nothing(cli, tmp_path, make, args, message, hint):
@@ -274,7 +281,7 @@ def test_bad_data_exits_2_and_creates_nothing(cli, tmp_path, make, args, message
     before = sorted(p.name for p in tmp_path.iterdir())
     result = init(cli, tmp_path, "--data", str(path), *args)
     assert result.exit_code == 2, result.output
-    assert error_lines(result) == [message.format(path=path), hint]
+    assert error_lines(result) == [message.replace("{path}", str(path)), hint]
     assert result.stdout == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no project, no staging folder, no remote
 
