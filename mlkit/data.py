@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -952,6 +954,8 @@ def replace(
         folder / ".gitignore",
     ]
     snapshot = {p: (p.read_bytes() if p.is_file() else None) for p in dict.fromkeys(touched)}
+    # DVC stages what it writes (core.autostage): a rollback unstages it again, not what the user had staged
+    unstage = _not_staged(root, [p.relative_to(root).as_posix() for p in snapshot])
     moves: list[tuple[Path, Path]] = []  # (from, to): undone in reverse
     created: list[Path] = []
     try:
@@ -963,8 +967,6 @@ def replace(
             folder.mkdir(parents=True, exist_ok=True)
             incoming = _aside(root / new, ".incoming")
             created.append(incoming)
-            import shutil
-
             shutil.copyfile(check.path, incoming)
             os.replace(incoming, root / new)
             created.append(root / new)
@@ -986,6 +988,8 @@ def replace(
                 path.unlink(missing_ok=True)
             elif not path.is_file() or path.read_bytes() != content:
                 path.write_bytes(content)
+        if unstage:
+            git.run(root, "reset", "-q", "--", *unstage)
         raise
     for _, moved in moves:
         moved.unlink(missing_ok=True)  # the old data is in the DVC cache (checked above)
@@ -1066,9 +1070,7 @@ def _inside(root: Path, source: Path) -> str | None:
 
 
 def _aside(path: Path, suffix: str = ".replaced") -> Path:
-    """A free name next to ``path`` (same folder, so moves are renames) that git and DVC ignore by its dot."""
-    import uuid
-
+    """A free name next to ``path`` (same folder, so moves are renames), hidden by its leading dot."""
     return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{suffix}")
 
 
@@ -1107,6 +1109,14 @@ def _dependent_stage(root: Path, relative: str) -> str | None:
         if any(isinstance(d, str) and os.path.normpath(d) == os.path.normpath(relative) for d in deps or []):
             return str(name)
     return None
+
+
+def _not_staged(root: Path, paths: Sequence[str]) -> list[str]:
+    """Those of ``paths`` with nothing staged in git right now (none outside a git repository)."""
+    if not _is_git_repo(root):
+        return []
+    staged = set(git.run(root, "diff", "--cached", "--name-only", "--", *paths).split())
+    return [p for p in paths if p not in staged]
 
 
 def _stage(root: Path, candidates: Sequence[str]) -> list[str]:

@@ -410,3 +410,22 @@ def test_remove_untracks_a_data_set_and_refuses_the_training_data(cli, project):
     assert (project / "data" / ".gitignore").read_text() == "/iris.csv\n"
     assert git.Repo(project).head.commit.message.strip() == "Stop tracking data/extra.csv"
     assert_clean(project)
+
+
+def test_a_replace_that_fails_halfway_puts_everything_back(cli, tmp_path, project, monkeypatch):
+    from mlkit.engines import dvc as dvc_engine
+    from mlkit.errors import OperationError
+
+    def fail(*_args, **_kwargs):
+        raise OperationError("removing data from DVC failed: disk full")
+
+    monkeypatch.setattr(dvc_engine, "remove", fail)
+    original = (project / "data" / "iris.csv").read_bytes()
+    newer = tmp_path / "iris-2025.csv"
+    flowers(rows=200, seed=5).to_csv(newer, index=False)
+    result = cli("data", "replace", str(newer), cwd=project)
+    assert result.exit_code == 1
+    assert error_lines(result) == ["error: removing data from DVC failed: disk full"]
+    assert_clean(project)
+    assert sorted(p.name for p in (project / "data").iterdir()) == [".gitignore", "iris.csv", "iris.csv.dvc"]
+    assert (project / "data" / "iris.csv").read_bytes() == original
