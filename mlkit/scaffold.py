@@ -23,6 +23,7 @@ from typing import Any
 
 from mlkit import __version__, ci, names
 from mlkit import constants as C
+from mlkit import data as data_sets
 from mlkit.engines import dvc, git
 from mlkit.errors import OperationError, UsageError, first_line
 from mlkit.progress import Progress
@@ -46,6 +47,10 @@ class InitResult:
     commit: str | None = None
     overwritten: list[str] = field(default_factory=list)  # the user's files --force replaced
     seconds: float = 0.0
+    task: str | None = None  # None for a template that is not bundled
+    task_reason: str | None = None  # why this task: the sample data set, --task, or what the target holds
+    rows: int | None = None  # rows of the user's data file (--data)
+    gates: str | None = None  # the metric gates mlkit.yaml sets, in one line
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,8 +111,11 @@ def template_questions(template_dir: Path | None = None) -> dict[str, Any]:
 def init_project(
     name: str,
     *,
-    template: str = "classification",
+    template: str | None = None,
     directory: Path | None = None,
+    data: Path | None = None,
+    target: str | None = None,
+    task: str | None = None,
     answers: Mapping[str, str] | None = None,
     init_git: bool = True,
     init_dvc: bool = True,
@@ -118,23 +126,36 @@ def init_project(
 ) -> InitResult:
     """Create a project called ``name`` and return what was made.
 
-    ``template`` is one of :data:`BUNDLED_TEMPLATES`, or a path to another cookiecutter template when
-    ``trust_template`` is set (templates can run arbitrary code).
+    ``template`` is one of :data:`BUNDLED_TEMPLATES` (default classification), or a path to another
+    cookiecutter template when ``trust_template`` is set (templates can run arbitrary code).
+
+    ``data`` is the user's own CSV or Parquet file, with ``target`` its target column: it is checked before
+    anything is created, copied into the project's ``data/`` and tracked instead of the sample data set.
+    The task is ``task`` (or a bundled ``template``) when given, else inferred from the target.
     """
     started = time.perf_counter()
     say = progress or (lambda _message: None)
     package = validate_name(name)
-    target = (directory or Path.cwd() / name).expanduser().resolve()
-    _check_target(target, force)
+    target_dir = (directory or Path.cwd() / name).expanduser().resolve()
+    _check_target(target_dir, force)
     if init_dvc and data_remote is not None and data_remote.expanduser().is_file():
         raise UsageError(
             f"--data-remote {data_remote} is a file, not a folder", hint="give a folder (it is created if missing)"
         )
+    answers = dict(answers or {})
+    own_data = _check_own_data(data, target, task, template, answers) if data is not None else None
+    if own_data is None and (target is not None or task is not None):
+        option = "--target" if target is not None else "--task"
+        raise UsageError(
+            f"{option} needs --data FILE: the sample data sets come with their own target",
+            hint="start from your own data with `mlkit init NAME --data FILE --target COLUMN`",
+        )
+    template = own_data.task if own_data is not None else template or "classification"
     template_dir, bundled = _resolve_template(template, trust_template)
     if template_dir is not None:  # a URL's answers are checked once it is cloned
-        context = _answers(name, template, answers or {}, template_dir, bundled, init_dvc)
+        context = _answers(name, template, answers, template_dir, bundled, init_dvc, own_data)
 
-    staging = _make_staging(target)
+    staging = _make_staging(target_dir)
     remote_created: Path | None = None
     restore_sigterm = _sigterm_as_interrupt()  # SIGTERM, like Ctrl-C, undoes everything
     try:
@@ -142,11 +163,17 @@ def init_project(
             if template_dir is None:
                 say(f"cloning template {template}")
                 template_dir = _clone_template(template, staging)
-                context = _answers(name, template, answers or {}, template_dir, bundled, init_dvc)
+                context = _answers(name, template, answers, template_dir, bundled, init_dvc, own_data)
             say(f"rendering template {template}")
             project = _render(template_dir, context, staging)
             data_files: list[str] = []
-            if bundled:
+            if own_data is not None:
+                say(f"copying {own_data.name} into data/")
+                data_path = project / context["data_file"]
+                data_path.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(own_data.path, data_path)
+                data_files.append(context["data_file"])
+            elif bundled:
                 data_path = write_dataset(context["dataset"], project)
                 data_files.append(data_path.relative_to(project).as_posix())
             else:
@@ -175,7 +202,8 @@ def init_project(
             if init_git:
                 say("committing")
                 commit = git.commit_all(project, f"Create project {name} from mlkit template {template} {__version__}")
-            overwritten = _move_into_place(project, target)
+            gates = _gates_summary(project)
+            overwritten = _move_into_place(project, target_dir)
         except BaseException as exc:
             shutil.rmtree(staging, ignore_errors=True)
             if remote_created is not None:
@@ -193,8 +221,12 @@ def init_project(
     finally:
         restore_sigterm()
     shutil.rmtree(staging, ignore_errors=True)
+    if own_data is not None:
+        task_reason: str | None = own_data.reason
+    else:
+        task_reason = f"the sample data set {context['dataset']}" if bundled else None
     return InitResult(
-        root=str(target),
+        root=str(target_dir),
         name=name,
         package=context.get("package_name", package),
         template=template,
@@ -203,7 +235,53 @@ def init_project(
         commit=commit,
         overwritten=overwritten,
         seconds=round(time.perf_counter() - started, 3),
+        task=template if bundled else None,
+        task_reason=task_reason,
+        rows=own_data.rows if own_data is not None else None,
+        gates=gates,
     )
+
+
+def _check_own_data(
+    data: Path, target: str | None, task: str | None, template: str | None, answers: Mapping[str, str]
+) -> data_sets.DataFileCheck:
+    """The user's data file checked, and the task decided, before anything is created."""
+    if template is not None and template not in BUNDLED_TEMPLATES:
+        raise UsageError(
+            f"--data works with the bundled templates ({', '.join(BUNDLED_TEMPLATES)}); "
+            f"template {template!r} brings its own data",
+            hint="leave --template out, or leave --data out",
+        )
+    if task is None:
+        task = template  # --template classification|regression names the task too
+    elif template is not None and template != task:
+        raise UsageError(f"--template {template} and --task {task} disagree", hint="give only --task")
+    if target is None:
+        raise UsageError("--data needs --target COLUMN: the column to predict", hint="e.g. --target species")
+    if "target" in answers:
+        raise UsageError("--set target: with --data the target is given with --target", hint=f"--target {target}")
+    check_answer("target", target, option="--target")
+    return data_sets.check_data_file(data, target, task)
+
+
+def _gates_summary(project: Path) -> str | None:
+    """The metric thresholds the rendered mlkit.yaml sets, per stage, in one line."""
+    import yaml
+
+    try:
+        promotion = (yaml.safe_load((project / C.CONFIG_FILE).read_text(encoding="utf-8")) or {}).get("promotion")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
+    if not isinstance(promotion, dict):
+        return None
+    parts = [
+        f"{stage}: " + ", ".join(map(str, gates["thresholds"]))
+        for stage, gates in promotion.items()
+        if isinstance(gates, dict) and gates.get("thresholds")
+    ]
+    if not parts:
+        return "no metric gates yet: set promotion.staging.thresholds in mlkit.yaml"
+    return "; ".join(parts)
 
 
 def _check_target(target: Path, force: bool) -> None:
@@ -324,29 +402,39 @@ _ANSWER_RULES: dict[str, tuple[re.Pattern[str], str]] = {
 _JINJA_MARKERS = ("{{", "{%", "{#")
 
 
-def check_answer(key: str, value: str, *, bundled: bool = True, markers: tuple[str, ...] = _JINJA_MARKERS) -> None:
+def check_answer(
+    key: str,
+    value: str,
+    *,
+    bundled: bool = True,
+    markers: tuple[str, ...] = _JINJA_MARKERS,
+    option: str | None = None,
+) -> None:
     """Refuse an answer that could be more than data: control characters (a newline would start a new
-    YAML key), template markup (cookiecutter renders answers with Jinja), a malformed name."""
+    YAML key), template markup (cookiecutter renders answers with Jinja), a malformed name. ``option``
+    names where the answer came from in messages (default ``--set KEY``)."""
     import unicodedata
+
+    given = option or f"--set {key}"
 
     # Cc: C0/C1 controls; Cf: invisible format characters (bidi overrides); Zl, Zp: line separators
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") for ch in value):
         raise UsageError(
-            f"--set {key}: control characters (newlines, tabs, ...) are not allowed in answers",
+            f"{given}: control characters (newlines, tabs, ...) are not allowed in answers",
             hint="give the answer on one line of printable text",
         )
     rule = _ANSWER_RULES.get(key) if bundled else None
     if rule is not None and len(value) > MAX_NAME_LENGTH:
         raise UsageError(
-            f"--set {key}: is {len(value)} characters long; at most {MAX_NAME_LENGTH} are allowed",
+            f"{given}: is {len(value)} characters long; at most {MAX_NAME_LENGTH} are allowed",
             hint="give a shorter value",
         )
     if rule is not None and not rule[0].fullmatch(value):
-        raise UsageError(f"--set {key}: {rule[1]}", hint=f"for example --set {key}={_ANSWER_EXAMPLES[key]}")
+        raise UsageError(f"{given}: {rule[1]}", hint=f"for example --set {key}={_ANSWER_EXAMPLES[key]}")
     if any(marker in value for marker in markers):
         shown = ", ".join(f"{m!r}" for m in markers[:-1]) + f" and {markers[-1]!r}"
         raise UsageError(
-            f"--set {key}: {shown} are not allowed: answers are data, not templates",
+            f"{given}: {shown} are not allowed: answers are data, not templates",
             hint="give the literal value the project should hold",
         )
 
@@ -379,7 +467,13 @@ def _template_markers(template_dir: Path) -> tuple[str, ...]:
 
 
 def _answers(
-    name: str, template: str, answers: Mapping[str, str], template_dir: Path, bundled: bool, use_dvc: bool
+    name: str,
+    template: str,
+    answers: Mapping[str, str],
+    template_dir: Path,
+    bundled: bool,
+    use_dvc: bool,
+    own_data: data_sets.DataFileCheck | None = None,
 ) -> dict[str, Any]:
     questions = template_questions(template_dir)
     unknown = sorted(set(answers) - set(questions))
@@ -392,10 +486,13 @@ def _answers(
         check_answer(key, value, bundled=bundled, markers=markers)
     context: dict[str, Any] = {"project_name": name}
     if bundled:
-        for fixed in ("project_name", "task", "dataset", "data_file", "mlkit_version", "use_dvc"):
+        for fixed in ("project_name", "task", "dataset", "data_file", "sample_data", "mlkit_version", "use_dvc"):
             if fixed in answers:
-                raise UsageError(f"--set {fixed}: is decided by mlkit (use the NAME argument or --template)")
+                raise UsageError(f"--set {fixed}: is decided by mlkit (use the NAME argument, --template or --data)")
         context.update(task=template, mlkit_version=__version__, use_dvc="yes" if use_dvc else "no")
+        if own_data is not None:
+            # the column names are answers like any other: data, written through the template's filters
+            context.update(sample_data="no", dataset="", data_file=f"data/{own_data.name}", target=own_data.target)
         if "package_name" in answers:
             check_package(
                 answers["package_name"],

@@ -1,4 +1,4 @@
-"""`mlkit data`: versioned data sets over DVC (add, push, pull, checkout, status, ls, remotes, gc)."""
+"""`mlkit data`: versioned data sets over DVC (add, replace, remove, push, pull, checkout, status, ls, remotes, gc)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 # mlkit --help imports every command module: the core modules a command drives are imported inside it
 
 app = typer.Typer(
-    help="Version data sets with DVC: add, push, pull, checkout, status, ls, remotes, gc. "
+    help="Version data sets with DVC: add, replace, remove, push, pull, checkout, status, ls, remotes, gc. "
     f"Commands wait at most {C.ENV_DATA_LOCK_TIMEOUT} seconds (default 60) for DVC's lock."
     "\n\nExample: mlkit data add data/raw && mlkit data push",
     no_args_is_help=True,
@@ -73,6 +73,90 @@ def add(
         rows,
         {"data_md5": ",".join(d.md5 for d in result.added), "data_commit": result.commit or ""},
     )
+
+
+@app.command("replace")
+def replace(
+    new_file: str = typer.Argument(..., help="A CSV or Parquet file, inside the project or anywhere else."),
+    target: str | None = typer.Option(
+        None, "--target", help="The column to predict in the new file (default: data.target).", show_default=False
+    ),
+    commit: bool = typer.Option(False, "--commit", help="Commit the changes to git."),
+    message: str | None = typer.Option(None, "--message", "-m", help="Commit message (with --commit)."),
+    json_: bool = _JSON,
+) -> None:
+    """Train on another data file from now on: the one `data.train` in mlkit.yaml names is replaced.
+
+    The file is checked first (readable, the target among its columns, enough rows, fits model.task),
+    copied next to the old data set under its own name and tracked by DVC; the old data set is
+    untracked when the name differs (DVC's cache and remote keep it for older commits). data.train
+    (and data.target with --target) in mlkit.yaml and the dependency in dvc.yaml are updated, comments
+    kept, and everything is staged in git. A failed replace changes nothing.
+
+    Example: mlkit data replace ~/Downloads/customers-2025.csv --commit
+    """
+    from mlkit import data
+
+    project = load_project()
+    with _progress() as report:
+        result = data.replace(project, new_file, target=target, commit=commit, message=message, progress=report)
+    rows = [("data.train", f"{result.new} ({result.rows} rows)"), ("target", result.target), ("md5", result.md5)]
+    if result.removed:
+        rows.append(("untracked", ", ".join(result.removed)))
+
+    def table() -> None:
+        _output.print_table(("", ""), rows)
+        _staged_status(result.staged, result.commit, f"Train on {result.new}")
+
+    _emit(
+        result.to_dict(),
+        json_,
+        table,
+        ("", ""),
+        rows,
+        {"data_train": result.new, "data_md5": result.md5, "data_commit": result.commit or ""},
+    )
+
+
+@app.command("remove")
+def remove(
+    path: str = typer.Argument(..., help="A tracked data set (the data, not its .dvc file)."),
+    keep_file: bool = typer.Option(False, "--keep-file", help="Leave the workspace copy (git no longer ignores it)."),
+    commit: bool = typer.Option(False, "--commit", help="Commit the changes to git."),
+    message: str | None = typer.Option(None, "--message", "-m", help="Commit message (with --commit)."),
+    json_: bool = _JSON,
+) -> None:
+    """Stop tracking a data set: its .dvc file, its .gitignore line and its workspace copy go.
+
+    Its data stays in DVC's cache and remote, so older commits still check it out. A modified
+    workspace copy is refused (it would be lost), and so is the training data: use `mlkit data replace`.
+
+    Example: mlkit data remove data/raw/old-export.csv --commit
+    """
+    from mlkit import data
+
+    result = data.remove(load_project(), path, keep_file=keep_file, commit=commit, message=message)
+    rows = [(result.path, result.dvc_file, "kept" if result.kept_file else "deleted")]
+
+    def table() -> None:
+        _output.print_table(("path", "dvc file", "workspace copy"), rows)
+        _staged_status(result.staged, result.commit, f"Stop tracking {result.path}")
+
+    _emit(
+        result.to_dict(),
+        json_,
+        table,
+        ("path", "dvc file", "workspace copy"),
+        rows,
+        {"data_removed": result.path, "data_commit": result.commit or ""},
+    )
+
+
+def _staged_status(staged: list[str], commit: str | None, message: str) -> None:
+    if commit:
+        _output.status(f"committed {commit[:12]}: {' '.join(staged)}")
+    elif staged:
+        _output.status(f'staged in git: {" ".join(staged)}; record it with `git commit -m "{message}"`')
 
 
 @app.command("status")

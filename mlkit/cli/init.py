@@ -21,10 +21,24 @@ def _interactive() -> bool:
 def init(
     name: str = typer.Argument(None, help="Project name: a folder and, with - as _, a Python package."),
     template: str = typer.Option(
-        "classification",
+        None,
         "--template",
         "-t",
-        help="classification or regression, or a template folder with --trust-template.",
+        help="classification (default) or regression, or a template folder with --trust-template.",
+        show_default=False,
+    ),
+    data: Path = typer.Option(
+        None,
+        "--data",
+        help="Your own CSV or Parquet file: copied into data/ and tracked instead of the sample data.",
+        show_default=False,
+    ),
+    target: str = typer.Option(None, "--target", help="With --data: the column to predict.", show_default=False),
+    task: str = typer.Option(
+        None,
+        "--task",
+        help="With --data: classification or regression (default: inferred from the target).",
+        show_default=False,
     ),
     directory: Path = typer.Option(None, "--dir", help="Project folder to create (default: ./NAME)."),
     set_: list[str] = typer.Option(
@@ -49,9 +63,12 @@ def init(
     ),
     json_: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Create a project: layout, config, sample data, git, DVC and tracking, all wired and committed.
+    """Create a project: layout, config, data, git, DVC and tracking, all wired and committed.
 
-    Example: mlkit init churn --template classification && cd churn && mlkit train
+    Without --data the project trains on a sample data set; with --data FILE --target COLUMN on yours
+    (the task is inferred from the target unless --task is given, and the summary says why).
+
+    Example: mlkit init churn --data ~/customers.csv --target churned && cd churn && mlkit train
     """
     from mlkit.scaffold import BUNDLED_TEMPLATES, init_project, local_remote_notice
 
@@ -71,6 +88,9 @@ def init(
         name,
         template=template,
         directory=directory,
+        data=data,
+        target=target,
+        task=task,
         answers=answers,
         init_git=not no_git,
         init_dvc=not no_dvc,
@@ -85,10 +105,15 @@ def init(
             f"--force replaced {count} file{'s' if count != 1 else ''} of yours with the template's: "
             + ", ".join(result.overwritten)
         )
+    data_line = ", ".join(result.data_files) or "-"
+    if result.rows is not None:
+        data_line += f" ({result.rows} rows)"
     rows = [
         ("template", result.template),
         ("package", result.package),
-        ("data", ", ".join(result.data_files) or "-"),
+        ("data", data_line),
+        ("task", f"{result.task}: {result.task_reason}" if result.task_reason else result.task or "-"),
+        ("gates", result.gates or "-"),
         ("data remote", result.data_remote or "-"),
         ("commit", (result.commit or "-")[:12]),
     ]

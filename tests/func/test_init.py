@@ -287,11 +287,11 @@ def test_force_refuses_an_existing_git_repository(cli, tmp_path):
             ["init", "churn", "--set", "colour=red"],
             "error: --set colour: not a question of this template; allowed: data_file, dataset, default_branch, "
             "estimator, mlkit_version, model_name, package_name, project_name, project_slug, python_version, "
-            "target, task, use_dvc",
+            "sample_data, target, task, use_dvc",
         ),
         (
             ["init", "churn", "--set", "task=regression"],
-            "error: --set task: is decided by mlkit (use the NAME argument or --template)",
+            "error: --set task: is decided by mlkit (use the NAME argument, --template or --data)",
         ),
         (["init", "churn", "--set", "novalue"], "error: --set 'novalue': must look like KEY=VALUE"),
         (["init"], "error: missing project NAME"),

@@ -6,14 +6,14 @@ Rules followed throughout: a fresh ``Repo`` per operation (long-lived ones go st
 (DVC resolves relative ones against the process's working directory), and DVC's logger kept off stdout.
 
 ``repo``       opening a ``Repo``, ``dvc init``, the lock, settings from the environment, DVC's errors
-``workspace``  tracking data sets (add), listing, hashing and checking out the workspace copies
+``workspace``  tracking data sets (add, remove), listing, hashing and checking out the workspace copies
 ``remote``     remotes: configuration, push, pull, single objects
 ``cache``      what the local cache holds, garbage collection, sharing it with a worktree
 ``links``      copy-on-write clones, skipped where the filesystem cannot do them
 ``progress``   DVC's progress bars forwarded to the caller
 
 DVC internals these modules depend on (a DVC upgrade is checked against this list):
-  Repo.add/push/pull/checkout/gc/used_objs, Repo.index.stages, Repo.cloud.get_remote/get_remote_odb,
+  Repo.add/remove/push/pull/checkout/gc/used_objs, Repo.index.stages, Repo.cloud.get_remote/get_remote_odb,
   Repo.config.edit, dvc.repo.lock_repo and dvc.lock.LockError, HashFileDB.cache_types/all/oids_exist,
   dvc_data Tree.load and hashfile.build, dvc_objects.fs.system.reflink, and the Tqdm classes of
   dvc.progress, dvc.fs.callbacks and dvc_data.callbacks (progress is forwarded from them).
@@ -52,6 +52,7 @@ from mlkit.engines.dvc.workspace import (
     commit_stage,
     describe,
     outputs,
+    remove,
     track,
     track_and_commit_stage,
     workspace_hashes,
@@ -81,6 +82,7 @@ __all__ = [
     "push",
     "quiet_dvc_logger",
     "remotes",
+    "remove",
     "share_cache",
     "split_credentials",
     "track",

@@ -109,6 +109,19 @@ def add(
     return [Path(stage.path).resolve().relative_to(root.resolve()).as_posix() for stage in stages]
 
 
+def remove(
+    root: Path, dvc_files: Sequence[Path], *, keep_outs: bool = False, lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S
+) -> None:
+    """``dvc remove`` absolute ``dvc_files``: each file and its outputs' `.gitignore` lines go (a `.gitignore`
+    left empty is deleted), and the workspace copies too unless ``keep_outs``. The cache is not touched."""
+    with open_repo(root) as repo, locked(repo, lock_timeout):
+        for dvc_file in dvc_files:
+            try:
+                repo.remove(str(dvc_file), outs=not keep_outs)
+            except Exception as exc:
+                raise translate(exc, "removing data from DVC", root) from exc
+
+
 def outputs(root: Path) -> list[Output]:
     """Every data set tracked by a `.dvc` file (pipeline outputs in dvc.yaml are not data sets)."""
     with open_repo(root) as repo:
