@@ -154,6 +154,7 @@ def train(project: Project, options: TrainOptions | None = None, progress: Progr
     options = options or TrainOptions()
     say = progress or (lambda _message: None)
     started = time.perf_counter()
+    heartbeat_seconds = runs.heartbeat_seconds()
     project = _with_overrides(project, options.overrides)
     config = project.config
     check_backend(config.training.backend, config.training.scheduler)
@@ -167,7 +168,6 @@ def train(project: Project, options: TrainOptions | None = None, progress: Progr
     L.require_clean(lineage.git_dirty, options.allow_dirty)
 
     experiment = options.experiment or project.experiment
-    heartbeat_seconds = runs.heartbeat_seconds()
     preimport_training()
     say(f"opening the tracking store, experiment {experiment}")
     session = TrackingSession(
@@ -594,9 +594,11 @@ def _end_failed(session: TrackingSession, project: Project, exc: Exception) -> B
 
 def _end_failed_now(session: TrackingSession, project: Project, exc: Exception) -> BaseException | None:
     lost = session.store_lost()
-    if lost is not None:  # the heartbeat stopped the training: the store went away
+    if lost is not None:
+        # the heartbeat stopped the training because the store refused it for two intervals: ending the
+        # run there would wait out MLflow's retries again and fail; it shows as lost once the store is back
+        session.stop_heartbeat()
         exc = lost if isinstance(lost, Exception) else exc
-        _end_session(session, project, "FAILED", first_line(exc, with_type=True))
         return mlflow.lost_connection(exc, project.tracking_uri) or OperationError(
             f"tracking server {redact(project.tracking_uri)} stopped answering during the run "
             f"({first_line(exc)}); nothing was registered",
