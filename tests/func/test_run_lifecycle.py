@@ -284,3 +284,34 @@ def test_finished_runs_and_runs_without_a_heartbeat_are_never_lost():
     for status in ("FINISHED", "FAILED", "KILLED"):
         assert runs.lost_reason(stale, status) == ""
     assert runs.lost_reason({tags.HOST: "elsewhere", tags.PID: "1"}, "RUNNING") == ""
+
+
+# --- the signal handling itself ---------------------------------------------------------------------------
+
+
+def test_deferred_holds_signals_until_its_block_ends():
+    from mlkit.training import interrupts
+
+    previous = signal.getsignal(signal.SIGTERM)
+    with interrupts.deferred() as held:
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the handler runs between bytecodes: it would raise here if it could
+    assert held.signalled
+    assert signal.getsignal(signal.SIGTERM) is previous
+
+
+def test_after_the_first_signal_the_clean_up_is_not_cut_short():
+    from mlkit.training import interrupts
+
+    cleaned = False
+    with pytest.raises(KeyboardInterrupt), interrupts.handle_signals():
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        except KeyboardInterrupt:
+            os.kill(os.getpid(), signal.SIGINT)  # a second Ctrl-C while cleaning up
+            time.sleep(0.05)
+            cleaned = True
+            raise
+    assert cleaned
