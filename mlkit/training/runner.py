@@ -149,7 +149,9 @@ def train(project: Project, options: TrainOptions | None = None, progress: Progr
     ``project.root`` may differ from the working directory (reproduction trains in a worktree). Nothing is
     printed; ``progress`` receives status lines. Expected failures raise :class:`MlkitError`; a run that
     was started is then ended FAILED (KILLED on KeyboardInterrupt) with the reason in ``mlkit.failure``,
-    and no model version is registered.
+    and no model version is registered. Once registration has begun, SIGINT and SIGTERM wait until the
+    version exists, the run is FINISHED and the outputs are written; KeyboardInterrupt is raised then.
+    Lost runs of the experiment (see :func:`mlkit.runs.lost_reason`) are ended FAILED first.
     """
     options = options or TrainOptions()
     say = progress or (lambda _message: None)
