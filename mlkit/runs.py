@@ -10,8 +10,10 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 from mlkit import tags
@@ -26,6 +28,17 @@ DEFAULT_LIMIT = 20
 MIN_PREFIX = 6  # as with git, a run id may be shortened to any unique prefix this long or longer
 _RUN_ID_LENGTH = 32
 FIT_SECONDS = "fit_seconds"  # the metric training logs: seconds spent fitting the model
+
+# A RUNNING run beats: its heartbeat tag is rewritten every few seconds by the training process. It is
+# lost when that process is gone (same host) or, seen from another host, when its last beat is older than
+# LOST_AFTER_BEATS intervals. The training process itself gives up after GIVE_UP_AFTER_BEATS intervals
+# without an accepted beat, so a run another host calls lost is one whose process died or gave up.
+ENV_HEARTBEAT_SECONDS = "MLKIT_HEARTBEAT_SECONDS"
+DEFAULT_HEARTBEAT_SECONDS = 15.0
+LOST_AFTER_BEATS = 4
+GIVE_UP_AFTER_BEATS = 2
+LOST = "lost"  # the status `runs list` shows for a RUNNING run that is no longer alive
+_ISO = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def is_timing(metric: str) -> bool:
@@ -48,6 +61,7 @@ class RunSummary:
     metrics: dict[str, float]
     failure: str = ""  # why it ended FAILED or KILLED
     reproduces: str = ""  # the run a reproduction rebuilt
+    lost: str = ""  # why a RUNNING run is no longer alive (its status is then "lost")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,6 +80,7 @@ class RunDetail:
     tags: dict[str, str]
     artifacts: list[str]
     model_versions: list[str] = field(default_factory=list)
+    lost: str = ""  # why a RUNNING run is no longer alive (its status is then "lost")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,10 +118,12 @@ def list_runs(project: Project, *, experiment: str | None = None, limit: int = D
         return []
     runs = client.search_runs([found.experiment_id], max_results=limit, order_by=["attributes.start_time DESC"])
     metric_names = project.config.metrics
+    now = time.time()
+    lost = {run.info.run_id: lost_reason(run.data.tags, run.info.status, now=now) for run in runs}
     return [
         RunSummary(
             run_id=run.info.run_id,
-            status=run.info.status,
+            status=LOST if lost[run.info.run_id] else run.info.status,
             started=utc_iso(run.info.start_time),
             fit_seconds=run.data.metrics.get(FIT_SECONDS),
             run_seconds=_duration(run.info.start_time, run.info.end_time),
@@ -115,6 +132,7 @@ def list_runs(project: Project, *, experiment: str | None = None, limit: int = D
             metrics={k: run.data.metrics[k] for k in metric_names if k in run.data.metrics},
             failure=run.data.tags.get(tags.FAILURE, ""),
             reproduces=run.data.tags.get(tags.REPRODUCES, ""),
+            lost=lost[run.info.run_id],
         )
         for run in runs
     ]
@@ -128,10 +146,11 @@ def show_run(project: Project, run_id: str) -> RunDetail:
     experiment = client.get_experiment(run.info.experiment_id)
     run_tags = dict(run.data.tags)
     versions = [f"{v.name}/{v.version}" for v in client.search_model_versions(f"run_id = '{run.info.run_id}'")]
+    lost = lost_reason(run_tags, run.info.status)
     return RunDetail(
         run_id=run.info.run_id,
         experiment=experiment.name,
-        status=run.info.status,
+        status=LOST if lost else run.info.status,
         started=utc_iso(run.info.start_time),
         ended=utc_iso(run.info.end_time),
         params=dict(sorted(run.data.params.items())),
@@ -140,6 +159,7 @@ def show_run(project: Project, run_id: str) -> RunDetail:
         tags={k: v for k, v in sorted(run_tags.items()) if not k.startswith((tags.PREFIX, "mlflow."))},
         artifacts=_artifacts(client, run.info.run_id),
         model_versions=sorted(versions),
+        lost=lost,
     )
 
 
@@ -182,6 +202,170 @@ def compare_runs(project: Project, run_ids: Sequence[str]) -> RunComparison:
     order = {"param": 0, "metric": 1, "lineage": 2, "timing": 3}
     rows.sort(key=lambda row: order[row["section"]])
     return RunComparison(run_ids=[r.info.run_id for r in runs], rows=rows)
+
+
+# --- runs whose process is gone: shown as lost, ended FAILED -----------------------------------------------
+
+
+@dataclass
+class LostRun:
+    """A RUNNING run that is no longer alive, and why (ended FAILED by :func:`end_lost_runs`)."""
+
+    run_id: str
+    experiment_id: str
+    host: str
+    pid: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def heartbeat_seconds() -> float:
+    """How often a training run beats: ``MLKIT_HEARTBEAT_SECONDS`` (seconds, > 0), default 15."""
+    text = os.environ.get(ENV_HEARTBEAT_SECONDS, "").strip()
+    if not text:
+        return DEFAULT_HEARTBEAT_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 3600 or value != value:
+        raise UsageError(
+            f"{ENV_HEARTBEAT_SECONDS}={text!r}: must be a number of seconds between 0 and 3600",
+            hint=f"e.g. {ENV_HEARTBEAT_SECONDS}=30, or unset it for the default ({DEFAULT_HEARTBEAT_SECONDS:.0f})",
+        )
+    return value
+
+
+def process_tags(interval: float) -> dict[str, str]:
+    """The tags a training run is created with that say which process runs it, and its first beat."""
+    pid = os.getpid()
+    return {
+        tags.HOST: socket.gethostname(),
+        tags.PID: str(pid),
+        tags.PROCESS_START: _process_start(pid),
+        tags.HEARTBEAT_SECONDS: f"{interval:g}",
+        tags.HEARTBEAT: beat_now(),
+    }
+
+
+def beat_now() -> str:
+    """The value of a heartbeat written now."""
+    return utc_iso(time.time() * 1000)
+
+
+def lost_reason(run_tags: Mapping[str, str], status: str, *, now: float | None = None) -> str:
+    """Why a RUNNING run is no longer alive, or '' when it is (or cannot be judged).
+
+    On the host that runs it, its process decides: alive while a process with its pid and start time
+    exists, whatever the heartbeat says. Seen from another host only the heartbeat counts: lost when the
+    last beat is older than ``LOST_AFTER_BEATS`` intervals. A run without mlkit's process tags (another
+    tool's, or an older mlkit's) is never called lost.
+    """
+    if status != "RUNNING" or tags.HEARTBEAT not in run_tags:
+        return ""
+    host, pid = run_tags.get(tags.HOST, ""), run_tags.get(tags.PID, "")
+    if host and host == socket.gethostname() and pid.isdigit():
+        if _process_alive(int(pid), run_tags.get(tags.PROCESS_START, "")):
+            return ""
+        return f"its process {pid} on {host} is gone"
+    beat = _parse_iso(run_tags[tags.HEARTBEAT])
+    try:
+        interval = float(run_tags.get(tags.HEARTBEAT_SECONDS, "")) or DEFAULT_HEARTBEAT_SECONDS
+    except ValueError:
+        interval = DEFAULT_HEARTBEAT_SECONDS
+    if beat is None:
+        return ""
+    age = (time.time() if now is None else now) - beat
+    if age <= LOST_AFTER_BEATS * interval:
+        return ""
+    where = f" from process {pid} on {host}" if host else ""
+    return f"no heartbeat{where} for {age:.0f} s (it beats every {interval:g} s)"
+
+
+def end_lost_runs(project: Project, *, experiment: str | None = None) -> list[LostRun]:
+    """End every lost run of the experiment (default: the project's) as FAILED, with the reason in
+    ``mlkit.failure``; return them. Runs that are alive, or cannot be judged, are left alone."""
+    client = mlflow.client(project)
+    name = experiment or project.experiment
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        if experiment is not None:
+            raise UsageError(
+                f"experiment {name!r} does not exist",
+                hint="run `mlkit runs end-lost` for the project's experiment",
+            )
+        return []
+    return end_lost_in(client, [found.experiment_id])
+
+
+def end_lost_in(client: Any, experiment_ids: Sequence[str]) -> list[LostRun]:
+    """:func:`end_lost_runs` on an open client, for the given experiments."""
+    running = client.search_runs(list(experiment_ids), filter_string="attributes.status = 'RUNNING'", max_results=1000)
+    now = time.time()
+    ended: list[LostRun] = []
+    for run in running:
+        reason = lost_reason(run.data.tags, run.info.status, now=now)
+        if not reason:
+            continue
+        run_id = run.info.run_id
+        recorded = f"lost: {reason}; ended by mlkit on {socket.gethostname()} at {utc_iso(now * 1000)}"
+        last_beat = _parse_iso(run.data.tags.get(tags.HEARTBEAT, ""))
+        end_time = int(1000 * last_beat) if last_beat else None
+        mlflow.retry_locked(partial(client.set_tag, run_id, tags.FAILURE, recorded))
+        mlflow.retry_locked(partial(client.set_terminated, run_id, "FAILED", end_time=end_time))
+        ended.append(
+            LostRun(
+                run_id=run_id,
+                experiment_id=str(run.info.experiment_id),
+                host=run.data.tags.get(tags.HOST, ""),
+                pid=run.data.tags.get(tags.PID, ""),
+                reason=reason,
+            )
+        )
+    return ended
+
+
+def _process_start(pid: int) -> str:
+    """The process's start time since boot, in clock ticks (Linux); '' where /proc does not have it."""
+    fields = _proc_stat(pid)
+    return fields[19] if fields and len(fields) > 19 else ""
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state first), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as stream:
+            stat = stream.read()
+    except OSError:
+        return None
+    # the command name (field 2) may hold spaces and parentheses: the fields after it follow the last ')'
+    return stat[stat.rfind(")") + 2 :].split()
+
+
+def _process_alive(pid: int, start: str) -> bool:
+    """Whether process ``pid`` exists and, when ``start`` is known, started at that time (not a reused pid)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, under another user
+    fields = _proc_stat(pid)
+    if fields and fields[0] in ("Z", "X"):  # exited, not yet reaped by its parent
+        return False
+    current = fields[19] if fields and len(fields) > 19 else ""
+    return not (start and current and current != start)
+
+
+def _parse_iso(text: str) -> float | None:
+    from datetime import datetime, timezone
+
+    try:
+        return datetime.strptime(text, _ISO).replace(tzinfo=timezone.utc).timestamp()
+    except ValueError:
+        return None
 
 
 def open_ui(project: Project, *, port: int = 5000, progress: Progress | None = None) -> None:

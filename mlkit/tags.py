@@ -32,6 +32,13 @@ FAILURE = "mlkit.failure"  # why a run ended FAILED or KILLED
 LABEL_MAPPING = "mlkit.label_mapping"  # JSON: the data's class labels by their integer codes
 REPRODUCES = "mlkit.reproduces"  # on a reproducing run: the run it rebuilt
 
+# --- the run's process: whether a RUNNING run is still alive (`mlkit runs list`, `mlkit runs end-lost`) --
+HOST = "mlkit.host"  # the host name of the machine running the training
+PID = "mlkit.pid"  # its process id there
+PROCESS_START = "mlkit.process_start"  # the process's start time on that host (tells a reused pid apart)
+HEARTBEAT = "mlkit.heartbeat"  # UTC time of the last beat, rewritten while the run is RUNNING
+HEARTBEAT_SECONDS = "mlkit.heartbeat_seconds"  # how often the run beats
+
 # --- a monitoring run (`mlkit monitor`): the version it watched and its verdict ----------------------
 MONITORED_MODEL = "mlkit.monitoring.model"
 MONITORED_VERSION = "mlkit.monitoring.version"

@@ -1,4 +1,4 @@
-"""`mlkit runs`: list, show and compare tracked training runs."""
+"""`mlkit runs`: list, show and compare tracked training runs; end the lost ones."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import typer
 
 from mlkit.errors import UsageError
 
-app = typer.Typer(help="List, show and compare tracked training runs.", no_args_is_help=True)
+app = typer.Typer(help="List, show and compare tracked training runs; end the lost ones.", no_args_is_help=True)
 
 
 @app.command("list")
@@ -18,6 +18,9 @@ def list_(
     json_: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List the newest runs with their status, commit and metrics.
+
+    A RUNNING run whose process is gone (or, from another host, whose heartbeat stopped) shows as lost;
+    `mlkit runs end-lost` ends it.
 
     Example: mlkit runs list --limit 5
     """
@@ -52,6 +55,37 @@ def list_(
         )
 
     _output.emit([run.to_dict() for run in runs], json_output=json_, table=table)
+
+
+@app.command("end-lost")
+def end_lost(
+    experiment: str = typer.Option(None, "--experiment", "-e", help="Experiment (default: the project's)."),
+    json_: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """End the lost runs as FAILED, with the reason in the run's mlkit.failure tag.
+
+    A run is lost when it is RUNNING but its process is gone: on this host, no process with its pid and
+    start time; from another host, no heartbeat for 4 intervals. A run that is alive is never ended.
+    `mlkit train` does the same before it starts its own run.
+
+    Example: mlkit runs end-lost
+    """
+    from mlkit.cli import _output
+    from mlkit.project import load_project
+    from mlkit.runs import end_lost_runs
+
+    ended = end_lost_runs(load_project(), experiment=experiment)
+
+    def table() -> None:
+        if not ended:
+            _output.status("no lost runs")
+            return
+        _output.print_table(
+            ("run", "host", "pid", "ended FAILED because"),
+            [(run.run_id, run.host, run.pid, run.reason) for run in ended],
+        )
+
+    _output.emit([run.to_dict() for run in ended], json_output=json_, table=table)
 
 
 @app.command("show")
@@ -133,6 +167,8 @@ def compare(
 
 
 def _note(run: Any) -> str:
+    if run.lost:
+        return f"lost: {run.lost}"
     if run.reproduces:
         return f"reproduces {run.reproduces[:12]}"
     return f"failed: {run.failure}" if run.failure else ""

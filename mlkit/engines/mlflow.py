@@ -215,15 +215,43 @@ def logging_model(tracking_uri: str, run_id: str) -> Iterator[None]:
     Explicit requirements (:func:`pinned_requirements`) also skip MLflow's requirement inference, which
     re-imports the model in a child process (about 10 s on two cores).
     """
-    import mlflow
-
     with (
         fluent_store(tracking_uri),
-        mlflow.start_run(run_id=run_id, nested=False),
+        _resumed(run_id),
         _quiet_loggers("mlflow.sklearn", "mlflow.utils.environment", "mlflow.models.model"),
         _skip_requirement_check(),
     ):
         yield
+
+
+@contextmanager
+def _resumed(run_id: str) -> Iterator[None]:
+    """Run ``run_id`` active in MLflow's fluent API for the block, and still RUNNING after it.
+
+    ``with mlflow.start_run(...)`` would end the run FINISHED when the block ends, before its version is
+    registered: a run must be FINISHED only once its version exists. The run is taken off MLflow's stack of
+    active runs instead, without a status change; where MLflow no longer has that stack, the run is ended
+    and set RUNNING again.
+    """
+    import mlflow
+    from mlflow.tracking import fluent
+
+    mlflow.start_run(run_id=run_id, nested=False)
+    finished = False
+    try:
+        yield
+        finished = True
+    finally:
+        stack = getattr(fluent, "_active_run_stack", None)
+        active = stack.get() if stack is not None and hasattr(stack, "get") else None
+        if isinstance(active, list) and active and active[-1].info.run_id == run_id:
+            active.pop()
+            from mlflow.environment_variables import MLFLOW_RUN_ID
+
+            MLFLOW_RUN_ID.unset()
+        elif finished:  # else the run is still active: end_run ends it with the reason
+            mlflow.end_run()
+            client_for(mlflow.get_tracking_uri()).update_run(run_id, status="RUNNING")
 
 
 def pinned_requirements(distributions: Sequence[str]) -> list[str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mlkit import lineage as L
-from mlkit import tags
+from mlkit import runs, tags
 from mlkit.config import flatten
 from mlkit.engines import mlflow
 from mlkit.errors import MlkitError, OperationError, first_line
@@ -149,11 +149,14 @@ def train(project: Project, options: TrainOptions | None = None, progress: Progr
     ``project.root`` may differ from the working directory (reproduction trains in a worktree). Nothing is
     printed; ``progress`` receives status lines. Expected failures raise :class:`MlkitError`; a run that
     was started is then ended FAILED (KILLED on KeyboardInterrupt) with the reason in ``mlkit.failure``,
-    and no model version is registered.
+    and no model version is registered. Once registration has begun, SIGINT and SIGTERM wait until the
+    version exists, the run is FINISHED and the outputs are written; KeyboardInterrupt is raised then.
+    Lost runs of the experiment (see :func:`mlkit.runs.lost_reason`) are ended FAILED first.
     """
     options = options or TrainOptions()
     say = progress or (lambda _message: None)
     started = time.perf_counter()
+    heartbeat_seconds = runs.heartbeat_seconds()
     project = _with_overrides(project, options.overrides)
     config = project.config
     check_backend(config.training.backend, config.training.scheduler)
@@ -169,27 +172,46 @@ def train(project: Project, options: TrainOptions | None = None, progress: Progr
     experiment = options.experiment or project.experiment
     preimport_training()
     say(f"opening the tracking store, experiment {experiment}")
-    session = TrackingSession(project, experiment, _run_tags(lineage, options.tags)).start()
+    session = TrackingSession(
+        project, experiment, _run_tags(lineage, options.tags), heartbeat_seconds=heartbeat_seconds
+    ).start()
     try:
         outcome = _train_in_run(project, session, estimator, entrypoint, lineage, say)
         opened = session.result()
-        version = _register(project, opened, lineage, outcome, say) if options.register else None
-        mlflow.finish_run(opened.client, opened.run_id)
     except KeyboardInterrupt:
-        _end_session(session, project, "KILLED", _INTERRUPTED)
-        raise
+        replacement = _end_interrupted(session, project)
+        if replacement is None:
+            raise
+        raise replacement from None
     except Exception as exc:
         replacement = _end_failed(session, project, exc)
         if replacement is None:
             raise
         raise replacement from exc
 
+    # The last step is done whole or not begun: once registration starts, an interrupt waits until the
+    # version exists, the run is FINISHED and the outputs are written, then takes effect (exit 130).
     stage_recorded = False
     uncommitted: list[str] = []
-    if options.write_metrics:
-        outputs.write_metrics(project.root, outcome.metrics, outcome.cv_metrics)
-        stage_recorded = outputs.record_stage(project.root, say)
-        uncommitted = outputs.uncommitted(project.root)
+    with interrupts.deferred() as held:
+        session.stop_heartbeat()
+        try:
+            _require_running(opened)
+            version = _register(project, opened, lineage, outcome, say) if options.register else None
+            mlflow.finish_run(opened.client, opened.run_id)
+        except Exception as exc:
+            replacement = _end_failed(session, project, exc)
+            if replacement is None:
+                raise
+            raise replacement from exc
+        if options.write_metrics:
+            outputs.write_metrics(project.root, outcome.metrics, outcome.cv_metrics)
+            stage_recorded = outputs.record_stage(project.root, say)
+            uncommitted = outputs.uncommitted(project.root)
+    if held.signalled:
+        registered = f" with version {version} of {project.model_name}" if version else ""
+        say(f"interrupted after the run had begun to finish: run {opened.run_id} is FINISHED{registered}")
+        raise KeyboardInterrupt
     return TrainResult(
         run_id=opened.run_id,
         experiment_id=opened.experiment_id,
@@ -312,6 +334,8 @@ def _train_in_run(
     say("evaluating on the test split")
     evaluated = _evaluate(project, fit.fitted, data)
     opened = session.result()  # usually ready by now: the store opened while the model was fitting
+    if opened.ended_lost:
+        say(_ended_lost_line(opened.ended_lost))
     say(f"logging to run {opened.run_id}: params, metrics, plots and the model")
     model_uri, artifacts, profile_tags = _log_run(project, opened, lineage, data, fit, evaluated, cv)
     return TrainOutcome(
@@ -541,8 +565,47 @@ def _register(project: Project, opened: OpenedRun, lineage: L.RunLineage, outcom
     return mlflow.register_version(opened.client, project.model_name, outcome.model_uri, opened.run_id, version_tags)
 
 
+def _require_running(opened: OpenedRun) -> None:
+    """The run is still RUNNING: nobody ended it as lost while this process was away (suspended, or cut
+    off from the store for longer than its heartbeat allows)."""
+    run = opened.client.get_run(opened.run_id)
+    if run.info.status != "RUNNING":
+        raise OperationError(
+            f"run {opened.run_id} was ended {run.info.status} while it trained: "
+            f"{run.data.tags.get(tags.FAILURE, 'no reason recorded')}",
+            hint="nothing was registered; run `mlkit train` again",
+        )
+
+
+def _end_interrupted(session: TrackingSession, project: Project) -> BaseException | None:
+    """End the run after a KeyboardInterrupt: KILLED for a signal, FAILED when the heartbeat stopped the
+    training because the store went away; the error to raise instead, or None to raise the interrupt."""
+    lost = session.store_lost()
+    if lost is not None:
+        return _end_failed(session, project, lost)  # type: ignore[arg-type]
+    with interrupts.deferred():  # a second Ctrl-C must not leave the run RUNNING
+        _end_session(session, project, "KILLED", _INTERRUPTED)
+    return None
+
+
 def _end_failed(session: TrackingSession, project: Project, exc: Exception) -> BaseException | None:
     """End the run after ``exc``; the error to raise in its place, or None to raise ``exc`` itself."""
+    with interrupts.deferred():  # ending the run is never cut short
+        return _end_failed_now(session, project, exc)
+
+
+def _end_failed_now(session: TrackingSession, project: Project, exc: Exception) -> BaseException | None:
+    lost = session.store_lost()
+    if lost is not None:
+        # the heartbeat stopped the training because the store refused it for two intervals: ending the
+        # run there would wait out MLflow's retries again and fail; it shows as lost once the store is back
+        session.stop_heartbeat()
+        exc = lost if isinstance(lost, Exception) else exc
+        return mlflow.lost_connection(exc, project.tracking_uri) or OperationError(
+            f"tracking server {redact(project.tracking_uri)} stopped answering during the run "
+            f"({first_line(exc)}); nothing was registered",
+            hint="check the server (`mlkit server status`); `mlkit runs end-lost` ends the run once it is back",
+        )
     if interrupts.requested():  # a native library turned the KeyboardInterrupt into its own error
         _end_session(session, project, "KILLED", _INTERRUPTED)
         return KeyboardInterrupt()
@@ -560,10 +623,17 @@ def _end_failed(session: TrackingSession, project: Project, exc: Exception) -> B
 
 def _end_session(session: TrackingSession, project: Project, status: str, reason: str) -> OpenedRun | None:
     """End the session's run (if it could be created) with ``status`` and the reason; return it."""
+    session.stop_heartbeat()
     opened = session.opened()
     if opened is not None:
         mlflow.end_run(opened.client, project.tracking_uri, opened.run_id, status, reason)
     return opened
+
+
+def _ended_lost_line(ended: Sequence[runs.LostRun]) -> str:
+    first = ended[0]
+    more = f" and {len(ended) - 1} more" if len(ended) > 1 else ""
+    return f"ended lost run {first.run_id}{more} as FAILED ({first.reason})"
 
 
 def _user() -> str:
