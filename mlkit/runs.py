@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any
 
+from mlkit import constants as C
 from mlkit import tags
 from mlkit.clock import utc_iso
 from mlkit.engines import mlflow
@@ -33,7 +34,7 @@ FIT_SECONDS = "fit_seconds"  # the metric training logs: seconds spent fitting t
 # lost when that process is gone (same host) or, seen from another host, when its last beat is older than
 # LOST_AFTER_BEATS intervals. The training process itself gives up after GIVE_UP_AFTER_BEATS intervals
 # without an accepted beat, so a run another host calls lost is one whose process died or gave up.
-ENV_HEARTBEAT_SECONDS = "MLKIT_HEARTBEAT_SECONDS"
+ENV_HEARTBEAT_SECONDS = C.ENV_HEARTBEAT_SECONDS
 DEFAULT_HEARTBEAT_SECONDS = 15.0
 LOST_AFTER_BEATS = 4
 GIVE_UP_AFTER_BEATS = 2
@@ -393,7 +394,7 @@ def open_ui(project: Project, *, port: int = 5000, progress: Progress | None = N
         )
     argv = ui_command(project, port=port)
     say(f"MLflow UI on http://127.0.0.1:{port} (Ctrl-C to stop)")
-    process = subprocess.Popen(argv, cwd=project.root, start_new_session=True)
+    process = subprocess.Popen(argv, cwd=project.root, env=ui_environment(project), start_new_session=True)
     try:
         code = process.wait()
     except KeyboardInterrupt:
@@ -442,7 +443,11 @@ def _without_credentials(uri: str) -> str:
 
 
 def ui_command(project: Project, *, port: int = 5000) -> list[str]:
-    """The command line starting MLflow's UI on the project's store, bound to 127.0.0.1 only."""
+    """The command line starting MLflow's UI on the project's store, bound to 127.0.0.1 only.
+
+    The store's URI is not on it (a database URI may carry a password, and a command line is readable by
+    every user of the machine): :func:`ui_environment` passes it as ``MLFLOW_BACKEND_STORE_URI``.
+    """
     uri = project.tracking_uri
     if mlflow.is_sqlite(uri):
         mlflow.ensure_sqlite_store(uri, project.state_dir)
@@ -451,8 +456,6 @@ def ui_command(project: Project, *, port: int = 5000) -> list[str]:
         "-m",
         "mlflow",
         "ui",
-        "--backend-store-uri",
-        uri,
         "--host",
         "127.0.0.1",
         "--port",
@@ -464,6 +467,11 @@ def ui_command(project: Project, *, port: int = 5000) -> list[str]:
     if artifacts:
         argv += ["--default-artifact-root", artifacts]
     return argv
+
+
+def ui_environment(project: Project) -> dict[str, str]:
+    """The environment of the UI process: this one's, with the store's URI in ``MLFLOW_BACKEND_STORE_URI``."""
+    return {**os.environ, "MLFLOW_BACKEND_STORE_URI": project.tracking_uri}
 
 
 def resolve_run(client: Any, text: str) -> Any:

@@ -171,6 +171,13 @@ def test_ui_serves_the_project_store_on_loopback_and_stops_on_ctrl_c(project, si
                 assert process.poll() is None, process.stderr.read() if process.stderr else ""
                 time.sleep(1)
         assert '"name": "e2e"' in body or '"name":"e2e"' in body
+        # the store's URI (a database URI may hold a password) is on no command line
+        store = str(project / ".mlkit" / "mlflow.db")
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                assert store not in cmdline.read_bytes().decode(errors="replace"), cmdline
+            except OSError:
+                continue  # a process that ended meanwhile
     finally:
         process.send_signal(signum)  # to mlkit alone: it must stop the UI's workers itself
         process.wait(timeout=60)

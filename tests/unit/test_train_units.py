@@ -318,8 +318,8 @@ def test_the_ui_runs_until_it_exits_and_is_stopped_on_ctrl_c(tmp_path, monkeypat
     process = _FakeProcess(outcome)
     started, signalled = {}, []
 
-    def popen(argv, cwd, start_new_session):
-        started.update(argv=argv, cwd=cwd, start_new_session=start_new_session)
+    def popen(argv, cwd, env, start_new_session):
+        started.update(argv=argv, cwd=cwd, start_new_session=start_new_session, store=env["MLFLOW_BACKEND_STORE_URI"])
         return process
 
     def killpg(pgid, sig):
@@ -344,7 +344,12 @@ def test_the_ui_runs_until_it_exits_and_is_stopped_on_ctrl_c(tmp_path, monkeypat
             runs.open_ui(project, port=5001, progress=said.append)
         # the UI runs in its own process group: its workers are stopped with it
         assert signalled == [(4242, signal.SIGTERM)]
-    assert started == {"argv": ["mlflow", "ui", "--port", "5001"], "cwd": tmp_path, "start_new_session": True}
+    assert started == {
+        "argv": ["mlflow", "ui", "--port", "5001"],
+        "cwd": tmp_path,
+        "start_new_session": True,
+        "store": project.tracking_uri,  # in the environment, never on the command line
+    }
     assert said == ["MLflow UI on http://127.0.0.1:5001 (Ctrl-C to stop)"]
 
 
