@@ -22,7 +22,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,9 +212,10 @@ class ClusterSplit(NamedTuple):
     warnings: list[str]
 
 
-def load_split(project: Any, say: Any) -> ClusterSplit:
+def load_split(project: Any, say: Any, split_warnings: Callable[..., list[str]]) -> ClusterSplit:
     """Read, hook, check and split the training data on the cluster; only the test split, a sample of
-    the training rows and a few raw rows (the model's signature and example) come to this process."""
+    the training rows and a few raw rows (the model's signature and example) come to this process.
+    ``split_warnings(y_test, task, classes)`` says when the test split is too small to trust."""
     config, params = project.config, project.params
     _refuse_in_memory_only_params(params)
     scheduler = str(config.training.scheduler)
@@ -240,11 +241,9 @@ def load_split(project: Any, say: Any) -> ClusterSplit:
     kind = "int64" if classes is not None else "float64"
     X_test, y_test = test_rows[features].reset_index(drop=True), test_rows[target].to_numpy(dtype=kind)
     rows = ClusterFrame(train, features, target, tuple(int(n) for n in lengths), sample.reset_index(drop=True))
-    from mlkit.training import evaluation  # not at the top: evaluation -> fitting -> this module
-
     mapping = datasets.Dataset(None, None, classes).label_mapping
     labels = json.dumps(mapping, sort_keys=True) if mapping else ""
-    warnings = evaluation.split_warnings(y_test, config.model.task, classes)
+    warnings = split_warnings(y_test, config.model.task, classes)
     for warning in warnings:
         say(f"warning: {warning}")
     return ClusterSplit(rows, ClusterTarget(rows), X_test, y_test, classes, labels, raw, warnings)

@@ -334,7 +334,7 @@ def _load_data(project: Project, say: Progress) -> _Data:
     task = config.model.task
     say(f"loading {config.data.train}")
     if distributed.keeps_rows_on_workers(config):
-        return _Data(**distributed.load_split(project, say)._asdict())  # rows stay on the workers
+        return _Data(**distributed.load_split(project, say, evaluation.split_warnings)._asdict())  # rows stay there
     read_table = table_reader(config.training.backend)
 
     def prepared(frame: Any, source: str, classes: list[Any] | None = None) -> datasets.Dataset:
