@@ -103,6 +103,40 @@ def test_backend_and_cluster_shape_are_recorded_and_reproduce_replays_them(
 
 
 @pytest.mark.slow
+def test_a_mismatch_on_another_cluster_shape_names_it_first_and_leaves_the_verdict(
+    dask_cluster: S.DaskCluster, make_project: Callable[..., Path], cli: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_project("shape")
+    monkeypatch.setenv("MLKIT_DASK_SCHEDULER", dask_cluster.address)
+    trained = _train(cli, root)
+    _commit_all(root, "outputs of the run")
+    client = _client(root)
+    client.set_model_version_tag("shape", trained["model_version"], tags.REPRODUCED, "true")  # an earlier verdict
+
+    smaller = S.start_dask(workers=1)
+    try:
+        monkeypatch.setenv("MLKIT_DASK_SCHEDULER", smaller.address)
+        result = cli("reproduce", "shape/1", "--json", cwd=root)
+    finally:
+        S.stop_dask(smaller)
+    verdict = json.loads(result.stdout)
+    assert verdict["backend_differences"] == ["Dask workers: 2 then, 1 now"]
+    if verdict["matched"]:  # identical on one worker: that is evidence, and recorded as such
+        assert result.exit_code == 0
+        assert client.get_model_version("shape", "1").tags[tags.REPRODUCED] == "true"
+        return
+    assert result.exit_code == 4
+    assert verdict["likely_causes"][0] == "Dask workers: 2 then, 1 now"
+    assert not any("unseeded randomness" in cause for cause in verdict["likely_causes"])
+    assert verdict["verdict_recorded"] is False
+    version_tags = client.get_model_version("shape", "1").tags
+    assert version_tags[tags.REPRODUCED] == "true"  # not overwritten by a run on another shape
+    assert version_tags[tags.REPRODUCTION_INCONCLUSIVE] == (
+        f"run {verdict['reproduced_run_id']} did not match on another backend: Dask workers: 2 then, 1 now"
+    )
+
+
+@pytest.mark.slow
 def test_the_workers_read_the_data_and_the_client_never_holds_the_table(
     dask_cluster: S.DaskCluster, make_project: Callable[..., Path], cli: Callable, tmp_path: Path
 ) -> None:
