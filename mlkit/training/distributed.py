@@ -422,7 +422,12 @@ def _lost_worker(exc: BaseException, client: Any, started: set[str]) -> WorkerLo
     try:
         now = set(client.scheduler_info(n_workers=-1)["workers"])
     except Exception:
-        now = set()
+        if not isinstance(exc, lost_types):
+            return None
+        return WorkerLostError(
+            f"the Dask scheduler {client.scheduler.address} went away during the run",
+            hint="start it again and run again; check its log",
+        )
     gone = sorted(started - now)
     if not gone and not isinstance(exc, lost_types):
         return None
