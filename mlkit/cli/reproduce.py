@@ -74,7 +74,8 @@ def _render(result: ReproduceResult, json_: bool) -> None:
     verdict = "matches" if result.matched else "does NOT match"
     headline = (
         f"{result.target}: run {result.run_id} rebuilt from commit {result.commit[:12]}"
-        f"{' + recorded diff' if result.applied_diff else ''} on {result.reproduced_backend} {verdict}"
+        f"{' + recorded diff' if result.applied_diff else ''} {verdict}"
+        f"{'' if result.reproduced_backend == 'local' else f', on {result.reproduced_backend}'}"
     )
     summary = f"### mlkit reproduce {result.target}\n\n{headline}\n\n"
     summary += _output.markdown_table(("check", "original", "reproduced", "equal"), rows)
