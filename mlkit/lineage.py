@@ -52,6 +52,83 @@ MAX_LISTED_FILES = 1000
 
 
 @dataclass(frozen=True)
+class Backend:
+    """Where a run's model was fitted, what chose that, and for Dask the cluster's shape at the start.
+
+    ``source`` names what set the backend: ``default``, ``mlkit.yaml``, the ``MLKIT_DASK_SCHEDULER``
+    variable, ``--set`` (an override), or ``mlkit reproduce`` (the recorded backend, replayed).
+    ``scheduler`` is ``host:port`` only. ``data_read`` maps each input to where the workers read it.
+    """
+
+    name: str = "local"
+    source: str = "default"
+    scheduler: str = ""
+    workers: int | None = None
+    threads_per_worker: str = ""
+    memory_per_worker: int | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    data_read: dict[str, str] = field(default_factory=dict)
+
+    def tags(self) -> dict[str, str]:
+        out = {tags.BACKEND: self.name, tags.BACKEND_SOURCE: self.source}
+        if self.name == "dask":
+            out[tags.DASK_SCHEDULER] = self.scheduler
+            out[tags.DASK_WORKERS] = "" if self.workers is None else str(self.workers)
+            out[tags.DASK_THREADS] = self.threads_per_worker
+            out[tags.DASK_MEMORY] = "" if self.memory_per_worker is None else str(self.memory_per_worker)
+            out[tags.DASK_VERSIONS] = json.dumps(self.versions, sort_keys=True)
+            if self.data_read:
+                out[tags.DASK_DATA_READ] = json.dumps(self.data_read, sort_keys=True)
+        return out
+
+    @classmethod
+    def from_tags(cls, values: Mapping[str, str], params: Mapping[str, str] | None = None) -> Backend:
+        """The recorded backend; a run from before it was recorded falls back on its ``training.backend``
+        parameter (then the cluster's shape is unknown)."""
+        name = values.get(tags.BACKEND) or (params or {}).get("training.backend") or "local"
+        workers = values.get(tags.DASK_WORKERS, "")
+        memory = values.get(tags.DASK_MEMORY, "")
+        return cls(
+            name=name,
+            source=values.get(tags.BACKEND_SOURCE, "" if tags.BACKEND in values else "not recorded"),
+            scheduler=values.get(tags.DASK_SCHEDULER, ""),
+            workers=int(workers) if workers.isdigit() else None,
+            threads_per_worker=values.get(tags.DASK_THREADS, ""),
+            memory_per_worker=int(memory) if memory.isdigit() else None,
+            versions=json.loads(values.get(tags.DASK_VERSIONS) or "{}"),
+            data_read=json.loads(values.get(tags.DASK_DATA_READ) or "{}"),
+        )
+
+    def describe(self) -> str:
+        """``local``, or ``dask with 2 workers x 1 thread`` (the shape, as far as it is known)."""
+        if self.name != "dask":
+            return self.name
+        if self.workers is None:
+            return "dask (cluster shape not recorded)"
+        plural = "" if self.workers == 1 else "s"
+        threads = f" x {self.threads_per_worker} thread{'' if self.threads_per_worker == '1' else 's'}"
+        return f"dask with {self.workers} worker{plural}{threads if self.threads_per_worker else ''}"
+
+    def differences(self, now: Backend) -> list[str]:
+        """What differs between this (recorded) backend and ``now`` in ways that can change the model:
+        the backend, the number of workers (one block of rows each), threads, dask's versions."""
+        if self.name != now.name:
+            return [f"backend {self.describe()} then, {now.describe()} now"]
+        if self.name != "dask":
+            return []
+        out = []
+        if self.workers is not None and self.workers != now.workers:
+            out.append(f"Dask workers: {self.workers} then, {now.workers} now")
+        if self.threads_per_worker and self.threads_per_worker != now.threads_per_worker:
+            out.append(f"threads per Dask worker: {self.threads_per_worker} then, {now.threads_per_worker} now")
+        for package in sorted(set(self.versions) | set(now.versions)):
+            then, current = self.versions.get(package), now.versions.get(package)
+            if then and then != current:
+                out.append(f"{package} {then} then, {current or 'absent'} now (on the cluster)")
+        return out
+
+
+@dataclass(frozen=True)
 class RunLineage:
     """Everything that made a run. ``diff`` and ``package_lock`` are logged as artifacts, not tags."""
 
@@ -71,6 +148,7 @@ class RunLineage:
     # what the diff leaves out: untracked files (path, size, sha256), secret files (by name), an omitted diff
     untracked: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     diff_omitted: str = ""
+    backend: Backend = field(default_factory=Backend)
 
     @property
     def diff_bytes(self) -> bytes:
@@ -110,6 +188,7 @@ class RunLineage:
             out[tags.UNTRACKED] = tags.UNTRACKED_ARTIFACT
         for path, md5 in sorted(self.data_md5s.items()):
             out[tags.DATA_MD5_PREFIX + path] = md5
+        out.update(self.backend.tags())
         return out
 
     @classmethod
@@ -130,6 +209,7 @@ class RunLineage:
             mlkit_version=values.get(tags.MLKIT_VERSION, ""),
             command=values.get(tags.COMMAND, ""),
             diff_omitted=values.get(tags.DIFF_OMITTED, ""),
+            backend=Backend.from_tags(values),
         )
 
 
@@ -141,11 +221,13 @@ def collect_lineage(
     seed: int,
     split: Mapping[str, Any],
     command: Sequence[str] | None = None,
+    backend: Backend | None = None,
 ) -> RunLineage:
     """Record the lineage of a run about to train in the project at ``root``.
 
     ``inputs`` are data paths relative to ``root``; their md5s come from DVC's records and the workspace
-    copies must match them (a missing file raises :class:`UsageError` saying to pull it).
+    copies must match them (a missing file raises :class:`UsageError` saying to pull it). ``backend``:
+    where the model will be fitted (default: in process).
     """
     from mlkit.data import input_md5s
 
@@ -168,7 +250,22 @@ def collect_lineage(
         package_lock=lock,
         untracked=state.untracked,
         diff_omitted=state.diff_omitted,
+        backend=backend or Backend(),
     )
+
+
+def scheduler_host_port(address: str) -> str:
+    """``host:port`` of a Dask scheduler address: no scheme, and never a user or password."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(address if "://" in address else f"tcp://{address}")
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        return "(unparseable address)"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{port}" if port else host
 
 
 def command_line(argv: Sequence[str] | None = None) -> str:

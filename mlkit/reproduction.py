@@ -70,6 +70,11 @@ class ReproduceResult:
     checks: list[Check] = field(default_factory=list)
     likely_causes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    backend: str = "local"  # the recorded backend, e.g. "dask with 2 workers x 1 thread"
+    reproduced_backend: str = "local"
+    backend_differences: list[str] = field(default_factory=list)
+    # False when the verdict tags were left alone: a mismatch on another backend or cluster shape
+    verdict_recorded: bool = True
 
     @property
     def mismatches(self) -> list[Check]:
@@ -86,10 +91,13 @@ class ReproductionMismatch(MismatchError):
 
     def __init__(self, result: ReproduceResult) -> None:
         names = ", ".join(check.name for check in result.mismatches)
-        super().__init__(
-            f"reproduction of {result.target} does not match: {names}",
-            hint="see the table above for the numbers and the likely causes",
-        )
+        hint = "see the table above for the numbers and the likely causes"
+        if not result.verdict_recorded:
+            hint = (
+                f"it ran on {result.reproduced_backend}, the run on {result.backend}: no evidence either way, so "
+                f"{tags.REPRODUCED} was left as it was; reproduce it on the recorded cluster shape"
+            )
+        super().__init__(f"reproduction of {result.target} does not match: {names}", hint=hint)
         self.result = result
 
 
@@ -133,8 +141,10 @@ def reproduce(
             hint=f"run `mlkit reproduce {target} --apply-diff` to apply it (its files and sha256 are shown first)",
         )
     _require_commit(project.root, original.git_commit)
+    recorded_backend = L.Backend.from_tags(run_tags, run.data.params)
+    backend_overrides = replay_backend(project, recorded_backend)
 
-    say(f"reproducing run {run_id} from commit {original.git_commit[:12]}")
+    say(f"reproducing run {run_id} from commit {original.git_commit[:12]} on {recorded_backend.describe()}")
     with tempfile.TemporaryDirectory() as downloads:
         diff = _verified_diff(client, run_id, run_tags, Path(downloads), say) if original.git_dirty else None
         with _worktree(project.root, original.git_commit) as tree:
@@ -143,12 +153,17 @@ def reproduce(
                 _apply_diff(run_id, diff, tree)
             data_checks = _bring_data(project.root, tree, original.data_md5s, say)
             say("training with the recorded params and seed")
-            outcome = _retrain(client, project, tree, run, original)
+            outcome = _retrain(client, project, tree, run, original, backend_overrides)
     applied = diff is not None
     checks = data_checks + _compare(client, run, outcome, run_tags, tolerance)
     matched = all(check.equal for check in checks)
-    causes = [] if matched else likely_causes(client, run_id, original)
-    _record(client, run_id, matched, outcome.run_id)
+    differences = recorded_backend.differences(outcome.lineage.backend)
+    # the backend first: a model fitted elsewhere differs for that reason before any other
+    causes = [] if matched else differences + likely_causes(client, run_id, original, blame_randomness=not differences)
+    if matched or not differences:
+        _record(client, run_id, matched, outcome.run_id)
+    else:  # evidence of neither verdict: leave it, and say which run tried and why it does not count
+        _record_inconclusive(client, run_id, outcome.run_id, differences)
     result = ReproduceResult(
         target=target,
         run_id=run_id,
@@ -162,6 +177,10 @@ def reproduce(
         checks=checks,
         likely_causes=causes,
         seconds=round(time.perf_counter() - started, 2),
+        backend=recorded_backend.describe(),
+        reproduced_backend=outcome.lineage.backend.describe(),
+        backend_differences=differences,
+        verdict_recorded=matched or not differences,
     )
     if not matched:
         raise ReproductionMismatch(result)
@@ -205,7 +224,22 @@ def resolve_target(client: Any, target: str) -> tuple[Any, str | None, list[str]
     return run, (names.pop() if len(names) == 1 else None), sorted(str(v.version) for v in found)
 
 
-def likely_causes(client: Any, run_id: str, original: L.RunLineage) -> list[str]:
+def replay_backend(project: Project, recorded: L.Backend) -> dict[str, Any]:
+    """The settings that retrain on the recorded backend: in process for a local run, whatever
+    ``MLKIT_DASK_SCHEDULER`` says; on a Dask cluster for a dask run, when one is configured here (the
+    environment, or training.scheduler in mlkit.yaml), else a refusal (exit code 2) that says why."""
+    if recorded.name != "dask":
+        return {"training.backend": recorded.name}
+    scheduler = project.config.training.scheduler
+    if not scheduler:
+        raise UsageError(
+            f"recorded backend {recorded.describe()}; set {C.ENV_DASK_SCHEDULER} or training.scheduler to reproduce it",
+            hint="a reproduction in process would not be evidence either way: the model was fitted on a cluster",
+        )
+    return {"training.backend": "dask", "training.scheduler": scheduler}
+
+
+def likely_causes(client: Any, run_id: str, original: L.RunLineage, *, blame_randomness: bool = True) -> list[str]:
     """Differences between the recorded environment and this one, numeric libraries first."""
     import platform
 
@@ -224,7 +258,7 @@ def likely_causes(client: Any, run_id: str, original: L.RunLineage) -> list[str]
         causes.append(f"{name} {then or 'absent'} then, {now or 'absent'} now")
     if len(changed) > 15:
         causes.append(f"and {len(changed) - 15} more package differences")
-    if not causes:
+    if not causes and blame_randomness:
         causes.append("the environment is the same: look for unseeded randomness or inputs outside git and DVC")
     return causes
 
@@ -388,9 +422,12 @@ def _rewrite_record(dvc_file: Path, old: str, new: str, size: int) -> None:
     dvc_file.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
-def _retrain(client: Any, project: Project, tree: Path, run: Any, original: L.RunLineage) -> TrainResult:
+def _retrain(
+    client: Any, project: Project, tree: Path, run: Any, original: L.RunLineage, backend: Mapping[str, Any]
+) -> TrainResult:
     overrides = {
         "tracking.uri": project.tracking_uri,
+        **backend,
         **{f"params.{key}": value for key, value in original.params.items()},
     }
     rebuilt = load_project(tree, overrides=overrides)
@@ -402,7 +439,7 @@ def _retrain(client: Any, project: Project, tree: Path, run: Any, original: L.Ru
             register=False,
             allow_dirty=True,
             write_metrics=False,
-            tags={tags.REPRODUCES: run.info.run_id},
+            tags={tags.REPRODUCES: run.info.run_id, tags.BACKEND_SOURCE: "mlkit reproduce"},
             command=["mlkit", "reproduce", run.info.run_id],
         ),
     )
@@ -446,6 +483,19 @@ def _record(client: Any, run_id: str, matched: bool, by_run: str | None) -> None
     for found in client.search_model_versions(f"run_id='{run_id}'"):
         for key, value in values.items():
             mlflow.retry_locked(partial(client.set_model_version_tag, found.name, found.version, key, value))
+
+
+def _record_inconclusive(client: Any, run_id: str, by_run: str, differences: list[str]) -> None:
+    """On the original run and its versions: which run tried, and the backend differences that make its
+    mismatch no evidence; ``mlkit.reproduced`` is left as it was."""
+    value = f"run {by_run} did not match on another backend: " + "; ".join(differences)
+    mlflow.retry_locked(partial(client.set_tag, run_id, tags.REPRODUCTION_INCONCLUSIVE, value[:5000]))
+    for found in client.search_model_versions(f"run_id='{run_id}'"):
+        mlflow.retry_locked(
+            partial(
+                client.set_model_version_tag, found.name, found.version, tags.REPRODUCTION_INCONCLUSIVE, value[:5000]
+            )
+        )
 
 
 def _recorded_lock(client: Any, run_id: str) -> dict[str, str]:

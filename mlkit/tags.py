@@ -26,6 +26,15 @@ MLKIT_VERSION = "mlkit.version"
 COMMAND = "mlkit.command"
 PREDICTIONS_SHA256 = "mlkit.predictions.sha256"  # fingerprint of the test-split predictions
 PROFILE_SHA256 = "mlkit.monitoring.profile_sha256"  # sha256 of the reference profile logged as an artifact
+# where the model was fitted, and what chose it (`mlkit reproduce` replays it)
+BACKEND = "mlkit.training.backend"  # "local" / "dask"
+BACKEND_SOURCE = "mlkit.training.backend_source"  # default, mlkit.yaml, MLKIT_DASK_SCHEDULER, --set, mlkit reproduce
+DASK_SCHEDULER = "mlkit.dask.scheduler"  # host:port only: never a scheme's credentials
+DASK_WORKERS = "mlkit.dask.workers"  # how many workers the cluster had when the run started
+DASK_THREADS = "mlkit.dask.threads_per_worker"  # "1", or "1,2" when workers differ
+DASK_MEMORY = "mlkit.dask.memory_per_worker"  # bytes, the smallest worker's limit; "" when unlimited
+DASK_VERSIONS = "mlkit.dask.versions"  # JSON: dask and distributed on the client and on the workers
+DASK_DATA_READ = "mlkit.dask.data_read"  # JSON: input path -> where the workers read it (DVC remote or cache)
 
 # --- the run ------------------------------------------------------------------------------------------
 FAILURE = "mlkit.failure"  # why a run ended FAILED or KILLED
@@ -58,6 +67,9 @@ STAGE = "mlkit.stage"
 REPRODUCED = "mlkit.reproduced"  # "true" / "false", set by `mlkit reproduce`
 REPRODUCED_BY_RUN = "mlkit.reproduced_by_run"
 REPRODUCED_AT = "mlkit.reproduced_at"
+# a reproduction on another backend or cluster shape that did not match: evidence of neither verdict, so
+# the one above is left alone and this says which run tried and why it does not count
+REPRODUCTION_INCONCLUSIVE = "mlkit.reproduction_inconclusive"
 
 # --- the registered model -----------------------------------------------------------------------------
 AUDIT_PREFIX = "mlkit.audit."  # + UTC time + random suffix: one audit entry (JSON)

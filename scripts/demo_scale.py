@@ -91,9 +91,46 @@ def team_and_scale(run: Callable[..., subprocess.CompletedProcess], base: Path, 
             cwd=project,
         )
         del os.environ["MLKIT_DASK_SCHEDULER"]
+        print_cluster_lineage(f"http://127.0.0.1:{port}", project.name)
         run("the team's registry", "models", "list", cwd=project)
         startups = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in S.STARTUP_SECONDS.items())
         print(f"\nservice start-up times: {startups}", flush=True)
     finally:
         for stop in reversed(started):
             stop()
+
+
+def print_cluster_lineage(tracking_uri: str, experiment: str) -> None:
+    """What the last cluster run recorded about where it ran: the backend and what chose it, the cluster's
+    shape, and where the workers read each input."""
+    import json
+
+    from mlflow import MlflowClient
+
+    from mlkit import tags
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    runs = (
+        client.search_runs(
+            [found.experiment_id],
+            filter_string=f"tags.`{tags.BACKEND}` = 'dask'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        if found
+        else []
+    )
+    if not runs:
+        print("\n(no cluster run recorded)", flush=True)
+        return
+    recorded = runs[0].data.tags
+    print(f"\n\033[1m== the cluster run's recorded lineage (run {runs[0].info.run_id})\033[0m", flush=True)
+    print(
+        f"backend {recorded[tags.BACKEND]} (chosen by {recorded[tags.BACKEND_SOURCE]}), scheduler "
+        f"{recorded[tags.DASK_SCHEDULER]}: {recorded[tags.DASK_WORKERS]} workers x "
+        f"{recorded[tags.DASK_THREADS]} thread(s), dask {json.loads(recorded[tags.DASK_VERSIONS]).get('dask')}",
+        flush=True,
+    )
+    for path, where in json.loads(recorded.get(tags.DASK_DATA_READ) or "{}").items():
+        print(f"{path}: read by the workers from {where}", flush=True)

@@ -38,6 +38,11 @@ def reproduce(
     with uncommitted changes needs --apply-diff (exit code 2 without it); a recorded diff whose sha256 is
     not the one recorded at train time is never applied (exit code 1).
 
+    The recorded backend is replayed: a locally trained run is rebuilt in process even with
+    MLKIT_DASK_SCHEDULER set; a run trained on Dask is rebuilt on the cluster that MLKIT_DASK_SCHEDULER or
+    training.scheduler names, and refused without one (exit code 2). A mismatch on another cluster shape
+    lists the backend differences first and leaves the recorded verdict as it was.
+
     Example: mlkit reproduce churn@production
 
     Example: mlkit reproduce 3f2a9c... --apply-diff
@@ -70,6 +75,7 @@ def _render(result: ReproduceResult, json_: bool) -> None:
     headline = (
         f"{result.target}: run {result.run_id} rebuilt from commit {result.commit[:12]}"
         f"{' + recorded diff' if result.applied_diff else ''} {verdict}"
+        f"{'' if result.reproduced_backend == 'local' else f', on {result.reproduced_backend}'}"
     )
     summary = f"### mlkit reproduce {result.target}\n\n{headline}\n\n"
     summary += _output.markdown_table(("check", "original", "reproduced", "equal"), rows)

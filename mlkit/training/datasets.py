@@ -246,6 +246,88 @@ def _project_imports(root: Path, top_level: str) -> Iterator[None]:
         sys.modules.update(saved)
 
 
+# --- the Dask backend: rows read by the workers ---------------------------------------------------------
+
+
+def worker_location(root: Path, relative: str, environ: Any = None) -> Any:
+    """Where Dask workers read the DVC-tracked input ``relative``: its object in the DVC remote (with the
+    remote's filesystem options from DVC's configuration, config.local included), else its object in the
+    DVC cache, else the workspace file; the last two need storage the workers share with this machine.
+
+    S3 credentials neither DVC's configuration nor the options hold are taken from this process's
+    environment (``AWS_ACCESS_KEY_ID``...), so workers without their own can read the object; they travel
+    inside the read tasks and are never logged (``where`` shows none).
+    """
+    import os
+
+    from mlkit.data import recorded
+    from mlkit.engines import dvc
+
+    record = recorded(root, relative, base=root)
+    if not record.is_dir:
+        found = dvc.remote_object(root, record.md5)
+        if found is not None:
+            env = os.environ if environ is None else environ
+            options = dict(found.storage_options)
+            if found.url.startswith("s3://") and not options.get("key") and env.get("AWS_ACCESS_KEY_ID"):
+                options["key"] = env["AWS_ACCESS_KEY_ID"]
+                options["secret"] = env.get("AWS_SECRET_ACCESS_KEY")
+                if env.get("AWS_SESSION_TOKEN"):
+                    options["token"] = env["AWS_SESSION_TOKEN"]
+            return dvc.ObjectLocation(found.url, options, found.where)
+        cached = dvc.cache_object(root, record.md5)
+        if cached.is_file():
+            return dvc.ObjectLocation(str(cached), {}, f"DVC cache ({cached})")
+    path = (root / relative).resolve()
+    return dvc.ObjectLocation(str(path), {}, f"shared storage ({path})")
+
+
+def read_on_workers(location: Any, suffix: str) -> Any:
+    """A lazy dask DataFrame over ``location`` (see :func:`worker_location`): the workers read the blocks.
+
+    Only the Parquet footer, or the first block of a CSV (for the dtypes), is read here.
+    """
+    import dask.dataframe as dd
+
+    options = location.storage_options or None
+    if suffix in (".parquet", ".pq"):
+        return dd.read_parquet(location.url, storage_options=options)
+    return dd.read_csv(location.url, storage_options=options, blocksize="64MB", sample=16_000_000)
+
+
+def hook_on_partitions(frame: Any, hook: str, root: Path, head: Any) -> Any:
+    """``frame`` (dask) with the feature hook applied to every partition on the workers.
+
+    The hook's module travels by value (the workers need not have the project's ``src/``), so it sees
+    one partition at a time: on the Dask backend a hook must be row-local (no statistics over all rows,
+    no sorting or de-duplication across rows). ``head``, a few rows in process, checks the hook and gives
+    the columns and dtypes it returns.
+    """
+    import cloudpickle
+
+    top_level = hook.partition(":")[0].split(".")[0]
+    with _project_imports(root, top_level):
+        function = _import_callable(hook, "data.hook")
+        package = sys.modules[top_level]
+        cloudpickle.register_pickle_by_value(package)
+        try:
+            shipped = cloudpickle.dumps(function)
+        finally:
+            cloudpickle.unregister_pickle_by_value(package)
+    meta = apply_hook(head, hook, root).iloc[:0]
+    return frame.map_partitions(_call_shipped_hook, shipped, hook, meta=meta)
+
+
+def _call_shipped_hook(part: Any, shipped: bytes, hook: str) -> Any:
+    import cloudpickle
+    import pandas as pd
+
+    result = cloudpickle.loads(shipped)(part)
+    if not isinstance(result, pd.DataFrame):
+        raise TypeError(f"data.hook {hook} returned {type(result).__name__}, not a DataFrame")
+    return result
+
+
 def _plain(value: Any) -> Any:
     item = getattr(value, "item", None)
     return item() if callable(item) else value

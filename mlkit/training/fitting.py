@@ -7,10 +7,14 @@ preprocessor and estimator on a cluster and returning the same fitted pipeline.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mlkit import constants as C
+from mlkit import lineage as L
+from mlkit.config import read_yaml
 from mlkit.errors import UsageError
 from mlkit.training import datasets, distributed, xgb
 from mlkit.training.estimators import is_xgboost
@@ -28,6 +32,29 @@ def check_backend(backend: str, scheduler: str | None = None) -> None:
         )
     if backend == "dask":
         distributed.check(scheduler)
+
+
+def record_backend(project: Any, environ: Mapping[str, str] | None = None, source: str | None = None) -> L.Backend:
+    """Where this run will fit its model and what chose that, as its lineage records it: for Dask the
+    cluster's shape now (connecting to it, so an unreachable scheduler fails before a run is created) and
+    where the workers will read each input.
+
+    ``source`` is given by a caller that chose the backend itself (``mlkit reproduce``); otherwise it
+    is worked out from mlkit.yaml and the environment.
+    """
+    training = project.config.training
+    if source is None:
+        settings = read_yaml(project.root / C.CONFIG_FILE) or {}
+        section = settings.get("training") if isinstance(settings, dict) else None
+        file_backend = section.get("backend") if isinstance(section, dict) else None
+        source = distributed.environment_source(
+            training.backend, file_backend, os.environ if environ is None else environ
+        )
+    if training.backend != "dask":
+        return L.Backend(name=training.backend, source=source)
+    check_backend(training.backend, training.scheduler)
+    shape = distributed.describe_cluster(str(training.scheduler), source=source)
+    return L.Backend(**{**shape.__dict__, "data_read": distributed.data_read(project)})
 
 
 def table_reader(backend: str) -> Callable[[Path], Any]:

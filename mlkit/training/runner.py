@@ -27,11 +27,11 @@ from mlkit.progress import Progress
 from mlkit.project import Project, load_project
 from mlkit.runs import FIT_SECONDS
 from mlkit.serving import model as serving_model
-from mlkit.training import datasets, evaluation, interrupts, outputs, plots
+from mlkit.training import datasets, distributed, evaluation, interrupts, outputs, plots
 from mlkit.training.estimators import build_estimator, call_entrypoint, fits_on_one_core, is_xgboost
 from mlkit.training.evaluation import ModelFactory
 from mlkit.training.fitted import FittedModel
-from mlkit.training.fitting import check_backend, fit_model, table_reader
+from mlkit.training.fitting import check_backend, fit_model, record_backend, table_reader
 from mlkit.training.preprocessing import build_preprocessor, infer_columns
 from mlkit.training.session import OpenedRun, TrackingSession, preimport_training
 from mlkit.uris import redact
@@ -285,6 +285,7 @@ def _collect_lineage(project: Project, command: Sequence[str] | None) -> L.RunLi
         seed=params.seed,
         split=split,
         command=command,
+        backend=record_backend(project),  # for Dask, the cluster's shape: an unreachable one fails here
     )
 
 
@@ -356,6 +357,8 @@ def _load_data(project: Project, say: Progress) -> _Data:
     config, params = project.config, project.params
     task = config.model.task
     say(f"loading {config.data.train}")
+    if distributed.keeps_rows_on_workers(config):
+        return _Data(**distributed.load_split(project, say, evaluation.split_warnings)._asdict())  # rows stay there
     read_table = table_reader(config.training.backend)
 
     def prepared(frame: Any, source: str, classes: list[Any] | None = None) -> datasets.Dataset:

@@ -27,12 +27,15 @@ from __future__ import annotations
 from mlkit.engines.dvc.cache import gc, in_cache, share_cache
 from mlkit.engines.dvc.progress import ProgressCallback, ProgressEvent
 from mlkit.engines.dvc.remote import (
+    ObjectLocation,
     RemoteInfo,
     add_remote,
+    cache_object,
     fetch,
     fetch_raw,
     pull,
     push,
+    remote_object,
     remotes,
     split_credentials,
 )
@@ -61,12 +64,14 @@ from mlkit.engines.dvc.workspace import (
 __all__ = [
     "DEFAULT_LOCK_TIMEOUT_S",
     "ENV_REMOTE_NAME",
+    "ObjectLocation",
     "Output",
     "ProgressCallback",
     "ProgressEvent",
     "RemoteInfo",
     "add",
     "add_remote",
+    "cache_object",
     "checkout_workspace",
     "commit_stage",
     "describe",
@@ -81,6 +86,7 @@ __all__ = [
     "pull",
     "push",
     "quiet_dvc_logger",
+    "remote_object",
     "remotes",
     "remove",
     "share_cache",

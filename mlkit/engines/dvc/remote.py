@@ -344,3 +344,36 @@ def _remote_odb(repo: Any, remote: str | None) -> Any:
         raise OperationError(
             f"no usable DVC remote: {first_line(exc)}", hint="add one with `mlkit data remote add NAME URL --default`"
         ) from exc
+
+
+@dataclass(frozen=True)
+class ObjectLocation:
+    """Where a tracked file's content can be read by another process: a URL and the options of its
+    filesystem. ``storage_options`` may hold credentials: never log them; ``where`` is safe to show."""
+
+    url: str
+    storage_options: dict[str, Any]
+    where: str
+
+
+def remote_object(root: Path, md5: str, remote: str | None = None) -> ObjectLocation | None:
+    """The object ``md5`` in the (default) remote, with the options DVC's configuration (config.local
+    included) gives its filesystem; None when there is no remote or it does not hold the object."""
+    with open_repo(root) as repo:
+        try:
+            odb = repo.cloud.get_remote_odb(remote)
+            path = odb.oid_to_path(md5)
+            if not odb.fs.exists(path):
+                return None
+        except Exception:
+            return None
+        url = str(odb.fs.unstrip_protocol(path))
+        options = {k: v for k, v in dict(getattr(odb.fs, "fs_args", {})).items() if v is not None}
+        name = remote or repo.config["core"].get("remote") or "default"
+    return ObjectLocation(url, options, f"DVC remote {name!r} ({redact(url)})")
+
+
+def cache_object(root: Path, md5: str) -> Path:
+    """The path of ``md5`` in the project's DVC cache (it may not exist)."""
+    with open_repo(root) as repo:
+        return Path(repo.cache.local.oid_to_path(md5))
