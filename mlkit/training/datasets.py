@@ -249,39 +249,6 @@ def _project_imports(root: Path, top_level: str) -> Iterator[None]:
 # --- the Dask backend: rows read by the workers ---------------------------------------------------------
 
 
-def worker_location(root: Path, relative: str, environ: Any = None) -> Any:
-    """Where Dask workers read the DVC-tracked input ``relative``: its object in the DVC remote (with the
-    remote's filesystem options from DVC's configuration, config.local included), else its object in the
-    DVC cache, else the workspace file; the last two need storage the workers share with this machine.
-
-    S3 credentials neither DVC's configuration nor the options hold are taken from this process's
-    environment (``AWS_ACCESS_KEY_ID``...), so workers without their own can read the object; they travel
-    inside the read tasks and are never logged (``where`` shows none).
-    """
-    import os
-
-    from mlkit.data import recorded
-    from mlkit.engines import dvc
-
-    record = recorded(root, relative, base=root)
-    if not record.is_dir:
-        found = dvc.remote_object(root, record.md5)
-        if found is not None:
-            env = os.environ if environ is None else environ
-            options = dict(found.storage_options)
-            if found.url.startswith("s3://") and not options.get("key") and env.get("AWS_ACCESS_KEY_ID"):
-                options["key"] = env["AWS_ACCESS_KEY_ID"]
-                options["secret"] = env.get("AWS_SECRET_ACCESS_KEY")
-                if env.get("AWS_SESSION_TOKEN"):
-                    options["token"] = env["AWS_SESSION_TOKEN"]
-            return dvc.ObjectLocation(found.url, options, found.where)
-        cached = dvc.cache_object(root, record.md5)
-        if cached.is_file():
-            return dvc.ObjectLocation(str(cached), {}, f"DVC cache ({cached})")
-    path = (root / relative).resolve()
-    return dvc.ObjectLocation(str(path), {}, f"shared storage ({path})")
-
-
 def read_on_workers(location: Any, suffix: str) -> Any:
     """A lazy dask DataFrame over ``location`` (see :func:`worker_location`): the workers read the blocks.
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from mlkit import constants as C
+from mlkit import data
 from mlkit import lineage as L
 from mlkit.errors import MlkitError, OperationError, UsageError, first_line
 from mlkit.training import datasets, xgb
@@ -220,7 +221,7 @@ def load_split(project: Any, say: Any, split_warnings: Callable[..., list[str]])
     _refuse_in_memory_only_params(params)
     scheduler = str(config.training.scheduler)
     source = config.data.train
-    location = datasets.worker_location(project.root, source)
+    location = worker_location(project.root, source)
     say(f"the Dask workers read {source} from {location.where}")
     with connect(scheduler):
         frame = datasets.read_on_workers(location, Path(source).suffix)
@@ -321,7 +322,7 @@ def _split_off_test(project: Any, frame: Any, classes: list[Any] | None) -> tupl
     if not config.data.test:
         train, test = frame.random_split([1 - params.test_size, params.test_size], random_state=params.seed)
         return train, test
-    location = datasets.worker_location(project.root, config.data.test)
+    location = worker_location(project.root, config.data.test)
     test = datasets.read_on_workers(location, Path(config.data.test).suffix)
     if config.data.hook:
         test = datasets.hook_on_partitions(test, config.data.hook, project.root, _typed_head(test))
@@ -348,7 +349,7 @@ def data_read(project: Any) -> dict[str, str]:
     if not keeps_rows_on_workers(config):
         return {}
     inputs = [config.data.train] + ([config.data.test] if config.data.test else [])
-    return {path: datasets.worker_location(project.root, path).where for path in inputs}
+    return {path: worker_location(project.root, path).where for path in inputs}
 
 
 # --- the fit ------------------------------------------------------------------------------------------
@@ -567,3 +568,35 @@ def environment_source(backend: str, file_backend: Any, environ: Mapping[str, st
     if from_env or file_backend not in (None, "local"):
         return "--set"  # local, over what the file or the environment said
     return C.CONFIG_FILE if file_backend == "local" else "default"
+
+
+def worker_location(root: Path, relative: str, environ: Any = None) -> Any:
+    """Where Dask workers read the DVC-tracked input ``relative``: its object in the DVC remote (with the
+    remote's filesystem options from DVC's configuration, config.local included), else its object in the
+    DVC cache, else the workspace file; the last two need storage the workers share with this machine.
+
+    S3 credentials neither DVC's configuration nor the options hold are taken from this process's
+    environment (``AWS_ACCESS_KEY_ID``...), so workers without their own can read the object; they travel
+    inside the read tasks and are never logged (``where`` shows none).
+    """
+    import os
+
+    from mlkit.engines import dvc
+
+    record = data.recorded(root, relative, base=root)
+    if not record.is_dir:
+        found = dvc.remote_object(root, record.md5)
+        if found is not None:
+            env = os.environ if environ is None else environ
+            options = dict(found.storage_options)
+            if found.url.startswith("s3://") and not options.get("key") and env.get("AWS_ACCESS_KEY_ID"):
+                options["key"] = env["AWS_ACCESS_KEY_ID"]
+                options["secret"] = env.get("AWS_SECRET_ACCESS_KEY")
+                if env.get("AWS_SESSION_TOKEN"):
+                    options["token"] = env["AWS_SESSION_TOKEN"]
+            return dvc.ObjectLocation(found.url, options, found.where)
+        cached = dvc.cache_object(root, record.md5)
+        if cached.is_file():
+            return dvc.ObjectLocation(str(cached), {}, f"DVC cache ({cached})")
+    path = (root / relative).resolve()
+    return dvc.ObjectLocation(str(path), {}, f"shared storage ({path})")
