@@ -466,7 +466,9 @@ def test_unknown_drop_columns_are_all_refused_from_the_header(tmp_path):
     )
     assert caught.value.hint == "fix data.drop in mlkit.yaml"
     # with a feature hook the columns are only known after it ran: nothing is refused here
-    (tmp_path / "mlkit.yaml").write_text((tmp_path / "mlkit.yaml").read_text().replace("hook: null", "hook: p.m:f"))
+    (tmp_path / "src" / "wrong").mkdir(parents=True)
+    (tmp_path / "src" / "wrong" / "__init__.py").write_text("")
+    (tmp_path / "mlkit.yaml").write_text((tmp_path / "mlkit.yaml").read_text().replace("hook: null", "hook: wrong.m:f"))
     check_columns(load_project(tmp_path))
 
 
