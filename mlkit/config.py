@@ -18,15 +18,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mlkit import allowed_code, yamlio
+from mlkit import allowed_code, names, yamlio
 from mlkit import constants as C
 from mlkit.errors import ConfigError
 
 # ASCII identifiers, matched whole (``$`` would let a trailing newline through)
 _IMPORT_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+", re.ASCII)
 _ENTRYPOINT = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*", re.ASCII)
-_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*", re.ASCII)
-_MODEL_NAME_MAX = 100
 _SEED_MAX = 2**32 - 1
 _THRESHOLD = re.compile(r"^\s*([A-Za-z_][\w]*)\s*(>=|<=|>|<|==)\s*(-?[0-9.]+(?:e-?\d+)?)\s*$")
 _STAGE_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
@@ -94,14 +92,9 @@ class ModelSection(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        # the registry refuses '/' and ':' only when registering, after the whole training; '@' and '/'
-        # would also make NAME@ALIAS and NAME/VERSION ambiguous
-        if len(value) > _MODEL_NAME_MAX:
-            raise ValueError(f"is {len(value)} characters long; at most {_MODEL_NAME_MAX} are allowed")
-        if not _MODEL_NAME.fullmatch(value):
-            raise ValueError(
-                f"{value!r} must start with a letter or digit and contain only letters, digits, '.', '-' and '_'"
-            )
+        problem = names.model_name_problem(value)  # before training, not when registering after it
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("estimator")
