@@ -423,6 +423,13 @@ class Params(BaseModel):
     early_stopping_rounds: int | None = Field(default=None, ge=1)
     estimator: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("seed", mode="before")
+    @classmethod
+    def _seed_not_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # YAML's yes/true would silently become seed 1
+            raise ValueError(f"must be an integer from 0 to {_SEED_MAX}, got {value}")
+        return value
+
     @field_validator("seed")
     @classmethod
     def _seed(cls, value: int) -> int:

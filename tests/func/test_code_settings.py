@@ -114,6 +114,7 @@ def assert_refused_before_work(result, message: str) -> None:
         # params checked before the data is read
         (["params.seed=4294967296"], "params.yaml: seed: must be an integer from 0 to 4294967295, got 4294967296"),
         (["params.seed=-1"], "params.yaml: seed: must be an integer from 0 to 4294967295, got -1"),
+        (["params.seed=yes"], "params.yaml: seed: must be an integer from 0 to 4294967295, got True"),
         (
             ["params.estimator.n_estimators=-5"],
             "params.yaml: estimator.n_estimators: must be at least 1 for xgboost.XGBClassifier, got -5",
