@@ -195,19 +195,20 @@ def _check_values(estimator: Any, path: str, settings: Mapping[str, Any]) -> Non
             raise UsageError(f"{C.PARAMS_FILE}: {where}: {message}", hint=f"fix {C.PARAMS_FILE}") from None
         return
     problems = []
+    ranges = is_xgboost(estimator)  # the types hold for LightGBM and CatBoost too, the ranges do not (max_depth=-1)
     for name, value in settings.items():
         if value is None:
             continue
         if name in _XGB_INTS:
             if isinstance(value, bool) or not isinstance(value, int):
                 problems.append(f"estimator.{name}: must be an integer for {path}, got {value!r}")
-            elif value < _XGB_INTS[name]:
+            elif ranges and value < _XGB_INTS[name]:
                 problems.append(f"estimator.{name}: must be at least {_XGB_INTS[name]} for {path}, got {value!r}")
         elif name in _XGB_FLOATS:
             low, high, low_allowed = _XGB_FLOATS[name]
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 problems.append(f"estimator.{name}: must be a number for {path}, got {value!r}")
-            elif not (low <= value <= high if low_allowed else low < value <= high) or math.isnan(value):
+            elif ranges and (not (low <= value <= high if low_allowed else low < value <= high) or math.isnan(value)):
                 problems.append(
                     f"estimator.{name}: must be in {_interval(low, high, low_allowed)} for {path}, got {value!r}"
                 )
