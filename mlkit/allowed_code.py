@@ -63,18 +63,19 @@ def allowed_packages(field: str, package: str, extra: Sequence[str]) -> list[str
 
 def refusal(field: str, value: str, package: str, extra: Sequence[str]) -> str | None:
     """Why setting ``field`` may not name ``value``, or None when it may (checked by name only)."""
+    module = value.partition(":")[0]
+    if not DOTTED.fullmatch(module):
+        return f"{module!r} is not a dotted name of Python identifiers"
     top = top_level(value)
     if top == package and never_allowed(top):
         return f"the project's package {never_allowed(top)}: code named by settings never comes from there"
     allowed = [name for name in allowed_packages(field, package, extra) if not never_allowed(name)]
     if top in allowed:
         return None
-    listed = ", ".join(f"{name} (the project's package)" if name == package else name for name in allowed)
+    listed = ", ".join(f"{name} (the project's package)" if name == package else name for name in allowed) or "none"
     if never_allowed(package):
-        listed += f"; project.package: {never_allowed(package)}"
-    return (
-        f"{top!r} is not an allowed package; allowed: {listed or 'none'} (add a package you trust to {ALLOW_SETTING})"
-    )
+        listed += f" (project.package: {never_allowed(package)})"
+    return f"{top!r} is not an allowed package; allowed: {listed} (add a package you trust to {ALLOW_SETTING})"
 
 
 def check_sources(root: Path, package: str, fields: Sequence[tuple[str, str]]) -> None:

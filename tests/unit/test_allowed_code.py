@@ -28,6 +28,10 @@ from mlkit.errors import ConfigError, ExitCode
         ("data.hook", "sklearn.utils:shuffle", False),
         ("model.entrypoint", "subprocess:call", False),
         ("model.entrypoint", "xgboost.core:Booster", False),
+        ("model.estimator", ".sklearn.svm.SVC", False),
+        ("model.estimator", "sklearn..svm.SVC", False),
+        ("data.hook", "churn.features\n:build", False),
+        ("data.hook", "churn.fe\u0430tures:build", False),  # a Cyrillic letter
     ],
 )
 def test_refusal_by_the_top_level_package(field, value, allowed):
@@ -102,3 +106,10 @@ def test_a_refused_hook_is_refused_before_mlflow_or_pandas_is_imported(tmp_path)
         "(add a package you trust to model.allow_modules)",
         "[]",
     ]
+
+
+def test_a_stdlib_project_package_is_named_in_the_refusal():
+    assert allowed_code.refusal("data.hook", "churn.features:build", "os", []) == (
+        "'churn' is not an allowed package; allowed: none (project.package: 'os' is a standard-library module) "
+        "(add a package you trust to model.allow_modules)"
+    )
