@@ -5,6 +5,7 @@ is read. docs/errors.md ("Hostile input") lists every case."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -165,8 +166,8 @@ def test_a_module_in_the_project_folder_shadowing_an_estimator_package_is_refuse
     shadow = project / "sklearn.py"
     shadow.write_text(f"open({str(marker)!r}, 'w').close()\n")
     monkeypatch.syspath_prepend(str(project))  # as `python -m mlkit` puts the working directory first
-    for name in [n for n in list(__import__("sys").modules) if n == "sklearn" or n.startswith("sklearn.")]:
-        monkeypatch.delitem(__import__("sys").modules, name)
+    for name in [n for n in list(sys.modules) if n == "sklearn" or n.startswith("sklearn.")]:
+        monkeypatch.delitem(sys.modules, name)  # not imported yet, as in a fresh `mlkit train`
     try:
         result = cli(
             "train",
