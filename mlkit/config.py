@@ -18,12 +18,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mlkit import allowed_code, names, yamlio
 from mlkit import constants as C
-from mlkit import yamlio
 from mlkit.errors import ConfigError
 
-_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")
-_ENTRYPOINT = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
+# ASCII identifiers, matched whole (``$`` would let a trailing newline through)
+_IMPORT_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+", re.ASCII)
+_ENTRYPOINT = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*", re.ASCII)
+_SEED_MAX = 2**32 - 1
 _THRESHOLD = re.compile(r"^\s*([A-Za-z_][\w]*)\s*(>=|<=|>|<|==)\s*(-?[0-9.]+(?:e-?\d+)?)\s*$")
 _STAGE_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 _SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -43,7 +45,14 @@ class _Strict(BaseModel):
 
 class ProjectSection(_Strict):
     name: str
-    package: str
+    package: str = Field(description="the project's Python package under src/")
+
+    @field_validator("package")
+    @classmethod
+    def _package(cls, value: str) -> str:
+        if not allowed_code.TOP_LEVEL.fullmatch(value):
+            raise ValueError("must be a Python package name like churn_model (letters, digits and _)")
+        return value
 
 
 class DataSection(_Strict):
@@ -58,7 +67,7 @@ class DataSection(_Strict):
     @field_validator("hook")
     @classmethod
     def _hook(cls, value: str | None) -> str | None:
-        if value is not None and not _ENTRYPOINT.match(value):
+        if value is not None and not _ENTRYPOINT.fullmatch(value):
             raise ValueError("must look like package.module:function")
         return value
 
@@ -75,20 +84,43 @@ class ModelSection(_Strict):
     task: Literal["classification", "regression"]
     estimator: str = Field(description="import path of a scikit-learn compatible estimator class")
     entrypoint: str | None = Field(default=None, description="package.module:function returning an estimator")
+    allow_modules: list[str] = Field(
+        default_factory=list,
+        description="top-level packages trusted for code besides the project's own and the estimator packages",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        problem = names.model_name_problem(value)  # before training, not when registering after it
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("estimator")
     @classmethod
     def _import_path(cls, value: str) -> str:
-        if not _IMPORT_PATH.match(value):
+        if not _IMPORT_PATH.fullmatch(value):
             raise ValueError("must be an import path like xgboost.XGBClassifier or sklearn.linear_model.Ridge")
         return value
 
     @field_validator("entrypoint")
     @classmethod
     def _entrypoint(cls, value: str | None) -> str | None:
-        if value is not None and not _ENTRYPOINT.match(value):
+        if value is not None and not _ENTRYPOINT.fullmatch(value):
             raise ValueError("must look like package.module:function")
         return value
+
+    @field_validator("allow_modules")
+    @classmethod
+    def _allow_modules(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not isinstance(value, str) or not allowed_code.TOP_LEVEL.fullmatch(value):
+                raise ValueError(f"{value!r} must be a top-level package name like mycompany_models")
+            reason = allowed_code.never_allowed(value)
+            if reason:
+                raise ValueError(f"{reason}: it cannot be allowed")
+        return values
 
 
 class TrainingSection(_Strict):
@@ -366,8 +398,21 @@ class MlkitConfig(_Strict):
                 raise ValueError(f"{value!r} is not a valid stage name (lowercase letters, digits, - or _)")
         return values
 
+    def code_settings(self) -> list[tuple[str, str]]:
+        """The settings that name code to run, as (setting, value) pairs."""
+        named = [("model.estimator", self.model.estimator)]
+        if self.model.entrypoint:
+            named.append(("model.entrypoint", self.model.entrypoint))
+        if self.data.hook:
+            named.append(("data.hook", self.data.hook))
+        return named
+
     @model_validator(mode="after")
     def _cross_checks(self) -> MlkitConfig:
+        for setting, value in self.code_settings():
+            refused = allowed_code.refusal(setting, value, self.project.package, self.model.allow_modules)
+            if refused:
+                raise _FieldError(tuple(setting.split(".")), refused)
         allowed = C.DEFAULT_METRICS[self.model.task]
         if self.training.metrics is not None:
             for name in self.training.metrics:
@@ -401,11 +446,26 @@ class Params(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    seed: int = 42
+    seed: int = Field(default=42, description="seeds the split and the estimator: 0 to 2**32 - 1")
     test_size: float = Field(default=0.2, gt=0.0, lt=1.0)
     cv_folds: int = Field(default=0, ge=0, description="0 for a single train/test split, else k >= 2")
     early_stopping_rounds: int | None = Field(default=None, ge=1)
     estimator: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("seed", mode="before")
+    @classmethod
+    def _seed_not_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # YAML's yes/true would silently become seed 1
+            raise ValueError(f"must be an integer from 0 to {_SEED_MAX}, got {value}")
+        return value
+
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, value: int) -> int:
+        # numpy and scikit-learn take seeds in this range only, and say so only after the data is read
+        if not 0 <= value <= _SEED_MAX:
+            raise ValueError(f"must be an integer from 0 to {_SEED_MAX}, got {value}")
+        return value
 
     @field_validator("cv_folds")
     @classmethod
@@ -597,4 +657,5 @@ def load_config(
         apply_assignments(params, param_overrides)
     apply_assignments(settings, setting_overrides)
     config = _validate(MlkitConfig, settings, C.CONFIG_FILE)
+    allowed_code.check_sources(root, config.project.package, config.code_settings())
     return config, _validate(Params, params, C.PARAMS_FILE)

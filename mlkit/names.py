@@ -1,15 +1,34 @@
-"""Names a project's own package must not take: those of packages installed next to mlkit.
+"""Names: what a registered model may be called, and what a project's own package must not be called.
 
-The project's ``src/`` comes first on the import path while training, so a package called ``pandas`` or
-``mlflow`` would hide the real one and training would fail with ``ModuleNotFoundError`` far from the cause.
+A model name is checked with the settings: the registry refuses ``/`` and ``:`` only when registering,
+after the whole training, and ``@`` or ``/`` would make ``NAME@ALIAS`` and ``NAME/VERSION`` ambiguous.
+
+A package must not take the name of a package installed next to mlkit: the project's ``src/`` comes first
+on the import path while training, so a package called ``pandas`` or ``mlflow`` would hide the real one and
+training would fail with ``ModuleNotFoundError`` far from the cause.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping
 
 from mlkit.errors import UsageError
+
+MAX_NAME_LENGTH = 100
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*", re.ASCII)  # matched whole
+MODEL_NAME_RULE = "must start with a letter or digit and contain only letters, digits, '.', '-' and '_'"
+
+
+def model_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a registered model's name, or None."""
+    if len(name) > MAX_NAME_LENGTH:
+        return f"is {len(name)} characters long; at most {MAX_NAME_LENGTH} are allowed"
+    if not MODEL_NAME.fullmatch(name):
+        return f"{name!r} {MODEL_NAME_RULE}"
+    return None
+
 
 # always refused, whether or not the installer recorded their top-level names
 _RESERVED = {"mlkit": "mlkit"}

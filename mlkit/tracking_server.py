@@ -83,6 +83,8 @@ class ServerState:
     auth: bool | None = None
     certificate: str | None = None
     health: dict[str, str] = field(default_factory=dict)
+    # why the record no longer names the server (its pid is gone or belongs to another process now)
+    stale: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -243,7 +245,7 @@ def start(
                 hint=f"read the last lines of {log_path}",
             )
         if not _health(url, cafile):
-            _write_state(state_dir, state)
+            _write_state(state_dir, state, _process_identity(process.pid))
             return state
         time.sleep(0.25)
     _kill_group(process.pid, timeout=10)
@@ -262,30 +264,41 @@ def status(
     caller's ``MLFLOW_TRACKING_*`` credentials): what a client would meet, and no database password or
     object-storage key is needed here.
     """
-    recorded = _read_state(state_dir)
-    if recorded is None:
+    record = _read_record(state_dir)
+    if record is None:
         return ServerState(running=False)
-    alive = recorded.pid is not None and _pid_alive(recorded.pid)
-    state = dataclasses.replace(recorded, running=alive, health={})
-    if not (alive and check and state.url):
+    recorded, identity = record
+    stale = _not_the_server(recorded.pid, identity)
+    state = dataclasses.replace(recorded, running=stale is None, health={}, stale=stale)
+    if not (stale is None and check and state.url):
         return state
     return dataclasses.replace(state, health=_check_parts(state, state_dir, environ, timeout))
 
 
 def stop(state_dir: Path, *, timeout: float = 20.0, progress: Progress | None = None) -> ServerState:
-    """Stop the recorded server by its pid (the whole process group it leads) and forget it."""
-    recorded = _read_state(state_dir)
-    if recorded is None or recorded.pid is None:
+    """Stop the recorded server by its pid (the whole process group it leads) and forget it.
+
+    The pid is trusted only while it names the process that was started (same start time, recorded with
+    it): a pid the system has since given to another process is a stale record, removed without
+    signalling anything.
+    """
+    record = _read_record(state_dir)
+    if record is None or record[0].pid is None:
         raise UsageError(
             "no tracking server is recorded for this project",
             hint="run `mlkit server start --backend-store-uri ...` first",
         )
-    if _pid_alive(recorded.pid):
+    recorded, identity = record
+    assert recorded.pid is not None
+    stale = _not_the_server(recorded.pid, identity)
+    if stale is None:
         if progress:
             progress(f"stopping mlflow server (pid {recorded.pid})")
         _kill_group(recorded.pid, timeout=timeout)
+    elif progress:
+        progress(f"warning: {stale}; removed the stale record, stopped nothing")
     (state_dir / PID_FILE).unlink(missing_ok=True)
-    return dataclasses.replace(recorded, running=False)
+    return dataclasses.replace(recorded, running=False, stale=stale)
 
 
 def admin_account(state_dir: Path | None, environ: Mapping[str, str] | None = None) -> AdminAccount | None:
@@ -643,20 +656,78 @@ def _mlflow_executable() -> str:
     return str(candidate) if candidate.exists() else "mlflow"
 
 
-def _write_state(state_dir: Path, state: ServerState) -> None:
+def _write_state(state_dir: Path, state: ServerState, identity: str | None) -> None:
     target = state_dir / PID_FILE
     partial = target.with_suffix(".tmp")
-    partial.write_text(json.dumps(state.as_dict(), indent=2) + "\n", encoding="utf-8")
+    record = {**state.as_dict(), _IDENTITY_KEY: identity}
+    partial.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     partial.replace(target)
 
 
-def _read_state(state_dir: Path) -> ServerState | None:
+def _read_record(state_dir: Path) -> tuple[ServerState, str | None] | None:
+    """The recorded server and the identity of its process (None in a record from an older mlkit)."""
     try:
         data = json.loads((state_dir / PID_FILE).read_text(encoding="utf-8"))
         known = {f.name for f in dataclasses.fields(ServerState)}
-        return ServerState(**{k: v for k, v in data.items() if k in known})
-    except (FileNotFoundError, ValueError, TypeError):
+        state = ServerState(**{k: v for k, v in data.items() if k in known})
+    except (FileNotFoundError, ValueError, TypeError, AttributeError):
         return None
+    identity = data.get(_IDENTITY_KEY)
+    pid = state.pid
+    if not (pid is None or (isinstance(pid, int) and not isinstance(pid, bool) and pid > 1)):
+        return None  # 0, -1 and 1 would signal a whole group or init: never a server of ours
+    return state, identity if isinstance(identity, str) else None
+
+
+_IDENTITY_KEY = "process_identity"
+
+
+def _process_identity(pid: int) -> str | None:
+    """What tells process ``pid`` from a later one given the same pid: when it started (with the boot it
+    started in). None when it is gone or cannot be read."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return _ps_field(pid, "lstart")
+    # field 22, counted after the command name, which is in parentheses and may hold spaces
+    fields = stat.rpartition(")")[2].split()
+    return f"{boot}/{fields[19]}" if len(fields) > 19 else None
+
+
+def _command_line(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return _ps_field(pid, "command")
+
+
+def _ps_field(pid: int, name: str) -> str | None:
+    """``ps -o NAME= -p PID`` where there is no /proc (macOS, the BSDs)."""
+    try:
+        out = subprocess.run(["ps", "-o", f"{name}=", "-p", str(pid)], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
+
+
+def _not_the_server(pid: int | None, identity: str | None) -> str | None:
+    """None when ``pid`` is still the server that was recorded, else why the record is stale."""
+    if pid is None or not _pid_alive(pid):
+        return f"the recorded server (pid {pid}) is no longer running"
+    if identity is not None:
+        if _process_identity(pid) != identity:
+            return f"pid {pid} now belongs to another process, not the recorded server"
+    else:  # a record from before identities were kept: the command line must still be mlflow's server
+        command = _command_line(pid) or ""
+        if "mlflow" not in command or " server" not in command:
+            return f"pid {pid} now belongs to another process ({command[:60] or 'unknown'}), not the recorded server"
+    try:
+        if os.getpgid(pid) != pid:
+            return f"pid {pid} no longer leads the server's process group"
+    except OSError:
+        return f"the recorded server (pid {pid}) is no longer running"
+    return None
 
 
 def _pid_alive(pid: int) -> bool:

@@ -9,6 +9,7 @@ them with a :class:`ConfigError` (exit code 2) naming the file and the line.
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,21 @@ MAX_DEPTH = 50
 
 def read_text(path: Path) -> str:
     """The file's text: at most :data:`MAX_BYTES`, UTF-8 (``FileNotFoundError`` passes through)."""
-    with path.open("rb") as handle:
-        data = handle.read(MAX_BYTES + 1)
+    kind = path.stat().st_mode
+    if stat.S_ISDIR(kind):
+        raise ConfigError(f"{path.name}: is a folder, not a file", hint=f"replace {path} with the settings file")
+    if not stat.S_ISREG(kind):  # a pipe would block the command forever, a device never end
+        raise ConfigError(
+            f"{path.name}: not a regular file (a pipe, socket or device)",
+            hint=f"replace {path} with the settings file",
+        )
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_BYTES + 1)
+    except PermissionError:
+        raise ConfigError(
+            f"{path.name}: cannot be read (permission denied)", hint=f"check the mode of {path}"
+        ) from None
     if len(data) > MAX_BYTES:
         raise ConfigError(
             f"{path.name}: larger than {MAX_BYTES // 1024 // 1024} MB; settings files are small",

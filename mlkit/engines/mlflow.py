@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from mlkit import constants as C
 from mlkit import credentials, tags
+from mlkit.engines import relocation
 from mlkit.errors import OperationError, UsageError, first_line
 from mlkit.project import Project
 from mlkit.uris import redact
@@ -65,7 +66,7 @@ def ensure_sqlite_store(uri: str, state_dir: Path) -> None:
     """Create and migrate the SQLite store exactly once, under a file lock, before anyone uses it."""
     marker = state_dir / _READY_MARKER
     db = sqlite_path(uri)
-    if marker.exists() and db.exists():
+    if marker.exists() and db.exists() and not _moved(marker, uri, state_dir):
         return
     _require_sqlite_folder(db, state_dir)
     from filelock import FileLock, Timeout
@@ -76,6 +77,10 @@ def ensure_sqlite_store(uri: str, state_dir: Path) -> None:
     try:
         with lock.acquire(timeout=_LOCK_TIMEOUT_S):
             if marker.exists() and db.exists():
+                old_root = _moved(marker, uri, state_dir)
+                if old_root is not None:  # the project folder was moved or copied: its store follows it
+                    relocation.relocate(db, old_root, state_dir.parent)
+                    marker.write_text(uri + "\n")
                 return
             _create_store(uri)
             marker.write_text(uri + "\n")
@@ -84,6 +89,13 @@ def ensure_sqlite_store(uri: str, state_dir: Path) -> None:
             f"another mlkit process has been creating the tracking store for {_LOCK_TIMEOUT_S:.0f}s",
             hint=f"wait for it to finish, or remove {state_dir / 'mlflow.db.lock'} if no mlkit is running",
         ) from None
+
+
+def _moved(marker: Path, uri: str, state_dir: Path) -> Path | None:
+    try:
+        return relocation.moved_from(marker.read_text().strip(), uri, state_dir)
+    except OSError:
+        return None
 
 
 def _require_sqlite_folder(db: Path, state_dir: Path) -> None:

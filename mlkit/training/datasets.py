@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlkit import allowed_code
 from mlkit import constants as C
 from mlkit.errors import MlkitError, OperationError, UsageError, first_line
 
@@ -163,6 +164,8 @@ def _import_callable(spec: str, field: str) -> Any:
             f"{C.CONFIG_FILE}: {field}: {module_name} has no function {function_name!r}",
             hint=f"check {field}",
         )
+    # `from subprocess import call` in an allowed module does not make `call` the project's code
+    allowed_code.defined_in(function, spec, field)
     return function
 
 

@@ -5,37 +5,41 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from mlkit import allowed_code
 from mlkit import constants as C
 from mlkit.errors import UsageError, first_line
 from mlkit.training import xgb
 
-# XGBoost checks its parameters only inside fit, after data loading; these are checked up front.
-_XGB_INTS = (
-    "n_estimators",
-    "max_depth",
-    "max_leaves",
-    "max_bin",
-    "num_parallel_tree",
-    "max_cat_to_onehot",
-    "max_cat_threshold",
-    "early_stopping_rounds",
-)
-_XGB_FLOATS = (
-    "learning_rate",
-    "gamma",
-    "min_child_weight",
-    "max_delta_step",
-    "subsample",
-    "colsample_bytree",
-    "colsample_bylevel",
-    "colsample_bynode",
-    "reg_alpha",
-    "reg_lambda",
-    "scale_pos_weight",
-)
+# XGBoost checks its parameters only inside fit, after data loading (and some not at all: n_estimators=-5
+# trains nothing and exits 0); these are checked up front, with the ranges XGBoost documents.
+_XGB_INTS = {
+    "n_estimators": 1,
+    "max_depth": 0,
+    "max_leaves": 0,
+    "max_bin": 2,
+    "num_parallel_tree": 1,
+    "max_cat_to_onehot": 1,
+    "max_cat_threshold": 1,
+    "early_stopping_rounds": 1,
+}  # name: smallest value
+_UNIT = (0.0, 1.0, False)  # (low, high, low allowed): 0 < x <= 1
+_XGB_FLOATS: dict[str, tuple[float, float, bool]] = {
+    "learning_rate": (0.0, 1.0, True),
+    "gamma": (0.0, math.inf, True),
+    "min_child_weight": (0.0, math.inf, True),
+    "max_delta_step": (0.0, math.inf, True),
+    "subsample": _UNIT,
+    "colsample_bytree": _UNIT,
+    "colsample_bylevel": _UNIT,
+    "colsample_bynode": _UNIT,
+    "reg_alpha": (0.0, math.inf, True),
+    "reg_lambda": (0.0, math.inf, True),
+    "scale_pos_weight": (0.0, math.inf, False),
+}
 
 
 def is_xgboost(estimator: Any) -> bool:
@@ -66,6 +70,8 @@ def resolve_estimator(path: str) -> type:
             "estimator class (needs fit and get_params)",
             hint=f"fix model.estimator in {C.CONFIG_FILE}",
         )
+    # a package may re-export a class from elsewhere: it must be defined where it was allowed from
+    allowed_code.defined_in(cls, path, "model.estimator")
     return cls
 
 
@@ -91,6 +97,7 @@ def build_estimator(path: str, params: Mapping[str, Any], *, seed: int, task: st
     Unknown names and values of the wrong type raise :class:`UsageError` naming params.yaml and the key.
     """
     cls = resolve_estimator(path)
+    _check_constructible(cls, path)
     check_task(cls, path, task)
     known = cls().get_params(deep=False)
     _check_names(path, params, known)
@@ -105,6 +112,26 @@ def build_estimator(path: str, params: Mapping[str, Any], *, seed: int, task: st
     if is_xgboost(estimator):
         xgb.make_deterministic(estimator)
     return estimator
+
+
+def _check_constructible(cls: type, path: str) -> None:
+    """Refuse a class that needs constructor arguments (a Pipeline's steps, a meta-estimator's estimator):
+    params.yaml holds values, not other estimators."""
+    try:
+        parameters = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return
+    required = [
+        p.name
+        for p in parameters
+        if p.default is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    if required:
+        raise UsageError(
+            f"{C.CONFIG_FILE}: model.estimator: {path} needs constructor arguments ({', '.join(required)}), "
+            f"which {C.PARAMS_FILE} cannot give",
+            hint="build it in code: model.entrypoint: PACKAGE.model:build returning the estimator",
+        )
 
 
 def _check_names(path: str, params: Mapping[str, Any], known: Mapping[str, Any]) -> None:
@@ -168,15 +195,29 @@ def _check_values(estimator: Any, path: str, settings: Mapping[str, Any]) -> Non
             raise UsageError(f"{C.PARAMS_FILE}: {where}: {message}", hint=f"fix {C.PARAMS_FILE}") from None
         return
     problems = []
+    ranges = is_xgboost(estimator)  # the types hold for LightGBM and CatBoost too, the ranges do not (max_depth=-1)
     for name, value in settings.items():
         if value is None:
             continue
-        if name in _XGB_INTS and (isinstance(value, bool) or not isinstance(value, int)):
-            problems.append(f"estimator.{name}: must be an integer for {path}, got {value!r}")
-        elif name in _XGB_FLOATS and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            problems.append(f"estimator.{name}: must be a number for {path}, got {value!r}")
+        if name in _XGB_INTS:
+            if isinstance(value, bool) or not isinstance(value, int):
+                problems.append(f"estimator.{name}: must be an integer for {path}, got {value!r}")
+            elif ranges and value < _XGB_INTS[name]:
+                problems.append(f"estimator.{name}: must be at least {_XGB_INTS[name]} for {path}, got {value!r}")
+        elif name in _XGB_FLOATS:
+            low, high, low_allowed = _XGB_FLOATS[name]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                problems.append(f"estimator.{name}: must be a number for {path}, got {value!r}")
+            elif ranges and (not (low <= value <= high if low_allowed else low < value <= high) or math.isnan(value)):
+                problems.append(
+                    f"estimator.{name}: must be in {_interval(low, high, low_allowed)} for {path}, got {value!r}"
+                )
     if problems:
         raise UsageError(f"{C.PARAMS_FILE}: " + "; ".join(problems), hint=f"fix {C.PARAMS_FILE}")
+
+
+def _interval(low: float, high: float, low_allowed: bool) -> str:
+    return f"{'[' if low_allowed else '('}{low:g}, {'inf)' if math.isinf(high) else f'{high:g}]'}"
 
 
 def _param_in_message(message: str, settings: Mapping[str, Any]) -> str | None:

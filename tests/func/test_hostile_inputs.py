@@ -128,3 +128,18 @@ def test_errors_show_uris_redacted(cli, tmp_path, monkeypatch, error, exit_code,
     result = cli("config", "show", cwd=tmp_path)
     assert result.exit_code == exit_code
     assert error_lines(result.stderr) == [shown]
+
+
+# --- a project that lost its .git folder ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["train"], ["data", "status"]])
+def test_a_project_without_git_is_a_usage_error(cli, make_project, command):
+    root = make_project()
+    (root / ".git").rename(root / ".git-away")
+    result = cli(*command, cwd=root)
+    assert result.exit_code == 2, result.output
+    assert error_lines(result.stderr) == [
+        f"error: {root} is not a git repository (no .git folder); an mlkit project is one"
+    ]
+    assert "opening the tracking store" not in result.stderr

@@ -44,7 +44,7 @@ def test_defaults_are_filled_in(tmp_path):
         ),
         (
             with_("model.colour", "red"),
-            "mlkit.yaml: model.colour: unknown field; allowed: name, task, estimator, entrypoint",
+            "mlkit.yaml: model.colour: unknown field; allowed: name, task, estimator, entrypoint, allow_modules",
         ),
         (with_("data.train", "data/train.xlsx"), "mlkit.yaml: data.train: must be a .csv or .parquet file"),
         (

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mlkit import names
 from mlkit.errors import ExitCode, UsageError
 from mlkit.scaffold import package_name, validate_name
 
@@ -140,3 +141,20 @@ def test_plain_answers_pass(key, value):
     from mlkit.scaffold import check_answer
 
     check_answer(key, value)
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("churn", None),
+        ("churn.v2_a-b", None),
+        ("team/churn", "'team/churn' " + names.MODEL_NAME_RULE),
+        ("churn:v2", "'churn:v2' " + names.MODEL_NAME_RULE),
+        ("churn@v2", "'churn@v2' " + names.MODEL_NAME_RULE),
+        ("churn\n", "'churn\\n' " + names.MODEL_NAME_RULE),
+        ("-churn", "'-churn' " + names.MODEL_NAME_RULE),
+        ("c" * 101, "is 101 characters long; at most 100 are allowed"),
+    ],
+)
+def test_model_names_the_registry_and_name_at_alias_can_take(name, problem):
+    assert names.model_name_problem(name) == problem

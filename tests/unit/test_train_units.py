@@ -471,7 +471,9 @@ def test_unknown_drop_columns_are_all_refused_from_the_header(tmp_path):
     )
     assert caught.value.hint == "fix data.drop in mlkit.yaml"
     # with a feature hook the columns are only known after it ran: nothing is refused here
-    (tmp_path / "mlkit.yaml").write_text((tmp_path / "mlkit.yaml").read_text().replace("hook: null", "hook: p.m:f"))
+    (tmp_path / "src" / "wrong").mkdir(parents=True)
+    (tmp_path / "src" / "wrong" / "__init__.py").write_text("")
+    (tmp_path / "mlkit.yaml").write_text((tmp_path / "mlkit.yaml").read_text().replace("hook: null", "hook: wrong.m:f"))
     check_columns(load_project(tmp_path))
 
 
@@ -554,3 +556,33 @@ def test_reproduce_takes_a_run_id_prefix_too():
     client = _Runs("9a0b1c2d3e4f00000000000000000003")
     run, name, versions = resolve_target(client, "9a0b1c2d")
     assert (run.info.run_id, name, versions) == ("9a0b1c2d3e4f00000000000000000003", None, [])
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"n_estimators": -5}, "estimator.n_estimators: must be at least 1 for xgboost.XGBRegressor, got -5"),
+        ({"max_depth": -1}, "estimator.max_depth: must be at least 0 for xgboost.XGBRegressor, got -1"),
+        ({"learning_rate": 0}, None),
+        ({"learning_rate": 1.5}, "estimator.learning_rate: must be in [0, 1] for xgboost.XGBRegressor, got 1.5"),
+        ({"subsample": 0.0}, "estimator.subsample: must be in (0, 1] for xgboost.XGBRegressor, got 0.0"),
+        ({"reg_lambda": float("nan")}, "estimator.reg_lambda: must be in [0, inf) for xgboost.XGBRegressor, got nan"),
+        ({"n_estimators": 1, "max_depth": 0, "subsample": 1.0}, None),
+    ],
+)
+def test_xgboost_params_out_of_range_are_refused_before_fit(params, message):
+    if message is None:
+        build_estimator("xgboost.XGBRegressor", params, seed=1, task="regression")
+        return
+    with pytest.raises(UsageError) as caught:
+        build_estimator("xgboost.XGBRegressor", params, seed=1, task="regression")
+    assert caught.value.message == f"params.yaml: {message}"
+
+
+def test_an_estimator_needing_constructor_arguments_is_refused():
+    with pytest.raises(UsageError) as caught:
+        build_estimator("sklearn.ensemble.VotingClassifier", {}, seed=1, task="classification")
+    assert caught.value.message == (
+        "mlkit.yaml: model.estimator: sklearn.ensemble.VotingClassifier needs constructor arguments "
+        "(estimators), which params.yaml cannot give"
+    )

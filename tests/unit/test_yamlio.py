@@ -109,3 +109,19 @@ def test_set_values_go_through_the_same_loader():
     with pytest.raises(ConfigError) as caught:
         parse_assignment("params.x={a: 1, a: 2}")
     assert caught.value.message == "--set params.x: line 1: duplicate key 'a' (first at line 1)"
+
+
+def test_a_folder_or_a_pipe_in_place_of_a_settings_file_is_refused(tmp_path):
+    import os
+
+    folder = tmp_path / "params.yaml"
+    folder.mkdir()
+    with pytest.raises(ConfigError) as caught:
+        yamlio.read_text(folder)
+    assert caught.value.message == "params.yaml: is a folder, not a file"
+    folder.rmdir()
+    os.mkfifo(folder)  # opening it would wait for a writer forever
+    with pytest.raises(ConfigError) as caught:
+        yamlio.read_text(folder)
+    assert caught.value.message == "params.yaml: not a regular file (a pipe, socket or device)"
+    assert caught.value.exit_code == 2

@@ -71,6 +71,8 @@ def open_repo(root: Path, config: dict[str, Any] | None = None) -> Iterator[Any]
     from_environment = environment_remote()
     if from_environment is not None:
         config = {**from_environment, **(config or {})}
+    from dvc.scm import SCMError
+
     try:
         repo = Repo(str(root), config=config)
     except NotDvcRepoError:
@@ -78,10 +80,23 @@ def open_repo(root: Path, config: dict[str, Any] | None = None) -> Iterator[Any]
             f"DVC is not set up in {root} (no .dvc folder)",
             hint="run `dvc init` there, then `mlkit data remote add NAME URL --default`",
         ) from None
+    except SCMError:
+        raise _no_git(root) from None
     try:
         yield repo
+    except SCMError:
+        if (root / ".git").exists():
+            raise
+        raise _no_git(root) from None
     finally:
         repo.close()
+
+
+def _no_git(root: Path) -> UsageError:
+    return UsageError(
+        f"{root} is not a git repository (no .git folder); an mlkit project is one",
+        hint="restore the project's .git folder, or `git init` there and commit the project",
+    )
 
 
 def init_repo(
