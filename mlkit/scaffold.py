@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlkit import __version__, ci, names
+from mlkit import __version__, allowed_code, ci, names
 from mlkit import constants as C
 from mlkit import data as data_sets
 from mlkit.engines import dvc, git
@@ -500,7 +500,18 @@ def _answers(
                 f"{name} --set package_name=my_{answers['package_name']}",
             )
     context.update(answers)
-    return _render_context(questions, context)
+    resolved = _render_context(questions, context)
+    if bundled and "estimator" in answers:
+        # the rule mlkit.yaml is held to (model.allow_modules is empty in a new project): a project every
+        # command would refuse is not created
+        why = allowed_code.refusal("model.estimator", answers["estimator"], str(resolved["package_name"]), [])
+        if why is not None:
+            raise UsageError(
+                f"--set estimator: {why}",
+                hint="for example --set estimator=sklearn.ensemble.RandomForestClassifier; "
+                "after init, model.allow_modules in mlkit.yaml trusts other packages",
+            )
+    return resolved
 
 
 def _render_context(questions: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:

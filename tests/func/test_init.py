@@ -294,6 +294,11 @@ def test_force_refuses_an_existing_git_repository(cli, tmp_path):
             "error: --set task: is decided by mlkit (use the NAME argument, --template or --data)",
         ),
         (["init", "churn", "--set", "novalue"], "error: --set 'novalue': must look like KEY=VALUE"),
+        (
+            ["init", "churn", "--set", "estimator=os.path.Foo"],
+            "error: --set estimator: 'os' is not an allowed package; allowed: churn (the project's package), "
+            "sklearn, xgboost, lightgbm, catboost (add a package you trust to model.allow_modules)",
+        ),
         (["init"], "error: missing project NAME"),
     ],
 )
