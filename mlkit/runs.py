@@ -108,16 +108,11 @@ def list_runs(project: Project, *, experiment: str | None = None, limit: int = D
     if limit < 1:
         raise UsageError(f"--limit {limit}: must be at least 1", hint="e.g. --limit 10")
     client = mlflow.client(project)
-    name = experiment or project.experiment
-    found = client.get_experiment_by_name(name)
-    if found is None:
-        if experiment is not None:
-            raise UsageError(
-                f"experiment {name!r} does not exist",
-                hint="run `mlkit runs list` for the project's experiment, or `mlkit train` first",
-            )
+    instead = "`mlkit runs list` for the project's experiment, or `mlkit train` first"
+    experiment_id = _experiment_id(client, project, experiment, instead)
+    if experiment_id is None:
         return []
-    runs = client.search_runs([found.experiment_id], max_results=limit, order_by=["attributes.start_time DESC"])
+    runs = client.search_runs([experiment_id], max_results=limit, order_by=["attributes.start_time DESC"])
     metric_names = project.config.metrics
     now = time.time()
     lost = {run.info.run_id: lost_reason(run.data.tags, run.info.status, now=now) for run in runs}
@@ -289,16 +284,20 @@ def end_lost_runs(project: Project, *, experiment: str | None = None) -> list[Lo
     """End every lost run of the experiment (default: the project's) as FAILED, with the reason in
     ``mlkit.failure``; return them. Runs that are alive, or cannot be judged, are left alone."""
     client = mlflow.client(project)
+    experiment_id = _experiment_id(client, project, experiment, "`mlkit runs end-lost` for the project's experiment")
+    return [] if experiment_id is None else end_lost_in(client, [experiment_id])
+
+
+def _experiment_id(client: Any, project: Project, experiment: str | None, instead: str) -> str | None:
+    """The id of ``experiment`` (default: the project's); None when the project's has no runs yet, and a
+    UsageError (hint: run ``instead``) when a named one does not exist."""
     name = experiment or project.experiment
     found = client.get_experiment_by_name(name)
     if found is None:
         if experiment is not None:
-            raise UsageError(
-                f"experiment {name!r} does not exist",
-                hint="run `mlkit runs end-lost` for the project's experiment",
-            )
-        return []
-    return end_lost_in(client, [found.experiment_id])
+            raise UsageError(f"experiment {name!r} does not exist", hint=f"run {instead}")
+        return None
+    return str(found.experiment_id)
 
 
 def end_lost_in(client: Any, experiment_ids: Sequence[str]) -> list[LostRun]:

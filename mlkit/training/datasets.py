@@ -8,7 +8,7 @@ import importlib
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,21 @@ class Dataset:
     @property
     def label_mapping(self) -> dict[str, Any] | None:
         return None if self.classes is None else {str(i): _plain(c) for i, c in enumerate(self.classes)}
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The training and test splits, with what preparing them learned about the labels (on the Dask backend
+    ``X_train`` and ``y_train`` stay on the cluster)."""
+
+    X_train: Any
+    y_train: Any
+    X_test: Any
+    y_test: Any
+    classes: Any
+    label_mapping: str
+    raw: Any  # the training file's rows before the hook, target included
+    warnings: list[str] = field(default_factory=list)
 
 
 def read_table(path: Path) -> Any:

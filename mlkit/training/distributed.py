@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from mlkit import constants as C
 from mlkit import data
@@ -200,20 +200,7 @@ class ClusterTarget:
         return iter(self.rows.sample[self.rows.target].tolist())
 
 
-class ClusterSplit(NamedTuple):
-    """The fields of the runner's prepared data, with the training rows on the cluster."""
-
-    X_train: Any
-    y_train: Any
-    X_test: Any
-    y_test: Any
-    classes: Any
-    label_mapping: str
-    raw: Any
-    warnings: list[str]
-
-
-def load_split(project: Any, say: Any, split_warnings: Callable[..., list[str]]) -> ClusterSplit:
+def load_split(project: Any, say: Any, split_warnings: Callable[..., list[str]]) -> datasets.Splits:
     """Read, hook, check and split the training data on the cluster; only the test split, a sample of
     the training rows and a few raw rows (the model's signature and example) come to this process.
     ``split_warnings(y_test, task, classes)`` says when the test split is too small to trust."""
@@ -247,7 +234,7 @@ def load_split(project: Any, say: Any, split_warnings: Callable[..., list[str]])
     warnings = split_warnings(y_test, config.model.task, classes)
     for warning in warnings:
         say(f"warning: {warning}")
-    return ClusterSplit(rows, ClusterTarget(rows), X_test, y_test, classes, labels, raw, warnings)
+    return datasets.Splits(rows, ClusterTarget(rows), X_test, y_test, classes, labels, raw, warnings)
 
 
 def _refuse_in_memory_only_params(params: Any) -> None:

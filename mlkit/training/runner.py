@@ -115,20 +115,6 @@ class TrainOutcome:
 
 
 @dataclass(frozen=True)
-class _Data:
-    """The training and test splits, with what preparing them learned about the labels."""
-
-    X_train: Any
-    y_train: Any
-    X_test: Any
-    y_test: Any
-    classes: Any
-    label_mapping: str
-    raw: Any  # the training file's rows before the hook, target included
-    warnings: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
 class _Fit:
     fitted: FittedModel
     rows: int
@@ -352,13 +338,13 @@ def _train_in_run(
     )
 
 
-def _load_data(project: Project, say: Progress) -> _Data:
+def _load_data(project: Project, say: Progress) -> datasets.Splits:
     """The training file (and the test file, else a seeded split of the training file), prepared."""
     config, params = project.config, project.params
     task = config.model.task
     say(f"loading {config.data.train}")
     if distributed.keeps_rows_on_workers(config):
-        return _Data(**distributed.load_split(project, say, evaluation.split_warnings)._asdict())  # rows stay there
+        return distributed.load_split(project, say, evaluation.split_warnings)  # rows stay there
     read_table = table_reader(config.training.backend)
 
     def prepared(frame: Any, source: str, classes: list[Any] | None = None) -> datasets.Dataset:
@@ -385,11 +371,11 @@ def _load_data(project: Project, say: Progress) -> _Data:
     warnings = evaluation.split_warnings(y_test, task, data.classes)
     for warning in warnings:
         say(f"warning: {warning}")
-    return _Data(X_train, y_train, X_test, y_test, data.classes, labels, raw, warnings)
+    return datasets.Splits(X_train, y_train, X_test, y_test, data.classes, labels, raw, warnings)
 
 
 def _model_factory(
-    project: Project, estimator: Any, entrypoint: Callable[..., Any] | None, data: _Data
+    project: Project, estimator: Any, entrypoint: Callable[..., Any] | None, data: datasets.Splits
 ) -> ModelFactory:
     """Fresh (model, preprocessor) pairs: a clone of the estimator, or what the entrypoint builds (a
     whole Pipeline from an entrypoint brings its own preprocessing)."""
@@ -411,7 +397,9 @@ def _model_factory(
     return make_model
 
 
-def _fit(project: Project, session: TrackingSession, make_model: ModelFactory, data: _Data, say: Progress) -> _Fit:
+def _fit(
+    project: Project, session: TrackingSession, make_model: ModelFactory, data: datasets.Splits, say: Progress
+) -> _Fit:
     config, params = project.config, project.params
     model, preprocessor = make_model()
     eval_sets, fit_X, fit_y = evaluation.eval_sets(
@@ -445,7 +433,7 @@ def _fit(project: Project, session: TrackingSession, make_model: ModelFactory, d
     return _Fit(fitted, len(fit_X), time.perf_counter() - started)
 
 
-def _evaluate(project: Project, fitted: FittedModel, data: _Data) -> _Evaluation:
+def _evaluate(project: Project, fitted: FittedModel, data: datasets.Splits) -> _Evaluation:
     task = project.config.model.task
     predicted, scores = evaluation.predict_scores(fitted.pipeline, data.X_test, task)
     metrics = evaluation.compute_metrics(project.config.metrics, task, data.y_test, predicted, scores)
@@ -457,7 +445,7 @@ def _log_run(
     project: Project,
     opened: OpenedRun,
     lineage: L.RunLineage,
-    data: _Data,
+    data: datasets.Splits,
     fit: _Fit,
     evaluated: _Evaluation,
     cv: Mapping[str, float],
@@ -514,7 +502,12 @@ def _log_run(
 
 
 def _write_artifacts(
-    folder: Path, project: Project, lineage: L.RunLineage, data: _Data, fitted: FittedModel, evaluated: _Evaluation
+    folder: Path,
+    project: Project,
+    lineage: L.RunLineage,
+    data: datasets.Splits,
+    fitted: FittedModel,
+    evaluated: _Evaluation,
 ) -> None:
     """Plots, the package lock, the uncommitted diff (when dirty) and the label mapping, as files."""
     plots.write_plots(
