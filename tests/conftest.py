@@ -19,6 +19,20 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.setenv("TERM", "dumb")
     yield home
+    _forget_mlflow_uris()
+
+
+def _forget_mlflow_uris() -> None:
+    """A test that sets MLflow's process-wide URIs (`mlflow.set_tracking_uri` as a user script would) leaves
+    them to every later test of the process: put both back to unset (only when MLflow was imported)."""
+    import sys
+
+    for module, name in (
+        ("mlflow.tracking._tracking_service.utils", "_tracking_uri"),
+        ("mlflow.tracking._model_registry.utils", "_registry_uri"),
+    ):
+        if module in sys.modules and hasattr(sys.modules[module], name):
+            setattr(sys.modules[module], name, None)
 
 
 @pytest.fixture

@@ -156,6 +156,11 @@ def main() -> None:
     try:
         app(prog_name="mlkit")
     finally:
+        # The command is over. CPython's finalization puts signals with Python handlers back to their
+        # default action, so a SIGTERM now would kill the process (-15) after the work was done and
+        # reported; ignored, the process exits with the command's own code.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
         # Whatever is alive now lives until the process exits. The interpreter's final collections
         # would walk all of it (about 1.4 s after a training run) to free memory the OS takes back
         # anyway; frozen objects are skipped. Module teardown still runs, and files are still closed.

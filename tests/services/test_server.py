@@ -128,6 +128,7 @@ def test_start_status_stop_keeps_credentials_out_of_files(postgres: S.Postgres, 
         "auth": None,
         "certificate": None,
         "health": {},
+        "stale": None,
     }
 
 

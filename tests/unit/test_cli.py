@@ -299,3 +299,27 @@ def test_init_refuses_a_package_that_shadows_an_installed_one(cli, tmp_path, arg
     assert result.exit_code == ExitCode.USAGE
     assert result.stderr.splitlines() == [message, hint]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_once_the_command_is_over_a_late_signal_cannot_kill_the_process(monkeypatch):
+    # CPython's finalization gives signals with Python handlers their default action back, so a SIGTERM
+    # arriving then killed a finished command (exit -15); the entry point leaves them ignored instead
+    import signal
+    import sys
+
+    from mlkit.cli import main
+
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    monkeypatch.setattr(sys, "argv", ["mlkit", "--help"])
+    try:
+        with pytest.raises(SystemExit) as done:
+            main()
+        assert done.value.code == 0
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        import gc
+
+        gc.unfreeze()
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
