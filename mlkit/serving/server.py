@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
 HEADER_LIMIT = 64 * 1024
 VERSION_HEADER = "X-Mlkit-Model-Version"
+LINGER_SECONDS = 2.0  # after a 413, how long the rest of the body is read and dropped
+LINGER_BYTES = 64 * 1024 * 1024
 
 _REASONS = {
     200: "OK",
@@ -389,6 +391,7 @@ class _Server:
             status, message = problem
             self.metrics.request(path, status, None)
             await self._respond(writer, status, _error(message), keep=False)
+            await _linger(reader, writer)
             return False
         try:
             status, payload, content_type, extra = await self._route(method, path, headers, body, started)
@@ -535,6 +538,27 @@ class _Server:
         ]
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
         await writer.drain()
+
+
+async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """After an early answer (413), read and drop what the client is still sending, for a while.
+
+    Closing a socket with unread bytes makes the kernel reset the connection, and a client still
+    sending its body then sees a broken pipe instead of the answer already on its way.
+    """
+    with contextlib.suppress(Exception):
+        if writer.can_write_eof():
+            writer.write_eof()
+        deadline = time.monotonic() + LINGER_SECONDS
+        dropped = 0
+        while dropped < LINGER_BYTES:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            chunk = await asyncio.wait_for(reader.read(1 << 16), left)
+            if not chunk:
+                break
+            dropped += len(chunk)
 
 
 def _log_entry(request_id: str, loaded: LoadedModel, rows: Rows, predictions: Any, seconds: float) -> predlog.Entry:
