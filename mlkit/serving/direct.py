@@ -153,6 +153,20 @@ def local_folder(storage_location: str) -> Path | None:
     return folder if folder.is_dir() else None
 
 
+def mlkit_flavor(folder: Path) -> dict[str, Any] | None:
+    """The ``python_function`` flavor of the model in ``folder`` if mlkit's loader reads it, else ``None``."""
+    import yaml
+
+    try:
+        mlmodel = yaml.safe_load((folder / "MLmodel").read_text(encoding="utf-8"))
+        flavor = mlmodel["flavors"]["python_function"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return None
+    if not isinstance(flavor, dict) or flavor.get("loader_module") != LOADER_MODULE or not flavor.get("data"):
+        return None
+    return flavor
+
+
 def load_mlkit_model(folder: Path) -> Any | None:
     """The ``python_function`` implementation of the mlkit-format model in ``folder``, or ``None`` when
     the folder holds another kind of model (which MLflow's own loader must then load).
@@ -162,14 +176,8 @@ def load_mlkit_model(folder: Path) -> Any | None:
     its own, so two versions in one process each run their own), and call its ``_load_pyfunc`` on the
     flavor's ``data`` file.
     """
-    import yaml
-
-    try:
-        mlmodel = yaml.safe_load((folder / "MLmodel").read_text(encoding="utf-8"))
-        flavor = mlmodel["flavors"]["python_function"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
-        return None
-    if not isinstance(flavor, dict) or flavor.get("loader_module") != LOADER_MODULE or not flavor.get("data"):
+    flavor = mlkit_flavor(folder)
+    if flavor is None:
         return None
     code = folder / str(flavor.get("code") or "code")
     loader_file = code / f"{LOADER_MODULE}.py"

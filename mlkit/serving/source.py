@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlkit import tags
@@ -103,6 +104,25 @@ class ModelSource:
             if impl is not None:
                 return self._loaded(version, record.run_id, record.commit, impl, started)
         return self._load_with_mlflow(version, started)
+
+    def folder(self, version: str, scratch: Path) -> Path:
+        """A local folder holding ``version``'s model directory: where it already is for a local store,
+        else downloaded through MLflow into ``scratch``."""
+        record = self._registry.version(self.ref.name, version) if self._registry is not None else None
+        folder = direct.local_folder(record.storage_location) if record is not None else None
+        if folder is not None:
+            return folder
+        from mlflow import artifacts as mlflow_artifacts
+
+        try:
+            where = self.client().get_model_version_download_uri(self.ref.name, version)
+            with mlflow.fluent_store(self.project.tracking_uri):
+                return Path(mlflow_artifacts.download_artifacts(artifact_uri=where, dst_path=str(scratch)))
+        except Exception as exc:
+            raise OperationError(
+                f"{self.ref.name} version {version}: cannot download the model: {first_line(exc)}",
+                hint="run again with --debug for the traceback",
+            ) from exc
 
     def _load_with_mlflow(self, version: str, started: float) -> LoadedModel:
         """Load ``version`` through MLflow's pyfunc loader, exactly as any MLflow user would."""
