@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,21 @@ class _Job:
     rows: Rows
     probabilities: bool
     future: asyncio.Future[Any] = field(repr=False)
+    request_id: str = ""
+    started: float = 0.0  # time.perf_counter() at the request's arrival
+    log: bool = False  # whether the prediction log wants this request
+
+
+@dataclass
+class Scored:
+    """What one model call answered, for the prediction log: handed over once per call, not per request."""
+
+    loaded: Any
+    frame: Any  # the rows as the model took them (one DataFrame for every request of the call)
+    predictions: Any  # labels (an array) or a DataFrame of probabilities, one row per row of ``frame``
+    request_ids: list[str]
+    counts: list[int]  # rows of each request, in order
+    latencies_ms: list[float]  # arrival to prediction, per request
 
 
 class BatchError(Exception):
@@ -41,11 +57,13 @@ class MicroBatcher:
         max_rows: int = 512,
         max_wait_ms: float = 2.0,
         on_batch: Callable[[int, int], None] | None = None,
+        on_scored: Callable[[Scored], None] | None = None,
     ) -> None:
         self._current = current
         self.max_rows = max_rows
         self.max_wait = max_wait_ms / 1000.0
         self._on_batch = on_batch or (lambda _rows, _requests: None)
+        self._on_scored = on_scored  # called on the prediction thread, never on the event loop
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mlkit-predict")
         self._last_requests = 1
@@ -62,9 +80,11 @@ class MicroBatcher:
                 await self._task
         self._executor.shutdown(wait=True)
 
-    async def submit(self, rows: Rows, probabilities: bool) -> tuple[Any, Any]:
+    async def submit(
+        self, rows: Rows, probabilities: bool, *, request_id: str = "", started: float = 0.0, log: bool = False
+    ) -> tuple[Any, Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Job(rows, probabilities, future))
+        self._queue.put_nowait(_Job(rows, probabilities, future, request_id, started, log))
         result: tuple[Any, Any] = await future
         return result
 
@@ -89,7 +109,7 @@ class MicroBatcher:
             self._last_requests = len(batch)
             model = self._current()
             try:
-                outcomes = await loop.run_in_executor(self._executor, _predict_batch, model, batch)
+                outcomes = await loop.run_in_executor(self._executor, _predict_batch, model, batch, self._on_scored)
             except BaseException as exc:  # cancelled while predicting: answer the waiting requests
                 for job in batch:
                     if not job.future.done():
@@ -112,15 +132,16 @@ class MicroBatcher:
         return rows
 
 
-def _predict_batch(loaded: Any, batch: list[_Job]) -> list[Any]:
+def _predict_batch(loaded: Any, batch: list[_Job], on_scored: Callable[[Scored], None] | None = None) -> list[Any]:
     """One model call per kind of answer (labels, probabilities); each request gets its own slice."""
     outcomes: list[Any] = [None] * len(batch)
     for probabilities in (False, True):
         indices = [i for i, job in enumerate(batch) if job.probabilities is probabilities]
         if not indices:
             continue
+        jobs = [batch[i] for i in indices]
         try:
-            result = _predict(loaded, [batch[i].rows for i in indices], probabilities)
+            frame, result = _predict(loaded, [job.rows for job in jobs], probabilities, keep=on_scored is not None)
         except Exception:
             if len(indices) == 1:
                 outcomes[indices[0]] = _failure(loaded, batch[indices[0]].rows, probabilities)
@@ -136,10 +157,33 @@ def _predict_batch(loaded: Any, batch: list[_Job]) -> list[Any]:
                 result.iloc[start : start + count] if hasattr(result, "iloc") else result[start : start + count]
             )
             start += count
+        if on_scored is not None and any(job.log for job in jobs):
+            on_scored(_scored(loaded, frame, result, jobs))
     return outcomes
 
 
-def _predict(loaded: Any, parts: list[Rows], probabilities: bool) -> Any:
+def _scored(loaded: Any, frame: Any, result: Any, jobs: list[_Job]) -> Scored:
+    now = time.perf_counter()
+    if not all(job.log for job in jobs):  # a sample of the requests: only their rows
+        import numpy as np
+
+        keep = np.repeat([job.log for job in jobs], [job.rows.count for job in jobs])
+        frame = frame[keep]
+        result = result[keep] if not hasattr(result, "iloc") else result.iloc[np.flatnonzero(keep)]
+        jobs = [job for job in jobs if job.log]
+    return Scored(
+        loaded=loaded,
+        frame=frame,
+        predictions=result,
+        request_ids=[job.request_id for job in jobs],
+        counts=[job.rows.count for job in jobs],
+        latencies_ms=[(now - job.started) * 1000.0 for job in jobs],
+    )
+
+
+def _predict(loaded: Any, parts: list[Rows], probabilities: bool, keep: bool = False) -> tuple[Any, Any]:
+    """(the rows as one frame, the model's answer); with ``keep`` the frame is a copy the model never saw,
+    so a feature hook that edits its input in place cannot change what is logged."""
     model = loaded.model
     if len(parts) == 1:
         merged = parts[0].columns
@@ -151,12 +195,14 @@ def _predict(loaded: Any, parts: list[Rows], probabilities: bool) -> Any:
                 for part in parts:
                     values += part.columns.get(name, [None] * part.count)
                 merged[name] = values
-    return model.predict_frame(model.frame_from_columns(merged), probabilities=probabilities)
+    frame = model.frame_from_columns(merged)
+    kept = frame.copy() if keep else None
+    return kept, model.predict_frame(frame, probabilities=probabilities)
 
 
 def _failure(loaded: Any, rows: Rows, probabilities: bool) -> Any:
     try:
-        return _predict(loaded, [rows], probabilities)
+        return _predict(loaded, [rows], probabilities)[1]
     except Exception as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return BatchError(f"the model could not score these rows: {type(exc).__name__}: {message}")

@@ -54,6 +54,25 @@ class Entry:
     types: Mapping[str, str]  # column -> long / double / string / boolean
 
 
+@dataclass
+class BatchEntry:
+    """The requests of one model call: their rows as one DataFrame (the serving path's own), so the
+    writer converts whole columns instead of one small list per request and column."""
+
+    time: datetime
+    model: str
+    version: str
+    request_ids: list[str]
+    counts: list[int]  # rows of each request, in order
+    latencies_ms: list[float]
+    predictions: Any  # one label per row (an array), or a DataFrame of class probabilities
+    frame: Any  # the input rows, one per prediction
+    types: Mapping[str, str]
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+
 class PredictionLog:
     """Collects entries on the serving thread (a list append) and writes them from its own thread."""
 
@@ -75,7 +94,7 @@ class PredictionLog:
         self.flush_rows = flush_rows
         self.max_pending_rows = max_pending_rows
         self._on_written = on_written or (lambda _written, _dropped: None)
-        self._pending: list[Entry] = []
+        self._pending: list[Entry | BatchEntry] = []
         self._pending_rows = 0
         self._dropped = 0
         self._lock = threading.Lock()
@@ -92,8 +111,8 @@ class PredictionLog:
         """Whether the next request is in the sample."""
         return self.sample >= 1.0 or random.random() < self.sample
 
-    def append(self, entry: Entry) -> None:
-        rows = len(entry.predictions)
+    def append(self, entry: Entry | BatchEntry) -> None:
+        rows = len(entry) if isinstance(entry, BatchEntry) else len(entry.predictions)
         with self._lock:
             if self._pending_rows + rows > self.max_pending_rows:
                 self._dropped += rows  # the disk is slower than the traffic: shed, never block a request
@@ -128,7 +147,7 @@ class PredictionLog:
         written = 0
         if entries:
             # one file per day and version; a version's entries share its types mapping (the same object)
-            groups: dict[tuple[Any, str, str, int], list[Entry]] = {}
+            groups: dict[tuple[Any, str, str, int], list[Entry | BatchEntry]] = {}
             for entry in entries:
                 key = (entry.time.date(), entry.model, entry.version, id(entry.types))
                 groups.setdefault(key, []).append(entry)
@@ -138,33 +157,17 @@ class PredictionLog:
         if written or dropped:
             self._on_written(written, dropped)
 
-    def _write(self, day: str, types: Mapping[str, str], entries: list[Entry]) -> int:
+    def _write(self, day: str, types: Mapping[str, str], entries: list[Entry | BatchEntry]) -> int:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        counts = [len(entry.predictions) for entry in entries]
-
-        def repeated(values: list[Any]) -> list[Any]:
-            return list(chain.from_iterable(repeat(v, n) for v, n in zip(values, counts, strict=True)))
-
-        arrays = [
-            pa.array(repeated([e.request_id for e in entries]), pa.string()),
-            pa.array(repeated([e.time for e in entries]), pa.timestamp("us", tz="UTC")),
-            pa.array(repeated([e.model for e in entries]), pa.string()),
-            pa.array(repeated([e.version for e in entries]), pa.string()),
-            pa.array(repeated([e.latency_ms for e in entries]), pa.float64()),
-            pa.array(list(chain.from_iterable(e.predictions for e in entries)), pa.string()),
-        ]
-        names = list(META_COLUMNS)
-        for name, kind in types.items():
-            values = list(
-                chain.from_iterable(
-                    e.columns.get(name) or repeat(None, n) for e, n in zip(entries, counts, strict=True)
-                )
-            )
-            arrays.append(_arrow_column(values, kind))
-            names.append(name)
-        table = pa.Table.from_arrays(arrays, names=names)
+        schema = _schema(types)
+        tables = []
+        singles = [e for e in entries if isinstance(e, Entry)]
+        if singles:
+            tables.append(_table_of_requests(singles, types, schema))
+        tables += [_table_of_batch(e, types, schema) for e in entries if isinstance(e, BatchEntry)]
+        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
         partition = self.folder / f"{PARTITION_PREFIX}{day}"
         partition.mkdir(parents=True, exist_ok=True)
         name = f"{FILE_PREFIX}{uuid.uuid4().hex}.parquet"
@@ -200,6 +203,101 @@ def log_files(folder: Path) -> list[tuple[Path, float, int]]:
         out.append((path, stat.st_mtime, stat.st_size))
     out.sort(key=lambda item: (item[0].parent.name, item[1]))
     return out
+
+
+def _schema(types: Mapping[str, str]) -> Any:
+    import pyarrow as pa
+
+    meta = [
+        pa.field("_request_id", pa.string()),
+        pa.field("_time", pa.timestamp("us", tz="UTC")),
+        pa.field("_model", pa.string()),
+        pa.field("_version", pa.string()),
+        pa.field("_latency_ms", pa.float64()),
+        pa.field("_prediction", pa.string()),
+    ]
+    return pa.schema(meta + [pa.field(name, _arrow_type(kind)) for name, kind in types.items()])
+
+
+def _arrow_type(kind: str) -> Any:
+    import pyarrow as pa
+
+    return {"long": pa.int64(), "double": pa.float64(), "boolean": pa.bool_()}.get(kind, pa.string())
+
+
+def _table_of_requests(entries: list[Entry], types: Mapping[str, str], schema: Any) -> Any:
+    import pyarrow as pa
+
+    counts = [len(entry.predictions) for entry in entries]
+
+    def repeated(values: list[Any]) -> list[Any]:
+        return list(chain.from_iterable(repeat(v, n) for v, n in zip(values, counts, strict=True)))
+
+    arrays = [
+        pa.array(repeated([e.request_id for e in entries]), pa.string()),
+        pa.array(repeated([e.time for e in entries]), pa.timestamp("us", tz="UTC")),
+        pa.array(repeated([e.model for e in entries]), pa.string()),
+        pa.array(repeated([e.version for e in entries]), pa.string()),
+        pa.array(repeated([e.latency_ms for e in entries]), pa.float64()),
+        pa.array(list(chain.from_iterable(e.predictions for e in entries)), pa.string()),
+    ]
+    for name, kind in types.items():
+        values = list(
+            chain.from_iterable(e.columns.get(name) or repeat(None, n) for e, n in zip(entries, counts, strict=True))
+        )
+        arrays.append(_arrow_column(values, kind))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _table_of_batch(entry: BatchEntry, types: Mapping[str, str], schema: Any) -> Any:
+    import numpy as np
+    import pyarrow as pa
+
+    rows = len(entry.frame)
+    counts = np.asarray(entry.counts)
+    arrays = [
+        pa.array(np.repeat(np.asarray(entry.request_ids, dtype=object), counts), pa.string()),
+        pa.array([entry.time] * rows, pa.timestamp("us", tz="UTC")),
+        pa.array([entry.model] * rows, pa.string()),
+        pa.array([entry.version] * rows, pa.string()),
+        pa.array(np.repeat(np.asarray(entry.latencies_ms, dtype=np.float64), counts), pa.float64()),
+        _labels(entry.predictions),
+    ]
+    for name, kind in types.items():
+        if name in entry.frame.columns:
+            arrays.append(_arrow_series(entry.frame[name], kind))
+        else:
+            arrays.append(pa.nulls(rows, _arrow_type(kind)))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _labels(predictions: Any) -> Any:
+    """One label per row as strings, as ``str(label)`` writes them (the most probable for probabilities)."""
+    import numpy as np
+    import pyarrow as pa
+
+    if hasattr(predictions, "idxmax"):
+        predictions = predictions.idxmax(axis=1).to_numpy()
+    values = np.asarray(predictions)
+    if values.dtype.kind in "iuf":  # numbers print the same in Arrow and in Python
+        return pa.array(values).cast(pa.string())
+    try:
+        return pa.array(values, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([str(v) for v in values.tolist()], pa.string())
+
+
+def _arrow_series(series: Any, kind: str) -> Any:
+    """A column of the batch's frame with the model's type (an integer column with gaps is float there)."""
+    import pyarrow as pa
+
+    values = series.to_numpy()
+    try:
+        if kind == "long" and values.dtype.kind == "f":
+            return pa.array(values, from_pandas=True).cast(pa.int64())
+        return pa.array(values, _arrow_type(kind), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return _arrow_column(values.tolist(), kind)
 
 
 def _arrow_column(values: list[Any], kind: str) -> Any:

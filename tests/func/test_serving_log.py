@@ -86,3 +86,50 @@ def test_a_full_queue_sheds_rows_instead_of_blocking(tmp_path):
     log.append(_entry("shed", now))
     log.flush()
     assert counted == [(2, 2)]
+
+
+def test_a_model_call_is_logged_whole_with_the_types_of_the_schema(tmp_path):
+    """The serving path logs one entry per model call; its rows read back like per-request entries."""
+    import numpy as np
+    import pandas as pd
+
+    from mlkit.serving.predlog import BatchEntry
+
+    when = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+    frame = pd.DataFrame(
+        {
+            "usage": [1.0, np.nan, 2.0],
+            "tenure": [3.0, np.nan, 5.0],  # an integer column with a gap is float in the frame
+            "region": pd.Series(["east", None, "west"], dtype=object),
+        }
+    )
+    log = PredictionLog(tmp_path / "predictions", flush_seconds=60).start()
+    log.append(_entry("single", when, rows=2))
+    log.append(
+        BatchEntry(
+            time=when,
+            model="plans",
+            version="1",
+            request_ids=["a", "b"],
+            counts=[2, 1],
+            latencies_ms=[1.0, 2.0],
+            predictions=np.array(["basic", "premium", "basic"], dtype=object),
+            frame=frame,
+            types=TYPES,
+        )
+    )
+    log.close()
+    table = ds.dataset(tmp_path / "predictions", format="parquet", partitioning="hive").to_table()
+    assert str(table.schema.field("tenure").type) == "int64"
+    rows = [r for r in table.to_pylist() if r["_request_id"] != "single"]
+    assert [(r["_request_id"], r["_latency_ms"], r["_prediction"]) for r in rows] == [
+        ("a", 1.0, "basic"),
+        ("a", 1.0, "premium"),
+        ("b", 2.0, "basic"),
+    ]
+    assert [(r["usage"], r["tenure"], r["region"], r["member"]) for r in rows] == [
+        (1.0, 3, "east", None),
+        (None, None, None, None),
+        (2.0, 5, "west", None),
+    ]
+    assert len(table) == 5
