@@ -36,8 +36,8 @@ class Scored:
     """What one model call answered, for the prediction log: handed over once per call, not per request."""
 
     loaded: Any
-    frame: Any  # the rows as the model took them (one DataFrame for every request of the call)
-    predictions: Any  # labels (an array) or a DataFrame of probabilities, one row per row of ``frame``
+    columns: dict[str, list[Any]]  # the rows of every request of the call, one list per column
+    predictions: Any  # labels (an array) or a DataFrame of probabilities, one per row
     request_ids: list[str]
     counts: list[int]  # rows of each request, in order
     latencies_ms: list[float]  # arrival to prediction, per request
@@ -141,7 +141,7 @@ def _predict_batch(loaded: Any, batch: list[_Job], on_scored: Callable[[Scored],
             continue
         jobs = [batch[i] for i in indices]
         try:
-            frame, result = _predict(loaded, [job.rows for job in jobs], probabilities, keep=on_scored is not None)
+            columns, result = _predict(loaded, [job.rows for job in jobs], probabilities)
         except Exception:
             if len(indices) == 1:
                 outcomes[indices[0]] = _failure(loaded, batch[indices[0]].rows, probabilities)
@@ -158,22 +158,22 @@ def _predict_batch(loaded: Any, batch: list[_Job], on_scored: Callable[[Scored],
             )
             start += count
         if on_scored is not None and any(job.log for job in jobs):
-            on_scored(_scored(loaded, frame, result, jobs))
+            on_scored(_scored(loaded, columns, result, jobs))
     return outcomes
 
 
-def _scored(loaded: Any, frame: Any, result: Any, jobs: list[_Job]) -> Scored:
+def _scored(loaded: Any, columns: dict[str, list[Any]], result: Any, jobs: list[_Job]) -> Scored:
     now = time.perf_counter()
     if not all(job.log for job in jobs):  # a sample of the requests: only their rows
         import numpy as np
 
         keep = np.repeat([job.log for job in jobs], [job.rows.count for job in jobs])
-        frame = frame[keep]
         result = result[keep] if not hasattr(result, "iloc") else result.iloc[np.flatnonzero(keep)]
         jobs = [job for job in jobs if job.log]
+        columns = _merge(loaded.model.types, [job.rows for job in jobs])
     return Scored(
         loaded=loaded,
-        frame=frame,
+        columns=columns,
         predictions=result,
         request_ids=[job.request_id for job in jobs],
         counts=[job.rows.count for job in jobs],
@@ -181,23 +181,25 @@ def _scored(loaded: Any, frame: Any, result: Any, jobs: list[_Job]) -> Scored:
     )
 
 
-def _predict(loaded: Any, parts: list[Rows], probabilities: bool, keep: bool = False) -> tuple[Any, Any]:
-    """(the rows as one frame, the model's answer); with ``keep`` the frame is a copy the model never saw,
-    so a feature hook that edits its input in place cannot change what is logged."""
+def _predict(loaded: Any, parts: list[Rows], probabilities: bool) -> tuple[dict[str, list[Any]], Any]:
+    """(the rows as one list per column, the model's answer): the lists are the call's own, and the
+    model only reads them (it gets a DataFrame built from them), so the log can keep them."""
     model = loaded.model
+    merged = _merge(model.types, parts)
+    return merged, model.predict_frame(model.frame_from_columns(merged), probabilities=probabilities)
+
+
+def _merge(types: Any, parts: list[Rows]) -> dict[str, list[Any]]:
     if len(parts) == 1:
-        merged = parts[0].columns
-    else:
-        merged = {}
-        for name in model.types:
-            if any(name in part.columns for part in parts):
-                values: list[Any] = []
-                for part in parts:
-                    values += part.columns.get(name, [None] * part.count)
-                merged[name] = values
-    frame = model.frame_from_columns(merged)
-    kept = frame.copy() if keep else None
-    return kept, model.predict_frame(frame, probabilities=probabilities)
+        return parts[0].columns
+    merged = {}
+    for name in types:
+        if any(name in part.columns for part in parts):
+            values: list[Any] = []
+            for part in parts:
+                values += part.columns.get(name, [None] * part.count)
+            merged[name] = values
+    return merged
 
 
 def _failure(loaded: Any, rows: Rows, probabilities: bool) -> Any:

@@ -53,11 +53,25 @@ class Entry:
     columns: Mapping[str, Sequence[Any]]
     types: Mapping[str, str]  # column -> long / double / string / boolean
 
+    def as_batch(self) -> BatchEntry:
+        return BatchEntry(
+            time=self.time,
+            model=self.model,
+            version=self.version,
+            request_ids=[self.request_id],
+            counts=[len(self.predictions)],
+            latencies_ms=[self.latency_ms],
+            predictions=self.predictions,
+            columns=self.columns,
+            types=self.types,
+        )
+
 
 @dataclass
 class BatchEntry:
-    """The requests of one model call: their rows as one DataFrame (the serving path's own), so the
-    writer converts whole columns instead of one small list per request and column."""
+    """The requests of one model call, with the column lists the call was built from: the serving path
+    hands over one entry per call, and the writer turns a second's worth of them into one Arrow column
+    per input column."""
 
     time: datetime
     model: str
@@ -65,12 +79,12 @@ class BatchEntry:
     request_ids: list[str]
     counts: list[int]  # rows of each request, in order
     latencies_ms: list[float]
-    predictions: Any  # one label per row (an array), or a DataFrame of class probabilities
-    frame: Any  # the input rows, one per prediction
+    predictions: Any  # one label per row (a sequence or an array), or a DataFrame of class probabilities
+    columns: Mapping[str, Sequence[Any]]  # the input rows, one list per column (a missing column: all null)
     types: Mapping[str, str]
 
     def __len__(self) -> int:
-        return len(self.frame)
+        return sum(self.counts)
 
 
 class PredictionLog:
@@ -158,16 +172,9 @@ class PredictionLog:
             self._on_written(written, dropped)
 
     def _write(self, day: str, types: Mapping[str, str], entries: list[Entry | BatchEntry]) -> int:
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        schema = _schema(types)
-        tables = []
-        singles = [e for e in entries if isinstance(e, Entry)]
-        if singles:
-            tables.append(_table_of_requests(singles, types, schema))
-        tables += [_table_of_batch(e, types, schema) for e in entries if isinstance(e, BatchEntry)]
-        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+        table = _table([e.as_batch() if isinstance(e, Entry) else e for e in entries], types)
         partition = self.folder / f"{PARTITION_PREFIX}{day}"
         partition.mkdir(parents=True, exist_ok=True)
         name = f"{FILE_PREFIX}{uuid.uuid4().hex}.parquet"
@@ -225,79 +232,43 @@ def _arrow_type(kind: str) -> Any:
     return {"long": pa.int64(), "double": pa.float64(), "boolean": pa.bool_()}.get(kind, pa.string())
 
 
-def _table_of_requests(entries: list[Entry], types: Mapping[str, str], schema: Any) -> Any:
+def _table(entries: list[BatchEntry], types: Mapping[str, str]) -> Any:
+    """One table for the entries of one day, model version and schema: every column converted once."""
     import pyarrow as pa
 
-    counts = [len(entry.predictions) for entry in entries]
+    counts = list(chain.from_iterable(e.counts for e in entries))
+    rows = [len(e) for e in entries]
 
-    def repeated(values: list[Any]) -> list[Any]:
+    def per_request(values: Any) -> list[Any]:
         return list(chain.from_iterable(repeat(v, n) for v, n in zip(values, counts, strict=True)))
 
+    def per_entry(values: Any) -> list[Any]:
+        return list(chain.from_iterable(repeat(v, n) for v, n in zip(values, rows, strict=True)))
+
     arrays = [
-        pa.array(repeated([e.request_id for e in entries]), pa.string()),
-        pa.array(repeated([e.time for e in entries]), pa.timestamp("us", tz="UTC")),
-        pa.array(repeated([e.model for e in entries]), pa.string()),
-        pa.array(repeated([e.version for e in entries]), pa.string()),
-        pa.array(repeated([e.latency_ms for e in entries]), pa.float64()),
-        pa.array(list(chain.from_iterable(e.predictions for e in entries)), pa.string()),
+        pa.array(per_request(chain.from_iterable(e.request_ids for e in entries)), pa.string()),
+        pa.array(per_entry(e.time for e in entries), pa.timestamp("us", tz="UTC")),
+        pa.array(per_entry(e.model for e in entries), pa.string()),
+        pa.array(per_entry(e.version for e in entries), pa.string()),
+        pa.array(per_request(chain.from_iterable(e.latencies_ms for e in entries)), pa.float64()),
+        pa.array(list(chain.from_iterable(_labels(e.predictions) for e in entries)), pa.string()),
     ]
-    for name, kind in types.items():
-        values = list(
-            chain.from_iterable(e.columns.get(name) or repeat(None, n) for e, n in zip(entries, counts, strict=True))
-        )
-        arrays.append(_arrow_column(values, kind))
-    return pa.Table.from_arrays(arrays, schema=schema)
+    merged: dict[str, list[Any]] = {name: [] for name in types}
+    for entry, n in zip(entries, rows, strict=True):  # entry by entry: one list extension per column
+        columns = entry.columns
+        for name, values in merged.items():
+            got = columns.get(name)
+            values.extend(got if got is not None else repeat(None, n))
+    arrays += [_arrow_column(merged[name], kind) for name, kind in types.items()]
+    return pa.Table.from_arrays(arrays, schema=_schema(types))
 
 
-def _table_of_batch(entry: BatchEntry, types: Mapping[str, str], schema: Any) -> Any:
-    import numpy as np
-    import pyarrow as pa
-
-    rows = len(entry.frame)
-    counts = np.asarray(entry.counts)
-    arrays = [
-        pa.array(np.repeat(np.asarray(entry.request_ids, dtype=object), counts), pa.string()),
-        pa.array([entry.time] * rows, pa.timestamp("us", tz="UTC")),
-        pa.array([entry.model] * rows, pa.string()),
-        pa.array([entry.version] * rows, pa.string()),
-        pa.array(np.repeat(np.asarray(entry.latencies_ms, dtype=np.float64), counts), pa.float64()),
-        _labels(entry.predictions),
-    ]
-    for name, kind in types.items():
-        if name in entry.frame.columns:
-            arrays.append(_arrow_series(entry.frame[name], kind))
-        else:
-            arrays.append(pa.nulls(rows, _arrow_type(kind)))
-    return pa.Table.from_arrays(arrays, schema=schema)
-
-
-def _labels(predictions: Any) -> Any:
-    """One label per row as strings, as ``str(label)`` writes them (the most probable for probabilities)."""
-    import numpy as np
-    import pyarrow as pa
-
+def _labels(predictions: Any) -> list[str]:
+    """One label per row as a string (for probabilities: the most probable label)."""
     if hasattr(predictions, "idxmax"):
-        predictions = predictions.idxmax(axis=1).to_numpy()
-    values = np.asarray(predictions)
-    if values.dtype.kind in "iuf":  # numbers print the same in Arrow and in Python
-        return pa.array(values).cast(pa.string())
-    try:
-        return pa.array(values, pa.string())
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array([str(v) for v in values.tolist()], pa.string())
-
-
-def _arrow_series(series: Any, kind: str) -> Any:
-    """A column of the batch's frame with the model's type (an integer column with gaps is float there)."""
-    import pyarrow as pa
-
-    values = series.to_numpy()
-    try:
-        if kind == "long" and values.dtype.kind == "f":
-            return pa.array(values, from_pandas=True).cast(pa.int64())
-        return pa.array(values, _arrow_type(kind), from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return _arrow_column(values.tolist(), kind)
+        predictions = predictions.idxmax(axis=1)
+    values = predictions.tolist() if hasattr(predictions, "tolist") else list(predictions)
+    return values if all(type(v) is str for v in values) else [str(v) for v in values]
 
 
 def _arrow_column(values: list[Any], kind: str) -> Any:

@@ -346,7 +346,7 @@ class _Server:
                 counts=scored.counts,
                 latencies_ms=scored.latencies_ms,
                 predictions=scored.predictions,
-                frame=scored.frame,
+                columns=scored.columns,
                 types=loaded.model.types,
             )
         )

@@ -91,18 +91,11 @@ def test_a_full_queue_sheds_rows_instead_of_blocking(tmp_path):
 def test_a_model_call_is_logged_whole_with_the_types_of_the_schema(tmp_path):
     """The serving path logs one entry per model call; its rows read back like per-request entries."""
     import numpy as np
-    import pandas as pd
 
     from mlkit.serving.predlog import BatchEntry
 
     when = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
-    frame = pd.DataFrame(
-        {
-            "usage": [1.0, np.nan, 2.0],
-            "tenure": [3.0, np.nan, 5.0],  # an integer column with a gap is float in the frame
-            "region": pd.Series(["east", None, "west"], dtype=object),
-        }
-    )
+    columns = {"usage": [1.0, None, 2.0], "tenure": [3, None, 5.0], "region": ["east", None, "west"]}
     log = PredictionLog(tmp_path / "predictions", flush_seconds=60).start()
     log.append(_entry("single", when, rows=2))
     log.append(
@@ -114,7 +107,7 @@ def test_a_model_call_is_logged_whole_with_the_types_of_the_schema(tmp_path):
             counts=[2, 1],
             latencies_ms=[1.0, 2.0],
             predictions=np.array(["basic", "premium", "basic"], dtype=object),
-            frame=frame,
+            columns=columns,
             types=TYPES,
         )
     )
