@@ -179,7 +179,10 @@ class PredictionLog:
         partition.mkdir(parents=True, exist_ok=True)
         name = f"{FILE_PREFIX}{uuid.uuid4().hex}.parquet"
         temporary = partition / f".{name}.tmp"
-        pq.write_table(table, temporary)
+        # dictionary encoding only where values repeat (labels, versions, text categories): tried on
+        # every numeric column it costs the writer more CPU than everything else together
+        repeated = ["_model", "_version", "_prediction", *(n for n, kind in types.items() if kind == "string")]
+        pq.write_table(table, temporary, use_dictionary=repeated)
         os.replace(temporary, partition / name)
         return table.num_rows
 
