@@ -23,6 +23,7 @@ import re
 import shutil
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -161,8 +162,12 @@ def predict_on_cluster(
                 )
             else:
                 write = scored.to_csv(str(temporary), single_file=True, index=False, compute=False)
-            # the row count comes from the same scored partitions: the input is read once
-            _, rows = dask.compute(write, scored.map_partitions(len).sum())
+            # the row count comes from the same scored partitions: the input is read once. A CSV
+            # written as one file is a low-level graph, which dask joins with the expression by
+            # materializing the graph (tasks, not data) and says so in a warning
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Computing mixed collections", category=UserWarning)
+                _, rows = dask.compute(write, scored.map_partitions(len).sum())
         except ValueError as exc:  # a mistyped value, named with its column, raised on a worker
             _remove(temporary)
             raise UsageError(
