@@ -119,6 +119,8 @@ def predict_on_cluster(
     import pandas as pd
     from distributed import Client
 
+    if target.is_dir() and any(not _PART.fullmatch(p.name) for p in target.iterdir()):
+        raise UsageError(f"{target}: a folder that is not an earlier output", hint="choose another -o path")
     files = model_files(folder)
     key = files_digest(files)
     config = json.loads(files[M.CONFIG_FILE].decode())

@@ -105,3 +105,23 @@ def test_a_mistyped_value_is_bad_input_named_with_its_column(plans, cluster, tmp
     assert "column 'year': expected long (an integer or null), got 'soon'" in raised.value.message
     assert not (tmp_path / "out.parquet").exists()
     assert not list(tmp_path.glob(".*partial"))
+
+
+def test_an_earlier_output_folder_is_replaced_and_a_foreign_one_is_left_alone(plans, cluster, tmp_path):
+    import pandas as pd
+
+    from mlkit.errors import UsageError
+
+    plans_frame(rows=300, seed=1).drop(columns=["plan"]).to_parquet(tmp_path / "in.parquet", index=False)
+    out = tmp_path / "out.parquet"
+    _predict(plans, tmp_path / "in.parquet", out, cluster, chunk_rows=100)
+    again, _ = _predict(plans, tmp_path / "in.parquet", out, cluster, chunk_rows=100)
+    assert again.rows == 300 and len(pd.read_parquet(out)) == 300
+    foreign = tmp_path / "mine.parquet"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("not ours")
+    with pytest.raises(UsageError) as raised:
+        _predict(plans, tmp_path / "in.parquet", foreign, cluster, chunk_rows=100)
+    assert raised.value.message == f"{foreign}: a folder that is not an earlier output"
+    assert (foreign / "notes.txt").read_text() == "not ours"
+    assert not list(tmp_path.glob(".*partial"))
