@@ -113,7 +113,9 @@ def predict(
     """Score a CSV or Parquet file with a registered model, chunk by chunk (memory stays bounded).
 
     The output holds the input rows, in order, with a `prediction` column: the labels as they are in
-    the data.
+    the data. When the project trains on Dask (training.backend: dask, training.scheduler or
+    MLKIT_DASK_SCHEDULER), the cluster's workers read, score and write the file; a Parquet output is
+    then a folder of part files.
 
     Example: mlkit predict churn@production data/new_customers.csv -o scored.parquet
     """

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import csv
 import os
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlkit.errors import UsageError, first_line
+from mlkit.errors import OperationError, UsageError, first_line
 from mlkit.progress import Progress, or_silent
-from mlkit.serving import PREDICTION_COLUMN
+from mlkit.serving import PREDICTION_COLUMN, dask_batch, direct
 from mlkit.serving.source import LoadedModel, ModelSource
 
 if TYPE_CHECKING:
@@ -36,9 +37,11 @@ class PredictResult:
     rows: int
     chunks: int
     seconds: float
+    backend: str = "local"  # or "dask" (on the project's cluster)
+    workers: int | None = None  # the cluster's workers, for the dask backend
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
 def predict_file(
@@ -61,6 +64,9 @@ def predict_file(
     if source.resolve() == target.resolve():
         raise UsageError(f"{target}: the output would overwrite the input", hint="choose another -o path")
     models = ModelSource(project, ref)
+    scheduler = dask_batch.scheduler_address(project)
+    if scheduler is not None:
+        return _predict_on_cluster(models, source, target, scheduler, chunk_rows, say, started)
     say(f"loading {models.label}")
     loaded = models.load(models.current_version())
     say(f"scoring {source} with {loaded.name} version {loaded.version}")
@@ -92,6 +98,40 @@ def predict_file(
             temporary.unlink()
     return PredictResult(
         loaded.name, loaded.version, str(source), str(target), rows, chunks, round(time.perf_counter() - started, 3)
+    )
+
+
+def _predict_on_cluster(
+    models: ModelSource, source: Path, target: Path, scheduler: str, chunk_rows: int, say: Progress, started: float
+) -> PredictResult:
+    version = models.current_version()
+    say(f"{models.label}: version {version}")
+    with tempfile.TemporaryDirectory(prefix="mlkit-predict-") as scratch:
+        folder = models.folder(version, Path(scratch))
+        if direct.mlkit_flavor(folder) is None:
+            raise OperationError(
+                f"{models.ref.name} version {version} was logged before models took raw rows",
+                hint="train again (`mlkit train`) and promote the new version",
+            )
+        rows, partitions, workers = dask_batch.predict_on_cluster(
+            folder,
+            source,
+            target,
+            scheduler=scheduler,
+            chunk_bytes=_csv_block_size(source, chunk_rows) if source.suffix.lower() == ".csv" else 0,
+            say=say,
+        )
+    say(f"{rows} rows scored in {partitions} partitions on {workers} workers")
+    return PredictResult(
+        models.ref.name,
+        version,
+        str(source),
+        str(target),
+        rows,
+        partitions,
+        round(time.perf_counter() - started, 3),
+        backend="dask",
+        workers=workers,
     )
 
 

@@ -53,6 +53,39 @@ class Entry:
     columns: Mapping[str, Sequence[Any]]
     types: Mapping[str, str]  # column -> long / double / string / boolean
 
+    def as_batch(self) -> BatchEntry:
+        return BatchEntry(
+            time=self.time,
+            model=self.model,
+            version=self.version,
+            request_ids=[self.request_id],
+            counts=[len(self.predictions)],
+            latencies_ms=[self.latency_ms],
+            predictions=self.predictions,
+            columns=self.columns,
+            types=self.types,
+        )
+
+
+@dataclass
+class BatchEntry:
+    """The requests of one model call, with the column lists the call was built from: the serving path
+    hands over one entry per call, and the writer turns a second's worth of them into one Arrow column
+    per input column."""
+
+    time: datetime
+    model: str
+    version: str
+    request_ids: list[str]
+    counts: list[int]  # rows of each request, in order
+    latencies_ms: list[float]
+    predictions: Any  # one label per row (a sequence or an array), or a DataFrame of class probabilities
+    columns: Mapping[str, Sequence[Any]]  # the input rows, one list per column (a missing column: all null)
+    types: Mapping[str, str]
+
+    def __len__(self) -> int:
+        return sum(self.counts)
+
 
 class PredictionLog:
     """Collects entries on the serving thread (a list append) and writes them from its own thread."""
@@ -75,7 +108,7 @@ class PredictionLog:
         self.flush_rows = flush_rows
         self.max_pending_rows = max_pending_rows
         self._on_written = on_written or (lambda _written, _dropped: None)
-        self._pending: list[Entry] = []
+        self._pending: list[Entry | BatchEntry] = []
         self._pending_rows = 0
         self._dropped = 0
         self._lock = threading.Lock()
@@ -92,8 +125,8 @@ class PredictionLog:
         """Whether the next request is in the sample."""
         return self.sample >= 1.0 or random.random() < self.sample
 
-    def append(self, entry: Entry) -> None:
-        rows = len(entry.predictions)
+    def append(self, entry: Entry | BatchEntry) -> None:
+        rows = len(entry) if isinstance(entry, BatchEntry) else len(entry.predictions)
         with self._lock:
             if self._pending_rows + rows > self.max_pending_rows:
                 self._dropped += rows  # the disk is slower than the traffic: shed, never block a request
@@ -128,7 +161,7 @@ class PredictionLog:
         written = 0
         if entries:
             # one file per day and version; a version's entries share its types mapping (the same object)
-            groups: dict[tuple[Any, str, str, int], list[Entry]] = {}
+            groups: dict[tuple[Any, str, str, int], list[Entry | BatchEntry]] = {}
             for entry in entries:
                 key = (entry.time.date(), entry.model, entry.version, id(entry.types))
                 groups.setdefault(key, []).append(entry)
@@ -138,38 +171,18 @@ class PredictionLog:
         if written or dropped:
             self._on_written(written, dropped)
 
-    def _write(self, day: str, types: Mapping[str, str], entries: list[Entry]) -> int:
-        import pyarrow as pa
+    def _write(self, day: str, types: Mapping[str, str], entries: list[Entry | BatchEntry]) -> int:
         import pyarrow.parquet as pq
 
-        counts = [len(entry.predictions) for entry in entries]
-
-        def repeated(values: list[Any]) -> list[Any]:
-            return list(chain.from_iterable(repeat(v, n) for v, n in zip(values, counts, strict=True)))
-
-        arrays = [
-            pa.array(repeated([e.request_id for e in entries]), pa.string()),
-            pa.array(repeated([e.time for e in entries]), pa.timestamp("us", tz="UTC")),
-            pa.array(repeated([e.model for e in entries]), pa.string()),
-            pa.array(repeated([e.version for e in entries]), pa.string()),
-            pa.array(repeated([e.latency_ms for e in entries]), pa.float64()),
-            pa.array(list(chain.from_iterable(e.predictions for e in entries)), pa.string()),
-        ]
-        names = list(META_COLUMNS)
-        for name, kind in types.items():
-            values = list(
-                chain.from_iterable(
-                    e.columns.get(name) or repeat(None, n) for e, n in zip(entries, counts, strict=True)
-                )
-            )
-            arrays.append(_arrow_column(values, kind))
-            names.append(name)
-        table = pa.Table.from_arrays(arrays, names=names)
+        table = _table([e.as_batch() if isinstance(e, Entry) else e for e in entries], types)
         partition = self.folder / f"{PARTITION_PREFIX}{day}"
         partition.mkdir(parents=True, exist_ok=True)
         name = f"{FILE_PREFIX}{uuid.uuid4().hex}.parquet"
         temporary = partition / f".{name}.tmp"
-        pq.write_table(table, temporary)
+        # dictionary encoding only where values repeat (labels, versions, text categories): tried on
+        # every numeric column it costs the writer more CPU than everything else together
+        repeated = ["_model", "_version", "_prediction", *(n for n, kind in types.items() if kind == "string")]
+        pq.write_table(table, temporary, use_dictionary=repeated)
         os.replace(temporary, partition / name)
         return table.num_rows
 
@@ -200,6 +213,65 @@ def log_files(folder: Path) -> list[tuple[Path, float, int]]:
         out.append((path, stat.st_mtime, stat.st_size))
     out.sort(key=lambda item: (item[0].parent.name, item[1]))
     return out
+
+
+def _schema(types: Mapping[str, str]) -> Any:
+    import pyarrow as pa
+
+    meta = [
+        pa.field("_request_id", pa.string()),
+        pa.field("_time", pa.timestamp("us", tz="UTC")),
+        pa.field("_model", pa.string()),
+        pa.field("_version", pa.string()),
+        pa.field("_latency_ms", pa.float64()),
+        pa.field("_prediction", pa.string()),
+    ]
+    return pa.schema(meta + [pa.field(name, _arrow_type(kind)) for name, kind in types.items()])
+
+
+def _arrow_type(kind: str) -> Any:
+    import pyarrow as pa
+
+    return {"long": pa.int64(), "double": pa.float64(), "boolean": pa.bool_()}.get(kind, pa.string())
+
+
+def _table(entries: list[BatchEntry], types: Mapping[str, str]) -> Any:
+    """One table for the entries of one day, model version and schema: every column converted once."""
+    import pyarrow as pa
+
+    counts = list(chain.from_iterable(e.counts for e in entries))
+    rows = [len(e) for e in entries]
+
+    def per_request(values: Any) -> list[Any]:
+        return list(chain.from_iterable(repeat(v, n) for v, n in zip(values, counts, strict=True)))
+
+    def per_entry(values: Any) -> list[Any]:
+        return list(chain.from_iterable(repeat(v, n) for v, n in zip(values, rows, strict=True)))
+
+    arrays = [
+        pa.array(per_request(chain.from_iterable(e.request_ids for e in entries)), pa.string()),
+        pa.array(per_entry(e.time for e in entries), pa.timestamp("us", tz="UTC")),
+        pa.array(per_entry(e.model for e in entries), pa.string()),
+        pa.array(per_entry(e.version for e in entries), pa.string()),
+        pa.array(per_request(chain.from_iterable(e.latencies_ms for e in entries)), pa.float64()),
+        pa.array(list(chain.from_iterable(_labels(e.predictions) for e in entries)), pa.string()),
+    ]
+    merged: dict[str, list[Any]] = {name: [] for name in types}
+    for entry, n in zip(entries, rows, strict=True):  # entry by entry: one list extension per column
+        columns = entry.columns
+        for name, values in merged.items():
+            got = columns.get(name)
+            values.extend(got if got is not None else repeat(None, n))
+    arrays += [_arrow_column(merged[name], kind) for name, kind in types.items()]
+    return pa.Table.from_arrays(arrays, schema=_schema(types))
+
+
+def _labels(predictions: Any) -> list[str]:
+    """One label per row as a string (for probabilities: the most probable label)."""
+    if hasattr(predictions, "idxmax"):
+        predictions = predictions.idxmax(axis=1)
+    values = predictions.tolist() if hasattr(predictions, "tolist") else list(predictions)
+    return values if all(type(v) is str for v in values) else [str(v) for v in values]
 
 
 def _arrow_column(values: list[Any], kind: str) -> Any:

@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Any
 from mlkit.errors import OperationError, UsageError
 from mlkit.progress import Progress, or_silent
 from mlkit.serving import DEFAULT_HOST, DEFAULT_PORT, ENV_TOKEN, predlog
-from mlkit.serving.batching import BatchError, MicroBatcher
+from mlkit.serving.batching import BatchError, MicroBatcher, Scored
 from mlkit.serving.metrics import ServerMetrics
-from mlkit.serving.payload import PayloadError, Rows, parse, predictions_json
+from mlkit.serving.payload import PayloadError, parse, predictions_json
 from mlkit.serving.source import LoadedModel, ModelSource
 
 if TYPE_CHECKING:
@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
 HEADER_LIMIT = 64 * 1024
 VERSION_HEADER = "X-Mlkit-Model-Version"
+LINGER_SECONDS = 2.0  # after a 413, how long the rest of the body is read and dropped
+LINGER_BYTES = 64 * 1024 * 1024
 
 _REASONS = {
     200: "OK",
@@ -232,6 +234,7 @@ class _Server:
             max_rows=self.options.max_batch_rows,
             max_wait_ms=self.options.max_wait_ms,
             on_batch=self.metrics.batch,
+            on_scored=self._log_scored if self.log is not None else None,
         ).start()
         if self.log is not None:
             self.log.start()
@@ -330,6 +333,24 @@ class _Server:
         self.current = loaded  # one assignment: every later batch sees the new version, no batch sees both
         self.versions.append(loaded.version)
 
+    def _log_scored(self, scored: Scored) -> None:
+        """On the prediction thread, once per model call: the call's rows go to the log's queue."""
+        assert self.log is not None
+        loaded: LoadedModel = scored.loaded
+        self.log.append(
+            predlog.BatchEntry(
+                time=predlog.now_utc(),
+                model=loaded.name,
+                version=loaded.version,
+                request_ids=scored.request_ids,
+                counts=scored.counts,
+                latencies_ms=scored.latencies_ms,
+                predictions=scored.predictions,
+                columns=scored.columns,
+                types=loaded.model.types,
+            )
+        )
+
     def _logged(self, written: int, dropped: int) -> None:
         self.metrics.logged_rows += written
         self.metrics.dropped_log_rows += dropped
@@ -389,6 +410,7 @@ class _Server:
             status, message = problem
             self.metrics.request(path, status, None)
             await self._respond(writer, status, _error(message), keep=False)
+            await _linger(reader, writer)
             return False
         try:
             status, payload, content_type, extra = await self._route(method, path, headers, body, started)
@@ -495,7 +517,13 @@ class _Server:
                 loaded.model.check_columns(rows.columns)
             except ValueError as exc:
                 raise PayloadError(422, **_input_error(exc)) from None
-            predictions, answered_by = await self.batcher.submit(rows, probabilities)
+            predictions, answered_by = await self.batcher.submit(
+                rows,
+                probabilities,
+                request_id=request_id,
+                started=started,
+                log=self.log is not None and self.log.wants(),
+            )
         except PayloadError as exc:
             self.metrics.request("/invocations", exc.status, time.perf_counter() - started)
             return exc.status, _json(exc.body()), "application/json", extra
@@ -506,8 +534,6 @@ class _Server:
         seconds = time.perf_counter() - started
         self.metrics.request("/invocations", 200, seconds)
         extra[VERSION_HEADER] = answered_by.version
-        if self.log is not None and self.log.wants():
-            self.log.append(_log_entry(request_id, answered_by, rows, predictions, seconds))
         return 200, payload, "application/json", extra
 
     def _authorized(self, headers: dict[str, str]) -> bool:
@@ -537,21 +563,25 @@ class _Server:
         await writer.drain()
 
 
-def _log_entry(request_id: str, loaded: LoadedModel, rows: Rows, predictions: Any, seconds: float) -> predlog.Entry:
-    if hasattr(predictions, "idxmax"):  # probabilities: the most probable label is the prediction
-        labels = [str(v) for v in predictions.idxmax(axis=1).tolist()]
-    else:
-        labels = [str(v) for v in predictions.tolist()]
-    return predlog.Entry(
-        request_id=request_id,
-        time=predlog.now_utc(),
-        model=loaded.name,
-        version=loaded.version,
-        latency_ms=seconds * 1000.0,
-        predictions=labels,
-        columns=rows.columns,
-        types=loaded.model.types,
-    )
+async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """After an early answer (413), read and drop what the client is still sending, for a while.
+
+    Closing a socket with unread bytes makes the kernel reset the connection, and a client still
+    sending its body then sees a broken pipe instead of the answer already on its way.
+    """
+    with contextlib.suppress(Exception):
+        if writer.can_write_eof():
+            writer.write_eof()
+        deadline = time.monotonic() + LINGER_SECONDS
+        dropped = 0
+        while dropped < LINGER_BYTES:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            chunk = await asyncio.wait_for(reader.read(1 << 16), left)
+            if not chunk:
+                break
+            dropped += len(chunk)
 
 
 def _version_fields(loaded: LoadedModel | None) -> dict[str, Any]:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlkit import tags
 from mlkit.engines import mlflow
 from mlkit.errors import OperationError, UsageError, first_line
 from mlkit.registry import ModelRef
+from mlkit.serving import direct
 
 if TYPE_CHECKING:
     from mlkit.project import Project
@@ -55,6 +57,8 @@ class ModelSource:
         self.project = project
         self.ref = parsed
         self._client: Any = None
+        # the embedded SQLite store is read without MLflow when its schema is a known one (see direct)
+        self._registry = direct.sqlite_registry(project.tracking_uri, project.state_dir / mlflow._READY_MARKER)
 
     @property
     def label(self) -> str:
@@ -69,6 +73,10 @@ class ModelSource:
         """The version the stage points at now (for NAME/VERSION: that version)."""
         if self.ref.version is not None:
             return self.ref.version
+        if self._registry is not None and self.ref.stage is not None:
+            found = self._registry.alias_version(self.ref.name, self.ref.stage)
+            if found is not None:
+                return found
         from mlflow.exceptions import MlflowException
 
         try:
@@ -81,10 +89,45 @@ class ModelSource:
         return str(version.version)
 
     def load(self, version: str) -> LoadedModel:
+        """Load ``version``: an mlkit model in a local folder directly, any other through MLflow's loader."""
+        started = time.perf_counter()
+        record = self._registry.version(self.ref.name, version) if self._registry is not None else None
+        folder = direct.local_folder(record.storage_location) if record is not None else None
+        if record is not None and folder is not None:
+            try:
+                impl = direct.load_mlkit_model(folder)
+            except Exception as exc:
+                raise OperationError(
+                    f"{self.ref.name} version {version}: cannot load the model: {first_line(exc)}",
+                    hint="run again with --debug for the traceback",
+                ) from exc
+            if impl is not None:
+                return self._loaded(version, record.run_id, record.commit, impl, started)
+        return self._load_with_mlflow(version, started)
+
+    def folder(self, version: str, scratch: Path) -> Path:
+        """A local folder holding ``version``'s model directory: where it already is for a local store,
+        else downloaded through MLflow into ``scratch``."""
+        record = self._registry.version(self.ref.name, version) if self._registry is not None else None
+        folder = direct.local_folder(record.storage_location) if record is not None else None
+        if folder is not None:
+            return folder
+        from mlflow import artifacts as mlflow_artifacts
+
+        try:
+            where = self.client().get_model_version_download_uri(self.ref.name, version)
+            with mlflow.fluent_store(self.project.tracking_uri):
+                return Path(mlflow_artifacts.download_artifacts(artifact_uri=where, dst_path=str(scratch)))
+        except Exception as exc:
+            raise OperationError(
+                f"{self.ref.name} version {version}: cannot download the model: {first_line(exc)}",
+                hint="run again with --debug for the traceback",
+            ) from exc
+
+    def _load_with_mlflow(self, version: str, started: float) -> LoadedModel:
         """Load ``version`` through MLflow's pyfunc loader, exactly as any MLflow user would."""
         from mlflow import pyfunc as mlflow_pyfunc
 
-        started = time.perf_counter()
         info = self.client().get_model_version(self.ref.name, version)
         logging.getLogger("mlflow").setLevel(logging.ERROR)
         try:
@@ -102,6 +145,11 @@ class ModelSource:
         # the class comes from the model's own copy of mlkit_model (its code/ folder), so it is checked by
         # what it can do, not by identity with mlkit's copy
         impl = getattr(pyfunc, "_model_impl", None)
+        return self._loaded(
+            version, str(info.run_id or ""), str((info.tags or {}).get(tags.GIT_COMMIT, "")), impl, started
+        )
+
+    def _loaded(self, version: str, run_id: str, commit: str, impl: Any, started: float) -> LoadedModel:
         if not all(hasattr(impl, name) for name in ("check_columns", "frame_from_columns", "predict_frame")):
             raise OperationError(
                 f"{self.ref.name} version {version} was logged before models took raw rows",
@@ -111,8 +159,8 @@ class ModelSource:
             name=self.ref.name,
             version=version,
             stage=self.ref.stage,
-            run_id=str(info.run_id or ""),
-            commit=str((info.tags or {}).get(tags.GIT_COMMIT, "")),
-            model=impl,  # type: ignore[arg-type]  # duck-typed above
+            run_id=run_id,
+            commit=commit,
+            model=impl,  # duck-typed above
             load_seconds=time.perf_counter() - started,
         )

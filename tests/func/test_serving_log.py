@@ -86,3 +86,95 @@ def test_a_full_queue_sheds_rows_instead_of_blocking(tmp_path):
     log.append(_entry("shed", now))
     log.flush()
     assert counted == [(2, 2)]
+
+
+def test_a_model_call_is_logged_whole_with_the_types_of_the_schema(tmp_path):
+    """The serving path logs one entry per model call; its rows read back like per-request entries."""
+    import numpy as np
+
+    from mlkit.serving.predlog import BatchEntry
+
+    when = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+    columns = {"usage": [1.0, None, 2.0], "tenure": [3, None, 5.0], "region": ["east", None, "west"]}
+    log = PredictionLog(tmp_path / "predictions", flush_seconds=60).start()
+    log.append(_entry("single", when, rows=2))
+    log.append(
+        BatchEntry(
+            time=when,
+            model="plans",
+            version="1",
+            request_ids=["a", "b"],
+            counts=[2, 1],
+            latencies_ms=[1.0, 2.0],
+            predictions=np.array(["basic", "premium", "basic"], dtype=object),
+            columns=columns,
+            types=TYPES,
+        )
+    )
+    log.close()
+    table = ds.dataset(tmp_path / "predictions", format="parquet", partitioning="hive").to_table()
+    assert str(table.schema.field("tenure").type) == "int64"
+    rows = [r for r in table.to_pylist() if r["_request_id"] != "single"]
+    assert [(r["_request_id"], r["_latency_ms"], r["_prediction"]) for r in rows] == [
+        ("a", 1.0, "basic"),
+        ("a", 1.0, "premium"),
+        ("b", 2.0, "basic"),
+    ]
+    assert [(r["usage"], r["tenure"], r["region"], r["member"]) for r in rows] == [
+        (1.0, 3, "east", None),
+        (None, None, None, None),
+        (2.0, 5, "west", None),
+    ]
+    assert len(table) == 5
+
+
+def test_a_model_call_hands_its_sampled_requests_to_the_log_once():
+    """One `on_scored` per call, on the prediction thread, holding only the requests the sample kept."""
+    import asyncio
+    import threading
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from mlkit.serving.batching import MicroBatcher, Scored
+    from mlkit.serving.payload import Rows
+
+    class Model:
+        def __init__(self) -> None:
+            self.types = {"x": "long", "y": "string"}
+            self.classes = None
+
+        def frame_from_columns(self, columns):
+            return columns
+
+        def predict_frame(self, frame, probabilities=False):
+            return np.asarray(frame["x"]) * 10
+
+    loaded = SimpleNamespace(model=Model(), version="3")
+    handed: list[tuple[Scored, str]] = []
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(
+            lambda: loaded,
+            max_rows=100,
+            max_wait_ms=0,
+            on_scored=lambda scored: handed.append((scored, threading.current_thread().name)),
+        ).start()
+        first = asyncio.ensure_future(batcher.submit(Rows({"x": [1]}, 1), False, request_id="r1", log=True))
+        await asyncio.sleep(0)
+        rest = [
+            asyncio.ensure_future(
+                batcher.submit(Rows({"x": [i, i], "y": ["a", None]}, 2), False, request_id=f"r{i}", log=i % 2 == 0)
+            )
+            for i in range(2, 6)
+        ]
+        await asyncio.gather(first, *rest)
+        await batcher.stop()
+
+    asyncio.run(scenario())
+    assert [(s.request_ids, s.counts) for s, _ in handed] == [(["r1"], [1]), (["r2", "r4"], [2, 2])]
+    assert all(thread.startswith("mlkit-predict") for _, thread in handed)
+    sampled = handed[1][0]
+    assert sampled.columns == {"x": [2, 2, 4, 4], "y": ["a", None, "a", None]}
+    assert sampled.predictions.tolist() == [20, 20, 40, 40]
+    assert all(latency >= 0 for latency in sampled.latencies_ms)

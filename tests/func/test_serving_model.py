@@ -181,3 +181,72 @@ def test_mlkit_predict_on_csv_with_gaps(plans, tmp_path):
     )
     assert again.returncode == 2
     assert f"error: {tmp_path / 'in.csv'}: the output would overwrite the input" in again.stderr
+
+
+def test_the_installed_mlflow_writes_a_schema_the_direct_reader_knows(plans):
+    """A new MLflow migration fails here first: check the tables `direct` reads, then add the revision."""
+    import sqlite3
+
+    from mlkit.serving import direct
+
+    with sqlite3.connect(plans / ".mlkit" / "mlflow.db") as connection:
+        revisions = {row[0] for row in connection.execute("SELECT version_num FROM alembic_version")}
+    assert revisions <= direct.KNOWN_REVISIONS
+
+
+def test_the_direct_path_reads_the_registry_and_loads_the_model_without_mlflow(plans):
+    """In a fresh process: alias, version, run, commit and predictions equal MLflow's, and MLflow is never imported."""
+    script = (
+        "import json, sys\n"
+        "import pandas as pd\n"
+        "from mlkit.project import load_project\n"
+        "from mlkit.serving.source import ModelSource\n"
+        "source = ModelSource(load_project(), 'plans@staging')\n"
+        "loaded = source.load(source.current_version())\n"
+        "rows = pd.DataFrame({'usage': [40.0, None, 3.0], 'tenure': [3, 40, 2], 'year': [2019, 2023, 2024],"
+        " 'region': ['east', None, 'north']})\n"
+        "labels = loaded.model.predict_frame(loaded.model.conform(rows)).tolist()\n"
+        "print(json.dumps({'mlflow': 'mlflow' in sys.modules, 'sqlalchemy': 'sqlalchemy' in sys.modules,"
+        " 'version': loaded.version, 'run_id': loaded.run_id, 'commit': loaded.commit, 'labels': labels}))\n"
+    )
+    mlkit("promote", "plans", "1", "--to", "staging", cwd=plans)
+    done = subprocess.run([sys.executable, "-c", script], cwd=plans, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    fast = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (fast["mlflow"], fast["sqlalchemy"]) == (False, False)
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri(plans), tracking_uri(plans))
+    held = client.get_model_version_by_alias("plans", "staging")
+    assert (fast["version"], fast["run_id"], fast["commit"]) == (
+        str(held.version),
+        held.run_id,
+        held.tags["mlkit.git.commit"],
+    )
+    rows = {
+        "usage": [40.0, None, 3.0],
+        "tenure": [3, 40, 2],
+        "year": [2019, 2023, 2024],
+        "region": ["east", None, "north"],
+    }
+    import pandas as pd
+
+    assert fast["labels"] == _load(plans).predict(pd.DataFrame(rows)).tolist()
+
+
+def test_an_unknown_store_revision_falls_back_to_mlflow(plans, tmp_path):
+    import shutil
+    import sqlite3
+
+    from mlkit.serving import direct
+
+    copy = tmp_path / "mlflow.db"
+    shutil.copy(plans / ".mlkit" / "mlflow.db", copy)
+    marker = plans / ".mlkit" / "mlflow.db.ready"
+    assert direct.sqlite_registry(f"sqlite:///{copy}", marker) is not None
+    with sqlite3.connect(copy) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = 'f00000000000'")
+    assert direct.sqlite_registry(f"sqlite:///{copy}", marker) is None
+    assert direct.sqlite_registry("http://127.0.0.1:5000", marker) is None
+    assert direct.sqlite_registry(f"sqlite:///{copy}", tmp_path / "no-marker") is None
