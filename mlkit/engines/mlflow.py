@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-_READY_MARKER = "mlflow.db.ready"
+READY_MARKER = "mlflow.db.ready"
 _LOCK_TIMEOUT_S = 120.0
 
 
@@ -64,7 +64,7 @@ def configure(project: Project) -> str:
 
 def ensure_sqlite_store(uri: str, state_dir: Path) -> None:
     """Create and migrate the SQLite store exactly once, under a file lock, before anyone uses it."""
-    marker = state_dir / _READY_MARKER
+    marker = state_dir / READY_MARKER
     db = sqlite_path(uri)
     if marker.exists() and db.exists() and not _moved(marker, uri, state_dir):
         return

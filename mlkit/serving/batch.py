@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlkit.engines import mlflow_direct as direct
 from mlkit.errors import OperationError, UsageError, first_line
 from mlkit.progress import Progress, or_silent
-from mlkit.serving import PREDICTION_COLUMN, dask_batch, direct
+from mlkit.serving import PREDICTION_COLUMN, dask_batch
 from mlkit.serving.source import LoadedModel, ModelSource
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ with the same ``prediction`` column as the in-process path.
 
 The model travels as the bytes of its directory (a few hundred kB, once per run); each worker process
 writes them to a folder of its own and loads them once per model (keyed by the directory's SHA-256),
-through the same loader as `mlkit serve` (:func:`mlkit.serving.direct.load_mlkit_model`). The workers
+through the same loader as `mlkit serve` (:func:`mlkit.engines.mlflow_direct.load_mlkit_model`). The workers
 need mlkit and the model's requirements installed, as they do for training; the input and the output
 paths must be reachable from the workers (a shared folder, or the same machine).
 """
@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from mlkit import constants as C
+from mlkit.engines import mlflow_direct as direct
 from mlkit.errors import OperationError, UsageError, first_line
-from mlkit.serving import PREDICTION_COLUMN, direct
+from mlkit.serving import PREDICTION_COLUMN
 from mlkit.serving import mlkit_model as M
 
 PARQUET = (".parquet", ".pq")

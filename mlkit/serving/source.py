@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from mlkit import tags
 from mlkit.engines import mlflow
+from mlkit.engines import mlflow_direct as direct
 from mlkit.errors import OperationError, UsageError, first_line
 from mlkit.registry import ModelRef
-from mlkit.serving import direct
 
 if TYPE_CHECKING:
     from mlkit.project import Project
@@ -58,7 +58,7 @@ class ModelSource:
         self.ref = parsed
         self._client: Any = None
         # the embedded SQLite store is read without MLflow when its schema is a known one (see direct)
-        self._registry = direct.sqlite_registry(project.tracking_uri, project.state_dir / mlflow._READY_MARKER)
+        self._registry = direct.sqlite_registry(project.tracking_uri, project.state_dir / mlflow.READY_MARKER)
 
     @property
     def label(self) -> str:

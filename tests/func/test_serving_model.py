@@ -187,7 +187,7 @@ def test_the_installed_mlflow_writes_a_schema_the_direct_reader_knows(plans):
     """A new MLflow migration fails here first: check the tables `direct` reads, then add the revision."""
     import sqlite3
 
-    from mlkit.serving import direct
+    from mlkit.engines import mlflow_direct as direct
 
     with sqlite3.connect(plans / ".mlkit" / "mlflow.db") as connection:
         revisions = {row[0] for row in connection.execute("SELECT version_num FROM alembic_version")}
@@ -239,7 +239,7 @@ def test_an_unknown_store_revision_falls_back_to_mlflow(plans, tmp_path):
     import shutil
     import sqlite3
 
-    from mlkit.serving import direct
+    from mlkit.engines import mlflow_direct as direct
 
     copy = tmp_path / "mlflow.db"
     shutil.copy(plans / ".mlkit" / "mlflow.db", copy)

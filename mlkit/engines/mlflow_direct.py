@@ -1,4 +1,5 @@
-"""The start-up path of `mlkit serve` and `mlkit predict` that needs no MLflow import.
+"""MLflow's embedded SQLite registry and mlkit's own models, read without importing MLflow: the start-up
+path of `mlkit serve` and `mlkit predict`.
 
 Importing MLflow and opening its SQLAlchemy store costs about as much CPU as loading the model itself
 (pandas, scikit-learn, XGBoost and the unpickling), so for the common case both are skipped:
