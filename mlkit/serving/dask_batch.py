@@ -32,6 +32,7 @@ from mlkit.engines import mlflow_direct as direct
 from mlkit.errors import OperationError, UsageError, first_line
 from mlkit.serving import PREDICTION_COLUMN
 from mlkit.serving import mlkit_model as M
+from mlkit.training import distributed
 
 PARQUET = (".parquet", ".pq")
 PART_NAME = "part-{:06d}.parquet"  # zero-padded: any reader that sorts names keeps the row order
@@ -118,7 +119,6 @@ def predict_on_cluster(
     import dask
     import dask.dataframe as dd
     import pandas as pd
-    from distributed import Client
 
     if target.is_dir() and any(not _PART.fullmatch(p.name) for p in target.iterdir()):
         raise UsageError(f"{target}: a folder that is not an earlier output", hint="choose another -o path")
@@ -128,15 +128,7 @@ def predict_on_cluster(
     types: dict[str, str] = {c["name"]: c["type"] for c in config["columns"]}
     classes = config.get("classes")
     label_dtype = "float64" if classes is None else _label_dtype(classes)
-    try:
-        client = Client(scheduler, timeout=15)
-    except (OSError, TimeoutError) as exc:
-        raise OperationError(
-            f"Dask scheduler {scheduler} is unreachable: {first_line(exc)}",
-            hint=f"start it (`dask scheduler`, `dask worker {scheduler}`) or fix "
-            f"training.scheduler / {C.ENV_DASK_SCHEDULER}",
-        ) from None
-    try:
+    with distributed.connect(scheduler, timeout=15) as client:  # one error for a scheduler or a worker lost
         workers = len(client.scheduler_info(n_workers=-1)["workers"])
         if not workers:
             raise OperationError(
@@ -181,8 +173,6 @@ def predict_on_cluster(
             raise
         _replace(temporary, target)
         return int(rows), partitions, workers
-    finally:
-        client.close()
 
 
 def _read(dd: Any, source: Path, types: dict[str, str], chunk_bytes: int) -> Any:
