@@ -11,7 +11,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import _services as S
@@ -93,6 +94,28 @@ def _lost_then_ended(root: Path, url: str, run_id: str) -> None:
     assert client.search_model_versions(f"run_id = '{run_id}'") == []
 
 
+@contextmanager
+def _training(root: Path, url: str, experiment: str) -> Iterator[tuple[subprocess.Popen[str], list[str], str]]:
+    """A slow `mlkit train` against the server at ``url``, once it fits: the process, the status lines it
+    printed so far and its RUNNING run's id; killed on the way out if it is still alive."""
+    process = subprocess.Popen(
+        [MLKIT, "train", *SLOW_FIT],
+        cwd=root,
+        env=_env(url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        seen = _wait_fitting(process)
+        yield process, seen, _running_run(url, experiment, process)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
 def test_server_killed_mid_fit_fails_within_bounds_then_the_run_is_lost_and_ended(
     postgres: S.Postgres, s3: S.S3Server, make_project: Callable[..., Path]
 ) -> None:
@@ -101,25 +124,10 @@ def test_server_killed_mid_fit_fails_within_bounds_then_the_run_is_lost_and_ende
     restarted = None
     try:
         root = make_project("orphans")
-        process = subprocess.Popen(
-            [MLKIT, "train", *SLOW_FIT],
-            cwd=root,
-            env=_env(server.url),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        try:
-            seen = _wait_fitting(process)
-            run_id = _running_run(server.url, "orphans", process)
+        with _training(root, server.url, "orphans") as (process, seen, run_id):
             os.killpg(server.pid, signal.SIGKILL)
             killed = time.monotonic()
             elapsed = _fails_in_one_line(process, seen, killed, server.url)
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
         S.FIGURES["train failed after the tracking server died"] = f"{elapsed:.1f} s (heartbeat {HEARTBEAT_SECONDS} s)"
         assert elapsed < BOUND_SECONDS
 
@@ -141,26 +149,11 @@ def test_database_stopped_mid_fit_fails_within_bounds_then_the_run_is_lost_and_e
     paused = False
     try:
         root = make_project("dbdown")
-        process = subprocess.Popen(
-            [MLKIT, "train", *SLOW_FIT],
-            cwd=root,
-            env=_env(server.url),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        try:
-            seen = _wait_fitting(process)
-            run_id = _running_run(server.url, "dbdown", process)
+        with _training(root, server.url, "dbdown") as (process, seen, run_id):
             S.pause_postgres(postgres)
             paused = True
             stopped = time.monotonic()
             elapsed = _fails_in_one_line(process, seen, stopped, server.url)
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
         S.FIGURES["train failed after PostgreSQL stopped"] = f"{elapsed:.1f} s (heartbeat {HEARTBEAT_SECONDS} s)"
         assert elapsed < BOUND_SECONDS
 
