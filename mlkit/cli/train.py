@@ -42,6 +42,18 @@ def train(
     options = TrainOptions(experiment=experiment, register=not no_register, allow_dirty=allow_dirty)
     with interrupts.handle_signals():
         result = run_training(project, options, progress=_output.status)
+    try:
+        _report(result, json_)
+    except KeyboardInterrupt:  # the run is FINISHED (and registered): say so before exiting as interrupted
+        from mlkit.training.runner import finished_before_interrupt
+
+        _output.status(finished_before_interrupt(result.run_id, result.model_name, result.model_version))
+        raise
+
+
+def _report(result: Any, json_: bool) -> None:
+    from mlkit.cli import _output
+
     rows: list[tuple[str, Any]] = [
         ("run", result.run_id),
         ("experiment", result.experiment),

@@ -129,6 +129,12 @@ class _Evaluation:
     fingerprint: str
 
 
+def finished_before_interrupt(run_id: str, model_name: str, version: str | None) -> str:
+    """The line that tells an interrupted user the run had already finished (and which version it made)."""
+    registered = f" with version {version} of {model_name}" if version else ""
+    return f"interrupted after the run had begun to finish: run {run_id} is FINISHED{registered}"
+
+
 def train(project: Project, options: TrainOptions | None = None, progress: Progress | None = None) -> TrainResult:
     """Train the model ``project`` describes, log it with its lineage, register a version, return the result.
 
@@ -195,8 +201,7 @@ def train(project: Project, options: TrainOptions | None = None, progress: Progr
             stage_recorded = outputs.record_stage(project.root, say)
             uncommitted = outputs.uncommitted(project.root)
     if held.signalled:
-        registered = f" with version {version} of {project.model_name}" if version else ""
-        say(f"interrupted after the run had begun to finish: run {opened.run_id} is FINISHED{registered}")
+        say(finished_before_interrupt(opened.run_id, project.model_name, version))
         raise KeyboardInterrupt
     return TrainResult(
         run_id=opened.run_id,
