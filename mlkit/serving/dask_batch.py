@@ -32,7 +32,6 @@ from mlkit.engines import mlflow_direct as direct
 from mlkit.errors import OperationError, UsageError, first_line
 from mlkit.serving import PREDICTION_COLUMN
 from mlkit.serving import mlkit_model as M
-from mlkit.training import distributed
 
 PARQUET = (".parquet", ".pq")
 PART_NAME = "part-{:06d}.parquet"  # zero-padded: any reader that sorts names keeps the row order
@@ -119,6 +118,9 @@ def predict_on_cluster(
     import dask
     import dask.dataframe as dd
     import pandas as pd
+
+    # here, not at the top: `mlkit predict` in process need not load the training package
+    from mlkit.training import distributed
 
     if target.is_dir() and any(not _PART.fullmatch(p.name) for p in target.iterdir()):
         raise UsageError(f"{target}: a folder that is not an earlier output", hint="choose another -o path")
