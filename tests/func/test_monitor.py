@@ -289,16 +289,29 @@ def test_monitoring_current_in_the_settings_is_read_and_the_version_points_at_th
 
 
 @pytest.mark.parametrize(
-    ("policy", "message"),
+    ("policy", "error", "hint"),
     [
-        ({"current": "data/gone.csv"}, "error: monitoring.current: data/gone.csv not found"),
-        ({"current": "../outside.csv"}, "monitoring.current: '../outside.csv' must be a .csv or .parquet file inside"),
-        ({"current": "data/x.csv", "labels": "data/y.csv"}, "labels and id go together"),
+        (
+            {"current": "data/gone.csv"},
+            "error: monitoring.current: data/gone.csv not found",
+            "hint: run `mlkit data pull` to fetch the versioned data, or fix monitoring.current in mlkit.yaml",
+        ),
+        (
+            {"current": "../outside.csv"},
+            "error: mlkit.yaml: monitoring.current: '../outside.csv' must be a .csv or .parquet file inside the "
+            "project, e.g. data/current.csv",
+            "hint: fix mlkit.yaml and run the command again",
+        ),
+        (
+            {"current": "data/x.csv", "labels": "data/y.csv"},
+            "error: mlkit.yaml: monitoring: labels and id go together, e.g. labels: data/labels.csv and id: "
+            "customer_id",
+            "hint: fix mlkit.yaml and run the command again",
+        ),
     ],
 )
-def test_bad_monitoring_settings_are_exit_2_with_one_line(project, policy, message):
+def test_bad_monitoring_settings_are_exit_2_with_one_line(project, policy, error, hint):
     set_policy(project, **policy)
     result = run("churn@staging")
     assert result.exit_code == ExitCode.USAGE, result.output
-    assert message in result.stderr
-    assert "Traceback" not in result.output
+    assert result.stderr.splitlines() == [error, hint]
