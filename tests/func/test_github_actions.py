@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from _ciplay import parse_outputs
 from _isolation import isolate
 
 BIN = Path(sys.executable).parent
@@ -41,25 +42,6 @@ def actions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Runner:
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(runner.summary))
     monkeypatch.setenv("GITHUB_OUTPUT", str(runner.output))
     return runner
-
-
-def parse_outputs(text: str) -> dict[str, str]:
-    """Read a $GITHUB_OUTPUT file, `key=value` and `key<<DELIMITER` blocks, as the runner does."""
-    out: dict[str, str] = {}
-    lines = iter(text.splitlines())
-    for line in lines:
-        if "<<" in line and ("=" not in line or line.index("<<") < line.index("=")):
-            key, delimiter = line.split("<<", 1)
-            value = []
-            for inner in lines:
-                if inner == delimiter:
-                    break
-                value.append(inner)
-            out[key] = "\n".join(value)
-        elif line:
-            key, _, value = line.partition("=")
-            out[key] = value
-    return out
 
 
 @pytest.fixture(scope="module")
