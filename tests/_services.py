@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 BIN = Path(sys.executable).parent
 STARTUP_SECONDS: dict[str, float] = {}  # component -> seconds its last start took
@@ -590,3 +591,34 @@ def http_ok(url: str) -> bool:
             return bool(response.status == 200)
     except OSError:
         return False
+
+
+# --- a registry to promote in: versions made without training -------------------------------------------
+
+# what the promotion gates read from a version's tags: a clean commit
+VERSION_TAGS = {"mlkit.git.commit": "0" * 40, "mlkit.git.dirty": "false"}
+
+
+def register_versions(uri: str, name: str, scores: list[float]) -> Any:
+    """A registered model ``name`` on the server at ``uri`` with one version per f1 score, each from a run of
+    its own; returns the client (signed in as the environment says)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    experiment = client.get_experiment_by_name("registered")
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment("registered")
+    client.create_registered_model(name)
+    for f1 in scores:
+        run = client.create_run(experiment_id)
+        client.log_metric(run.info.run_id, "f1", f1)
+        client.set_terminated(run.info.run_id)
+        client.create_model_version(name, f"{run.info.artifact_uri}/model", run_id=run.info.run_id, tags=VERSION_TAGS)
+    return client
+
+
+def audit_trail(client: Any, name: str) -> list[dict[str, Any]]:
+    """The audit entries mlkit keeps on the registered model, oldest first."""
+    import json
+
+    model_tags = client.get_registered_model(name).tags
+    return [json.loads(model_tags[k]) for k in sorted(model_tags) if k.startswith("mlkit.audit.")]

@@ -14,28 +14,8 @@ from pathlib import Path
 
 import _services as S
 import pytest
-from mlflow import MlflowClient
 
 MLKIT = str(Path(sys.executable).with_name("mlkit"))
-TAGS = {"mlkit.git.commit": "0" * 40, "mlkit.git.dirty": "false"}
-
-
-def _register(uri: str, name: str, scores: list[float]) -> MlflowClient:
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    experiment = client.get_experiment_by_name("promotion")
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment("promotion")
-    client.create_registered_model(name)
-    for f1 in scores:
-        run = client.create_run(experiment_id)
-        client.log_metric(run.info.run_id, "f1", f1)
-        client.set_terminated(run.info.run_id)
-        client.create_model_version(name, f"{run.info.artifact_uri}/model", run_id=run.info.run_id, tags=TAGS)
-    return client
-
-
-def _audit(client: MlflowClient, name: str) -> list[dict]:
-    tags = client.get_registered_model(name).tags
-    return [json.loads(tags[k]) for k in sorted(tags) if k.startswith("mlkit.audit.")]
 
 
 @pytest.mark.slow
@@ -45,7 +25,7 @@ def test_promote_and_rollback_through_a_server(
     root = make_project("served")
     monkeypatch.setenv("MLKIT_TRACKING_URI", tracking_server.url)
     name = f"served-{uuid.uuid4().hex[:6]}"
-    client = _register(tracking_server.url, name, [0.91, 0.93])
+    client = S.register_versions(tracking_server.url, name, [0.91, 0.93])
     for version in ("1", "2"):
         result = cli("promote", name, version, "--to", "staging", cwd=root)
         assert result.exit_code == 0, result.stderr
@@ -53,7 +33,7 @@ def test_promote_and_rollback_through_a_server(
     result = cli("rollback", name, "--stage", "staging", "--reason", "server", cwd=root)
     assert result.exit_code == 0, result.stderr
     assert str(client.get_model_version_by_alias(name, "staging").version) == "1"
-    assert [(e["action"], e["to_version"], e["state"]) for e in _audit(client, name)] == [
+    assert [(e["action"], e["to_version"], e["state"]) for e in S.audit_trail(client, name)] == [
         ("promote", "1", "done"),
         ("promote", "2", "done"),
         ("rollback", "1", "done"),
@@ -71,7 +51,7 @@ def test_sixteen_concurrent_promotions_on_an_authenticated_server_leave_one_hold
     assert tracking_server.auth
     root = make_project("raced")
     name = f"raced-{uuid.uuid4().hex[:6]}"
-    client = _register(tracking_server.url, name, [0.90 + i / 1000 for i in range(RACERS + 1)])
+    client = S.register_versions(tracking_server.url, name, [0.90 + i / 1000 for i in range(RACERS + 1)])
     env = {**os.environ, "MLKIT_TRACKING_URI": tracking_server.url}  # signed in (the services fixture)
     first = subprocess.run(
         [MLKIT, "promote", name, "1", "--to", "staging"], cwd=root, env=env, text=True, capture_output=True, timeout=300
@@ -95,7 +75,7 @@ def test_sixteen_concurrent_promotions_on_an_authenticated_server_leave_one_hold
     elapsed = time.perf_counter() - started
 
     holder = str(client.get_model_version_by_alias(name, "staging").version)
-    entries = _audit(client, name)[1:]
+    entries = S.audit_trail(client, name)[1:]
     assert len(entries) == RACERS  # every process recorded its move
     state = {e["to_version"]: e["state"] for e in entries}
     assert set(state) == set(versions)

@@ -14,10 +14,8 @@ from pathlib import Path
 
 import _services as S
 import pytest
-from mlflow import MlflowClient
 
 MLKIT = str(Path(sys.executable).with_name("mlkit"))
-TAGS = {"mlkit.git.commit": "0" * 40, "mlkit.git.dirty": "false"}
 CLIENT_VARS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
 
 
@@ -37,32 +35,13 @@ def as_user(server: S.TrackingServer, user: str | None, password: str | None = N
     return env
 
 
-def register(uri: str, name: str, scores: list[float]) -> MlflowClient:
-    """``name`` with one version per score, registered by the signed-in admin."""
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    experiment = client.get_experiment_by_name("guarded")
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment("guarded")
-    client.create_registered_model(name)
-    for f1 in scores:
-        run = client.create_run(experiment_id)
-        client.log_metric(run.info.run_id, "f1", f1)
-        client.set_terminated(run.info.run_id)
-        client.create_model_version(name, f"{run.info.artifact_uri}/model", run_id=run.info.run_id, tags=TAGS)
-    return client
-
-
-def trail(client: MlflowClient, name: str) -> list[dict]:
-    model_tags = client.get_registered_model(name).tags
-    return [json.loads(model_tags[k]) for k in sorted(model_tags) if k.startswith("mlkit.audit.")]
-
-
 @pytest.mark.slow
 def test_read_edit_and_manage_decide_who_moves_which_stage_and_the_trail_names_the_signed_in_user(
     tracking_server: S.TrackingServer, make_project: Callable[..., Path], tmp_path: Path
 ) -> None:
     root = make_project("guarded")
     name = f"guarded-{uuid.uuid4().hex[:6]}"
-    client = register(tracking_server.url, name, [0.91, 0.93])
+    client = S.register_versions(tracking_server.url, name, [0.91, 0.93])
     admin = as_user(tracking_server, S.ADMIN_USER, S.ADMIN_PASSWORD)
     names: dict[str, str] = {}
     for user, permission in (("alice", "MANAGE"), ("bob", "EDIT"), ("carol", None)):  # carol: READ, the default
@@ -110,7 +89,7 @@ def test_read_edit_and_manage_decide_who_moves_which_stage_and_the_trail_names_t
         f"registered model '{name}'; moving a stage needs EDIT, dropping one MANAGE)",
         f"hint: an admin grants it: `mlkit server user grant {carol} --model {name} --permission EDIT`",
     ]
-    assert trail(client, name) == []
+    assert S.audit_trail(client, name) == []
 
     # EDIT moves staging, not production
     bob_env = as_user(tracking_server, bob, "bob-pass-123")
@@ -138,7 +117,7 @@ def test_read_edit_and_manage_decide_who_moves_which_stage_and_the_trail_names_t
     )
     assert moved.returncode == 0, moved.stderr
     assert str(client.get_model_version_by_alias(name, "production").version) == "1"
-    assert [(e["action"], e["stage"], e["actor"], e["state"]) for e in trail(client, name)] == [
+    assert [(e["action"], e["stage"], e["actor"], e["state"]) for e in S.audit_trail(client, name)] == [
         ("promote", "staging", f"{bob} (signed in)", "done"),
         ("promote", "production", f"{alice} (signed in)", "done"),
     ]
@@ -151,7 +130,7 @@ def test_read_edit_and_manage_decide_who_moves_which_stage_and_the_trail_names_t
         assert [line for line in denied.stderr.splitlines() if line.startswith("error:")] == [
             f"error: the tracking server did not accept the credentials to promote {name}@staging"
         ]
-    assert len(trail(client, name)) == 2
+    assert len(S.audit_trail(client, name)) == 2
 
 
 def _status(server: S.TrackingServer, cwd: Path) -> tuple[int, dict, str]:
@@ -289,7 +268,7 @@ def test_tls_with_a_self_signed_certificate_on_loopback(
         assert server.url.startswith("https://127.0.0.1:")
         monkeypatch.setenv("MLFLOW_TRACKING_SERVER_CERT_PATH", str(cert))
         name = f"tls-{uuid.uuid4().hex[:6]}"
-        client = register(server.url, name, [0.92])
+        client = S.register_versions(server.url, name, [0.92])
         root = make_project("tls")
         env = {**as_user(server, S.ADMIN_USER, S.ADMIN_PASSWORD), "MLFLOW_TRACKING_SERVER_CERT_PATH": str(cert)}
         promoted = mlkit("promote", name, "1", "--to", "staging", env=env, cwd=root)
